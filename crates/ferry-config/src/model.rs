@@ -1,0 +1,375 @@
+//! The typed configuration. Field doc comments are the user documentation
+//! (docs/config.md mirrors them). Every struct denies unknown fields.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::secret::SecretRef;
+
+/// The whole hub configuration, merged from every YAML file of the config directory.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The config directory it was loaded from (relative `file:` secrets resolve against it).
+    pub root: PathBuf,
+    pub settings: Settings,
+    pub systems: BTreeMap<String, System>,
+    pub flows: BTreeMap<String, Flow>,
+}
+
+/// One YAML file: any of the three top-level sections.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub settings: Option<Settings>,
+    #[serde(default)]
+    pub systems: BTreeMap<String, System>,
+    #[serde(default)]
+    pub flows: BTreeMap<String, Flow>,
+}
+
+/// Hub-wide settings (at most one file may hold `settings:`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server (ingress, admin API, health, metrics) listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where the embedded store lives. `--data-dir` overrides it. Default: `./ferry-data`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub admin: AdminSettings,
+    #[serde(default)]
+    pub ingress: IngressSettings,
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            data_dir: None,
+            admin: AdminSettings::default(),
+            ingress: IngressSettings::default(),
+            delivery: DeliverySettings::default(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// The admin API (`/admin/v1/...`), used by `ferry dlq` and `ferry replay`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Bearer token that every admin call must present. Without one, the admin API refuses
+    /// every call.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+}
+
+/// Inbound webhook handling shared by all flows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressSettings {
+    /// Largest accepted request body, in bytes (a flow may lower or raise it). Default 1 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for IngressSettings {
+    fn default() -> Self {
+        Self { max_body_bytes: default_max_body_bytes() }
+    }
+}
+
+const fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+/// Delivery-wide settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// On SIGTERM, how long in-flight deliveries may take to finish before they are released
+    /// back to the store for the next start. Default 10s.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self { shutdown_grace: default_shutdown_grace() }
+    }
+}
+
+const fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A connected tool or service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct System {
+    /// What the system is, in a sentence.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Owning team.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// On-call contact (channel, rota or address).
+    #[serde(default)]
+    pub oncall: Option<String>,
+    /// Business-impact tier.
+    #[serde(default)]
+    pub tier: Tier,
+    /// Entities this system is the system of record for (`customer`, `invoice`...).
+    /// `ferry validate` warns when two systems claim the same entity.
+    #[serde(default)]
+    pub records: Vec<String>,
+}
+
+/// Business-impact tier of a system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Critical,
+    High,
+    #[default]
+    Low,
+}
+
+/// One integration: a source, and the destinations each accepted event is delivered to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Owning team (defaults to the source system's owner).
+    #[serde(default)]
+    pub owner: Option<String>,
+    pub source: Source,
+    /// Destinations by name (names are unique within the flow). At least one.
+    pub destinations: BTreeMap<String, Destination>,
+}
+
+/// Where a flow's events come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Source {
+    /// An inbound webhook: `POST /ingest/{path}`.
+    Webhook(WebhookSource),
+}
+
+/// An inbound webhook endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSource {
+    /// The sending system (must be declared under `systems:`).
+    pub system: String,
+    /// URL path segment: events are posted to `/ingest/{path}`. Default: the flow's name.
+    /// Letters, digits, `-`, `_` and `.` only.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// How requests are authenticated. Required: write `none: {}` to accept unsigned requests.
+    pub signature: SignatureConfig,
+    /// Where the sender's event id (used to dedupe re-sends) is read from.
+    /// Default: the `webhook-id` header, else the `Idempotency-Key` header.
+    #[serde(default)]
+    pub event_id: Option<EventIdSource>,
+    /// JSON pointer to the event type in the body (e.g. `/type`), kept with the event.
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// Largest accepted body for this flow, in bytes. Default: `settings.ingress.max_body_bytes`.
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Inbound signature scheme of a webhook source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SignatureConfig {
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`.
+    StandardWebhooks {
+        /// The `whsec_...` secret.
+        secret: SecretRef,
+        /// Allowed clock skew of `webhook-timestamp`, either way. Default 5m.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+    },
+    /// Stripe-style: `Stripe-Signature: t=<unix>,v1=<hex>` over `{t}.{body}`.
+    Stripe {
+        secret: SecretRef,
+        /// Allowed age of `t`. Default 5m.
+        #[serde(default = "default_tolerance", with = "humantime_serde")]
+        tolerance: Duration,
+        /// Header name. Default `Stripe-Signature`.
+        #[serde(default)]
+        header: Option<String>,
+    },
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body.
+    Github { secret: SecretRef },
+    /// Generic HMAC-SHA256 of the body in a header.
+    Hmac {
+        secret: SecretRef,
+        /// Header carrying the signature.
+        header: String,
+        /// `hex` (default) or `base64`.
+        #[serde(default)]
+        encoding: HmacEncoding,
+        /// Prefix before the encoded digest, e.g. `sha256=`.
+        #[serde(default)]
+        prefix: Option<String>,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: SecretRef },
+    /// `Authorization: Basic ...`.
+    Basic { username: String, password: SecretRef },
+    /// No authentication (only for trusted networks and tests).
+    None {},
+}
+
+/// Digest encoding of the generic HMAC scheme.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HmacEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+const fn default_tolerance() -> Duration {
+    Duration::from_secs(300)
+}
+
+/// Where the sender's event id comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum EventIdSource {
+    /// A request header, e.g. `webhook-id` or `Idempotency-Key`.
+    Header(String),
+    /// A JSON pointer into the body, e.g. `/id`.
+    JsonPointer(String),
+}
+
+/// One destination of a flow.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// The receiving system (must be declared under `systems:`).
+    pub system: String,
+    /// Deliver with an HTTP request.
+    pub http: HttpDestination,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// Most deliveries of this destination in flight at once (its bulkhead). Default 16.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+}
+
+const fn default_concurrency() -> usize {
+    16
+}
+
+/// An HTTP destination (outbound webhook or API call).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpDestination {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Default `POST`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra request headers. Values are plain strings or secret references.
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValue>,
+    /// Whole-request timeout. Default 30s.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// TCP/TLS connect timeout. Default 5s.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Sign requests per Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`). The `webhook-id` header is always sent, signed or not.
+    #[serde(default)]
+    pub signing: Option<OutboundSigning>,
+}
+
+fn default_method() -> String {
+    "POST".to_string()
+}
+const fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+const fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// A header value: a literal, or a secret reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    Literal(String),
+    Secret(SecretRef),
+}
+
+/// Outbound request signing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum OutboundSigning {
+    StandardWebhooks {
+        /// The `whsec_...` secret shared with the receiver.
+        secret: SecretRef,
+    },
+}
+
+/// When and how often to retry a failed delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Most attempts in all (first try included). Default 12.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Give up on a delivery this long after it was first accepted (or last replayed).
+    /// Default 24h.
+    #[serde(default = "default_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Cap of the first backoff; each retry doubles the cap. Default 1s.
+    #[serde(default = "default_initial_backoff", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Largest backoff cap. Default 1h.
+    #[serde(default = "default_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            max_age: default_max_age(),
+            initial_backoff: default_initial_backoff(),
+            max_backoff: default_max_backoff(),
+        }
+    }
+}
+
+const fn default_max_attempts() -> u32 {
+    12
+}
+const fn default_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+const fn default_initial_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+const fn default_max_backoff() -> Duration {
+    Duration::from_secs(3600)
+}

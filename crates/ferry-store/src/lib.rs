@@ -1,0 +1,95 @@
+//! Ferry's durable store.
+//!
+//! [`Store`] is the one contract every backend honours; [`conformance`] is the suite that
+//! proves it, run against each backend. [`sqlite::SqliteStore`] is the embedded backend:
+//! WAL, `synchronous=FULL`, and one writer thread doing group commit.
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+mod model;
+pub mod sqlite;
+
+pub use model::*;
+
+use async_trait::async_trait;
+
+/// Errors a store can return.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, disk full, corruption...). Nothing of the call was committed.
+    #[error("store backend error: {0}")]
+    Backend(String),
+    /// The store is shutting down or its writer has stopped.
+    #[error("store is closed")]
+    Closed,
+    /// A caller-side mistake (e.g. an event with no deliveries is still fine, but a
+    /// delivery id used twice is not).
+    #[error("invalid request to the store: {0}")]
+    Invalid(String),
+}
+
+/// Result alias for store calls.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The durable store behind the hub.
+///
+/// Every mutating call returns only after its changes are durable (committed and synced).
+/// Backends may merge concurrent calls into one commit (group commit), but each call is
+/// atomic on its own: all of it is stored, or none of it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Append events with their deliveries. Each event is stored atomically with all of its
+    /// deliveries, or recognised as a duplicate of an earlier event of the same flow with the
+    /// same `dedupe_key` (then nothing is written for it). Outcomes are in input order.
+    async fn append(&self, events: Vec<NewEvent>) -> StoreResult<Vec<AppendOutcome>>;
+
+    /// Claim up to `limit` deliveries of `lane` that are due at `now`: pending or retrying with
+    /// `next_attempt_at <= now`, or in flight with an expired lease. Claimed deliveries become
+    /// `in_flight` with their lease ending at `lease_until`. Oldest due first.
+    async fn claim(
+        &self,
+        lane: &LaneKey,
+        now: Millis,
+        limit: usize,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+
+    /// Record outcomes of claimed deliveries (attempt rows and state changes), atomically per
+    /// outcome. An outcome for a delivery that is not in flight (e.g. replayed meanwhile, or
+    /// already delivered) keeps its attempt row but does not change the state.
+    async fn complete(&self, outcomes: Vec<DeliveryOutcome>, now: Millis) -> StoreResult<()>;
+
+    /// Put every in-flight delivery back to pending, due at `now`. Used at start-up by a
+    /// single-node hub that owns its store: restart is recovery. Returns how many.
+    async fn release_all_claims(&self, now: Millis) -> StoreResult<u64>;
+
+    /// The earliest `next_attempt_at` among waiting (pending, retrying, in flight) deliveries
+    /// of `lane`, if any.
+    async fn next_due(&self, lane: &LaneKey) -> StoreResult<Option<Millis>>;
+
+    /// Deliveries matching `filter`, oldest event first, after the `after` cursor if given.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        after: Option<DeliveryId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DeliverySummary>>;
+
+    /// One delivery with all its attempts.
+    async fn delivery(&self, id: DeliveryId) -> StoreResult<Option<DeliveryDetail>>;
+
+    /// One event.
+    async fn event(&self, id: EventId) -> StoreResult<Option<StoredEvent>>;
+
+    /// Replay: move deliveries matching `filter` that are `delivered`, `retrying` or `dead`
+    /// back to `pending`, due at `now`, starting a new round (round attempts reset, round start
+    /// = now, replay count + 1). Pending and in-flight deliveries are left alone. Returns the
+    /// number replayed.
+    async fn replay(&self, filter: &DeliveryFilter, now: Millis) -> StoreResult<u64>;
+
+    /// Per-lane counts by state.
+    async fn lane_counts(&self) -> StoreResult<Vec<LaneCounts>>;
+
+    /// Cheap check that the store answers and can commit (for `/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+}
