@@ -1,10 +1,39 @@
 //! Ferry's configuration: a directory of YAML files declaring `settings`, `systems` and
 //! `flows`. Typed, unknown fields rejected, secrets only by reference, and every error
 //! located by file, line and field.
+//!
+//! ```no_run
+//! use ferry_config::{load_dir, render, LoadOptions};
+//!
+//! match load_dir("config".as_ref(), &LoadOptions::default()) {
+//!     Ok(loaded) => {
+//!         eprint!("{}", render(&loaded.warnings, false));
+//!         println!("{} flows", loaded.config.flows.len());
+//!     }
+//!     Err(errors) => {
+//!         let all: Vec<_> = errors.all().cloned().collect();
+//!         eprint!("{}", render(&all, true));
+//!     }
+//! }
+//! ```
 #![forbid(unsafe_code)]
 
+mod describe;
+mod diagnostic;
+mod files;
+mod load;
+mod locate;
+mod merge;
 mod model;
+mod parse;
+mod render;
 mod secret;
+mod sources;
+mod validate;
 
+pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
+pub use files::MAX_FILE_BYTES;
+pub use load::{LoadOptions, Loaded, load_dir};
 pub use model::*;
-pub use secret::{SecretError, SecretRef};
+pub use render::render;
+pub use secret::{INLINE_SECRET_MESSAGE, SecretError, SecretRef};

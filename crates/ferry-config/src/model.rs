@@ -373,3 +373,47 @@ const fn default_initial_backoff() -> Duration {
 const fn default_max_backoff() -> Duration {
     Duration::from_secs(3600)
 }
+
+/// The path segment a webhook source listens on (`POST /ingest/{path}`): its `path`, or else
+/// the flow's name.
+pub fn webhook_path(flow_name: &str, src: &WebhookSource) -> String {
+    src.path.clone().unwrap_or_else(|| flow_name.to_string())
+}
+
+impl Source {
+    /// The system events come from.
+    pub fn system(&self) -> &str {
+        match self {
+            Source::Webhook(w) => &w.system,
+        }
+    }
+}
+
+impl SignatureConfig {
+    /// The secret the scheme verifies with, and its field name (`secret`, `token` or
+    /// `password`); `None` for `none`.
+    pub fn secret(&self) -> Option<(&'static str, &SecretRef)> {
+        match self {
+            SignatureConfig::StandardWebhooks { secret, .. }
+            | SignatureConfig::Stripe { secret, .. }
+            | SignatureConfig::Github { secret }
+            | SignatureConfig::Hmac { secret, .. } => Some(("secret", secret)),
+            SignatureConfig::Bearer { token } => Some(("token", token)),
+            SignatureConfig::Basic { password, .. } => Some(("password", password)),
+            SignatureConfig::None {} => None,
+        }
+    }
+
+    /// The scheme's name as written in YAML (`standard_webhooks`, `hmac`...).
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            SignatureConfig::StandardWebhooks { .. } => "standard_webhooks",
+            SignatureConfig::Stripe { .. } => "stripe",
+            SignatureConfig::Github { .. } => "github",
+            SignatureConfig::Hmac { .. } => "hmac",
+            SignatureConfig::Bearer { .. } => "bearer",
+            SignatureConfig::Basic { .. } => "basic",
+            SignatureConfig::None {} => "none",
+        }
+    }
+}

@@ -11,14 +11,12 @@ use uuid::Uuid;
 pub type Millis = i64;
 
 /// Identity of an accepted event (UUID v7: time-ordered).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventId(pub Uuid);
 
 /// Identity of one (event, destination) pair. It is also the outbound idempotency key
 /// (`webhook-id`), so it never changes across retries and replays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeliveryId(pub Uuid);
 
 impl EventId {
@@ -65,6 +63,25 @@ impl std::str::FromStr for DeliveryId {
         Uuid::parse_str(s.strip_prefix("dlv_").unwrap_or(s)).map(Self)
     }
 }
+
+/// Ids travel as their display form (`evt_…`, `dlv_…`) in JSON, exactly as the CLI shows them.
+macro_rules! id_serde {
+    ($ty:ty) => {
+        impl Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+id_serde!(EventId);
+id_serde!(DeliveryId);
 
 /// Where a delivery is in its life.
 ///
@@ -206,11 +223,17 @@ pub struct Attempt {
 pub enum Next {
     Delivered,
     /// Try again at this time.
-    Retry { at: Millis },
+    Retry {
+        at: Millis,
+    },
     /// Dead-lettered, with the reason kept on the delivery.
-    Dead { reason: String },
+    Dead {
+        reason: String,
+    },
     /// Put back as it was before the claim (shutdown, breaker open): no attempt counted.
-    Release { at: Millis },
+    Release {
+        at: Millis,
+    },
 }
 
 /// The result of working on one claimed delivery.

@@ -1,1 +1,18 @@
+//! Ferry: a self-hosted integration hub in one binary.
+//!
+//! The data path, one module each:
+//! `ingress` (verify, parse, dedupe) -> `ferry_store` (event + deliveries, one commit)
+//! -> `ferry_delivery` (per-destination lanes) -> connector -> outcome back to the store.
+//! [`hub`] assembles them from a [`ferry_config::Config`]; [`admin`] is the operator API;
+//! [`cli`] and [`demo`] are what a user runs.
 #![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod assembly;
+pub mod cli;
+pub mod clock;
+pub mod demo;
+pub mod hub;
+pub mod ingress;
+pub mod problem;
+pub mod telemetry;

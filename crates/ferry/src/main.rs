@@ -1,2 +1,19 @@
 #![forbid(unsafe_code)]
-fn main() {}
+//! The `ferry` binary.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = ferry::cli::Cli::parse();
+    ferry::telemetry::init_logging(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(ferry::cli::run(cli))
+}

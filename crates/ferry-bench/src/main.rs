@@ -1,0 +1,60 @@
+#![forbid(unsafe_code)]
+//! `ferry-bench`: the load tool of Ferry.
+//!
+//! It sends signed Standard Webhooks to a hub's ingress over a fixed number of HTTP/1.1
+//! connections, receives the hub's deliveries on a local sink, and reports accepted and
+//! delivered throughput, accept and end-to-end latency, errors, duplicates and the hub's
+//! resource use.
+
+mod ceiling;
+mod cli;
+mod clock;
+mod hub;
+mod payload;
+mod procfs;
+mod receiver;
+mod report;
+mod runner;
+mod sender;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Run(a) => a.load.threads,
+        Command::Load(a) => a.load.threads,
+        Command::Ceiling(a) => a.threads,
+    }
+    .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    .max(1);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ferry-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => runner::run(args).await,
+            Command::Load(args) => runner::load(args).await,
+            Command::Ceiling(args) => ceiling::serve(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ferry-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

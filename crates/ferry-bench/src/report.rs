@@ -1,0 +1,345 @@
+//! The report: a struct that serialises to JSON and renders as a table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::procfs::ThreadGroup;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `run` (own hub) or `load` (external hub).
+    pub mode: &'static str,
+    /// Ingest URL events were posted to.
+    pub target: String,
+    /// Receiver URL the hub delivered to.
+    pub receiver: String,
+    pub run_id: String,
+    pub started_at_unix: i64,
+    pub config: RunConfig,
+    pub events: Events,
+    pub throughput: Throughput,
+    pub latency: Latencies,
+    /// Failed requests by kind (`status 503`, `timeout`, `connect: connection refused`...).
+    pub errors: BTreeMap<String, u64>,
+    /// First response body per failing status.
+    pub error_examples: BTreeMap<String, String>,
+    pub drain: Drain,
+    pub hub: Option<HubUsage>,
+    pub bench: BenchUsage,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunConfig {
+    pub connections: u64,
+    pub events: Option<u64>,
+    pub duration_secs: Option<f64>,
+    /// Fixed rate in events/s; `None` = closed loop (as fast as the hub answers).
+    pub rate: Option<f64>,
+    pub body_bytes: usize,
+    pub request_timeout_secs: f64,
+    pub bench_threads: usize,
+    /// `concurrency` of the hub's destination (run mode).
+    pub hub_concurrency: Option<usize>,
+    pub cpus: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Events {
+    /// Requests written to the hub.
+    pub sent: u64,
+    /// Answered with 2xx.
+    pub accepted: u64,
+    /// Of those, 202 (newly stored).
+    pub accepted_new: u64,
+    /// Of those, 200 (duplicate of an already stored event).
+    pub accepted_duplicate: u64,
+    /// Of those, any other 2xx.
+    pub accepted_other: u64,
+    /// Requests that got no 2xx (see `errors`); includes events that never got a connection.
+    pub failed: u64,
+    /// Distinct events of this run the receiver got.
+    pub delivered: u64,
+    /// Accepted events the receiver never got (lost, or still queued at the drain timeout).
+    pub accepted_not_delivered: u64,
+    /// Events delivered although their ingest request failed (e.g. stored, then timed out).
+    pub delivered_not_accepted: u64,
+    /// Deliveries whose `webhook-id` the receiver had already seen.
+    pub duplicate_deliveries: u64,
+    /// Events delivered again under a different `webhook-id`.
+    pub redelivered_events: u64,
+    /// Deliveries without a `webhook-id` header.
+    pub deliveries_without_webhook_id: u64,
+    /// Requests to the receiver carrying another run's events.
+    pub foreign_deliveries: u64,
+    /// Requests to the receiver whose body is not a bench event.
+    pub unparsable_deliveries: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Throughput {
+    /// First send to last ingest answer.
+    pub send_window_secs: f64,
+    /// 2xx answers per second over the send window.
+    pub accepted_per_sec: f64,
+    /// First accept to last delivery.
+    pub delivery_window_secs: f64,
+    /// Distinct delivered events per second over the delivery window.
+    pub delivered_per_sec: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latencies {
+    /// `actual send` (closed loop) or `intended send` (fixed rate: no coordinated omission).
+    pub measured_from: &'static str,
+    /// Ingest request to 2xx answer.
+    pub accept: Latency,
+    /// Send (timestamp in the body) to first arrival at the receiver.
+    pub end_to_end: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+impl Latency {
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self { count: 0, mean_us: 0.0, p50_us: 0, p90_us: 0, p99_us: 0, p999_us: 0, max_us: 0 };
+        }
+        Self {
+            count: h.len(),
+            mean_us: h.mean(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Drain {
+    /// Every accepted event arrived.
+    pub complete: bool,
+    /// Sending finished to the end of the wait for deliveries.
+    pub waited_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HubUsage {
+    pub pid: u32,
+    /// `VmHWM` just before stopping.
+    pub peak_rss_bytes: Option<u64>,
+    pub rss_bytes: Option<u64>,
+    /// CPU cores used (CPU seconds / wall seconds) while sending.
+    pub cpu_cores_sending: Option<f64>,
+    /// CPU cores used from the end of sending to the end of the drain.
+    pub cpu_cores_draining: Option<f64>,
+    /// CPU seconds over the whole measurement.
+    pub cpu_secs: Option<f64>,
+    /// CPU seconds since start of its live threads, by thread name.
+    pub threads: BTreeMap<String, ThreadGroup>,
+    /// How it stopped (run mode).
+    pub exit: Option<String>,
+    pub stop_secs: Option<f64>,
+    /// Its config and data directory, when kept.
+    pub data_dir: Option<String>,
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchUsage {
+    pub cpu_cores_sending: Option<f64>,
+    pub cpu_secs: Option<f64>,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+fn dur(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us} µs")
+    } else if us < 1_000_000 {
+        format!("{:.2} ms", us as f64 / 1e3)
+    } else {
+        format!("{:.2} s", us as f64 / 1e6)
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+fn opt_cores(c: Option<f64>) -> String {
+    c.map_or_else(|| "?".to_string(), |c| format!("{c:.2}"))
+}
+
+/// Thousands separators for the integer part.
+fn grouped(x: f64) -> String {
+    let n = x.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Report {
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let c = &self.config;
+        let amount = match (c.events, c.duration_secs) {
+            (Some(n), _) => format!("{n} events"),
+            (None, Some(d)) => format!("{d}s"),
+            (None, None) => String::new(),
+        };
+        let shape = c.rate.map_or_else(|| "closed loop".to_string(), |r| format!("fixed rate {r}/s"));
+        let _ = writeln!(
+            o,
+            "ferry-bench {}: {} connections, {amount}, {shape}, {}-byte bodies",
+            self.mode, c.connections, c.body_bytes
+        );
+        let _ = writeln!(o, "  target {}  receiver {}", self.target, self.receiver);
+        let _ = writeln!(o);
+
+        let e = &self.events;
+        let _ = writeln!(
+            o,
+            "events      sent {} · accepted {} (202: {}, 200 duplicate: {}, other 2xx: {}) · failed {}",
+            e.sent, e.accepted, e.accepted_new, e.accepted_duplicate, e.accepted_other, e.failed
+        );
+        let _ = writeln!(
+            o,
+            "            delivered {} · accepted but not delivered {} · delivered but not accepted {}",
+            e.delivered, e.accepted_not_delivered, e.delivered_not_accepted
+        );
+        let _ = writeln!(
+            o,
+            "            duplicate deliveries (same webhook-id) {} · events re-delivered under a new webhook-id {}",
+            e.duplicate_deliveries, e.redelivered_events
+        );
+        if e.deliveries_without_webhook_id + e.foreign_deliveries + e.unparsable_deliveries > 0 {
+            let _ = writeln!(
+                o,
+                "            deliveries without webhook-id {} · foreign {} · unparsable {}",
+                e.deliveries_without_webhook_id, e.foreign_deliveries, e.unparsable_deliveries
+            );
+        }
+
+        let t = &self.throughput;
+        let _ = writeln!(
+            o,
+            "throughput  accepted  {:>9}/s  over {:.3} s (first send → last answer)",
+            grouped(t.accepted_per_sec),
+            t.send_window_secs
+        );
+        let _ = writeln!(
+            o,
+            "            delivered {:>9}/s  over {:.3} s (first accept → last delivery)",
+            grouped(t.delivered_per_sec),
+            t.delivery_window_secs
+        );
+
+        let _ = writeln!(
+            o,
+            "latency     {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}   (from {})",
+            "p50", "p90", "p99", "p99.9", "max", "n", self.latency.measured_from
+        );
+        for (name, l) in [("accept", &self.latency.accept), ("end-to-end", &self.latency.end_to_end)] {
+            let _ = writeln!(
+                o,
+                "  {name:<10}{:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
+                dur(l.p50_us),
+                dur(l.p90_us),
+                dur(l.p99_us),
+                dur(l.p999_us),
+                dur(l.max_us),
+                l.count
+            );
+        }
+
+        if self.errors.is_empty() {
+            let _ = writeln!(o, "errors      none");
+        } else {
+            let list: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let _ = writeln!(o, "errors      {}", list.join(" · "));
+            for (k, ex) in &self.error_examples {
+                let _ = writeln!(o, "            e.g. {k}: {}", ex.replace('\n', " "));
+            }
+        }
+        let _ = writeln!(
+            o,
+            "drain       {} after {:.2} s",
+            if self.drain.complete { "complete" } else { "INCOMPLETE (timed out)" },
+            self.drain.waited_secs
+        );
+
+        if let Some(h) = &self.hub {
+            let _ = writeln!(
+                o,
+                "hub         pid {} · peak RSS {} · CPU cores {} sending, {} draining ({} CPU s)",
+                h.pid,
+                h.peak_rss_bytes.map_or_else(|| "?".into(), mib),
+                opt_cores(h.cpu_cores_sending),
+                opt_cores(h.cpu_cores_draining),
+                h.cpu_secs.map_or_else(|| "?".into(), |s| format!("{s:.2}")),
+            );
+            if !h.threads.is_empty() {
+                let mut groups: Vec<(&String, &ThreadGroup)> = h.threads.iter().collect();
+                groups.sort_by(|a, b| b.1.cpu_secs.total_cmp(&a.1.cpu_secs));
+                let list: Vec<String> = groups
+                    .iter()
+                    .filter(|(_, g)| g.cpu_secs > 0.0)
+                    .map(|(n, g)| format!("{n} ×{} {:.2}", g.threads, g.cpu_secs))
+                    .collect();
+                let _ = writeln!(o, "            CPU s by thread: {}", list.join(", "));
+            }
+            if let Some(exit) = &h.exit {
+                let _ = writeln!(
+                    o,
+                    "            stopped with SIGTERM: {exit} after {:.2} s",
+                    h.stop_secs.unwrap_or(0.0)
+                );
+            }
+            if let Some(d) = &h.data_dir {
+                let _ = writeln!(o, "            data kept in {d}");
+            }
+        }
+        let b = &self.bench;
+        let _ = writeln!(
+            o,
+            "bench       CPU cores {} sending · peak RSS {} · {} threads",
+            opt_cores(b.cpu_cores_sending),
+            b.peak_rss_bytes.map_or_else(|| "?".into(), mib),
+            self.config.bench_threads
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formatting_helpers() {
+        assert_eq!(grouped(1234567.4), "1,234,567");
+        assert_eq!(grouped(999.0), "999");
+        assert_eq!(dur(999), "999 µs");
+        assert_eq!(dur(1500), "1.50 ms");
+        assert_eq!(dur(2_500_000), "2.50 s");
+    }
+}

@@ -1,0 +1,103 @@
+//! Checks of each flow's destinations: names, system references, HTTP request settings,
+//! retry policy and concurrency.
+
+use super::Checker;
+use super::flows::undeclared_system;
+use super::rules;
+use crate::locate::Part;
+use crate::model::{Destination, HeaderValue};
+use crate::sources::FileId;
+
+/// Headers that carry credentials: written as literals, the credential sits in the config.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "x-api-key", "api-key"];
+
+pub(super) fn check(c: &mut Checker) {
+    for (flow, def) in &c.config.flows {
+        let Some(file) = c.flow_file(flow) else { continue };
+        for (name, dest) in &def.destinations {
+            destination(c, file, flow, name, dest);
+        }
+    }
+}
+
+fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Destination) {
+    let base = ["flows", flow, "destinations", name];
+    let at = |fields: &[&'static str]| -> Vec<&str> {
+        base.iter().copied().chain(fields.iter().copied()).collect()
+    };
+
+    if let Err((message, help)) = rules::name("destination", name) {
+        c.error(file, &base, Part::Key, message, help);
+    }
+    if !c.origins.system_names.contains(&dest.system) {
+        let (message, help) = undeclared_system(c, &dest.system);
+        c.error(file, &at(&["system"]), Part::Value, message, help);
+    }
+    if !(1..=rules::MAX_CONCURRENCY).contains(&dest.concurrency) {
+        let message = format!(
+            "concurrency must be between 1 and {}, not {}",
+            rules::MAX_CONCURRENCY,
+            dest.concurrency
+        );
+        c.error(file, &at(&["concurrency"]), Part::Value, message, None);
+    }
+
+    let http = &dest.http;
+    if let Err((message, help)) = rules::destination_url(&http.url) {
+        c.error(file, &at(&["http", "url"]), Part::Value, message, help);
+    }
+    if let Err((message, help)) = rules::method(&http.method) {
+        c.error(file, &at(&["http", "method"]), Part::Value, message, help);
+    }
+    for (header, value) in &http.headers {
+        let path: Vec<&str> = at(&["http", "headers"]).into_iter().chain([header.as_str()]).collect();
+        if let Err((message, help)) = rules::header_name(header) {
+            c.error(file, &path, Part::Key, message, help);
+        }
+        let HeaderValue::Literal(literal) = value else { continue };
+        if let Err((message, help)) = rules::header_value(literal) {
+            c.error(file, &path, Part::Value, message, help);
+        } else if CREDENTIAL_HEADERS.contains(&header.to_ascii_lowercase().as_str()) {
+            c.warning(
+                file,
+                &path,
+                Part::Value,
+                format!("`{header}` is a credential written inline"),
+                Some(format!("give it by reference: `{header}: {{ env: VAR_NAME }}`")),
+            );
+        }
+    }
+    let timeouts = [("timeout", http.timeout), ("connect_timeout", http.connect_timeout)];
+    for (field, value) in timeouts {
+        if let Err((message, help)) = rules::positive(field, value) {
+            c.error(file, &at(&["http", field]), Part::Value, message, help);
+        }
+    }
+    if http.connect_timeout > http.timeout {
+        let message = format!(
+            "connect_timeout ({}) is longer than timeout ({})",
+            humantime::format_duration(http.connect_timeout),
+            humantime::format_duration(http.timeout)
+        );
+        c.error(file, &at(&["http", "connect_timeout"]), Part::Value, message, None);
+    }
+
+    let retry = &dest.retry;
+    if retry.max_attempts == 0 {
+        let message = "max_attempts must be at least 1 (the first try counts)".to_string();
+        c.error(file, &at(&["retry", "max_attempts"]), Part::Value, message, None);
+    }
+    for (field, value) in [("initial_backoff", retry.initial_backoff), ("max_age", retry.max_age)] {
+        if let Err((message, help)) = rules::positive(field, value) {
+            c.error(file, &at(&["retry", field]), Part::Value, message, help);
+        }
+    }
+    if retry.initial_backoff > retry.max_backoff {
+        let message = format!(
+            "initial_backoff ({}) is longer than max_backoff ({})",
+            humantime::format_duration(retry.initial_backoff),
+            humantime::format_duration(retry.max_backoff)
+        );
+        c.error(file, &at(&["retry", "initial_backoff"]), Part::Value, message, None);
+    }
+}

@@ -1,0 +1,137 @@
+//! Resolving every secret reference, each failure located at its field; Standard Webhooks
+//! secrets must also be base64 (after an optional `whsec_` prefix).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::ExposeSecret;
+
+use super::Checker;
+use crate::locate::Part;
+use crate::model::{HeaderValue, OutboundSigning, SignatureConfig, Source};
+use crate::secret::{SecretError, SecretRef};
+use crate::sources::FileId;
+
+/// What a secret is used for, which decides what its value must look like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    Plain,
+    StandardWebhooks,
+    HeaderValue,
+}
+
+struct Found<'a> {
+    file: FileId,
+    path: Vec<String>,
+    secret: &'a SecretRef,
+    usage: Use,
+}
+
+pub(super) fn check(c: &mut Checker) {
+    for found in collect(c) {
+        let path: Vec<&str> = found.path.iter().map(String::as_str).collect();
+        let value = match found.secret.resolve(&c.config.root) {
+            Ok(value) => value,
+            Err(error) => {
+                let help = help_for(&error);
+                c.error(found.file, &path, Part::Value, error.to_string(), help);
+                continue;
+            }
+        };
+        let value = value.expose_secret();
+        let problem = match found.usage {
+            Use::Plain => None,
+            Use::StandardWebhooks => standard_webhooks_problem(value),
+            Use::HeaderValue => http::HeaderValue::from_str(value)
+                .err()
+                .map(|_| "the secret is not a valid header value (it holds control characters or line breaks)".to_string()),
+        };
+        if let Some(message) = problem {
+            let help = Some(format!("check the value of {}", describe(found.secret)));
+            c.error(found.file, &path, Part::Value, message, help);
+        }
+    }
+}
+
+/// Every secret reference of the config, with where it is and what it is for.
+fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
+    let mut out = Vec::new();
+    let config = c.config;
+    let own = |parts: &[&str]| parts.iter().map(|p| (*p).to_string()).collect::<Vec<_>>();
+    if let (Some(file), Some(token)) = (c.origins.settings, &config.settings.admin.token) {
+        out.push(Found { file, path: own(&["settings", "admin", "token"]), secret: token, usage: Use::Plain });
+    }
+    for (flow, def) in &config.flows {
+        let Some(file) = c.flow_file(flow) else { continue };
+        let Source::Webhook(src) = &def.source;
+        if let Some((field, secret)) = src.signature.secret() {
+            let usage = if matches!(src.signature, SignatureConfig::StandardWebhooks { .. }) {
+                Use::StandardWebhooks
+            } else {
+                Use::Plain
+            };
+            let scheme = src.signature.scheme();
+            let path = own(&["flows", flow, "source", "webhook", "signature", scheme, field]);
+            out.push(Found { file, path, secret, usage });
+        }
+        for (name, dest) in &def.destinations {
+            for (header, value) in &dest.http.headers {
+                if let HeaderValue::Secret(secret) = value {
+                    let path = own(&["flows", flow, "destinations", name, "http", "headers", header]);
+                    out.push(Found { file, path, secret, usage: Use::HeaderValue });
+                }
+            }
+            if let Some(OutboundSigning::StandardWebhooks { secret }) = &dest.http.signing {
+                let path = own(&[
+                    "flows", flow, "destinations", name, "http", "signing", "standard_webhooks", "secret",
+                ]);
+                out.push(Found { file, path, secret, usage: Use::StandardWebhooks });
+            }
+        }
+    }
+    out
+}
+
+/// Why a Standard Webhooks secret is unusable, if it is. Never includes the value.
+fn standard_webhooks_problem(value: &str) -> Option<String> {
+    let encoded = value.strip_prefix("whsec_").unwrap_or(value);
+    match STANDARD.decode(encoded) {
+        Ok(bytes) if bytes.is_empty() => Some("the Standard Webhooks secret is empty".to_string()),
+        Ok(_) => None,
+        Err(_) => Some(
+            "the Standard Webhooks secret is not valid base64 (after the optional `whsec_` prefix)"
+                .to_string(),
+        ),
+    }
+}
+
+fn help_for(error: &SecretError) -> Option<String> {
+    Some(match error {
+        SecretError::EnvMissing(_) => {
+            "set the environment variable before starting Ferry, or load without resolving secrets"
+                .to_string()
+        }
+        SecretError::File { .. } => {
+            "relative `file:` paths are resolved against the config directory".to_string()
+        }
+    })
+}
+
+fn describe(secret: &SecretRef) -> String {
+    match secret {
+        SecretRef::Env(name) => format!("environment variable `{name}`"),
+        SecretRef::File(path) => format!("secret file `{}`", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_webhooks_secrets() {
+        assert_eq!(standard_webhooks_problem("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), None);
+        assert_eq!(standard_webhooks_problem("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), None);
+        assert!(standard_webhooks_problem("whsec_not base64!").is_some());
+        assert!(standard_webhooks_problem("whsec_").is_some());
+    }
+}

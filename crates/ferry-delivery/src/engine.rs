@@ -1,0 +1,200 @@
+//! The delivery engine: one lane task per (flow, destination), started together, woken by
+//! ingress, stopped gracefully.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_store::{LaneKey, Store};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use crate::http::{HttpConnector, HttpTarget};
+use crate::lane::{self, LaneConfig};
+use crate::retry::RetryPolicy;
+
+/// One lane to run: where it delivers, how it retries, how many sends at once.
+#[derive(Clone, Debug)]
+pub struct LaneSpec {
+    /// The (flow, destination) whose deliveries this lane works.
+    pub key: LaneKey,
+    /// Where they go.
+    pub target: HttpTarget,
+    /// How failures are retried.
+    pub retry: RetryPolicy,
+    /// Sends in flight at once (the bulkhead). The lane holds at most twice this many
+    /// claimed deliveries in memory. Must be at least 1.
+    pub concurrency: usize,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// `start` was called outside a tokio runtime.
+    #[error("the delivery engine must be started from within a tokio runtime")]
+    NoRuntime,
+    /// Two specs for the same lane.
+    #[error("lane {flow}/{destination} is declared more than once")]
+    DuplicateLane {
+        /// The lane's flow.
+        flow: String,
+        /// The lane's destination.
+        destination: String,
+    },
+    /// A lane with `concurrency: 0` would never send anything.
+    #[error("lane {flow}/{destination}: concurrency must be at least 1")]
+    ZeroConcurrency {
+        /// The lane's flow.
+        flow: String,
+        /// The lane's destination.
+        destination: String,
+    },
+    /// The lane's HTTP client could not be built (e.g. no TLS roots).
+    #[error("lane {flow}/{destination}: cannot build its HTTP client: {source}")]
+    Client {
+        /// The lane's flow.
+        flow: String,
+        /// The lane's destination.
+        destination: String,
+        /// What reqwest said.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Runs the delivery lanes: `store -> lanes -> connector -> outcome back to the store`.
+///
+/// Dropping the engine without [`DeliveryEngine::shutdown`] stops it hard: sends are
+/// aborted and their claims released in the background.
+#[derive(Debug)]
+pub struct DeliveryEngine {
+    wakers: HashMap<LaneKey, Arc<Notify>>,
+    /// Cancelled: stop claiming. A child of `abort`.
+    stop: CancellationToken,
+    /// Cancelled: abort in-flight sends.
+    abort: CancellationToken,
+    lanes: Vec<(LaneKey, JoinHandle<()>)>,
+}
+
+impl DeliveryEngine {
+    /// Spawn one lane task per spec on the current tokio runtime.
+    ///
+    /// Every spec is checked and every HTTP client built before any lane starts, so an
+    /// error starts nothing. Metrics are emitted through the `metrics` facade at each
+    /// attempt, so a recorder installed before or after `start` sees them.
+    pub fn start(
+        store: Arc<dyn Store>,
+        lanes: Vec<LaneSpec>,
+    ) -> Result<DeliveryEngine, EngineError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        let abort = CancellationToken::new();
+        let stop = abort.child_token();
+        let mut wakers = HashMap::with_capacity(lanes.len());
+        let mut configs = Vec::with_capacity(lanes.len());
+        for spec in lanes {
+            let LaneSpec {
+                key,
+                target,
+                retry,
+                concurrency,
+            } = spec;
+            if concurrency == 0 {
+                return Err(EngineError::ZeroConcurrency {
+                    flow: key.flow,
+                    destination: key.destination,
+                });
+            }
+            if wakers.contains_key(&key) {
+                return Err(EngineError::DuplicateLane {
+                    flow: key.flow,
+                    destination: key.destination,
+                });
+            }
+            let connector = match HttpConnector::new(target, concurrency) {
+                Ok(connector) => connector,
+                Err(source) => {
+                    return Err(EngineError::Client {
+                        flow: key.flow,
+                        destination: key.destination,
+                        source,
+                    });
+                }
+            };
+            let wake = Arc::new(Notify::new());
+            wakers.insert(key.clone(), wake.clone());
+            configs.push(LaneConfig {
+                store: store.clone(),
+                key,
+                connector,
+                retry,
+                concurrency,
+                wake,
+                stop: stop.clone(),
+                abort: abort.clone(),
+                idle_poll: lane::IDLE_POLL,
+            });
+        }
+        let lanes = configs
+            .into_iter()
+            .map(|cfg| {
+                let key = cfg.key.clone();
+                debug!(flow = %key.flow, destination = %key.destination, concurrency = cfg.concurrency, "starting delivery lane");
+                (key, runtime.spawn(lane::run(cfg)))
+            })
+            .collect();
+        Ok(DeliveryEngine {
+            wakers,
+            stop,
+            abort,
+            lanes,
+        })
+    }
+
+    /// Wake a lane now (called by ingress right after a commit that created deliveries for
+    /// it). Cheap, never blocks; unknown lanes are ignored. Wake-ups coalesce.
+    pub fn wake(&self, lane: &LaneKey) {
+        if let Some(wake) = self.wakers.get(lane) {
+            wake.notify_one();
+        }
+    }
+
+    /// The lanes this engine runs.
+    pub fn lanes(&self) -> impl Iterator<Item = &LaneKey> {
+        self.wakers.keys()
+    }
+
+    /// Graceful stop: stop claiming, let in-flight deliveries finish for up to `grace`,
+    /// then abort the rest and release their claims back to the store
+    /// (`Next::Release { at: now }`), flush all pending outcomes, return.
+    ///
+    /// Deliveries claimed but not yet sent are released at once.
+    pub async fn shutdown(mut self, grace: Duration) {
+        info!(
+            lanes = self.lanes.len(),
+            grace_ms = grace.as_millis() as u64,
+            "stopping delivery lanes"
+        );
+        self.stop.cancel();
+        let abort = self.abort.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            abort.cancel();
+        });
+        for (key, handle) in std::mem::take(&mut self.lanes) {
+            if let Err(err) = handle.await {
+                error!(flow = %key.flow, destination = %key.destination, error = %err, "delivery lane failed");
+            }
+        }
+        timer.abort();
+        info!("delivery lanes stopped");
+    }
+}
+
+impl Drop for DeliveryEngine {
+    fn drop(&mut self) {
+        // After `shutdown` this is a no-op; otherwise it is a hard stop.
+        self.abort.cancel();
+    }
+}

@@ -1,0 +1,271 @@
+//! The HTTP connector: sends one claimed delivery to an HTTP endpoint, signed per Standard
+//! Webhooks, and reports what happened without ever trusting the response.
+
+use std::error::Error as _;
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ferry_signature::SigningKey;
+use ferry_store::{ClaimedDelivery, Millis};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, Url};
+
+use crate::classify::{Verdict, classify_status, parse_retry_after, status_class};
+use crate::outcome::AttemptResult;
+
+/// How many bytes of a response body are kept as the attempt's excerpt. Reading stops there.
+pub const RESPONSE_EXCERPT_BYTES: usize = 512;
+
+/// The longest error text recorded for an attempt (in bytes).
+const MAX_ERROR_TEXT: usize = 1024;
+
+/// The `user-agent` of every outbound call.
+pub const USER_AGENT: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
+
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// An HTTP endpoint that a lane delivers to.
+#[derive(Clone)]
+pub struct HttpTarget {
+    /// Where to send.
+    pub url: Url,
+    /// Usually `POST`.
+    pub method: Method,
+    /// Static headers sent with every request (auth, API keys...). The delivery headers
+    /// (`content-type`, `webhook-*`, `idempotency-key`, `traceparent`) take precedence.
+    pub headers: HeaderMap,
+    /// Total time for one attempt: connect, send, response head and excerpt.
+    pub timeout: Duration,
+    /// Time to establish the connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// When set, every request carries a Standard Webhooks `webhook-signature`.
+    pub signing_key: Option<SigningKey>,
+}
+
+impl fmt::Debug for HttpTarget {
+    /// Shows no secrets: the URL without credentials or query, header names without values.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = format!(
+            "{}://{}{}",
+            self.url.scheme(),
+            self.url.host_str().unwrap_or(""),
+            self.url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ) + self.url.path();
+        f.debug_struct("HttpTarget")
+            .field("url", &url)
+            .field("method", &self.method)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("signed", &self.signing_key.is_some())
+            .finish()
+    }
+}
+
+/// Sends deliveries to one [`HttpTarget`] through its own connection pool (a bulkhead: a
+/// slow receiver only ever ties up its own lane's connections).
+#[derive(Debug)]
+pub struct HttpConnector {
+    client: reqwest::Client,
+    target: HttpTarget,
+}
+
+impl HttpConnector {
+    /// Build the connector and its client: redirects off, no proxy, the target's timeouts,
+    /// up to `pool_size` idle connections kept per host.
+    pub fn new(target: HttpTarget, pool_size: usize) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .user_agent(USER_AGENT)
+            .timeout(target.timeout)
+            .connect_timeout(target.connect_timeout)
+            .pool_max_idle_per_host(pool_size.max(1))
+            .build()?;
+        Ok(HttpConnector { client, target })
+    }
+
+    /// The target this connector sends to.
+    pub fn target(&self) -> &HttpTarget {
+        &self.target
+    }
+
+    /// Make one attempt to deliver `delivery`. Never panics and never fails: every error
+    /// becomes part of the returned [`AttemptResult`].
+    pub async fn send(&self, delivery: &ClaimedDelivery) -> AttemptResult {
+        let wall = SystemTime::now();
+        let started_at = unix_millis(wall);
+        let clock = Instant::now();
+        let headers = self.request_headers(delivery, unix_secs(wall));
+        let request = self
+            .client
+            .request(self.target.method.clone(), self.target.url.clone())
+            .headers(headers)
+            .body(delivery.payload.clone());
+        match request.send().await {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let excerpt = read_excerpt(&mut response).await;
+                drop(response);
+                let verdict = match classify_status(status) {
+                    Verdict::Retry { .. } => Verdict::Retry { retry_after },
+                    other => other,
+                };
+                let error = match verdict {
+                    Verdict::Delivered => None,
+                    _ => Some(describe_status(status)),
+                };
+                AttemptResult {
+                    started_at,
+                    latency: clock.elapsed(),
+                    status: Some(status),
+                    verdict,
+                    error_class: status_class(status),
+                    error,
+                    response_excerpt: excerpt,
+                }
+            }
+            Err(err) => {
+                let (error_class, verdict) = classify_error(&err);
+                AttemptResult {
+                    started_at,
+                    latency: clock.elapsed(),
+                    status: None,
+                    verdict,
+                    error_class,
+                    error: Some(describe_error(err)),
+                    response_excerpt: None,
+                }
+            }
+        }
+    }
+
+    fn request_headers(&self, delivery: &ClaimedDelivery, timestamp: i64) -> HeaderMap {
+        let mut headers = self.target.headers.clone();
+        let content_type = stored_header(delivery, "content-type")
+            .or_else(|| headers.get(CONTENT_TYPE).cloned())
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        headers.insert(CONTENT_TYPE, content_type);
+        let id = delivery.id.to_string();
+        // `dlv_` + hex digits: always a valid header value.
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            headers.insert(WEBHOOK_ID, value.clone());
+            headers.insert(IDEMPOTENCY_KEY, value);
+        }
+        headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+        if let Some(key) = &self.target.signing_key {
+            let signature =
+                ferry_signature::standard_webhooks::sign(key, &id, timestamp, &delivery.payload);
+            if let Ok(value) = HeaderValue::from_str(&signature) {
+                headers.insert(WEBHOOK_SIGNATURE, value);
+            }
+        }
+        if let Some(traceparent) = stored_header(delivery, "traceparent") {
+            headers.insert(TRACEPARENT, traceparent);
+        }
+        headers
+    }
+}
+
+/// A header kept with the event, if present and a valid header value.
+fn stored_header(delivery: &ClaimedDelivery, name: &str) -> Option<HeaderValue> {
+    delivery
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| HeaderValue::from_str(v.trim()).ok())
+}
+
+/// Read at most [`RESPONSE_EXCERPT_BYTES`] of the body, then stop. Body errors end the
+/// excerpt; they don't change the attempt's result (the status already says it).
+async fn read_excerpt(response: &mut reqwest::Response) -> Option<String> {
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(RESPONSE_EXCERPT_BYTES - buf.len());
+                buf.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if buf.is_empty() {
+        None
+    } else {
+        Some(String::from_utf8_lossy(&buf).into_owned())
+    }
+}
+
+fn describe_status(status: u16) -> String {
+    match reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("HTTP {status} {reason}"),
+        None => format!("HTTP {status}"),
+    }
+}
+
+/// Error class and verdict of a failed request.
+fn classify_error(err: &reqwest::Error) -> (&'static str, Verdict) {
+    if err.is_timeout() {
+        ("timeout", Verdict::Retry { retry_after: None })
+    } else if err.is_connect() || err.is_dns() {
+        ("connect", Verdict::Retry { retry_after: None })
+    } else if err.is_builder() {
+        // The request itself cannot be built: sending it again will not help.
+        ("request", Verdict::Permanent)
+    } else {
+        ("request", Verdict::Retry { retry_after: None })
+    }
+}
+
+/// The error and its causes on one line, without the URL (it may carry credentials).
+fn describe_error(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    if text.len() > MAX_ERROR_TEXT {
+        let mut end = MAX_ERROR_TEXT;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
+pub(crate) fn unix_millis(t: SystemTime) -> Millis {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_millis() -> Millis {
+    unix_millis(SystemTime::now())
+}

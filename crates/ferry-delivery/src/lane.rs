@@ -1,0 +1,574 @@
+//! One lane: the loop that claims due deliveries of one (flow, destination), sends them
+//! through the lane's connector under a concurrency limit, and writes the outcomes back to
+//! the store in batches.
+//!
+//! Memory is bounded by the *prefetch*: a lane holds at most `2 × concurrency` claimed
+//! deliveries at a time (queued for a send permit, in flight, or with their outcome waiting
+//! to be committed). A claimed delivery gives its prefetch slot back only once its outcome
+//! is durable, so the backlog stays on disk however large it grows.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_store::{ClaimedDelivery, DeliveryOutcome, LaneKey, Millis, Next, Store, StoreError};
+use metrics::Label;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use crate::http::{HttpConnector, now_millis};
+use crate::outcome::{OutcomeKind, decide};
+use crate::retry::RetryPolicy;
+
+/// Claimed-but-unfinished deliveries a lane may hold, per unit of concurrency.
+const PREFETCH_FACTOR: usize = 2;
+/// Longest sleep when the lane has nothing due (a safety poll: wake-ups and `next_due`
+/// normally come first).
+pub(crate) const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Shortest sleep when idle, so a store that keeps reporting work it then doesn't hand out
+/// cannot make the lane spin.
+const MIN_IDLE: Duration = Duration::from_millis(5);
+/// Outcomes committed per `Store::complete` call, at most.
+const MAX_BATCH: usize = 256;
+/// How long the flusher waits for more outcomes before committing a partial batch.
+const LINGER: Duration = Duration::from_millis(2);
+/// Tries of one `Store::complete` batch before its outcomes are given up on (their claims
+/// then expire with their lease and the deliveries are sent again).
+const COMMIT_TRIES: u32 = 8;
+/// Back-off after a failed store call: first and largest.
+const STORE_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const STORE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Lease beyond the worst-case wait (one timeout for a send permit, one for the send).
+const LEASE_MARGIN: Duration = Duration::from_secs(60);
+/// A queued delivery whose lease ends within `timeout + LEASE_SAFETY` is released instead
+/// of sent, so it is never sent after another claimer may have taken it.
+const LEASE_SAFETY: Duration = Duration::from_secs(10);
+
+/// Everything a lane needs, handed over by the engine.
+pub(crate) struct LaneConfig {
+    pub store: Arc<dyn Store>,
+    pub key: LaneKey,
+    pub connector: HttpConnector,
+    pub retry: RetryPolicy,
+    pub concurrency: usize,
+    /// Notified by `DeliveryEngine::wake` and by the lane's own flusher.
+    pub wake: Arc<Notify>,
+    /// Cancelled: stop claiming, release queued deliveries, let in-flight ones finish.
+    pub stop: CancellationToken,
+    /// Cancelled: abort in-flight sends and release them too.
+    pub abort: CancellationToken,
+    /// Longest idle sleep ([`IDLE_POLL`]; tests make it long to prove the wake-ups work).
+    pub idle_poll: Duration,
+}
+
+/// What a delivery task shares with its lane.
+struct Ctx {
+    key: LaneKey,
+    connector: HttpConnector,
+    retry: RetryPolicy,
+    sends: Arc<Semaphore>,
+    stop: CancellationToken,
+    abort: CancellationToken,
+    timeout_ms: Millis,
+    labels: Vec<Label>,
+}
+
+/// A finished delivery on its way to the flusher, still holding its prefetch slot.
+struct Finished {
+    outcome: DeliveryOutcome,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Run a lane until it is stopped, then drain it: every claimed delivery ends with an
+/// outcome (or a release) handed to the store before this returns.
+pub(crate) async fn run(cfg: LaneConfig) {
+    let LaneConfig {
+        store,
+        key,
+        connector,
+        retry,
+        concurrency,
+        wake,
+        stop,
+        abort,
+        idle_poll,
+    } = cfg;
+    let concurrency = concurrency.max(1);
+    let prefetch = concurrency.saturating_mul(PREFETCH_FACTOR);
+    let timeout = connector.target().timeout;
+    let lease = timeout.saturating_mul(2).saturating_add(LEASE_MARGIN);
+    let ctx = Arc::new(Ctx {
+        labels: vec![
+            Label::new("flow", key.flow.clone()),
+            Label::new("destination", key.destination.clone()),
+        ],
+        key: key.clone(),
+        connector,
+        retry,
+        sends: Arc::new(Semaphore::new(concurrency)),
+        stop: stop.clone(),
+        abort,
+        timeout_ms: duration_millis(timeout),
+    });
+    let slots = Arc::new(Semaphore::new(prefetch));
+    let (tx, rx) = mpsc::channel::<Finished>(prefetch);
+    let flusher = tokio::spawn(flush(store.clone(), key.clone(), rx, wake.clone()));
+    let mut tasks = JoinSet::new();
+    let mut backoff = StoreBackoff::default();
+
+    loop {
+        reap(&mut tasks, &key);
+        // Reserve prefetch slots: wait for one, then take whatever else is free.
+        let first = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        let Ok(first) = first else { break };
+        let mut free = vec![first];
+        while free.len() < prefetch {
+            match slots.clone().try_acquire_owned() {
+                Ok(slot) => free.push(slot),
+                Err(_) => break,
+            }
+        }
+        let wanted = free.len();
+        let now = now_millis();
+        let lease_until = now.saturating_add(duration_millis(lease));
+        let claimed = match store.claim(&key, now, wanted, lease_until).await {
+            Ok(claimed) => {
+                backoff.reset();
+                claimed
+            }
+            Err(err) => {
+                drop(free);
+                let pause = backoff.next();
+                warn!(flow = %key.flow, destination = %key.destination, error = %err, pause_ms = pause.as_millis() as u64, "claiming deliveries failed; backing off");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        let full = claimed.len() >= wanted;
+        for delivery in claimed {
+            let slot = free.pop();
+            tasks.spawn(deliver(
+                ctx.clone(),
+                delivery,
+                slot,
+                lease_until,
+                tx.clone(),
+            ));
+        }
+        drop(free);
+        if full {
+            // There may be more due right now: claim again as soon as slots free up.
+            continue;
+        }
+        // Nothing more due now: sleep until woken, until the next delivery is due, or for
+        // the safety poll, whichever comes first.
+        let next_due = match store.next_due(&key).await {
+            Ok(next) => next,
+            Err(err) => {
+                warn!(flow = %key.flow, destination = %key.destination, error = %err, "reading the next due time failed");
+                None
+            }
+        };
+        let pause = next_due.map_or(idle_poll, |at| {
+            let ms = at.saturating_sub(now_millis()).max(0);
+            Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+                .clamp(MIN_IDLE, idle_poll.max(MIN_IDLE))
+        });
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+
+    // Stopped: queued deliveries release themselves at once, in-flight ones finish (or are
+    // aborted and released when `abort` fires). Then the flusher commits what is left.
+    while let Some(joined) = tasks.join_next().await {
+        log_panic(joined, &key);
+    }
+    drop(tx);
+    if let Err(err) = flusher.await {
+        error!(flow = %key.flow, destination = %key.destination, error = %err, "outcome flusher failed");
+    }
+}
+
+/// Work one claimed delivery: wait for a send permit, send, decide, hand the outcome over.
+async fn deliver(
+    ctx: Arc<Ctx>,
+    delivery: ClaimedDelivery,
+    slot: Option<OwnedSemaphorePermit>,
+    lease_until: Millis,
+    tx: mpsc::Sender<Finished>,
+) {
+    let outcome = attempt(&ctx, &delivery, lease_until).await;
+    // The flusher only goes away after every task has ended, so this cannot fail; if it
+    // somehow did, the claim would expire with its lease and the delivery be sent again.
+    let _ = tx.send(Finished { outcome, slot }).await;
+}
+
+async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> DeliveryOutcome {
+    let permit = tokio::select! {
+        biased;
+        _ = ctx.stop.cancelled() => None,
+        permit = ctx.sends.clone().acquire_owned() => permit.ok(),
+    };
+    let Some(permit) = permit else {
+        return release(delivery);
+    };
+    let latest_start = lease_until
+        .saturating_sub(ctx.timeout_ms)
+        .saturating_sub(duration_millis(LEASE_SAFETY));
+    if now_millis() > latest_start {
+        debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, "lease too close to its end; releasing instead of sending");
+        return release(delivery);
+    }
+    let in_flight = metrics::gauge!("ferry_delivery_in_flight", ctx.labels.iter());
+    in_flight.increment(1.0);
+    let result = tokio::select! {
+        biased;
+        _ = ctx.abort.cancelled() => None,
+        result = ctx.connector.send(delivery) => Some(result),
+    };
+    in_flight.decrement(1.0);
+    drop(permit);
+    let Some(result) = result else {
+        debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, "send aborted by shutdown; releasing");
+        return release(delivery);
+    };
+    metrics::histogram!("ferry_delivery_attempt_duration_seconds", ctx.labels.iter())
+        .record(result.latency.as_secs_f64());
+    let (status, class, latency) = (result.status, result.error_class, result.latency);
+    let error = result.error.clone();
+    let decision = decide(delivery, &ctx.retry, result, now_millis(), &mut rand::rng());
+    let mut labels = ctx.labels.clone();
+    labels.push(Label::new("outcome", decision.kind.as_str()));
+    metrics::counter!("ferry_delivery_attempts_total", labels).increment(1);
+    debug!(
+        delivery = %delivery.id,
+        flow = %ctx.key.flow,
+        destination = %ctx.key.destination,
+        attempt = delivery.round_attempts + 1,
+        status,
+        class,
+        latency_ms = latency.as_millis() as u64,
+        outcome = decision.kind.as_str(),
+        error = error.as_deref(),
+        "delivery attempt"
+    );
+    if decision.kind == OutcomeKind::Dead {
+        warn!(
+            delivery = %delivery.id,
+            flow = %ctx.key.flow,
+            destination = %ctx.key.destination,
+            reason = decision.log_reason.as_deref().unwrap_or(""),
+            "delivery dead-lettered"
+        );
+    }
+    decision.outcome
+}
+
+fn release(delivery: &ClaimedDelivery) -> DeliveryOutcome {
+    DeliveryOutcome {
+        id: delivery.id,
+        attempt: None,
+        next: Next::Release { at: now_millis() },
+    }
+}
+
+/// Commit outcomes in batches: take everything queued (up to [`MAX_BATCH`]), wait up to
+/// [`LINGER`] for more, write them in one `Store::complete`. While a commit runs, the next
+/// batch piles up, so batches grow with load.
+async fn flush(
+    store: Arc<dyn Store>,
+    key: LaneKey,
+    mut rx: mpsc::Receiver<Finished>,
+    wake: Arc<Notify>,
+) {
+    let mut batch: Vec<Finished> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.len() < MAX_BATCH {
+            if let Ok(next) = rx.try_recv() {
+                batch.push(next);
+                continue;
+            }
+            tokio::select! {
+                biased;
+                next = rx.recv() => match next {
+                    Some(next) => batch.push(next),
+                    None => break,
+                },
+                _ = &mut linger => break,
+            }
+        }
+        let reschedule = batch
+            .iter()
+            .any(|f| matches!(f.outcome.next, Next::Retry { .. } | Next::Release { .. }));
+        let (outcomes, slots): (Vec<DeliveryOutcome>, Vec<_>) =
+            batch.drain(..).map(|f| (f.outcome, f.slot)).unzip();
+        commit(store.as_ref(), &key, outcomes).await;
+        // Frees the prefetch slots: the lane may claim again.
+        drop(slots);
+        if reschedule {
+            // The lane's next due time may have moved closer.
+            wake.notify_one();
+        }
+    }
+}
+
+/// One batch into the store, with retries. Gives up (loudly) after [`COMMIT_TRIES`].
+async fn commit(store: &dyn Store, key: &LaneKey, outcomes: Vec<DeliveryOutcome>) {
+    let mut backoff = StoreBackoff::default();
+    for try_no in 1..=COMMIT_TRIES {
+        match store.complete(outcomes.clone(), now_millis()).await {
+            Ok(()) => return,
+            Err(StoreError::Invalid(msg)) if outcomes.len() > 1 => {
+                // One bad outcome must not sink the others: commit them one by one.
+                warn!(flow = %key.flow, destination = %key.destination, error = %msg, "store refused an outcome batch; committing one by one");
+                for outcome in outcomes {
+                    let id = outcome.id;
+                    if let Err(err) = store.complete(vec![outcome], now_millis()).await {
+                        error!(delivery = %id, flow = %key.flow, destination = %key.destination, error = %err, "recording a delivery outcome failed; the delivery will be retried when its claim expires");
+                    }
+                }
+                return;
+            }
+            Err(err) => {
+                if try_no == COMMIT_TRIES || matches!(err, StoreError::Invalid(_)) {
+                    error!(flow = %key.flow, destination = %key.destination, outcomes = outcomes.len(), error = %err, "recording delivery outcomes failed; those deliveries will be retried when their claims expire");
+                    return;
+                }
+                let pause = backoff.next();
+                warn!(flow = %key.flow, destination = %key.destination, error = %err, pause_ms = pause.as_millis() as u64, "recording delivery outcomes failed; retrying");
+                tokio::time::sleep(pause).await;
+            }
+        }
+    }
+}
+
+fn reap(tasks: &mut JoinSet<()>, key: &LaneKey) {
+    while let Some(joined) = tasks.try_join_next() {
+        log_panic(joined, key);
+    }
+}
+
+fn log_panic(joined: Result<(), tokio::task::JoinError>, key: &LaneKey) {
+    if let Err(err) = joined {
+        error!(flow = %key.flow, destination = %key.destination, error = %err, "delivery task failed");
+    }
+}
+
+fn duration_millis(d: Duration) -> Millis {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Doubling pause after store errors, reset on success.
+#[derive(Default)]
+struct StoreBackoff {
+    current: Option<Duration>,
+}
+
+impl StoreBackoff {
+    fn next(&mut self) -> Duration {
+        let next = match self.current {
+            None => STORE_BACKOFF_MIN,
+            Some(d) => d.saturating_mul(2).min(STORE_BACKOFF_MAX),
+        };
+        self.current = Some(next);
+        next
+    }
+
+    fn reset(&mut self) {
+        self.current = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpTarget;
+    use axum::http::StatusCode;
+    use bytes::Bytes;
+    use ferry_store::{DeliveryId, DeliveryState, EventId, NewDelivery, NewEvent};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    /// A receiver answering `statuses` in order (the last one repeats).
+    async fn receiver(statuses: Vec<u16>) -> (reqwest::Url, Arc<AtomicUsize>) {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let status = statuses[n.min(statuses.len() - 1)];
+            async move { StatusCode::from_u16(status).unwrap_or(StatusCode::OK) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (
+            reqwest::Url::parse(&format!("http://{addr}/")).unwrap(),
+            hits,
+        )
+    }
+
+    struct Running {
+        store: Arc<dyn Store>,
+        key: LaneKey,
+        wake: Arc<Notify>,
+        stop: CancellationToken,
+        handle: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A lane whose safety poll is a minute: anything faster must come from a wake-up.
+    fn start_lane(url: reqwest::Url, retry: RetryPolicy) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            ferry_store::sqlite::SqliteStore::open(
+                dir.path(),
+                ferry_store::sqlite::SqliteOptions::default(),
+            )
+            .unwrap(),
+        );
+        let key = LaneKey {
+            flow: "f".into(),
+            destination: "d".into(),
+        };
+        let target = HttpTarget {
+            url,
+            method: reqwest::Method::POST,
+            headers: Default::default(),
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            signing_key: None,
+        };
+        let wake = Arc::new(Notify::new());
+        let abort = CancellationToken::new();
+        let stop = abort.child_token();
+        let handle = tokio::spawn(run(LaneConfig {
+            store: store.clone(),
+            key: key.clone(),
+            connector: HttpConnector::new(target, 1).unwrap(),
+            retry,
+            concurrency: 1,
+            wake: wake.clone(),
+            stop: stop.clone(),
+            abort,
+            idle_poll: Duration::from_secs(60),
+        }));
+        Running {
+            store,
+            key,
+            wake,
+            stop,
+            handle,
+            _dir: dir,
+        }
+    }
+
+    async fn append(store: &dyn Store, key: &LaneKey) -> DeliveryId {
+        let now = now_millis();
+        let id = DeliveryId::new();
+        store
+            .append(vec![NewEvent {
+                id: EventId::new(),
+                flow: key.flow.clone(),
+                source: "s".into(),
+                dedupe_key: None,
+                event_type: None,
+                received_at: now,
+                headers: vec![],
+                payload: Bytes::from_static(b"{}"),
+                deliveries: vec![NewDelivery {
+                    id,
+                    destination: key.destination.clone(),
+                    due_at: now,
+                }],
+            }])
+            .await
+            .unwrap();
+        id
+    }
+
+    async fn wait_state(store: &dyn Store, id: DeliveryId, state: DeliveryState) -> Duration {
+        let started = Instant::now();
+        loop {
+            let detail = store.delivery(id).await.unwrap();
+            if detail.as_ref().is_some_and(|d| d.summary.state == state) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "timed out waiting for {state:?}: {detail:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn wake_starts_work_without_waiting_for_the_poll() {
+        let (url, hits) = receiver(vec![200]).await;
+        let lane = start_lane(url, RetryPolicy::default());
+        // Let the lane find nothing and go to sleep (for up to a minute).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let id = append(lane.store.as_ref(), &lane.key).await;
+        lane.wake.notify_one();
+        wait_state(lane.store.as_ref(), id, DeliveryState::Delivered).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        lane.stop.cancel();
+        lane.handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn retry_is_picked_up_when_due_without_waiting_for_the_poll() {
+        let (url, hits) = receiver(vec![503, 503, 200]).await;
+        let retry = RetryPolicy {
+            max_attempts: 5,
+            max_age: Duration::from_secs(600),
+            initial_backoff: Duration::from_millis(300),
+            max_backoff: Duration::from_millis(300),
+        };
+        let lane = start_lane(url, retry);
+        let id = append(lane.store.as_ref(), &lane.key).await;
+        lane.wake.notify_one();
+        wait_state(lane.store.as_ref(), id, DeliveryState::Delivered).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        lane.stop.cancel();
+        lane.handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stop_ends_an_idle_lane_promptly() {
+        let (url, _) = receiver(vec![200]).await;
+        let lane = start_lane(url, RetryPolicy::default());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        lane.stop.cancel();
+        lane.handle.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn store_backoff_doubles_caps_and_resets() {
+        let mut b = StoreBackoff::default();
+        assert_eq!(b.next(), STORE_BACKOFF_MIN);
+        assert_eq!(b.next(), STORE_BACKOFF_MIN * 2);
+        for _ in 0..20 {
+            b.next();
+        }
+        assert_eq!(b.next(), STORE_BACKOFF_MAX);
+        b.reset();
+        assert_eq!(b.next(), STORE_BACKOFF_MIN);
+    }
+}

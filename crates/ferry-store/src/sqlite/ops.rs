@@ -1,0 +1,251 @@
+//! The write operations, run by the writer thread inside a batch transaction (each call in
+//! its own savepoint, see [`super::writer`]).
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::codec::{
+    DEAD, DELIVERED, FilterSql, IN_FLIGHT, PENDING, RETRYING, SqlResultExt, count_at,
+    decode_headers, encode_headers, limit, uuid_at,
+};
+use crate::{
+    AppendOutcome, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryOutcome, EventId,
+    LaneKey, Millis, NewEvent, Next, StoreError, StoreResult,
+};
+
+/// Appends events with their deliveries; duplicates (same flow + dedupe key) write nothing.
+pub(crate) fn append(conn: &Connection, events: &[NewEvent]) -> StoreResult<Vec<AppendOutcome>> {
+    let mut insert_event = conn
+        .prepare_cached(
+            "INSERT INTO events (id, flow, source, dedupe_key, event_type, received_at, headers, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (flow, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+        )
+        .store()?;
+    let mut find_dup = conn
+        .prepare_cached("SELECT id FROM events WHERE flow = ?1 AND dedupe_key = ?2")
+        .store()?;
+    let mut insert_delivery = conn
+        .prepare_cached(
+            "INSERT INTO deliveries (id, event_id, flow, destination, state, next_attempt_at,
+                 round_started_at, created_at, updated_at, received_at)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?6, ?6)",
+        )
+        .store()?;
+
+    let mut outcomes = Vec::with_capacity(events.len());
+    for ev in events {
+        let id = ev.id.0.as_bytes();
+        let inserted = insert_event
+            .execute(params![
+                id,
+                ev.flow,
+                ev.source,
+                ev.dedupe_key,
+                ev.event_type,
+                ev.received_at,
+                encode_headers(&ev.headers),
+                &ev.payload[..],
+            ])
+            .map_err(|e| invalid_or_backend(e, || format!("event {} is already stored", ev.id)))?;
+        if inserted == 0 {
+            // Only the dedupe conflict is ignored, so the key is set and the row exists.
+            let existing = find_dup
+                .query_row(params![ev.flow, ev.dedupe_key], |r| uuid_at(r, 0))
+                .store()?;
+            outcomes.push(AppendOutcome::Duplicate(EventId(existing)));
+            continue;
+        }
+        for d in &ev.deliveries {
+            insert_delivery
+                .execute(params![
+                    d.id.0.as_bytes(),
+                    id,
+                    ev.flow,
+                    d.destination,
+                    d.due_at,
+                    ev.received_at,
+                ])
+                .map_err(|e| {
+                    invalid_or_backend(e, || format!("delivery {} is already stored", d.id))
+                })?;
+        }
+        outcomes.push(AppendOutcome::Stored(ev.id));
+    }
+    Ok(outcomes)
+}
+
+fn invalid_or_backend(e: rusqlite::Error, msg: impl FnOnce() -> String) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Invalid(msg()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+/// Due deliveries of a lane, oldest due first. `state IN (0, 1, 3)` is spelled exactly like
+/// the partial index `deliveries_due`, which also yields the order (no sort).
+pub(crate) const CLAIM_SELECT: &str =
+    "SELECT d.seq, d.id, d.event_id, e.event_type, e.received_at, e.headers, e.payload,
+            d.attempts, d.round_attempts, d.round_started_at
+     FROM deliveries d JOIN events e ON e.id = d.event_id
+     WHERE d.flow = ?1 AND d.destination = ?2 AND d.state IN (0, 1, 3)
+       AND d.next_attempt_at <= ?3
+     ORDER BY d.next_attempt_at, d.seq
+     LIMIT ?4";
+
+/// Claims up to `max` due deliveries of `lane`, oldest due first.
+pub(crate) fn claim(
+    conn: &Connection,
+    lane: &LaneKey,
+    now: Millis,
+    max: usize,
+    lease_until: Millis,
+) -> StoreResult<Vec<ClaimedDelivery>> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let mut select = conn.prepare_cached(CLAIM_SELECT).store()?;
+    let mut seqs = Vec::new();
+    let claimed = select
+        .query_map(params![lane.flow, lane.destination, now, limit(max)], |r| {
+            seqs.push(r.get::<_, i64>(0)?);
+            let headers: String = r.get(5)?;
+            Ok(ClaimedDelivery {
+                id: DeliveryId(uuid_at(r, 1)?),
+                event_id: EventId(uuid_at(r, 2)?),
+                lane: lane.clone(),
+                event_type: r.get(3)?,
+                received_at: r.get(4)?,
+                headers: decode_headers(&headers)?,
+                payload: Bytes::from(r.get::<_, Vec<u8>>(6)?),
+                attempts: count_at(r, 7)?,
+                round_attempts: count_at(r, 8)?,
+                round_started_at: r.get(9)?,
+            })
+        })
+        .store()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .store()?;
+    let mut mark = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = 1, next_attempt_at = ?1, updated_at = ?2 WHERE seq = ?3",
+        )
+        .store()?;
+    for seq in seqs {
+        mark.execute(params![lease_until, now, seq]).store()?;
+    }
+    Ok(claimed)
+}
+
+/// Records outcomes. The attempt row (if any) is always kept and counts in `attempts`; the
+/// state moves (and `round_attempts` grows) only if the delivery is in flight. Outcomes for
+/// unknown deliveries (e.g. purged meanwhile) are ignored.
+pub(crate) fn complete(
+    conn: &Connection,
+    outcomes: &[DeliveryOutcome],
+    now: Millis,
+) -> StoreResult<()> {
+    let mut bump = conn
+        .prepare_cached(
+            "UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1 RETURNING attempts",
+        )
+        .store()?;
+    let mut insert_attempt = conn
+        .prepare_cached(
+            "INSERT INTO attempts (delivery_id, seq, started_at, latency_ms, status, error_class,
+                 error, response_excerpt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .store()?;
+    let mut transition = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = ?1, next_attempt_at = ?2, round_attempts = round_attempts + ?3,
+                 last_error = ?4, updated_at = ?5
+             WHERE id = ?6 AND state = 1",
+        )
+        .store()?;
+    let mut exists = conn
+        .prepare_cached("SELECT 1 FROM deliveries WHERE id = ?1")
+        .store()?;
+
+    for o in outcomes {
+        let id = o.id.0.as_bytes();
+        if let Some(a) = &o.attempt {
+            let seq: Option<i64> = bump.query_row([id], |r| r.get(0)).optional().store()?;
+            let Some(seq) = seq else {
+                tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
+                continue;
+            };
+            insert_attempt
+                .execute(params![
+                    id,
+                    seq,
+                    a.started_at,
+                    i64::from(a.latency_ms),
+                    a.status.map(i64::from),
+                    a.error_class,
+                    a.error,
+                    a.response_excerpt,
+                ])
+                .store()?;
+        } else if !exists.exists([id]).store()? {
+            tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
+            continue;
+        }
+        let counted = i64::from(o.attempt.is_some());
+        let (state, next_at, last_error) = match &o.next {
+            Next::Delivered => (DELIVERED, None, None),
+            Next::Retry { at } => (
+                RETRYING,
+                Some(*at),
+                o.attempt.as_ref().and_then(attempt_error),
+            ),
+            Next::Dead { reason } => (DEAD, None, Some(reason.clone())),
+            Next::Release { at } => (PENDING, Some(*at), None),
+        };
+        transition
+            .execute(params![state, next_at, counted, last_error, now, id])
+            .store()?;
+    }
+    Ok(())
+}
+
+/// The error text kept on a retrying delivery.
+fn attempt_error(a: &Attempt) -> Option<String> {
+    a.error
+        .clone()
+        .or_else(|| a.error_class.clone())
+        .or_else(|| a.status.map(|s| format!("HTTP {s}")))
+}
+
+/// Puts every in-flight delivery back to pending, due at `now`.
+pub(crate) fn release_all_claims(conn: &Connection, now: Millis) -> StoreResult<u64> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE deliveries SET state = ?1, next_attempt_at = ?2, updated_at = ?2 WHERE state = ?3",
+        )
+        .store()?
+        .execute(params![PENDING, now, IN_FLIGHT])
+        .store()?;
+    Ok(n as u64)
+}
+
+/// Moves matching delivered/retrying/dead deliveries back to pending in a new round.
+pub(crate) fn replay(conn: &Connection, filter: &DeliveryFilter, now: Millis) -> StoreResult<u64> {
+    let mut f = FilterSql::new(filter);
+    f.conditions.push("d.state IN (2, 3, 4)");
+    let sql = format!(
+        "UPDATE deliveries AS d SET state = 0, next_attempt_at = ?, round_attempts = 0,
+             round_started_at = ?, replays = replays + 1, last_error = NULL, updated_at = ?
+         {}",
+        f.where_clause()
+    );
+    let mut params = vec![now.into(), now.into(), now.into()];
+    params.append(&mut f.params);
+    let n = conn
+        .prepare_cached(&sql)
+        .store()?
+        .execute(params_from_iter(params))
+        .store()?;
+    Ok(n as u64)
+}

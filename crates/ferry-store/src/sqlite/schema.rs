@@ -1,0 +1,197 @@
+//! Connection set-up (pragmas) and versioned schema migrations.
+//!
+//! Migrations are an ordered list; `PRAGMA user_version` records how many have been applied.
+//! All pending migrations run in one `IMMEDIATE` transaction together with the version bump,
+//! so a crash mid-migration leaves the previous version intact. A database whose version is
+//! newer than this code knows is refused rather than misread.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::SqliteOptions;
+use super::codec::SqlResultExt;
+use crate::{StoreError, StoreResult};
+
+/// Version 1: events, deliveries, attempts and per-lane state counters.
+///
+/// - `deliveries.next_attempt_at` is the due time while pending/retrying and the lease end
+///   while in flight, so the one partial index `deliveries_due` serves both "due" and "lease
+///   expired" claims. It is NULL once delivered or dead.
+/// - `deliveries.seq` (the rowid) is insertion order: the tie-breaker for "oldest first" and
+///   the listing cursor position, stable across `VACUUM`.
+/// - `lane_state_counts` is kept by triggers so `lane_counts` costs O(lanes), not O(rows);
+///   the oldest waiting delivery per lane is one seek in `deliveries_lane_state`.
+/// - Listing and replay filters (state, flow + state, lane + state, time, event) each have
+///   an index that also yields receive-time order.
+const V1: &str = r#"
+CREATE TABLE events (
+    id          BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 16),
+    flow        TEXT    NOT NULL,
+    source      TEXT    NOT NULL,
+    dedupe_key  TEXT,
+    event_type  TEXT,
+    received_at INTEGER NOT NULL,
+    headers     TEXT    NOT NULL,
+    payload     BLOB    NOT NULL
+);
+CREATE UNIQUE INDEX events_dedupe ON events (flow, dedupe_key) WHERE dedupe_key IS NOT NULL;
+CREATE INDEX events_received ON events (received_at);
+
+CREATE TABLE deliveries (
+    seq              INTEGER PRIMARY KEY,
+    id               BLOB    NOT NULL UNIQUE CHECK (length(id) = 16),
+    event_id         BLOB    NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    flow             TEXT    NOT NULL,
+    destination      TEXT    NOT NULL,
+    state            INTEGER NOT NULL CHECK (state BETWEEN 0 AND 4),
+    next_attempt_at  INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    round_attempts   INTEGER NOT NULL DEFAULT 0,
+    round_started_at INTEGER NOT NULL,
+    replays          INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    received_at      INTEGER NOT NULL,
+    CHECK (state NOT IN (0, 1, 3) OR next_attempt_at IS NOT NULL)
+);
+CREATE INDEX deliveries_due ON deliveries (flow, destination, next_attempt_at)
+    WHERE state IN (0, 1, 3);
+CREATE INDEX deliveries_event ON deliveries (event_id);
+CREATE INDEX deliveries_received ON deliveries (received_at);
+CREATE INDEX deliveries_lane_state ON deliveries (flow, destination, state, received_at);
+CREATE INDEX deliveries_flow_state ON deliveries (flow, state, received_at);
+CREATE INDEX deliveries_state ON deliveries (state, received_at);
+
+CREATE TABLE attempts (
+    delivery_id      BLOB    NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    seq              INTEGER NOT NULL,
+    started_at       INTEGER NOT NULL,
+    latency_ms       INTEGER NOT NULL,
+    status           INTEGER,
+    error_class      TEXT,
+    error            TEXT,
+    response_excerpt TEXT,
+    PRIMARY KEY (delivery_id, seq)
+) WITHOUT ROWID;
+
+CREATE TABLE lane_state_counts (
+    flow        TEXT    NOT NULL,
+    destination TEXT    NOT NULL,
+    state       INTEGER NOT NULL,
+    n           INTEGER NOT NULL,
+    PRIMARY KEY (flow, destination, state)
+) WITHOUT ROWID;
+
+CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries BEGIN
+    INSERT INTO lane_state_counts (flow, destination, state, n)
+        VALUES (NEW.flow, NEW.destination, NEW.state, 1)
+        ON CONFLICT (flow, destination, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state ON deliveries
+    WHEN OLD.state <> NEW.state BEGIN
+    UPDATE lane_state_counts SET n = n - 1
+        WHERE flow = OLD.flow AND destination = OLD.destination AND state = OLD.state;
+    INSERT INTO lane_state_counts (flow, destination, state, n)
+        VALUES (NEW.flow, NEW.destination, NEW.state, 1)
+        ON CONFLICT (flow, destination, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries BEGIN
+    UPDATE lane_state_counts SET n = n - 1
+        WHERE flow = OLD.flow AND destination = OLD.destination AND state = OLD.state;
+END;
+"#;
+
+/// Every migration, in order. Never edit a released entry; append a new one.
+pub(crate) const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens the writer connection: WAL, `synchronous=FULL`, foreign keys, migrations applied.
+pub(crate) fn open_writer(path: &Path, opts: &SqliteOptions) -> StoreResult<Connection> {
+    let mut conn = Connection::open(path).store()?;
+    conn.busy_timeout(opts.busy_timeout).store()?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .store()?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "could not switch {} to WAL mode (got `{mode}`)",
+            path.display()
+        )));
+    }
+    // FULL: a commit returns only after the WAL is fsynced ("accepted means durable").
+    conn.pragma_update(None, "synchronous", "FULL").store()?;
+    conn.pragma_update(None, "foreign_keys", true).store()?;
+    conn.pragma_update(None, "temp_store", "MEMORY").store()?;
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024_i64)
+        .store()?;
+    set_cache(&conn, opts.cache_size_kib)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    migrate(&mut conn)?;
+    // Refresh planner statistics where they are missing or stale (cheap; see SQLite docs).
+    conn.execute_batch("PRAGMA optimize = 0x10002").store()?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for the read pool.
+pub(crate) fn open_reader(
+    path: &Path,
+    busy_timeout: Duration,
+    cache_kib: u32,
+) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).store()?;
+    conn.busy_timeout(busy_timeout).store()?;
+    set_cache(&conn, cache_kib)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn set_cache(conn: &Connection, kib: u32) -> StoreResult<()> {
+    // A negative cache_size is in KiB rather than pages.
+    conn.pragma_update(None, "cache_size", -i64::from(kib.max(64)))
+        .store()
+}
+
+/// The database's schema version.
+pub(crate) fn user_version(conn: &Connection) -> StoreResult<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .store()
+}
+
+/// Applies the migrations this database has not seen yet; refuses newer databases.
+pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .store()?;
+    let version = user_version(&tx)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the database schema version is {version}, but this Ferry knows only up to \
+             {SCHEMA_VERSION}: it was written by a newer Ferry; upgrade Ferry or use another data dir"
+        )));
+    }
+    if version < 0 {
+        return Err(StoreError::Backend(format!(
+            "the database has an invalid schema version {version}"
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Backend(format!("schema migration {} failed: {e}", i + 1)))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .store()?;
+    tx.commit().store()?;
+    tracing::info!(from = version, to = SCHEMA_VERSION, "store schema migrated");
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The single writer thread and its group commit.
+//!
+//! Every mutation is a [`Command`] sent over a bounded channel to one std thread that owns
+//! the write connection. The thread blocks for the first command, drains whatever else is
+//! queued (at most `max_batch_commands` commands and about `max_batch_bytes` of payload),
+//! runs them all inside one `BEGIN IMMEDIATE … COMMIT` (one fsync), and only then answers
+//! each caller. Each command runs in its own `SAVEPOINT`, so a command that fails (say, an
+//! invalid request) is rolled back alone while the rest of the batch commits. If the
+//! transaction itself is lost or `COMMIT` fails, every command of the batch gets the error
+//! and nothing of the batch is applied.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::map_err;
+use crate::{StoreError, StoreResult};
+
+/// One unit of work for the writer. Implemented by [`Job`].
+pub(crate) trait Command: Send {
+    /// Rough size in bytes, to bound a batch.
+    fn cost(&self) -> usize;
+    /// Runs inside the open batch transaction and keeps the result; with `isolated`, inside
+    /// its own savepoint, so a failure undoes only this command. Returns whether it succeeded.
+    /// May run twice (see [`run_batch`]), so the work must not consume its input.
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool;
+    /// Sends the kept result if the batch committed, else the batch error.
+    fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+/// A command built from a closure; its result goes back over a oneshot channel.
+pub(crate) struct Job<T, F> {
+    cost: usize,
+    work: F,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    /// A command and the receiver of its answer.
+    pub(crate) fn boxed(
+        cost: usize,
+        work: F,
+    ) -> (Box<dyn Command>, oneshot::Receiver<StoreResult<T>>) {
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            cost,
+            work,
+            result: None,
+            reply,
+        };
+        (Box::new(job), rx)
+    }
+}
+
+impl<T, F> Command for Job<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    fn cost(&self) -> usize {
+        self.cost
+    }
+
+    fn run(&mut self, conn: &Connection, isolated: bool) -> bool {
+        let result = if isolated {
+            in_savepoint(conn, &self.work)
+        } else {
+            (self.work)(conn)
+        };
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let out = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Backend("command was not run".to_owned())),
+            (Err(e), _) => Err(batch_error(e)),
+        };
+        // The caller may have gone away (cancelled); its work is committed regardless.
+        let _ = self.reply.send(out);
+    }
+}
+
+fn batch_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::Backend(format!("batch not committed: {other}")),
+    }
+}
+
+/// Runs `work` atomically inside the open transaction.
+fn in_savepoint<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    exec(conn, "SAVEPOINT cmd")?;
+    match work(conn) {
+        Ok(v) => {
+            exec(conn, "RELEASE cmd")?;
+            Ok(v)
+        }
+        Err(e) => {
+            // If the whole transaction is already gone, the batch loop notices.
+            if !conn.is_autocommit() {
+                exec(conn, "ROLLBACK TO cmd")?;
+                exec(conn, "RELEASE cmd")?;
+            }
+            Err(e)
+        }
+    }
+}
+
+fn exec(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(map_err)
+}
+
+/// Group-commit counters, shared with the store handle.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub commits: AtomicU64,
+    pub commands: AtomicU64,
+}
+
+/// Batch bounds.
+#[derive(Clone, Copy)]
+pub(crate) struct Bounds {
+    pub max_commands: usize,
+    pub max_bytes: usize,
+}
+
+/// The writer loop: runs until every sender is gone and the queue is drained.
+pub(crate) fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Command>>,
+    stats: Arc<Stats>,
+    bounds: Bounds,
+) {
+    let max_commands = bounds.max_commands.max(1);
+    let mut batch: Vec<Box<dyn Command>> = Vec::with_capacity(max_commands.min(4096));
+    while let Some(first) = rx.blocking_recv() {
+        let mut bytes = first.cost();
+        batch.push(first);
+        while batch.len() < max_commands && bytes < bounds.max_bytes {
+            match rx.try_recv() {
+                Ok(cmd) => {
+                    bytes += cmd.cost();
+                    batch.push(cmd);
+                }
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, &mut batch, &stats);
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA optimize") {
+        tracing::debug!(error = %e, "PRAGMA optimize at close failed");
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing the store's write connection failed");
+    }
+}
+
+/// Runs one batch in one transaction and answers every command.
+///
+/// Optimistic first: commands run back to back without savepoints (a savepoint makes SQLite
+/// copy every page a command touches into a sub-journal). Should any command fail, the
+/// transaction is rolled back and, if other commands share the batch, the batch runs again
+/// with one savepoint per command, so only the failing ones are undone.
+fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Command>>, stats: &Stats) {
+    let n = batch.len() as u64;
+    let mut outcome = run_transaction(conn, batch, false);
+    if matches!(outcome, Ok(false)) && batch.len() > 1 {
+        outcome = run_transaction(conn, batch, true);
+    }
+    let outcome = outcome.map(|_| ());
+    match &outcome {
+        Ok(()) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.commands.fetch_add(n, Ordering::Relaxed);
+        }
+        Err(e) => tracing::error!(error = %e, commands = n, "store: batch failed to commit"),
+    }
+    for cmd in batch.drain(..) {
+        cmd.answer(outcome.as_ref().map(|_| ()));
+    }
+}
+
+/// One attempt at the batch. `Ok(true)`: committed. `Ok(false)`: a command failed outside a
+/// savepoint, so everything was rolled back (its error is kept in the command). `Err`: the
+/// transaction could not begin or commit, or SQLite abandoned it; nothing was applied.
+fn run_transaction(
+    conn: &Connection,
+    batch: &mut [Box<dyn Command>],
+    isolated: bool,
+) -> StoreResult<bool> {
+    exec(conn, "BEGIN IMMEDIATE")?;
+    for cmd in batch.iter_mut() {
+        let ok = cmd.run(conn, isolated);
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (I/O error, disk full, ...).
+            return Err(StoreError::Backend(
+                "the write transaction was rolled back by SQLite".to_owned(),
+            ));
+        }
+        if !ok && !isolated {
+            rollback(conn);
+            return Ok(false);
+        }
+    }
+    if let Err(e) = exec(conn, "COMMIT") {
+        rollback(conn);
+        return Err(e);
+    }
+    Ok(true)
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit()
+        && let Err(e) = exec(conn, "ROLLBACK")
+    {
+        tracing::error!(error = %e, "store: rollback failed");
+    }
+}

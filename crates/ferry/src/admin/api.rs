@@ -1,0 +1,189 @@
+//! Admin API routes.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use ferry_store::{DeliveryFilter, DeliveryId, DeliveryState, EventId, StoredEvent, Store};
+use secrecy::SecretString;
+
+use super::auth::require_token;
+use super::dto::*;
+use crate::clock::{now_ms, parse_time};
+use crate::problem::Problem;
+
+/// Shared state of the admin routes.
+#[derive(Clone)]
+pub struct AdminState {
+    pub store: Arc<dyn Store>,
+    /// Wakes every lane (after a replay).
+    pub wake_all: Arc<dyn Fn() + Send + Sync>,
+}
+
+/// The admin routes, all behind the bearer token.
+pub fn router(state: AdminState, token: Option<SecretString>) -> Router {
+    Router::new()
+        .route("/admin/v1/lanes", get(lanes))
+        .route("/admin/v1/deliveries", get(list_deliveries))
+        .route("/admin/v1/deliveries/{id}", get(show_delivery))
+        .route("/admin/v1/events/{id}", get(show_event))
+        .route("/admin/v1/replay", post(replay))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(token), require_token))
+        .with_state(state)
+}
+
+type ApiResult<T> = Result<Json<T>, Problem>;
+
+fn bad_request(detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Invalid request", detail)
+}
+
+fn store_error(e: ferry_store::StoreError) -> Problem {
+    tracing::error!(error = %e, "admin query failed");
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "Store unavailable", e.to_string())
+        .retry_after(1)
+}
+
+fn parse_delivery_id(s: &str) -> Result<DeliveryId, Problem> {
+    s.parse().map_err(|_| bad_request(format!("`{s}` is not a delivery id (dlv_… or a UUID)")))
+}
+
+fn parse_event_id(s: &str) -> Result<EventId, Problem> {
+    s.parse().map_err(|_| bad_request(format!("`{s}` is not an event id (evt_… or a UUID)")))
+}
+
+/// Build a store filter from the shared query fields.
+#[allow(clippy::too_many_arguments)]
+fn filter(
+    delivery_id: Option<&str>,
+    event_id: Option<&str>,
+    flow: Option<&String>,
+    destination: Option<&String>,
+    state: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<DeliveryFilter, Problem> {
+    let now = now_ms();
+    Ok(DeliveryFilter {
+        delivery_id: delivery_id.map(parse_delivery_id).transpose()?,
+        event_id: event_id.map(parse_event_id).transpose()?,
+        flow: flow.cloned(),
+        destination: destination.cloned(),
+        state: state.map(|s| s.parse::<DeliveryState>().map_err(bad_request)).transpose()?,
+        since: since.map(|s| parse_time(s, now).map_err(bad_request)).transpose()?,
+        until: until.map(|s| parse_time(s, now).map_err(bad_request)).transpose()?,
+    })
+}
+
+async fn lanes(State(st): State<AdminState>) -> ApiResult<LanesResponse> {
+    Ok(Json(LanesResponse { lanes: st.store.lane_counts().await.map_err(store_error)? }))
+}
+
+async fn list_deliveries(
+    State(st): State<AdminState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<DeliveryPage> {
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(bad_request(format!("limit must be between 1 and 1000, not {limit}")));
+    }
+    let f = filter(
+        None,
+        q.event_id.as_deref(),
+        q.flow.as_ref(),
+        q.destination.as_ref(),
+        q.state.as_deref(),
+        q.since.as_deref(),
+        q.until.as_deref(),
+    )?;
+    let after = q.after.as_deref().map(parse_delivery_id).transpose()?;
+    let deliveries = st.store.list_deliveries(&f, after, limit).await.map_err(store_error)?;
+    let next_after = (deliveries.len() == limit)
+        .then(|| deliveries.last().map(|d| d.id.to_string()))
+        .flatten();
+    Ok(Json(DeliveryPage { deliveries, next_after }))
+}
+
+async fn show_delivery(State(st): State<AdminState>, Path(id): Path<String>) -> Response {
+    let result: Result<DeliveryView, Problem> = async {
+        let id = parse_delivery_id(&id)?;
+        let detail = st.store.delivery(id).await.map_err(store_error)?.ok_or_else(|| {
+            Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found", format!("no delivery {id}"))
+        })?;
+        let event = st.store.event(detail.summary.event_id).await.map_err(store_error)?.map(event_view);
+        Ok(DeliveryView { detail, event })
+    }
+    .await;
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+async fn show_event(State(st): State<AdminState>, Path(id): Path<String>) -> ApiResult<EventView> {
+    let id = parse_event_id(&id)?;
+    let ev = st.store.event(id).await.map_err(store_error)?.ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found", format!("no event {id}"))
+    })?;
+    Ok(Json(event_view(ev)))
+}
+
+fn event_view(ev: StoredEvent) -> EventView {
+    let payload = serde_json::from_slice(&ev.payload)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&ev.payload).into_owned()));
+    EventView {
+        id: ev.id.to_string(),
+        flow: ev.flow,
+        source: ev.source,
+        dedupe_key: ev.dedupe_key,
+        event_type: ev.event_type,
+        received_at: ev.received_at,
+        headers: ev.headers,
+        payload,
+    }
+}
+
+async fn replay(
+    State(st): State<AdminState>,
+    body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<ReplayResponse> {
+    let Json(r) = body.map_err(|e| bad_request(e.body_text()))?;
+    let f = filter(
+        r.delivery_id.as_deref(),
+        r.event_id.as_deref(),
+        r.flow.as_ref(),
+        r.destination.as_ref(),
+        r.state.as_deref(),
+        r.since.as_deref(),
+        r.until.as_deref(),
+    )?;
+    if f.delivery_id.is_none()
+        && f.event_id.is_none()
+        && f.flow.is_none()
+        && f.destination.is_none()
+        && f.state.is_none()
+        && f.since.is_none()
+        && f.until.is_none()
+    {
+        return Err(bad_request(
+            "a replay needs at least one of delivery_id, event_id, flow, destination, state, since, until",
+        ));
+    }
+    if let Some(s) = f.state
+        && !matches!(s, DeliveryState::Delivered | DeliveryState::Retrying | DeliveryState::Dead)
+    {
+        return Err(bad_request(format!(
+            "only delivered, retrying or dead deliveries can be replayed, not {}",
+            s.as_str()
+        )));
+    }
+    let replayed = st.store.replay(&f, now_ms()).await.map_err(store_error)?;
+    metrics::counter!("ferry_replayed_total").increment(replayed);
+    tracing::info!(replayed, "replay requested through the admin API");
+    (st.wake_all)();
+    Ok(Json(ReplayResponse { replayed }))
+}

@@ -1,0 +1,66 @@
+//! A small client of the admin API, used by `ferry dlq`, `ferry replay` and `ferry demo`.
+
+use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
+
+use super::dto::*;
+
+/// Talks to a running hub's admin API.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    base: reqwest::Url,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// A client of the hub at `base` (e.g. `http://127.0.0.1:8080`) using `token`.
+    pub fn new(base: &str, token: impl Into<String>) -> Result<Self> {
+        let base = reqwest::Url::parse(base).with_context(|| format!("hub URL `{base}`"))?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Self { base, token: token.into(), http })
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
+        let resp = req.bearer_auth(&self.token).send().await.with_context(|| {
+            format!("cannot reach the hub at {} (is `ferry serve` running?)", self.base)
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("hub answered {status}: {detail}");
+        }
+        serde_json::from_slice(&bytes).context("the hub's answer is not what this CLI expects")
+    }
+
+    fn url(&self, path: &str) -> Result<reqwest::Url> {
+        Ok(self.base.join(path)?)
+    }
+
+    /// Lane counts.
+    pub async fn lanes(&self) -> Result<LanesResponse> {
+        self.send(self.http.get(self.url("/admin/v1/lanes")?)).await
+    }
+
+    /// A page of deliveries.
+    pub async fn deliveries(&self, q: &ListQuery) -> Result<DeliveryPage> {
+        self.send(self.http.get(self.url("/admin/v1/deliveries")?).query(q)).await
+    }
+
+    /// One delivery with attempts and event.
+    pub async fn delivery(&self, id: &str) -> Result<DeliveryView> {
+        self.send(self.http.get(self.url(&format!("/admin/v1/deliveries/{id}"))?)).await
+    }
+
+    /// Replay matching deliveries.
+    pub async fn replay(&self, r: &ReplayRequest) -> Result<ReplayResponse> {
+        self.send(self.http.post(self.url("/admin/v1/replay")?).json(r)).await
+    }
+}

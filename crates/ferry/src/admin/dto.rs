@@ -1,0 +1,76 @@
+//! Request and response bodies of the admin API, shared by the server and the CLI client.
+
+use ferry_store::{DeliveryDetail, DeliverySummary, LaneCounts};
+use serde::{Deserialize, Serialize};
+
+/// `GET /admin/v1/deliveries` query. Times: RFC 3339 or epoch milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub state: Option<String>,
+    pub flow: Option<String>,
+    pub destination: Option<String>,
+    pub event_id: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Cursor: the last delivery id of the previous page.
+    pub after: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// A page of deliveries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliverySummary>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// One delivery with its attempts and its event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryView {
+    #[serde(flatten)]
+    pub detail: DeliveryDetail,
+    pub event: Option<EventView>,
+}
+
+/// An event as shown to operators.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventView {
+    pub id: String,
+    pub flow: String,
+    pub source: String,
+    pub dedupe_key: Option<String>,
+    pub event_type: Option<String>,
+    pub received_at: i64,
+    pub headers: Vec<(String, String)>,
+    /// The payload as JSON (it was checked to be JSON at ingress).
+    pub payload: serde_json::Value,
+}
+
+/// `POST /admin/v1/replay`: which deliveries to put back in their lanes. At least one field
+/// must be set; only `delivered`, `retrying` and `dead` deliveries are replayed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    pub delivery_id: Option<String>,
+    pub event_id: Option<String>,
+    pub flow: Option<String>,
+    pub destination: Option<String>,
+    pub state: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// How many deliveries a replay put back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayResponse {
+    pub replayed: u64,
+}
+
+/// `GET /admin/v1/lanes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LanesResponse {
+    pub lanes: Vec<LaneCounts>,
+}

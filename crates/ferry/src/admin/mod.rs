@@ -1,0 +1,9 @@
+//! The operator API (`/admin/v1/...`): browse deliveries and the dead-letter queue, replay.
+//! Every route requires `Authorization: Bearer <settings.admin.token>`.
+
+mod api;
+mod auth;
+pub mod client;
+pub mod dto;
+
+pub use api::{AdminState, router};

@@ -1,0 +1,180 @@
+//! Turns a validated [`Config`] into the runtime parts of the data path: one
+//! [`IngressRoute`] per webhook flow and one [`LaneSpec`] per (flow, destination).
+//! Secrets are resolved here, once, at start-up.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use ferry_config::{
+    Config, Destination, EventIdSource, HeaderValue, HmacEncoding, OutboundSigning, SignatureConfig,
+    Source,
+};
+use ferry_delivery::{HttpTarget, LaneSpec, RetryPolicy};
+use ferry_signature::{SignatureScheme, SigningKey, schemes};
+use ferry_store::LaneKey;
+use reqwest::header::{HeaderMap, HeaderName};
+use secrecy::ExposeSecret;
+
+/// Everything ingress needs to accept events for one flow.
+#[derive(Debug)]
+pub struct IngressRoute {
+    pub flow: String,
+    pub source_system: String,
+    pub verifier: Box<dyn SignatureScheme>,
+    pub event_id: EventIdRule,
+    /// JSON pointer to the event type, if configured.
+    pub event_type_pointer: Option<String>,
+    pub max_body_bytes: usize,
+    /// The lanes each accepted event fans out to.
+    pub lanes: Vec<LaneKey>,
+}
+
+/// Where the sender's event id (the dedupe key) is read from.
+#[derive(Debug, Clone)]
+pub enum EventIdRule {
+    /// `webhook-id`, then `svix-id`, then `Idempotency-Key`.
+    Default,
+    Header(HeaderName),
+    JsonPointer(String),
+}
+
+/// The assembled runtime parts.
+#[derive(Debug)]
+pub struct Assembly {
+    /// Keyed by URL path segment (`/ingest/{path}`).
+    pub routes: BTreeMap<String, Arc<IngressRoute>>,
+    pub lanes: Vec<LaneSpec>,
+    /// Admin bearer token, if configured.
+    pub admin_token: Option<secrecy::SecretString>,
+}
+
+/// Build the ingress routes and delivery lanes of `config`, resolving every secret.
+pub fn assemble(config: &Config) -> Result<Assembly> {
+    let root = &config.root;
+    let secret = |r: &ferry_config::SecretRef| -> Result<secrecy::SecretString> {
+        r.resolve(root).map_err(|e| anyhow!("{e}"))
+    };
+    let mut routes = BTreeMap::new();
+    let mut lanes = Vec::new();
+    for (flow_name, flow) in &config.flows {
+        let Source::Webhook(src) = &flow.source;
+        let verifier = build_verifier(&src.signature, &secret)
+            .with_context(|| format!("flow `{flow_name}`: source signature"))?;
+        let event_id = match &src.event_id {
+            None => EventIdRule::Default,
+            Some(EventIdSource::Header(h)) => EventIdRule::Header(
+                HeaderName::from_bytes(h.as_bytes())
+                    .with_context(|| format!("flow `{flow_name}`: event_id header `{h}`"))?,
+            ),
+            Some(EventIdSource::JsonPointer(p)) => EventIdRule::JsonPointer(p.clone()),
+        };
+        let mut flow_lanes = Vec::new();
+        for (dest_name, dest) in &flow.destinations {
+            let key = LaneKey { flow: flow_name.clone(), destination: dest_name.clone() };
+            let spec = build_lane(key.clone(), dest, &secret)
+                .with_context(|| format!("flow `{flow_name}`, destination `{dest_name}`"))?;
+            lanes.push(spec);
+            flow_lanes.push(key);
+        }
+        let path = ferry_config::webhook_path(flow_name, src);
+        routes.insert(
+            path,
+            Arc::new(IngressRoute {
+                flow: flow_name.clone(),
+                source_system: src.system.clone(),
+                verifier,
+                event_id,
+                event_type_pointer: src.event_type.clone().filter(|p| !p.is_empty()),
+                max_body_bytes: src.max_body_bytes.unwrap_or(config.settings.ingress.max_body_bytes),
+                lanes: flow_lanes,
+            }),
+        );
+    }
+    let admin_token = config.settings.admin.token.as_ref().map(&secret).transpose()?;
+    Ok(Assembly { routes, lanes, admin_token })
+}
+
+fn build_verifier(
+    cfg: &SignatureConfig,
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<Box<dyn SignatureScheme>> {
+    let bytes = |r| -> Result<Vec<u8>> { Ok(secret(r)?.expose_secret().as_bytes().to_vec()) };
+    Ok(match cfg {
+        SignatureConfig::StandardWebhooks { secret: s, tolerance } => {
+            let key = SigningKey::from_standard_webhooks(secret(s)?.expose_secret())
+                .map_err(|e| anyhow!("standard_webhooks secret: {e}"))?;
+            Box::new(schemes::StandardWebhooks { key, tolerance_secs: tolerance.as_secs() as i64 })
+        }
+        SignatureConfig::Stripe { secret: s, tolerance, header } => Box::new(schemes::StripeStyle {
+            key: SigningKey::from_bytes(bytes(s)?),
+            tolerance_secs: tolerance.as_secs() as i64,
+            header: HeaderName::from_bytes(header.as_deref().unwrap_or("stripe-signature").as_bytes())?,
+        }),
+        SignatureConfig::Github { secret: s } => {
+            Box::new(schemes::GitHub { key: SigningKey::from_bytes(bytes(s)?) })
+        }
+        SignatureConfig::Hmac { secret: s, header, encoding, prefix } => Box::new(schemes::GenericHmac {
+            key: SigningKey::from_bytes(bytes(s)?),
+            header: HeaderName::from_bytes(header.as_bytes())?,
+            encoding: match encoding {
+                HmacEncoding::Hex => schemes::Encoding::Hex,
+                HmacEncoding::Base64 => schemes::Encoding::Base64,
+            },
+            prefix: prefix.clone(),
+        }),
+        SignatureConfig::Bearer { token } => Box::new(schemes::Bearer { token: bytes(token)? }),
+        SignatureConfig::Basic { username, password } => Box::new(schemes::Basic {
+            username: username.clone(),
+            password: bytes(password)?,
+        }),
+        SignatureConfig::None {} => Box::new(schemes::Unsigned),
+    })
+}
+
+fn build_lane(
+    key: LaneKey,
+    dest: &Destination,
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<LaneSpec> {
+    let http = &dest.http;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &http.headers {
+        let value = match value {
+            HeaderValue::Literal(v) => v.clone(),
+            HeaderValue::Secret(r) => secret(r)?.expose_secret().to_string(),
+        };
+        let mut value = reqwest::header::HeaderValue::from_str(&value)
+            .with_context(|| format!("header `{name}` has an invalid value"))?;
+        if matches!(http.headers.get(name), Some(HeaderValue::Secret(_))) {
+            value.set_sensitive(true);
+        }
+        headers.insert(HeaderName::from_bytes(name.as_bytes())?, value);
+    }
+    let signing_key = match &http.signing {
+        Some(OutboundSigning::StandardWebhooks { secret: s }) => Some(
+            SigningKey::from_standard_webhooks(secret(s)?.expose_secret())
+                .map_err(|e| anyhow!("signing secret: {e}"))?,
+        ),
+        None => None,
+    };
+    Ok(LaneSpec {
+        key,
+        target: HttpTarget {
+            url: reqwest::Url::parse(&http.url).with_context(|| format!("url `{}`", http.url))?,
+            method: reqwest::Method::from_bytes(http.method.as_bytes())
+                .with_context(|| format!("method `{}`", http.method))?,
+            headers,
+            timeout: http.timeout,
+            connect_timeout: http.connect_timeout,
+            signing_key,
+        },
+        retry: RetryPolicy {
+            max_attempts: dest.retry.max_attempts,
+            max_age: dest.retry.max_age,
+            initial_backoff: dest.retry.initial_backoff,
+            max_backoff: dest.retry.max_backoff,
+        },
+        concurrency: dest.concurrency,
+    })
+}

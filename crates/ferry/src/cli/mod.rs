@@ -1,0 +1,77 @@
+//! The `ferry` command line.
+
+mod admin_cmds;
+mod serve;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Ferry: a self-hosted integration hub. Accepts signed webhooks, keeps them durably, and
+/// delivers them to your tools with retries, a dead-letter queue and replay.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log as JSON lines (for log shippers) instead of human-readable text.
+    #[arg(long, global = true, env = "FERRY_LOG_JSON")]
+    pub log_json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: ingress, store, delivery lanes, admin API.
+    #[command(after_help = "Examples:\n  ferry serve --config examples/quickstart\n  ferry serve --config ./ferry --data-dir /var/lib/ferry --listen 0.0.0.0:8080")]
+    Serve(serve::ServeArgs),
+    /// Check a config directory and print every error with file, line and field.
+    #[command(after_help = "Examples:\n  ferry validate examples/quickstart\n  ferry validate ./ferry --skip-secrets   # in CI, where secrets are not set")]
+    Validate(validate::ValidateArgs),
+    /// Browse and replay the dead-letter queue of a running hub.
+    #[command(subcommand)]
+    Dlq(admin_cmds::DlqCommand),
+    /// Replay deliveries (delivered, retrying or dead) of a running hub, selected by event,
+    /// delivery, flow, destination and time range.
+    #[command(after_help = "Examples:\n  ferry replay --event evt_0193...\n  ferry replay --delivery dlv_0193...\n  ferry replay --flow billing-events --destination crm --since 2h\n  ferry replay --flow billing-events --since 2026-11-24T09:00:00Z --until 2026-11-24T10:00:00Z --state delivered")]
+    Replay(admin_cmds::ReplayArgs),
+    /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
+    /// on loopback, with a live view of what happens.
+    #[command(after_help = "Examples:\n  ferry demo\n  ferry demo --duration 60s --rate 200")]
+    Demo(crate::demo::DemoArgs),
+}
+
+/// How CLI commands reach a running hub's admin API.
+#[derive(Debug, Clone, Args)]
+pub struct HubTarget {
+    /// Base URL of the hub.
+    #[arg(long, env = "FERRY_URL")]
+    pub url: Option<String>,
+    /// Admin bearer token.
+    #[arg(long, env = "FERRY_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Read the URL and admin token from this config directory instead.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Run the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Serve(a) => serve::run(a).await,
+        Command::Validate(a) => validate::run(a),
+        Command::Dlq(c) => admin_cmds::dlq(c).await,
+        Command::Replay(a) => admin_cmds::replay(a).await,
+        Command::Demo(a) => crate::demo::run(a).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub use serve::{load_config, wait_for_signal};

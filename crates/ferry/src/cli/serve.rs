@@ -1,0 +1,87 @@
+//! `ferry serve`.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use ferry_config::{Config, LoadOptions};
+
+use crate::hub::{HubOptions, RunningHub};
+
+/// Arguments of `ferry serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The config directory (YAML files with settings, systems and flows).
+    #[arg(long, short, env = "FERRY_CONFIG")]
+    pub config: PathBuf,
+    /// Where the embedded store lives (default: settings.data_dir, else ./ferry-data).
+    #[arg(long, env = "FERRY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Listen address (default: settings.listen).
+    #[arg(long, env = "FERRY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// Load and validate a config directory, printing every problem; `None` when invalid.
+pub fn load_config(dir: &Path, resolve_secrets: bool) -> Option<Config> {
+    let color = std::io::stderr().is_terminal();
+    match ferry_config::load_dir(dir, &LoadOptions { resolve_secrets }) {
+        Ok(loaded) => {
+            if !loaded.warnings.is_empty() {
+                eprint!("{}", ferry_config::render(&loaded.warnings, color));
+            }
+            Some(loaded.config)
+        }
+        Err(errors) => {
+            let mut all = errors.errors;
+            all.extend(errors.warnings);
+            eprint!("{}", ferry_config::render(&all, color));
+            None
+        }
+    }
+}
+
+/// Run `ferry serve` until SIGTERM or Ctrl-C.
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let Some(config) = load_config(&args.config, true) else {
+        eprintln!("ferry: refusing to start with an invalid config ({})", args.config.display());
+        return Ok(ExitCode::from(2));
+    };
+    let data_dir = args
+        .data_dir
+        .or_else(|| config.settings.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("ferry-data"));
+    let hub = RunningHub::start(HubOptions { config, data_dir, listen: args.listen }).await?;
+    println!("ferry listening on http://{}", hub.addr());
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    tracing::info!("stopping: draining in-flight work");
+    hub.shutdown().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolve on SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

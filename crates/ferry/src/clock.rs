@@ -1,0 +1,51 @@
+//! Wall-clock time in the units the store uses.
+
+use ferry_store::Millis;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// Render epoch milliseconds as RFC 3339 (UTC, millisecond precision).
+pub fn rfc3339(ms: Millis) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Parse a time given by a user: RFC 3339 (`2026-11-24T10:00:00Z`), epoch milliseconds, or an
+/// age relative to `now` such as `15m` or `2h` (meaning that long ago).
+pub fn parse_time(input: &str, now: Millis) -> Result<Millis, String> {
+    let s = input.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .map_err(|_| format!("time `{s}` is before 1970"));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now - d.as_millis() as Millis);
+    }
+    Err(format!(
+        "cannot read time `{s}`: use RFC 3339 (2026-11-24T10:00:00Z), epoch milliseconds, or an age like 15m / 2h"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_three_time_forms() {
+        assert_eq!(parse_time("1700000000000", 0).unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_time("1970-01-01T00:00:01Z", 0).unwrap(), 1000);
+        assert_eq!(parse_time("2h", 10_000_000).unwrap(), 10_000_000 - 7_200_000);
+        assert!(parse_time("yesterday-ish", 0).is_err());
+    }
+}

@@ -1,0 +1,164 @@
+//! The hub: assembles store, delivery engine and HTTP server from a config, and stops them in
+//! the right order. Crash-only: start-up is recovery (claims of a killed process are released).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use ferry_config::Config;
+use ferry_delivery::DeliveryEngine;
+use ferry_store::Store;
+use ferry_store::sqlite::{SqliteOptions, SqliteStore};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::assembly::assemble;
+use crate::clock::now_ms;
+use crate::{admin, ingress, telemetry};
+
+/// How to run a hub.
+#[derive(Debug, Clone)]
+pub struct HubOptions {
+    pub config: Config,
+    /// Where the embedded store lives.
+    pub data_dir: PathBuf,
+    /// Overrides `settings.listen` (e.g. `127.0.0.1:0` in tests).
+    pub listen: Option<SocketAddr>,
+}
+
+/// A started hub.
+pub struct RunningHub {
+    addr: SocketAddr,
+    store: Arc<SqliteStore>,
+    engine: Arc<DeliveryEngine>,
+    server: JoinHandle<std::io::Result<()>>,
+    stop: oneshot::Sender<()>,
+    grace: Duration,
+}
+
+impl RunningHub {
+    /// Open the store, recover, start the delivery lanes and serve HTTP.
+    pub async fn start(opts: HubOptions) -> Result<Self> {
+        let assembly = assemble(&opts.config)?;
+        let store = Arc::new(
+            SqliteStore::open(&opts.data_dir, SqliteOptions::default())
+                .with_context(|| format!("opening the store in {}", opts.data_dir.display()))?,
+        );
+        let released = store.release_all_claims(now_ms()).await?;
+        if released > 0 {
+            tracing::info!(released, "recovered deliveries that were in flight when the last run stopped");
+        }
+        let dyn_store: Arc<dyn Store> = store.clone();
+        let engine = Arc::new(DeliveryEngine::start(dyn_store.clone(), assembly.lanes)?);
+
+        let waker: ingress::LaneWaker = {
+            let engine = engine.clone();
+            Arc::new(move |lane| engine.wake(lane))
+        };
+        let lane_keys: Vec<_> = assembly.routes.values().flat_map(|r| r.lanes.clone()).collect();
+        let wake_all: Arc<dyn Fn() + Send + Sync> = {
+            let engine = engine.clone();
+            Arc::new(move || lane_keys.iter().for_each(|l| engine.wake(l)))
+        };
+        let app = Router::new()
+            .merge(ingress::router(ingress::IngressState {
+                routes: Arc::new(assembly.routes),
+                store: dyn_store.clone(),
+                wake: waker,
+            }))
+            .merge(admin::router(
+                admin::AdminState { store: dyn_store.clone(), wake_all },
+                assembly.admin_token,
+            ))
+            .merge(ops_router(dyn_store.clone()));
+
+        let listen = opts.listen.unwrap_or(opts.config.settings.listen);
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, data_dir = %opts.data_dir.display(), "ferry is serving");
+        Ok(Self { addr, store, engine, server, stop, grace: opts.config.settings.delivery.shutdown_grace })
+    }
+
+    /// The address the HTTP server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The store (for in-process observers such as `ferry demo`).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Graceful stop: stop accepting, let in-flight requests and deliveries finish (up to the
+    /// grace period), release what is left back to the store, close the store.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(());
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
+            Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+        }
+        match Arc::into_inner(self.engine) {
+            Some(engine) => engine.shutdown(self.grace).await,
+            None => tracing::warn!("delivery engine still referenced at shutdown; skipping drain"),
+        }
+        match Arc::into_inner(self.store) {
+            Some(store) => {
+                if let Err(e) = store.close().await {
+                    tracing::warn!(error = %e, "closing the store");
+                }
+            }
+            None => tracing::warn!("store still referenced at shutdown; it closes when the last user drops it"),
+        }
+        tracing::info!("ferry stopped");
+        Ok(())
+    }
+}
+
+/// `/healthz` (the process answers), `/readyz` (the store commits), `/metrics` (Prometheus).
+fn ops_router(store: Arc<dyn Store>) -> Router {
+    let handle = telemetry::metrics_handle();
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let store = store.clone();
+                async move {
+                    match store.ping().await {
+                        Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
+                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store not ready: {e}\n"))
+                            .into_response(),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let handle = handle.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        handle.render(),
+                    )
+                }
+            }),
+        )
+}

@@ -1,0 +1,179 @@
+//! The ingest handler: one request, one event, committed before the answer.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use ferry_store::{AppendOutcome, DeliveryId, EventId, NewDelivery, NewEvent};
+use serde::{Deserialize, Serialize};
+
+use super::event_id::read_event_id;
+use super::{IngressState, KEPT_HEADERS};
+use crate::assembly::{EventIdRule, IngressRoute};
+use crate::clock::now_ms;
+use crate::problem::Problem;
+
+/// The answer to an accepted (or duplicate) event.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AcceptedBody {
+    pub event_id: String,
+    /// True when the flow already had this sender event id: nothing new was stored.
+    pub duplicate: bool,
+    pub deliveries: usize,
+}
+
+/// `POST /ingest/{path}`.
+pub async fn ingest(
+    State(state): State<IngressState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(route) = state.routes.get(&path).cloned() else {
+        metrics::counter!("ferry_ingress_rejected_total", "flow" => "", "reason" => "unknown_flow").increment(1);
+        return Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_flow",
+            "Unknown flow",
+            format!("no flow receives webhooks at /ingest/{path}"),
+        )
+        .into_response();
+    };
+    metrics::counter!("ferry_ingress_received_total", "flow" => route.flow.clone()).increment(1);
+    match accept(&state, &route, &headers, body).await {
+        Ok((status, body)) => {
+            let outcome = if body.duplicate { "duplicate" } else { "accepted" };
+            metrics::counter!("ferry_ingress_accepted_total", "flow" => route.flow.clone(), "outcome" => outcome)
+                .increment(1);
+            (status, Json(body)).into_response()
+        }
+        Err(problem) => {
+            metrics::counter!("ferry_ingress_rejected_total", "flow" => route.flow.clone(), "reason" => problem.code)
+                .increment(1);
+            tracing::debug!(flow = %route.flow, reason = problem.code, detail = %problem.detail, "webhook refused");
+            problem.for_flow(&route.flow).into_response()
+        }
+    }
+}
+
+async fn accept(
+    state: &IngressState,
+    route: &IngressRoute,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, AcceptedBody), Problem> {
+    let payload = read_body(headers, body, route.max_body_bytes).await?;
+    let now = now_ms();
+    route
+        .verifier
+        .verify(headers, &payload, now / 1000)
+        .map_err(|e| {
+            Problem::new(StatusCode::UNAUTHORIZED, e.code(), "Webhook authentication failed", e.to_string())
+        })?;
+    let needs_value = route.event_type_pointer.is_some() || matches!(route.event_id, EventIdRule::JsonPointer(_));
+    let value = check_json(&payload, needs_value)?;
+    let dedupe_key = read_event_id(&route.event_id, headers, value.as_ref())
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "event_id_invalid", "Event id unreadable", e.0))?;
+    let event_type = match (&route.event_type_pointer, &value) {
+        (Some(ptr), Some(v)) => v.pointer(ptr).and_then(|t| t.as_str()).map(str::to_string),
+        _ => None,
+    };
+    let kept = KEPT_HEADERS
+        .iter()
+        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string())))
+        .collect();
+    let event = NewEvent {
+        id: EventId::new(),
+        flow: route.flow.clone(),
+        source: route.source_system.clone(),
+        dedupe_key,
+        event_type,
+        received_at: now,
+        headers: kept,
+        payload,
+        deliveries: route
+            .lanes
+            .iter()
+            .map(|lane| NewDelivery { id: DeliveryId::new(), destination: lane.destination.clone(), due_at: now })
+            .collect(),
+    };
+    let started = std::time::Instant::now();
+    let outcome = state.store.append(vec![event]).await.map_err(|e| {
+        tracing::error!(flow = %route.flow, error = %e, "store refused an event");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "Event not stored",
+            "the event could not be stored durably; nothing was kept — retry later",
+        )
+        .retry_after(1)
+    })?;
+    metrics::histogram!("ferry_ingress_commit_seconds").record(started.elapsed().as_secs_f64());
+    match outcome.first().copied() {
+        Some(AppendOutcome::Stored(id)) => {
+            for lane in &route.lanes {
+                (state.wake)(lane);
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                AcceptedBody { event_id: id.to_string(), duplicate: false, deliveries: route.lanes.len() },
+            ))
+        }
+        Some(AppendOutcome::Duplicate(id)) => Ok((
+            StatusCode::OK,
+            AcceptedBody { event_id: id.to_string(), duplicate: true, deliveries: 0 },
+        )),
+        None => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_unavailable",
+            "Event not stored",
+            "the store returned no outcome",
+        )),
+    }
+}
+
+/// Read the body, refusing anything over `limit` bytes (by `Content-Length` first, then while
+/// reading, so a lying or absent length cannot get past the limit).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Problem> {
+    let too_large = |what: String| {
+        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large", what)
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit as u64
+    {
+        return Err(too_large(format!("the body is {len} bytes; this flow accepts at most {limit}")));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let is_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            || e.to_string().contains("length limit");
+        if is_limit {
+            too_large(format!("the body exceeds this flow's limit of {limit} bytes"))
+        } else {
+            Problem::new(StatusCode::BAD_REQUEST, "body_unreadable", "Body unreadable", format!("reading the body failed: {e}"))
+        }
+    })
+}
+
+/// Check the body is one JSON document. Parse it into a value only when something must be
+/// read from it; otherwise validate without building a tree.
+fn check_json(payload: &[u8], want_value: bool) -> Result<Option<serde_json::Value>, Problem> {
+    let malformed = |e: serde_json::Error| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "Malformed JSON",
+            format!("the body is not valid JSON: {e} (line {}, column {})", e.line(), e.column()),
+        )
+    };
+    if want_value {
+        serde_json::from_slice::<serde_json::Value>(payload).map(Some).map_err(malformed)
+    } else {
+        serde_json::from_slice::<serde::de::IgnoredAny>(payload).map(|_| None).map_err(malformed)
+    }
+}

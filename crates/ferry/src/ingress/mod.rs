@@ -1,0 +1,37 @@
+//! Ingress: `POST /ingest/{path}` — authenticate, check, dedupe, and commit the event with its
+//! deliveries before answering. A 2xx is sent only after the commit (fsync) returned.
+
+mod event_id;
+mod handler;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::post;
+use ferry_store::{LaneKey, Store};
+
+use crate::assembly::IngressRoute;
+
+pub use handler::AcceptedBody;
+
+/// Wakes the delivery lane of a key after its deliveries were committed.
+pub type LaneWaker = Arc<dyn Fn(&LaneKey) + Send + Sync>;
+
+/// Shared state of the ingress handlers.
+#[derive(Clone)]
+pub struct IngressState {
+    pub routes: Arc<BTreeMap<String, Arc<IngressRoute>>>,
+    pub store: Arc<dyn Store>,
+    pub wake: LaneWaker,
+}
+
+/// The ingress routes.
+pub fn router(state: IngressState) -> Router {
+    Router::new()
+        .route("/ingest/{path}", post(handler::ingest))
+        .with_state(state)
+}
+
+/// Request headers kept with an event (and passed on where meaningful).
+pub(crate) const KEPT_HEADERS: &[&str] = &["content-type", "traceparent", "tracestate"];

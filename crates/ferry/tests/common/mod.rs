@@ -1,0 +1,221 @@
+//! Shared test harness: config directories, a scriptable HTTP receiver on loopback, signed
+//! senders, and an in-process hub.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use ferry::hub::{HubOptions, RunningHub};
+use ferry_signature::SigningKey;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const SOURCE_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// One request as a receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+/// A scripted answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<&'static str>,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Self { status, retry_after: None, delay: Duration::ZERO }
+    }
+}
+
+#[derive(Default)]
+struct ReceiverInner {
+    script: VecDeque<Answer>,
+    default: Option<Answer>,
+    received: Vec<Received>,
+}
+
+/// An HTTP receiver on 127.0.0.1 that answers from a script (then 200) and records requests.
+#[derive(Clone)]
+pub struct TestReceiver {
+    pub addr: SocketAddr,
+    inner: Arc<Mutex<ReceiverInner>>,
+}
+
+impl TestReceiver {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(ReceiverInner::default()));
+        let app = Router::new().fallback(answer).with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, inner }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Answer the next requests with these, in order.
+    pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.inner.lock().unwrap().script.extend(answers);
+    }
+
+    /// Answer with this once the script is used up (default 200).
+    pub fn set_default(&self, a: Answer) {
+        self.inner.lock().unwrap().default = Some(a);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.lock().unwrap().received.len()
+    }
+}
+
+async fn answer(State(inner): State<Arc<Mutex<ReceiverInner>>>, headers: HeaderMap, body: Bytes) -> Response {
+    let a = {
+        let mut g = inner.lock().unwrap();
+        g.received.push(Received { headers, body, at: Instant::now() });
+        g.script.pop_front().or_else(|| g.default.clone()).unwrap_or(Answer::status(200))
+    };
+    if !a.delay.is_zero() {
+        tokio::time::sleep(a.delay).await;
+    }
+    let mut resp = (StatusCode::from_u16(a.status).unwrap(), format!("answer {}", a.status)).into_response();
+    if let Some(ra) = a.retry_after {
+        resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+    }
+    resp
+}
+
+/// Write a config directory: settings with the admin token, systems `src` and `dst`, and one
+/// flow `orders` whose source verifies Standard Webhooks and whose destinations are given as
+/// YAML (indented under `destinations:`).
+pub fn write_config(dir: &Path, destinations_yaml: &str) {
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
+    std::fs::write(dir.join("source-secret"), SOURCE_SECRET).unwrap();
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        "settings:\n  listen: 127.0.0.1:0\n  admin:\n    token: { file: admin-token }\n  ingress:\n    max_body_bytes: 4096\n  delivery:\n    shutdown_grace: 2s\nsystems:\n  src: { owner: team-a }\n  dst: { owner: team-b }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("flows/orders.yaml"),
+        format!(
+            "flows:\n  orders:\n    source:\n      webhook:\n        system: src\n        signature:\n          standard_webhooks: {{ secret: {{ file: source-secret }} }}\n        event_type: /type\n    destinations:\n{destinations_yaml}"
+        ),
+    )
+    .unwrap();
+}
+
+/// A destination block for `write_config` with fast retries.
+pub fn http_destination(name: &str, url: &str, max_attempts: u32) -> String {
+    format!(
+        "      {name}:\n        system: dst\n        http:\n          url: {url}\n          timeout: 2s\n          connect_timeout: 1s\n        retry:\n          max_attempts: {max_attempts}\n          initial_backoff: 20ms\n          max_backoff: 100ms\n"
+    )
+}
+
+/// Start a hub in this process on the config in `config_dir` and the store in `data_dir`.
+pub async fn start_hub(config_dir: &Path, data_dir: &Path) -> RunningHub {
+    let loaded = ferry_config::load_dir(config_dir, &ferry_config::LoadOptions { resolve_secrets: true })
+        .unwrap_or_else(|e| panic!("config: {e}"));
+    RunningHub::start(HubOptions { config: loaded.config, data_dir: data_dir.to_path_buf(), listen: None })
+        .await
+        .unwrap()
+}
+
+/// Signed Standard Webhooks headers for `body`.
+pub fn signed(id: &str, body: &str) -> Vec<(&'static str, String)> {
+    let key = SigningKey::from_standard_webhooks(SOURCE_SECRET).unwrap();
+    let ts = now_secs();
+    vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", ts.to_string()),
+        ("webhook-signature", ferry_signature::standard_webhooks::sign(&key, id, ts, body.as_bytes())),
+        ("content-type", "application/json".to_string()),
+    ]
+}
+
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// POST a signed webhook to the hub's `orders` flow.
+pub async fn send(hub: SocketAddr, id: &str, body: &str) -> reqwest::Response {
+    let mut req = client().post(format!("http://{hub}/ingest/orders")).body(body.to_string());
+    for (k, v) in signed(id, body) {
+        req = req.header(k, v);
+    }
+    req.send().await.unwrap()
+}
+
+/// GET an admin API path with the token, as JSON.
+pub async fn admin_get(hub: SocketAddr, path: &str) -> serde_json::Value {
+    let resp = client()
+        .get(format!("http://{hub}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+/// POST JSON to an admin API path with the token.
+pub async fn admin_post(hub: SocketAddr, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let resp = client()
+        .post(format!("http://{hub}{path}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "POST {path}: {}", resp.status());
+    resp.json().await.unwrap()
+}
+
+/// Poll `check` until it is true or `secs` pass; panic with `what` on time-out.
+pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out after {secs}s waiting for: {what}");
+}
+
+/// Deliveries of the hub filtered by a query string, via the admin API.
+pub async fn deliveries(hub: SocketAddr, query: &str) -> Vec<serde_json::Value> {
+    admin_get(hub, &format!("/admin/v1/deliveries?{query}"))
+        .await["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
