@@ -130,7 +130,12 @@ pub struct LoadArgs {
     #[arg(long)]
     pub flow: String,
     /// The flow's Standard Webhooks secret (`whsec_...`).
-    #[arg(long, env = "FERRY_BENCH_SECRET", hide_env_values = true, required_unless_present = "secret_file")]
+    #[arg(
+        long,
+        env = "FERRY_BENCH_SECRET",
+        hide_env_values = true,
+        required_unless_present = "secret_file"
+    )]
     pub secret: Option<String>,
     /// Read the secret from this file instead.
     #[arg(long, conflicts_with = "secret")]

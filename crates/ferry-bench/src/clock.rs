@@ -27,6 +27,7 @@ impl Clock {
     }
 
     /// Nanoseconds since the UNIX epoch now.
+    #[cfg(test)]
     pub fn now_ns(&self) -> u64 {
         self.wall_ns(Instant::now())
     }

@@ -53,7 +53,9 @@ pub struct Stopped {
 /// The default `ferry` binary: next to this executable (e.g. `target/release/ferry`).
 pub fn default_ferry() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("cannot locate the ferry-bench executable")?;
-    let dir = exe.parent().context("the ferry-bench executable has no parent directory")?;
+    let dir = exe
+        .parent()
+        .context("the ferry-bench executable has no parent directory")?;
     Ok(dir.join(format!("ferry{}", std::env::consts::EXE_SUFFIX)))
 }
 
@@ -113,7 +115,10 @@ impl Hub {
         let config = dir.path().join("config");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&config)?;
-        std::fs::write(config.join("ferry.yaml"), config_yaml(spec.receiver, spec.concurrency))?;
+        std::fs::write(
+            config.join("ferry.yaml"),
+            config_yaml(spec.receiver, spec.concurrency),
+        )?;
         std::fs::write(config.join("admin-token"), "ferry-bench-admin-token\n")?;
         std::fs::write(config.join("source-secret"), format!("{SOURCE_SECRET}\n"))?;
         let log_path = dir.path().join("hub.log");
@@ -155,7 +160,11 @@ impl Hub {
                     _ => "it closed stdout without printing the ready line".to_string(),
                 };
                 let _ = child.start_kill();
-                let status = child.wait().await.map(|s| s.to_string()).unwrap_or_default();
+                let status = child
+                    .wait()
+                    .await
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
                 bail!(
                     "the hub did not start: {why} ({status}). Last lines of {}:\n{}",
                     log_path.display(),
@@ -163,11 +172,18 @@ impl Hub {
                 );
             }
         };
-        let addr: SocketAddr =
-            addr.parse().with_context(|| format!("unexpected hub address `{addr}`"))?;
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("unexpected hub address `{addr}`"))?;
         // Keep reading stdout so the hub never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { child, pid, addr, dir, keep: spec.keep })
+        Ok(Self {
+            child,
+            pid,
+            addr,
+            dir,
+            keep: spec.keep,
+        })
     }
 
     /// Path of the hub's log (its stderr).
@@ -202,13 +218,28 @@ impl Hub {
                 Ok(Err(e)) => (format!("wait failed: {e}"), false),
                 Err(_) => {
                     let _ = self.child.kill().await;
-                    (format!("killed: still running {}s after SIGTERM", STOP_TIMEOUT.as_secs()), false)
+                    (
+                        format!(
+                            "killed: still running {}s after SIGTERM",
+                            STOP_TIMEOUT.as_secs()
+                        ),
+                        false,
+                    )
                 }
             }
         };
         let stop_secs = t0.elapsed().as_secs_f64();
-        let kept_dir = if self.keep { Some(self.dir.keep()) } else { None };
-        Stopped { exit, clean, stop_secs, kept_dir }
+        let kept_dir = if self.keep {
+            Some(self.dir.keep())
+        } else {
+            None
+        };
+        Stopped {
+            exit,
+            clean,
+            stop_secs,
+            kept_dir,
+        }
     }
 }
 

@@ -65,7 +65,9 @@ impl Template {
         s.push_str(&"x".repeat(body_bytes - MIN_BODY));
         s.push_str(END);
         debug_assert_eq!(s.len(), body_bytes);
-        Ok(Self { bytes: s.into_bytes() })
+        Ok(Self {
+            bytes: s.into_bytes(),
+        })
     }
 
     /// The body of event `seq`, sent (or meant to be sent) at `sent_ns`.
@@ -111,7 +113,11 @@ struct JsonProbe<'a> {
 pub fn probe(body: &[u8]) -> Option<Probe<'_>> {
     fast_probe(body).or_else(|| {
         let p: JsonProbe<'_> = serde_json::from_slice(body).ok()?;
-        Some(Probe { sent_ns: p.sent_ns, run: p.run.as_bytes(), seq: p.seq })
+        Some(Probe {
+            sent_ns: p.sent_ns,
+            run: p.run.as_bytes(),
+            seq: p.seq,
+        })
     })
 }
 
@@ -153,7 +159,14 @@ mod tests {
         assert_eq!(v["seq"], 42);
         assert_eq!(v["sent_ns"], 1_767_225_600_123_456_789_u64);
         let p = probe(&body).unwrap();
-        assert_eq!(p, Probe { sent_ns: 1_767_225_600_123_456_789, run: run.as_bytes(), seq: 42 });
+        assert_eq!(
+            p,
+            Probe {
+                sent_ns: 1_767_225_600_123_456_789,
+                run: run.as_bytes(),
+                seq: 42
+            }
+        );
     }
 
     #[test]

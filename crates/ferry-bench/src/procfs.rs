@@ -21,10 +21,18 @@ pub fn memory(pid: &str) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| -> Option<u64> {
         let line = status.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line[name.len()..].trim().trim_end_matches("kB").trim().parse().ok()?;
+        let kb: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
         Some(kb * 1024)
     };
-    Some(Memory { peak_rss_bytes: field("VmHWM:")?, rss_bytes: field("VmRSS:")? })
+    Some(Memory {
+        peak_rss_bytes: field("VmHWM:")?,
+        rss_bytes: field("VmRSS:")?,
+    })
 }
 
 /// Name and user+system CPU seconds from a `stat` file's contents.
@@ -62,7 +70,10 @@ pub fn thread_cpu(pid: &str) -> BTreeMap<String, ThreadGroup> {
             continue;
         };
         if let Some((name, secs)) = parse_stat(&stat) {
-            let g = out.entry(name).or_insert(ThreadGroup { threads: 0, cpu_secs: 0.0 });
+            let g = out.entry(name).or_insert(ThreadGroup {
+                threads: 0,
+                cpu_secs: 0.0,
+            });
             g.threads += 1;
             g.cpu_secs += secs;
         }

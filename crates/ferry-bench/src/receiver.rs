@@ -68,8 +68,8 @@ pub struct SinkStats {
 
 pub fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 1 h at 3 significant digits; auto-resize keeps larger outliers recordable.
-    let mut h =
-        Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant histogram bounds are valid");
+    let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .expect("constant histogram bounds are valid");
     h.auto(true);
     h
 }
@@ -158,7 +158,10 @@ impl Sink {
     /// How many of `accepted` (event seqs) have not arrived.
     pub fn missing(&self, accepted: &[u64]) -> u64 {
         let g = self.lock();
-        accepted.iter().filter(|s| !g.events.contains_key(s)).count() as u64
+        accepted
+            .iter()
+            .filter(|s| !g.events.contains_key(s))
+            .count() as u64
     }
 
     pub fn stats(&self) -> SinkStats {

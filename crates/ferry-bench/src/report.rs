@@ -62,6 +62,8 @@ pub struct Events {
     pub failed: u64,
     /// Distinct events of this run the receiver got.
     pub delivered: u64,
+    /// Requests the receiver got (every delivery attempt, any run).
+    pub receiver_requests: u64,
     /// Accepted events the receiver never got (lost, or still queued at the drain timeout).
     pub accepted_not_delivered: u64,
     /// Events delivered although their ingest request failed (e.g. stored, then timed out).
@@ -114,7 +116,15 @@ pub struct Latency {
 impl Latency {
     pub fn from_histogram(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
-            return Self { count: 0, mean_us: 0.0, p50_us: 0, p90_us: 0, p99_us: 0, p999_us: 0, max_us: 0 };
+            return Self {
+                count: 0,
+                mean_us: 0.0,
+                p50_us: 0,
+                p90_us: 0,
+                p99_us: 0,
+                p999_us: 0,
+                max_us: 0,
+            };
         }
         Self {
             count: h.len(),
@@ -206,7 +216,10 @@ impl Report {
             (None, Some(d)) => format!("{d}s"),
             (None, None) => String::new(),
         };
-        let shape = c.rate.map_or_else(|| "closed loop".to_string(), |r| format!("fixed rate {r}/s"));
+        let shape = c.rate.map_or_else(
+            || "closed loop".to_string(),
+            |r| format!("fixed rate {r}/s"),
+        );
         let _ = writeln!(
             o,
             "ferry-bench {}: {} connections, {amount}, {shape}, {}-byte bodies",
@@ -223,8 +236,8 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "            delivered {} · accepted but not delivered {} · delivered but not accepted {}",
-            e.delivered, e.accepted_not_delivered, e.delivered_not_accepted
+            "            delivered {} ({} requests) · accepted but not delivered {} · delivered but not accepted {}",
+            e.delivered, e.receiver_requests, e.accepted_not_delivered, e.delivered_not_accepted
         );
         let _ = writeln!(
             o,
@@ -258,7 +271,10 @@ impl Report {
             "latency     {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}   (from {})",
             "p50", "p90", "p99", "p99.9", "max", "n", self.latency.measured_from
         );
-        for (name, l) in [("accept", &self.latency.accept), ("end-to-end", &self.latency.end_to_end)] {
+        for (name, l) in [
+            ("accept", &self.latency.accept),
+            ("end-to-end", &self.latency.end_to_end),
+        ] {
             let _ = writeln!(
                 o,
                 "  {name:<10}{:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
@@ -274,7 +290,11 @@ impl Report {
         if self.errors.is_empty() {
             let _ = writeln!(o, "errors      none");
         } else {
-            let list: Vec<String> = self.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            let list: Vec<String> = self
+                .errors
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
             let _ = writeln!(o, "errors      {}", list.join(" · "));
             for (k, ex) in &self.error_examples {
                 let _ = writeln!(o, "            e.g. {k}: {}", ex.replace('\n', " "));
@@ -283,7 +303,11 @@ impl Report {
         let _ = writeln!(
             o,
             "drain       {} after {:.2} s",
-            if self.drain.complete { "complete" } else { "INCOMPLETE (timed out)" },
+            if self.drain.complete {
+                "complete"
+            } else {
+                "INCOMPLETE (timed out)"
+            },
             self.drain.waited_secs
         );
 

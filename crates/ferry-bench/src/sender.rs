@@ -41,14 +41,19 @@ impl Target {
     /// Parse `http://host[:port][/prefix]` and resolve it; events go to
     /// `{prefix}/ingest/{flow}`.
     pub async fn from_url(url: &str, flow: &str) -> anyhow::Result<Self> {
-        let uri: http::Uri = url.parse().with_context(|| format!("invalid --url `{url}`"))?;
+        let uri: http::Uri = url
+            .parse()
+            .with_context(|| format!("invalid --url `{url}`"))?;
         anyhow::ensure!(
             uri.scheme_str() == Some("http"),
             "--url must start with http:// (ferry-bench speaks plain HTTP/1.1 only)"
         );
         let authority = uri.authority().context("--url has no host")?;
         let port = authority.port_u16().unwrap_or(80);
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
         let addr = tokio::net::lookup_host((host, port))
             .await
             .with_context(|| format!("cannot resolve `{host}`"))?
@@ -95,7 +100,8 @@ pub struct Plan {
 impl Plan {
     /// When event `i` is due in fixed-rate mode.
     fn intended(&self, i: u64) -> Option<Instant> {
-        self.rate.map(|r| self.start + Duration::from_secs_f64(i as f64 / r))
+        self.rate
+            .map(|r| self.start + Duration::from_secs_f64(i as f64 / r))
     }
 }
 
@@ -261,7 +267,11 @@ async fn connect(target: &Target, timeout: Duration) -> Result<Sender, String> {
 }
 
 /// Make `conn` a connection ready for a request, reconnecting if it was closed.
-async fn ensure_ready(conn: &mut Option<Sender>, target: &Target, timeout: Duration) -> Result<(), String> {
+async fn ensure_ready(
+    conn: &mut Option<Sender>,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(), String> {
     if let Some(s) = conn.as_mut() {
         if s.ready().await.is_ok() {
             return Ok(());
@@ -269,13 +279,19 @@ async fn ensure_ready(conn: &mut Option<Sender>, target: &Target, timeout: Durat
         *conn = None;
     }
     let mut s = connect(target, timeout).await?;
-    s.ready().await.map_err(|e| format!("connect: {}", classify(&e)))?;
+    s.ready()
+        .await
+        .map_err(|e| format!("connect: {}", classify(&e)))?;
     *conn = Some(s);
     Ok(())
 }
 
 enum Outcome {
-    Answer { status: StatusCode, retry_after: bool, body: Bytes },
+    Answer {
+        status: StatusCode,
+        retry_after: bool,
+        body: Bytes,
+    },
     Failed(String),
 }
 
@@ -287,7 +303,11 @@ async fn exchange(sender: &mut Sender, req: Request<Full<Bytes>>) -> Outcome {
     let status = resp.status();
     let retry_after = resp.headers().contains_key(RETRY_AFTER);
     match resp.into_body().collect().await {
-        Ok(b) => Outcome::Answer { status, retry_after, body: b.to_bytes() },
+        Ok(b) => Outcome::Answer {
+            status,
+            retry_after,
+            body: b.to_bytes(),
+        },
         Err(e) => Outcome::Failed(format!("reading response: {}", classify(&e))),
     }
 }
@@ -320,7 +340,9 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
             tokio::time::sleep(CONNECT_BACKOFF).await;
             continue;
         }
-        let Some(sender) = conn.as_mut() else { continue };
+        let Some(sender) = conn.as_mut() else {
+            continue;
+        };
 
         // In fixed-rate mode both latencies count from when the event was due, so a
         // stalled hub cannot hide its stall by delaying our sends.
@@ -358,7 +380,11 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
                 conn = None;
                 res.error(&shared, kind, None);
             }
-            Ok(Outcome::Answer { status, retry_after, body }) => {
+            Ok(Outcome::Answer {
+                status,
+                retry_after,
+                body,
+            }) => {
                 if status.is_success() {
                     shared.ok.fetch_add(1, Ordering::Relaxed);
                     match status {
@@ -369,15 +395,18 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
                     res.accepted.push(i);
                     res.first_ok.get_or_insert(done);
                     let us = done.saturating_duration_since(t0).as_micros();
-                    res.latency_us.saturating_record(u64::try_from(us).unwrap_or(u64::MAX).max(1));
+                    res.latency_us
+                        .saturating_record(u64::try_from(us).unwrap_or(u64::MAX).max(1));
                 } else {
                     let kind = if retry_after {
                         format!("status {} (with Retry-After)", status.as_u16())
                     } else {
                         format!("status {}", status.as_u16())
                     };
-                    let example: String =
-                        String::from_utf8_lossy(&body).chars().take(EXAMPLE_CHARS).collect();
+                    let example: String = String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(EXAMPLE_CHARS)
+                        .collect();
                     res.error(&shared, kind, Some(example));
                 }
             }

@@ -92,9 +92,12 @@ fn truncated_and_mangled_files_never_panic() {
     let path = tmp.path().join("c.yaml");
     let mut boundaries: Vec<usize> = full.char_indices().map(|(i, _)| i).collect();
     boundaries.push(full.len());
-    for end in boundaries {
+    for (n, end) in boundaries.into_iter().enumerate() {
         std::fs::write(&path, &full[..end]).unwrap();
         let _ = load(tmp.path());
+        if n % 8 != 0 {
+            continue;
+        }
         for junk in ["\t", ": ", "&a ", "*a ", "[", "}", "? ", "!!binary ", "<<: ", "---\n"] {
             let mut mangled = full.clone();
             mangled.insert_str(end, junk);

@@ -36,7 +36,9 @@ pub struct HttpTarget {
     /// Usually `POST`.
     pub method: Method,
     /// Static headers sent with every request (auth, API keys...). The delivery headers
-    /// (`content-type`, `webhook-*`, `idempotency-key`, `traceparent`) take precedence.
+    /// (`webhook-*`, `idempotency-key`, and `traceparent` when the event has one) replace
+    /// same-named ones. `content-type` is the event's own when it was stored with one, else
+    /// this map's, else `application/json`.
     pub headers: HeaderMap,
     /// Total time for one attempt: connect, send, response head and excerpt.
     pub timeout: Duration,

@@ -23,6 +23,7 @@
 //! `debug` per attempt, `warn` when a delivery is dead-lettered. Logs carry delivery ids,
 //! lanes, statuses and error texts, never payloads, header values or response bodies.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod classify;
 mod engine;

@@ -11,7 +11,9 @@ use ferry_store::{DeliveryId, EventId, NewDelivery, NewEvent, Store};
 
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().expect("a number"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<usize>().expect("a number"));
     let events = args.next().unwrap_or(100_000);
     let tasks = args.next().unwrap_or(64);
     let size = args.next().unwrap_or(1024);

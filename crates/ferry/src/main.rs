@@ -7,7 +7,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = ferry::cli::Cli::parse();
-    ferry::telemetry::init_logging(cli.log_json);
+    // The demo has its own live view; its logs would only interleave with it.
+    let default_level = match cli.command {
+        ferry::cli::Command::Demo(_) => "error",
+        _ => "info",
+    };
+    ferry::telemetry::init_logging(cli.log_json, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -4,12 +4,17 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Install the tracing subscriber: JSON lines when `json`, else human-readable. Level from
-/// `RUST_LOG` (default `info`). Safe to call more than once.
-pub fn init_logging(json: bool) {
+/// Install the tracing subscriber on stderr: JSON lines when `json`, else human-readable
+/// (coloured only on a terminal). Level from `RUST_LOG`, else `default_level`. Safe to call
+/// more than once.
+pub fn init_logging(json: bool, default_level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 

@@ -7,6 +7,7 @@
 //! - An exclusive lock on `ferry.lock` keeps a second process off the same data dir.
 //! - Nothing is cached in memory per delivery: the backlog lives on disk.
 
+mod checkpoint;
 mod codec;
 mod ops;
 mod reads;
@@ -55,6 +56,9 @@ pub struct SqliteOptions {
     pub max_batch_bytes: usize,
     /// Commands that may wait for the writer before callers wait to enqueue.
     pub queue_capacity: usize,
+    /// How often a background thread checkpoints the WAL while writes happen; zero leaves
+    /// checkpoints to SQLite's automatic ones on the writer thread.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -66,6 +70,7 @@ impl Default for SqliteOptions {
             max_batch_commands: 2048,
             max_batch_bytes: 8 * 1024 * 1024,
             queue_capacity: 4096,
+            checkpoint_interval: Duration::from_millis(250),
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct CommitStats {
 pub struct SqliteStore {
     tx: Option<mpsc::Sender<Box<dyn Command>>>,
     thread: Option<JoinHandle<()>>,
+    checkpointer: Option<checkpoint::Checkpointer>,
     reads: Arc<ReadPool>,
     stats: Arc<Stats>,
     path: PathBuf,
@@ -115,13 +121,24 @@ impl SqliteStore {
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
         let conn = schema::open_writer(&path, &opts)?;
+        let stats = Arc::new(Stats::default());
+        let checkpointer = if opts.checkpoint_interval.is_zero() {
+            None
+        } else {
+            conn.pragma_update(None, "wal_autocheckpoint", checkpoint::SAFETY_NET_PAGES)
+                .map_err(codec::map_err)?;
+            Some(checkpoint::spawn(
+                &path,
+                opts.checkpoint_interval,
+                Arc::clone(&stats),
+            )?)
+        };
         let reads = Arc::new(ReadPool::open(
             path.clone(),
             opts.read_connections,
             opts.busy_timeout,
             (opts.cache_size_kib / 4).max(1024),
         )?);
-        let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
         let bounds = Bounds {
             max_commands: opts.max_batch_commands,
@@ -135,6 +152,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             tx: Some(tx),
             thread: Some(thread),
+            checkpointer,
             reads,
             stats,
             path,
@@ -164,6 +182,10 @@ impl SqliteStore {
                 .map_err(|e| StoreError::Backend(format!("closing the store failed: {e}")))?
                 .map_err(|_| StoreError::Backend("the store writer thread panicked".to_owned()))?;
         }
+        if let Some(ckpt) = self.checkpointer.take() {
+            drop(ckpt.stop);
+            let _ = tokio::task::spawn_blocking(move || ckpt.thread.join()).await;
+        }
         Ok(())
     }
 
@@ -187,6 +209,10 @@ impl Drop for SqliteStore {
             && thread.join().is_err()
         {
             tracing::error!("the store writer thread panicked");
+        }
+        if let Some(ckpt) = self.checkpointer.take() {
+            drop(ckpt.stop);
+            let _ = ckpt.thread.join();
         }
     }
 }

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
 use ferry_store::DeliverySummary;
 use secrecy::ExposeSecret;
 
@@ -167,7 +167,7 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
             }
             if !v.detail.attempts.is_empty() {
                 let mut t = Table::new();
-                t.load_preset(UTF8_BORDERS_ONLY);
+                t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
                 t.set_header(["#", "started", "latency", "status", "class", "error / response"]);
                 for (i, a) in v.detail.attempts.iter().enumerate() {
                     t.add_row([
@@ -241,7 +241,7 @@ pub async fn replay(a: ReplayArgs) -> Result<ExitCode> {
 
 fn print_deliveries(rows: &[DeliverySummary]) {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY);
+    t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
     t.set_header(["delivery", "flow -> destination", "received", "attempts", "reason"]);
     for d in rows {
         t.add_row([

@@ -174,6 +174,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
     live.finish();
     summary(&billing, &shop, &lanes, &crm.stats, &warehouse.stats, store.as_ref()).await;
+    drop(store);
     hub.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,469 @@
+//! `run` and `load`: send, drain, measure, report.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ferry_signature::SigningKey;
+use tokio::task::JoinSet;
+
+use crate::cli::{DEFAULT_EVENTS, LoadArgs, LoadOpts, RunArgs};
+use crate::clock::{Clock, unix_secs};
+use crate::hub::{self, Hub, HubSpec};
+use crate::payload::{self, Template};
+use crate::procfs;
+use crate::receiver::{self, Sink, SinkStats};
+use crate::report::{
+    BenchUsage, Drain, Events, HubUsage, Latencies, Latency, Report, RunConfig, Throughput,
+};
+use crate::sender::{self, Plan, Shared, Target, WorkerResult};
+
+/// Exit status when some accepted event never reached the receiver.
+const EXIT_UNDELIVERED: u8 = 3;
+
+/// CPU seconds of the hub and of this process at one moment.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    at: Instant,
+    hub: Option<f64>,
+    bench: Option<f64>,
+}
+
+impl CpuSample {
+    fn take(hub_pid: Option<u32>) -> Self {
+        Self {
+            at: Instant::now(),
+            hub: hub_pid.and_then(|p| procfs::cpu_secs(&p.to_string())),
+            bench: procfs::cpu_secs("self"),
+        }
+    }
+}
+
+fn cores(a: &CpuSample, b: &CpuSample, pick: fn(&CpuSample) -> Option<f64>) -> Option<f64> {
+    let wall = b.at.saturating_duration_since(a.at).as_secs_f64();
+    (wall > 0.0).then_some(())?;
+    Some((pick(b)? - pick(a)?) / wall)
+}
+
+/// Everything measured by one send-and-drain pass.
+struct Measured {
+    start: Instant,
+    send: WorkerResult,
+    send_end: Instant,
+    drain_end: Instant,
+    missing: u64,
+    sink: SinkStats,
+    cpu: [CpuSample; 3],
+    bench_threads: usize,
+}
+
+/// Validated load options.
+struct Load {
+    opts: LoadOpts,
+    events: Option<u64>,
+    bench_threads: usize,
+}
+
+impl Load {
+    fn new(opts: LoadOpts) -> anyhow::Result<Self> {
+        if let Some(r) = opts.rate {
+            anyhow::ensure!(
+                r.is_finite() && r > 0.0,
+                "--rate must be a positive number of events/s"
+            );
+        }
+        anyhow::ensure!(
+            opts.body_bytes >= payload::MIN_BODY,
+            "--body-bytes must be at least {}",
+            payload::MIN_BODY
+        );
+        let events = match opts.duration {
+            Some(_) => opts.events,
+            None => Some(opts.events.unwrap_or(DEFAULT_EVENTS)),
+        };
+        let bench_threads = opts
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .max(1);
+        Ok(Self {
+            opts,
+            events,
+            bench_threads,
+        })
+    }
+}
+
+fn progress(shared: Arc<Shared>, sink: Arc<Sink>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = shared.plan.start;
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::from_std(start + Duration::from_secs(1)),
+            Duration::from_secs(1),
+        );
+        let (mut last_ok, mut last_dlv) = (0, 0);
+        loop {
+            tick.tick().await;
+            let ok = shared.ok.load(std::sync::atomic::Ordering::Relaxed);
+            let sent = shared.sent.load(std::sync::atomic::Ordering::Relaxed);
+            let failed = shared.failed.load(std::sync::atomic::Ordering::Relaxed);
+            let dlv = sink.unique();
+            eprintln!(
+                "[{:>6.1}s] sent {sent:>8}  accepted {ok:>8} ({:>6}/s)  delivered {dlv:>8} ({:>6}/s)  failed {failed}",
+                start.elapsed().as_secs_f64(),
+                ok - last_ok,
+                dlv - last_dlv,
+            );
+            (last_ok, last_dlv) = (ok, dlv);
+        }
+    })
+}
+
+/// Send the planned events, then wait for their deliveries.
+async fn measure(
+    load: &Load,
+    target: Target,
+    key: SigningKey,
+    run: &str,
+    clock: Clock,
+    sink: Arc<Sink>,
+    hub_pid: Option<u32>,
+) -> anyhow::Result<Measured> {
+    let opts = &load.opts;
+    let template = Template::new(run, opts.body_bytes)?;
+    let cpu0 = CpuSample::take(hub_pid);
+    let start = Instant::now();
+    let plan = Plan {
+        start,
+        limit: load.events,
+        deadline: opts.duration.map(|d| start + d),
+        rate: opts.rate,
+        request_timeout: opts.timeout,
+    };
+    let shared = Arc::new(Shared::new(
+        plan,
+        target,
+        template,
+        key,
+        run.to_string(),
+        clock,
+    ));
+    let ticker = (!opts.quiet).then(|| progress(shared.clone(), sink.clone()));
+
+    let mut tasks = JoinSet::new();
+    for _ in 0..opts.connections {
+        tasks.spawn(sender::worker(shared.clone()));
+    }
+    let mut send = WorkerResult::empty();
+    while let Some(r) = tasks.join_next().await {
+        match r {
+            Ok(r) => send.merge(r),
+            Err(e) => eprintln!("ferry-bench: a sender task failed: {e}"),
+        }
+    }
+    let send_end = Instant::now();
+    let cpu1 = CpuSample::take(hub_pid);
+
+    // Wait until every accepted event has arrived, or deliveries stop for drain_timeout.
+    send.accepted.sort_unstable();
+    let mut last_requests = sink.requests();
+    let mut last_change = Instant::now();
+    let mut last_check: Option<Instant> = None;
+    let missing = loop {
+        let now = Instant::now();
+        if sink.unique() >= send.accepted.len() as u64
+            && last_check.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(200))
+        {
+            last_check = Some(now);
+            let missing = sink.missing(&send.accepted);
+            if missing == 0 {
+                break 0;
+            }
+        }
+        let requests = sink.requests();
+        if requests != last_requests {
+            last_requests = requests;
+            last_change = now;
+        } else if now.duration_since(last_change) >= opts.drain_timeout {
+            break sink.missing(&send.accepted);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let drain_end = Instant::now();
+    let cpu2 = CpuSample::take(hub_pid);
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    Ok(Measured {
+        start,
+        send,
+        send_end,
+        drain_end,
+        missing,
+        sink: sink.stats(),
+        cpu: [cpu0, cpu1, cpu2],
+        bench_threads: load.bench_threads,
+    })
+}
+
+/// What a report says about the run besides the measurements.
+struct Meta<'a> {
+    mode: &'static str,
+    target: &'a Target,
+    receiver: SocketAddr,
+    run: &'a str,
+    started_at_unix: i64,
+    hub_concurrency: Option<usize>,
+}
+
+fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage>) -> Report {
+    let Meta {
+        mode,
+        target,
+        receiver,
+        run,
+        started_at_unix,
+        hub_concurrency,
+    } = *meta;
+    let s = &m.send;
+    let sink = &m.sink;
+    let accepted = s.accepted.len() as u64;
+    let send_end = s.last_done.unwrap_or(m.send_end);
+    let send_window = send_end.saturating_duration_since(m.start).as_secs_f64();
+    let first = match (s.first_ok, sink.first) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let delivery_window = match (first, sink.last) {
+        (Some(f), Some(l)) => l.saturating_duration_since(f).as_secs_f64(),
+        _ => 0.0,
+    };
+    let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let failed: u64 = s.errors.values().sum();
+    let delivered_accepted = accepted - m.missing;
+    let [cpu0, cpu1, cpu2] = &m.cpu;
+    let hub = hub.map(|mut h| {
+        h.cpu_cores_sending = cores(cpu0, cpu1, |c| c.hub);
+        h.cpu_cores_draining = cores(cpu1, cpu2, |c| c.hub);
+        h.cpu_secs = cpu2.hub.zip(cpu0.hub).map(|(b, a)| b - a);
+        h
+    });
+    Report {
+        mode,
+        target: target.url(),
+        receiver: format!("http://{receiver}/sink"),
+        run_id: run.to_string(),
+        started_at_unix,
+        config: RunConfig {
+            connections: load.opts.connections,
+            events: load.events,
+            duration_secs: load.opts.duration.map(|d| d.as_secs_f64()),
+            rate: load.opts.rate,
+            body_bytes: load.opts.body_bytes,
+            request_timeout_secs: load.opts.timeout.as_secs_f64(),
+            bench_threads: m.bench_threads,
+            hub_concurrency,
+            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        },
+        events: Events {
+            sent: s.sent,
+            accepted,
+            accepted_new: s.accepted_new,
+            accepted_duplicate: s.duplicate,
+            accepted_other: s.other_2xx,
+            failed,
+            delivered: sink.unique,
+            receiver_requests: sink.requests,
+            accepted_not_delivered: m.missing,
+            delivered_not_accepted: sink.unique.saturating_sub(delivered_accepted),
+            duplicate_deliveries: sink.duplicate_ids,
+            redelivered_events: sink.redelivered_events,
+            deliveries_without_webhook_id: sink.missing_id,
+            foreign_deliveries: sink.foreign,
+            unparsable_deliveries: sink.unparsable,
+        },
+        throughput: Throughput {
+            send_window_secs: send_window,
+            accepted_per_sec: per_sec(accepted, send_window),
+            delivery_window_secs: delivery_window,
+            delivered_per_sec: per_sec(sink.unique, delivery_window),
+        },
+        latency: Latencies {
+            measured_from: if load.opts.rate.is_some() {
+                "intended send"
+            } else {
+                "actual send"
+            },
+            accept: Latency::from_histogram(&s.latency_us),
+            end_to_end: Latency::from_histogram(&sink.e2e_us),
+        },
+        errors: s.errors.clone(),
+        error_examples: s.examples.clone(),
+        drain: Drain {
+            complete: m.missing == 0,
+            waited_secs: m
+                .drain_end
+                .saturating_duration_since(m.send_end)
+                .as_secs_f64(),
+        },
+        hub,
+        bench: BenchUsage {
+            cpu_cores_sending: cores(cpu0, cpu1, |c| c.bench),
+            cpu_secs: cpu2.bench.zip(cpu0.bench).map(|(b, a)| b - a),
+            peak_rss_bytes: procfs::memory("self").map(|m| m.peak_rss_bytes),
+        },
+    }
+}
+
+fn emit(report: &Report, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(if report.drain.complete {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_UNDELIVERED)
+    })
+}
+
+fn hub_usage(pid: u32) -> HubUsage {
+    let p = pid.to_string();
+    let mem = procfs::memory(&p);
+    HubUsage {
+        pid,
+        peak_rss_bytes: mem.map(|m| m.peak_rss_bytes),
+        rss_bytes: mem.map(|m| m.rss_bytes),
+        cpu_cores_sending: None,
+        cpu_cores_draining: None,
+        cpu_secs: None,
+        threads: procfs::thread_cpu(&p),
+        exit: None,
+        stop_secs: None,
+        data_dir: None,
+        log: None,
+    }
+}
+
+/// `ferry-bench run`.
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let load = Load::new(args.load)?;
+    let started_at_unix = unix_secs();
+    let clock = Clock::new();
+    let run_id = payload::new_run_id();
+    let sink = Arc::new(Sink::new(clock, &run_id));
+    let receiver = receiver::start(SocketAddr::from(([127, 0, 0, 1], 0)), sink.clone()).await?;
+    let ferry = match args.ferry {
+        Some(f) => f,
+        None => hub::default_ferry()?,
+    };
+    let spec = HubSpec {
+        ferry,
+        receiver,
+        concurrency: args.hub_concurrency,
+        data_root: args.data_root,
+        keep: args.keep_data,
+    };
+    let mut hub = Hub::start(&spec).await?;
+    if !load.opts.quiet {
+        eprintln!(
+            "ferry-bench: hub pid {} on http://{} (log {}), receiver on http://{receiver}/sink",
+            hub.pid,
+            hub.addr,
+            hub.log_path().display()
+        );
+    }
+    let target = Target::local(hub.addr, hub::FLOW)?;
+    let key = SigningKey::from_standard_webhooks(hub::SOURCE_SECRET)
+        .context("the bench secret is not a valid Standard Webhooks secret")?;
+    let measured = measure(
+        &load,
+        target.clone(),
+        key,
+        &run_id,
+        clock,
+        sink,
+        Some(hub.pid),
+    )
+    .await;
+    let mut usage = hub_usage(hub.pid);
+    let alive = hub.running();
+    let log = hub.log_path();
+    let stopped = hub.stop().await;
+    let measured = measured?;
+    usage.exit = Some(if alive {
+        stopped.exit.clone()
+    } else {
+        format!("died during the run: {}", stopped.exit)
+    });
+    usage.stop_secs = Some(stopped.stop_secs);
+    if let Some(dir) = &stopped.kept_dir {
+        usage.data_dir = Some(dir.display().to_string());
+        usage.log = Some(dir.join("hub.log").display().to_string());
+    } else {
+        usage.log = Some(log.display().to_string());
+    }
+    if !stopped.clean {
+        eprintln!(
+            "ferry-bench: the hub did not stop cleanly: {}",
+            stopped.exit
+        );
+    }
+    let meta = Meta {
+        mode: "run",
+        target: &target,
+        receiver,
+        run: &run_id,
+        started_at_unix,
+        hub_concurrency: Some(args.hub_concurrency),
+    };
+    let report = build_report(&meta, &load, &measured, Some(usage));
+    emit(&report, load.opts.json)
+}
+
+/// `ferry-bench load`.
+pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let load = Load::new(args.load)?;
+    let secret = match (&args.secret, &args.secret_file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        (None, None) => anyhow::bail!("give --secret or --secret-file"),
+    };
+    let key = SigningKey::from_standard_webhooks(&secret).context("invalid --secret")?;
+    let target = Target::from_url(&args.url, &args.flow).await?;
+    let started_at_unix = unix_secs();
+    let clock = Clock::new();
+    let run_id = payload::new_run_id();
+    let sink = Arc::new(Sink::new(clock, &run_id));
+    let receiver = receiver::start(args.receiver_listen, sink.clone()).await?;
+    if !load.opts.quiet {
+        eprintln!(
+            "ferry-bench: sending to {}, receiver on http://{receiver}/sink",
+            target.url()
+        );
+    }
+    let measured = measure(
+        &load,
+        target.clone(),
+        key,
+        &run_id,
+        clock,
+        sink,
+        args.hub_pid,
+    )
+    .await?;
+    let usage = args.hub_pid.map(hub_usage);
+    let meta = Meta {
+        mode: "load",
+        target: &target,
+        receiver,
+        run: &run_id,
+        started_at_unix,
+        hub_concurrency: None,
+    };
+    let report = build_report(&meta, &load, &measured, usage);
+    emit(&report, load.opts.json)
+}

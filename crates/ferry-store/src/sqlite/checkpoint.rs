@@ -1,0 +1,65 @@
+//! Background WAL checkpointing.
+//!
+//! Left to itself SQLite checkpoints inside the commit that crosses `wal_autocheckpoint`,
+//! i.e. on the writer thread, stalling group commit. Instead a second thread copies the WAL
+//! back into the database with `PASSIVE` checkpoints (which never block the writer or the
+//! readers) every `interval` while commits happen. The writer keeps a much higher
+//! `wal_autocheckpoint` as a safety net should this thread fall behind.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::codec::SqlResultExt;
+use super::writer::Stats;
+use crate::{StoreError, StoreResult};
+
+/// WAL pages after which the writer checkpoints by itself (about 64 MiB of 4 KiB pages).
+pub(crate) const SAFETY_NET_PAGES: i64 = 16_384;
+
+/// A running checkpointer; dropping `stop` ends it.
+pub(crate) struct Checkpointer {
+    pub stop: Sender<()>,
+    pub thread: JoinHandle<()>,
+}
+
+pub(crate) fn spawn(
+    path: &Path,
+    interval: Duration,
+    stats: Arc<Stats>,
+) -> StoreResult<Checkpointer> {
+    let conn = Connection::open(path).store()?;
+    let (stop, stopped) = channel();
+    let thread = std::thread::Builder::new()
+        .name("ferry-store-checkpoint".to_owned())
+        .spawn(move || run(conn, stopped, interval, stats))
+        .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+    Ok(Checkpointer { stop, thread })
+}
+
+fn run(conn: Connection, stopped: Receiver<()>, interval: Duration, stats: Arc<Stats>) {
+    let mut seen = stats.commits.load(Ordering::Relaxed);
+    loop {
+        match stopped.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let commits = stats.commits.load(Ordering::Relaxed);
+        if commits == seen {
+            continue;
+        }
+        seen = commits;
+        let res = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        });
+        match res {
+            Ok((wal, done)) => tracing::trace!(wal, done, "store: WAL checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "store: WAL checkpoint failed"),
+        }
+    }
+}
