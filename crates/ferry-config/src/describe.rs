@@ -20,14 +20,17 @@ const BOMB_HELP: &str = "the file has too many nodes, aliases or nesting levels 
 pub(crate) fn describe(err: &ParseError, file: &Path, locator: &Locator) -> Option<Diagnostic> {
     let outer = err.error.without_snippet();
     let (inner, alias_def) = match outer {
-        Error::AliasError { error, locations, .. } => {
-            (error.without_snippet(), Some(locations.defined_location))
-        }
+        Error::AliasError {
+            error, locations, ..
+        } => (error.without_snippet(), Some(locations.defined_location)),
         other => (other, None),
     };
     let location = outer.location().filter(|l| l.line() > 0);
     let pos = location
-        .map(|l| Pos { line: to_usize(l.line()), column: to_usize(l.column()) })
+        .map(|l| Pos {
+            line: to_usize(l.line()),
+            column: to_usize(l.column()),
+        })
         .or(err.entry)
         .unwrap_or(Pos::START);
     let span_len = location.map(|l| to_usize(l.span().len()));
@@ -35,26 +38,30 @@ pub(crate) fn describe(err: &ParseError, file: &Path, locator: &Locator) -> Opti
     let mut path = None;
     let mut help = None;
     let message: String = match inner {
-        Error::SerdeUnknownField { field, expected, .. } => {
-            path = Some(
-                locator.unknown_key_at(pos, field).unwrap_or_else(|| {
-                    let mut p = locator.path_at(pos, span_len);
-                    if p.last().map(String::as_str) != Some(field.as_str()) {
-                        p.push(field.clone());
-                    }
-                    p
-                }),
-            );
+        Error::SerdeUnknownField {
+            field, expected, ..
+        } => {
+            path = Some(locator.unknown_key_at(pos, field).unwrap_or_else(|| {
+                let mut p = locator.path_at(pos, span_len);
+                if p.last().map(String::as_str) != Some(field.as_str()) {
+                    p.push(field.clone());
+                }
+                p
+            }));
             help = did_you_mean(field, expected);
             format!("unknown field `{field}`, expected {}", one_of(expected))
         }
         Error::SerdeMissingField { field, .. } => {
-            let mut p = locator.mapping_at(pos).unwrap_or_else(|| locator.path_at(pos, span_len));
+            let mut p = locator
+                .mapping_at(pos)
+                .unwrap_or_else(|| locator.path_at(pos, span_len));
             p.push((*field).to_string());
             path = Some(p);
             format!("missing field `{field}`")
         }
-        Error::SerdeUnknownVariant { variant, expected, .. } => {
+        Error::SerdeUnknownVariant {
+            variant, expected, ..
+        } => {
             help = did_you_mean(variant, expected);
             format!("unknown variant `{variant}`, expected {}", one_of(expected))
         }
@@ -81,17 +88,25 @@ pub(crate) fn describe(err: &ParseError, file: &Path, locator: &Locator) -> Opti
             text.into_owned()
         }
     };
-    if let (Some(def), None) = (alias_def, &help) {
-        if def.line() > 0 {
-            help = Some(format!(
-                "the value comes from the anchor defined at line {}, column {}",
-                def.line(),
-                def.column()
-            ));
-        }
+    if let (Some(def), None) = (alias_def, &help)
+        && def.line() > 0
+    {
+        help = Some(format!(
+            "the value comes from the anchor defined at line {}, column {}",
+            def.line(),
+            def.column()
+        ));
     }
+
     let path = path.unwrap_or_else(|| locator.path_at(pos, span_len));
-    Some(diagnostic(Severity::Error, file.to_path_buf(), pos, path.join("."), message, help))
+    Some(diagnostic(
+        Severity::Error,
+        file.to_path_buf(),
+        pos,
+        path.join("."),
+        message,
+        help,
+    ))
 }
 
 /// Rephrase messages that name Rust types rather than what to write.
@@ -158,7 +173,10 @@ mod tests {
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("ownr", &["owner", "tier"]).as_deref(), Some("did you mean `owner`?"));
+        assert_eq!(
+            did_you_mean("ownr", &["owner", "tier"]).as_deref(),
+            Some("did you mean `owner`?")
+        );
         assert_eq!(did_you_mean("xyz", &["owner", "tier"]), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }

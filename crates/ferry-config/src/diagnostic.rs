@@ -24,6 +24,7 @@ impl fmt::Display for Severity {
 /// One problem found in the configuration, located by file, line, column and field.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
+    /// Error or warning.
     pub severity: Severity,
     /// The file, as the config directory joined with the file's relative path (or the
     /// directory itself for problems with the directory).
@@ -68,6 +69,7 @@ impl fmt::Display for Diagnostic {
 pub struct ConfigErrors {
     /// At least one when returned by [`crate::load_dir`].
     pub errors: Vec<Diagnostic>,
+    /// Warnings found alongside the errors.
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -85,7 +87,11 @@ impl fmt::Display for ConfigErrors {
         for d in self.all() {
             writeln!(f, "{}", crate::render::sanitize(&d.to_string()))?;
         }
-        write!(f, "{}", crate::render::summary(self.errors.len(), self.warnings.len()))
+        write!(
+            f,
+            "{}",
+            crate::render::summary(self.errors.len(), self.warnings.len())
+        )
     }
 }
 

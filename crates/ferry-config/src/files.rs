@@ -42,7 +42,11 @@ pub(crate) fn discover(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Diagnostic>), Di
             ));
         }
         Err(e) => {
-            return Err(file_error(dir, format!("cannot open the config directory: {e}"), None));
+            return Err(file_error(
+                dir,
+                format!("cannot open the config directory: {e}"),
+                None,
+            ));
         }
     }
     let mut found = Vec::new();
@@ -63,7 +67,11 @@ fn walk(
     let entries = match fs::read_dir(&here) {
         Ok(entries) => entries,
         Err(e) => {
-            errors.push(file_error(&here, format!("cannot read directory: {e}"), None));
+            errors.push(file_error(
+                &here,
+                format!("cannot read directory: {e}"),
+                None,
+            ));
             return;
         }
     };
@@ -71,16 +79,24 @@ fn walk(
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                errors.push(file_error(&here, format!("cannot read directory: {e}"), None));
+                errors.push(file_error(
+                    &here,
+                    format!("cannot read directory: {e}"),
+                    None,
+                ));
                 continue;
             }
         };
         let name = entry.file_name();
-        let Some(name_str) = name.to_str() else { continue };
+        let Some(name_str) = name.to_str() else {
+            continue;
+        };
         if name_str.starts_with('.') {
             continue;
         }
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         let child = rel.join(&name);
         if kind.is_dir() {
             if depth < MAX_DIR_DEPTH {
@@ -120,7 +136,10 @@ pub(crate) fn read(path: &Path) -> Result<String, Diagnostic> {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
         let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        let column = String::from_utf8_lossy(&valid[line_start..]).chars().count() + 1;
+        let column = String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1;
         Diagnostic {
             line,
             column,

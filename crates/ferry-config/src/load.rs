@@ -24,14 +24,18 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { resolve_secrets: true }
+        Self {
+            resolve_secrets: true,
+        }
     }
 }
 
 /// A configuration that loaded, and the warnings found in it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
+    /// The merged, validated configuration.
     pub config: Config,
+    /// Things that look wrong but do not stop the config from being used.
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -45,8 +49,10 @@ pub struct Loaded {
 /// cannot be read. The error is returned when there is at least one error; warnings alone
 /// come back in [`Loaded::warnings`]. Never panics, whatever the files hold.
 pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> {
-    let (paths, mut diags) = files::discover(dir)
-        .map_err(|error| ConfigErrors { errors: vec![error], warnings: Vec::new() })?;
+    let (paths, mut diags) = files::discover(dir).map_err(|error| ConfigErrors {
+        errors: vec![error],
+        warnings: Vec::new(),
+    })?;
     if paths.is_empty() && diags.is_empty() {
         diags.push(file_error(
             dir,
@@ -55,7 +61,10 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> 
         ));
     }
 
-    let mut config = Config { root: dir.to_path_buf(), ..Config::default() };
+    let mut config = Config {
+        root: dir.to_path_buf(),
+        ..Config::default()
+    };
     let mut origins = Origins::default();
     let mut sources = Sources::default();
     for path in paths {
@@ -68,7 +77,12 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> 
         };
         let parsed = parse::parse_file(&text);
         let locator = Locator::build(&text, parse::MAX_NODES);
-        diags.extend(parsed.errors.iter().filter_map(|e| describe(e, &path, &locator)));
+        diags.extend(
+            parsed
+                .errors
+                .iter()
+                .filter_map(|e| describe(e, &path, &locator)),
+        );
         if parsed.truncated {
             diags.push(file_error(
                 &path,
@@ -79,7 +93,14 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> 
         let file = sources.files.len();
         sources.files.push(SourceFile { path, locator });
         report_repeated_keys(&sources, file, &mut diags);
-        merge(&mut config, &mut origins, file, parsed, &sources, &mut diags);
+        merge(
+            &mut config,
+            &mut origins,
+            file,
+            parsed,
+            &sources,
+            &mut diags,
+        );
     }
 
     validate::check(&config, &origins, &sources, opts, &mut diags);
@@ -95,7 +116,10 @@ fn report_repeated_keys(sources: &Sources, file: usize, diags: &mut Vec<Diagnost
             file,
             &path,
             Part::Key,
-            format!("`{key}` is written twice in this mapping (first at line {})", dup.first.line),
+            format!(
+                "`{key}` is written twice in this mapping (first at line {})",
+                dup.first.line
+            ),
             Some("remove or rename one of them".to_string()),
         );
         d.line = dup.again.line;
@@ -107,10 +131,22 @@ fn report_repeated_keys(sources: &Sources, file: usize, diags: &mut Vec<Diagnost
 /// Sort diagnostics by place, drop exact repeats, and split errors from warnings.
 fn finish(config: Config, mut diags: Vec<Diagnostic>) -> Result<Loaded, ConfigErrors> {
     diags.sort_by_cached_key(|d| {
-        (d.file.clone(), d.line, d.column, d.severity, d.field.clone(), d.message.clone())
+        (
+            d.file.clone(),
+            d.line,
+            d.column,
+            d.severity,
+            d.field.clone(),
+            d.message.clone(),
+        )
     });
     diags.dedup();
-    let (errors, warnings): (Vec<_>, Vec<_>) =
-        diags.into_iter().partition(|d| d.severity == Severity::Error);
-    if errors.is_empty() { Ok(Loaded { config, warnings }) } else { Err(ConfigErrors { errors, warnings }) }
+    let (errors, warnings): (Vec<_>, Vec<_>) = diags
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if errors.is_empty() {
+        Ok(Loaded { config, warnings })
+    } else {
+        Err(ConfigErrors { errors, warnings })
+    }
 }

@@ -59,14 +59,28 @@ pub(crate) struct Locator {
 const ROOT: usize = 0;
 
 enum Frame {
-    Map { node: usize, key: Option<(String, Pos, usize)>, seen: HashMap<String, Pos> },
-    Seq { node: usize, next: usize },
+    Map {
+        node: usize,
+        key: Option<(String, Pos, usize)>,
+        seen: HashMap<String, Pos>,
+    },
+    Seq {
+        node: usize,
+        next: usize,
+    },
     /// Inside a complex (non-scalar) key, which is not indexed.
-    ComplexKey { depth: usize, pos: Pos, len: usize },
+    ComplexKey {
+        depth: usize,
+        pos: Pos,
+        len: usize,
+    },
 }
 
 fn pos_of(span: &Span) -> (Pos, usize) {
-    let pos = Pos { line: span.start.line().max(1), column: span.start.col() + 1 };
+    let pos = Pos {
+        line: span.start.line().max(1),
+        column: span.start.col() + 1,
+    };
     (pos, span.end.index().saturating_sub(span.start.index()))
 }
 
@@ -188,9 +202,11 @@ impl Locator {
                 }
             };
             match event {
-                Event::MappingStart(..) => {
-                    stack.push(Frame::Map { node, key: None, seen: HashMap::new() })
-                }
+                Event::MappingStart(..) => stack.push(Frame::Map {
+                    node,
+                    key: None,
+                    seen: HashMap::new(),
+                }),
                 Event::SequenceStart(..) => stack.push(Frame::Seq { node, next: 0 }),
                 _ => {}
             }
@@ -246,7 +262,11 @@ impl Locator {
             }
         }
         let n = &self.nodes[node];
-        let wanted = if complete && part == Part::Key { n.key.or(n.value) } else { n.value };
+        let wanted = if complete && part == Part::Key {
+            n.key.or(n.value)
+        } else {
+            n.value
+        };
         wanted.or(n.key).map_or(Pos::START, |(pos, _)| pos)
     }
 
@@ -263,7 +283,12 @@ impl Locator {
             .children
             .iter()
             .filter(|((parent, _), _)| *parent == node)
-            .map(|((_, key), id)| (self.nodes[*id].key.map_or(Pos::START, |(p, _)| p), key.clone()))
+            .map(|((_, key), id)| {
+                (
+                    self.nodes[*id].key.map_or(Pos::START, |(p, _)| p),
+                    key.clone(),
+                )
+            })
             .collect();
         out.sort();
         out.into_iter().map(|(_, key)| key).collect()
@@ -286,7 +311,9 @@ impl Locator {
     /// the length of the reported span, picks among several), else the nearest entry before.
     pub fn path_at(&self, pos: Pos, len: Option<usize>) -> Vec<String> {
         let here = self.entries_at(pos);
-        let exact = here.iter().find(|(node, part)| Some(self.span_len(*node, *part)) == len);
+        let exact = here
+            .iter()
+            .find(|(node, part)| Some(self.span_len(*node, *part)) == len);
         let chosen = exact
             .or_else(|| here.iter().find(|(_, part)| *part == Part::Value))
             .or_else(|| here.first())
@@ -307,8 +334,9 @@ impl Locator {
     /// path.
     pub fn mapping_at(&self, pos: Pos) -> Option<Vec<String>> {
         let here = self.entries_at(pos);
-        if let Some((node, _)) =
-            here.iter().find(|(n, part)| *part == Part::Value && self.nodes[*n].is_container)
+        if let Some((node, _)) = here
+            .iter()
+            .find(|(n, part)| *part == Part::Value && self.nodes[*n].is_container)
         {
             return Some(self.path(*node));
         }
@@ -360,21 +388,45 @@ list:
     #[test]
     fn finds_paths_and_positions() {
         let loc = Locator::build(TEXT, 1000);
-        assert_eq!(loc.find(&["flows", "a"], Part::Key), Pos { line: 2, column: 3 });
         assert_eq!(
-            loc.find(&["flows", "a", "destinations", "d", "http", "url"], Part::Value),
-            Pos { line: 7, column: 16 }
+            loc.find(&["flows", "a"], Part::Key),
+            Pos { line: 2, column: 3 }
+        );
+        assert_eq!(
+            loc.find(
+                &["flows", "a", "destinations", "d", "http", "url"],
+                Part::Value
+            ),
+            Pos {
+                line: 7,
+                column: 16
+            }
         );
         assert_eq!(
             loc.find(&["flows", "a", "source", "webhook", "system"], Part::Value),
-            Pos { line: 3, column: 34 }
+            Pos {
+                line: 3,
+                column: 34
+            }
         );
         // Not written: falls back to the deepest written ancestor.
         assert_eq!(
-            loc.find(&["flows", "a", "destinations", "d", "retry", "max_age"], Part::Value),
+            loc.find(
+                &["flows", "a", "destinations", "d", "retry", "max_age"],
+                Part::Value
+            ),
             loc.find(&["flows", "a", "destinations", "d"], Part::Value)
         );
-        assert_eq!(loc.path_at(Pos { line: 11, column: 5 }, Some(3)), ["list", "1", "two"]);
+        assert_eq!(
+            loc.path_at(
+                Pos {
+                    line: 11,
+                    column: 5
+                },
+                Some(3)
+            ),
+            ["list", "1", "two"]
+        );
         assert_eq!(loc.duplicates().len(), 1);
         assert_eq!(loc.duplicates()[0].path, ["flows", "a"]);
         assert_eq!(loc.duplicates()[0].again, Pos { line: 8, column: 3 });

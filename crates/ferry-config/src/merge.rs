@@ -40,7 +40,11 @@ pub(crate) fn merge(
                 file,
                 &["settings"],
                 Part::Key,
-                format!("`settings` is already given in {}", sources.describe(first, &["settings"])),
+                format!(
+                    "`settings` is given in two files: {} and {}",
+                    sources.describe(first, &["settings"]),
+                    sources.describe(file, &["settings"])
+                ),
                 Some("only one file of the config directory may hold `settings:`".to_string()),
             )),
             None => {
@@ -51,12 +55,28 @@ pub(crate) fn merge(
     }
 
     for (name, system) in parsed.systems {
-        if claim(&mut origins.systems, "system", "systems", &name, file, sources, diags) {
+        if claim(
+            &mut origins.systems,
+            "system",
+            "systems",
+            &name,
+            file,
+            sources,
+            diags,
+        ) {
             config.systems.insert(name, system);
         }
     }
     for (name, flow) in parsed.flows {
-        if claim(&mut origins.flows, "flow", "flows", &name, file, sources, diags) {
+        if claim(
+            &mut origins.flows,
+            "flow",
+            "flows",
+            &name,
+            file,
+            sources,
+            diags,
+        ) {
             config.flows.insert(name, flow);
         }
     }
@@ -89,7 +109,9 @@ fn claim(
                     "{what} `{name}` is already defined in {}",
                     sources.describe(first, &[section, name])
                 ),
-                Some(format!("{what} names are unique across the config directory")),
+                Some(format!(
+                    "{what} names are unique across the config directory"
+                )),
             ));
             false
         }

@@ -87,7 +87,9 @@ pub struct IngressSettings {
 
 impl Default for IngressSettings {
     fn default() -> Self {
-        Self { max_body_bytes: default_max_body_bytes() }
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+        }
     }
 }
 
@@ -107,7 +109,9 @@ pub struct DeliverySettings {
 
 impl Default for DeliverySettings {
     fn default() -> Self {
-        Self { shutdown_grace: default_shutdown_grace() }
+        Self {
+            shutdown_grace: default_shutdown_grace(),
+        }
     }
 }
 
@@ -232,7 +236,10 @@ pub enum SignatureConfig {
     /// `Authorization: Bearer <token>`.
     Bearer { token: SecretRef },
     /// `Authorization: Basic ...`.
-    Basic { username: String, password: SecretRef },
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
     /// No authentication (only for trusted networks and tests).
     None {},
 }

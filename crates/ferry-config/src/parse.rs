@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::{Error, Spanned};
 
 use crate::locate::Pos;
@@ -96,7 +96,10 @@ pub(crate) fn parse_file(text: &str) -> ParsedFile {
         // No progress means the unit failed again: a repeat, unless it is a fatal error the
         // first one hid (a bomb under an unknown key fails on the key first).
         if progressed || fatal || out.errors.is_empty() {
-            out.errors.push(ParseError { error, entry: state.entry_pos.get() });
+            out.errors.push(ParseError {
+                error,
+                entry: state.entry_pos.get(),
+            });
         }
         if fatal || !progressed {
             break;
@@ -209,7 +212,9 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
         let state = self.state;
         loop {
             let unit = state.begin_unit();
-            let Some(key) = map.next_key::<Spanned<String>>()? else { break };
+            let Some(key) = map.next_key::<Spanned<String>>()? else {
+                break;
+            };
             state.note_key(&key);
             let section = matches!(key.value.as_str(), "systems" | "flows");
             if key.value == "settings" {
@@ -249,7 +254,11 @@ struct SectionSeed<'s, T, F> {
 
 impl<'s, T, F> SectionSeed<'s, T, F> {
     fn new(state: &'s State, store: F) -> Self {
-        Self { state, store, entry: PhantomData }
+        Self {
+            state,
+            store,
+            entry: PhantomData,
+        }
     }
 }
 
@@ -292,7 +301,9 @@ where
         let state = self.state;
         loop {
             let unit = state.begin_unit();
-            let Some(name) = map.next_key::<Spanned<String>>()? else { break };
+            let Some(name) = map.next_key::<Spanned<String>>()? else {
+                break;
+            };
             state.note_key(&name);
             if state.is_done(unit) {
                 map.next_value::<IgnoredAny>()?;
@@ -322,8 +333,11 @@ flows:
         let parsed = parse_file(text);
         assert_eq!(parsed.systems.len(), 1);
         assert_eq!(parsed.systems[0].0, "b");
-        let lines: Vec<u64> =
-            parsed.errors.iter().map(|e| e.error.location().map_or(0, |l| l.line())).collect();
+        let lines: Vec<u64> = parsed
+            .errors
+            .iter()
+            .map(|e| e.error.location().map_or(0, |l| l.line()))
+            .collect();
         assert_eq!(lines, [2, 4, 6]);
     }
 
@@ -342,9 +356,19 @@ systems:
 
     #[test]
     fn syntax_error_stops_the_file() {
-        let parsed = parse_file("systems:\n  a: {owner: x}\n  b: [\n");
-        assert_eq!(parsed.errors.len(), 1);
+        let parsed = parse_file("systems:\n  a: {owner: x}\n  b: {owner: \"x}\n  c: {}\n");
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+        assert!(is_fatal(&parsed.errors[0].error));
         assert_eq!(parsed.systems.len(), 1);
+    }
+
+    #[test]
+    fn a_fatal_error_hidden_behind_another_is_still_reported() {
+        // `b` is the wrong type, and the file ends inside it.
+        let parsed = parse_file("systems:\n  a: {owner: x}\n  b: [\n");
+        assert_eq!(parsed.errors.len(), 2, "{:?}", parsed.errors);
+        assert!(!is_fatal(&parsed.errors[0].error));
+        assert!(is_fatal(&parsed.errors[1].error));
     }
 
     #[test]

@@ -40,7 +40,10 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
         render_one(&mut out, d, &paint, &mut lines);
         out.push('\n');
     }
-    let errors = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let warnings = diags.len() - errors;
     let _ = writeln!(out, "{}", paint.bold(&summary(errors, warnings)));
     out
@@ -49,7 +52,11 @@ pub fn render(diags: &[Diagnostic], color: bool) -> String {
 /// `N errors, M warnings`.
 pub(crate) fn summary(errors: usize, warnings: usize) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
+    format!(
+        "{}, {}",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
 }
 
 /// Replace control characters (escape sequences included) so text is safe to print.
@@ -75,16 +82,28 @@ fn render_one(out: &mut String, d: &Diagnostic, paint: &Paint, lines: &mut Sourc
     if !d.field.is_empty() {
         let _ = write!(head, ": {}", d.field);
     }
-    let _ = writeln!(out, "{label}: {}", paint.bold(&sanitize(&format!("{head}: {}", d.message))));
+    let _ = writeln!(
+        out,
+        "{label}: {}",
+        paint.bold(&sanitize(&format!("{head}: {}", d.message)))
+    );
 
     let number = d.line.to_string();
     let gutter = " ".repeat(number.len());
     let bar = paint.wrap(BLUE, "|");
-    if let Some(source) = d.has_position().then(|| lines.line(&d.file, d.line)).flatten() {
+    if let Some(source) = d
+        .has_position()
+        .then(|| lines.line(&d.file, d.line))
+        .flatten()
+    {
         let source = sanitize(&source);
-        let column = d.column.max(1) - 1;
+        let column = (d.column.max(1) - 1).min(source.chars().count());
         let width = token_width(&source, column);
-        let caret_color = if d.severity == Severity::Error { RED } else { YELLOW };
+        let caret_color = if d.severity == Severity::Error {
+            RED
+        } else {
+            YELLOW
+        };
         let _ = writeln!(out, "{gutter} {bar}");
         let _ = writeln!(out, "{} {bar} {source}", paint.wrap(BLUE, &number));
         let _ = writeln!(
@@ -95,17 +114,37 @@ fn render_one(out: &mut String, d: &Diagnostic, paint: &Paint, lines: &mut Sourc
         );
     }
     if let Some(help) = &d.help {
-        let _ = writeln!(out, "{gutter} {} {}", paint.wrap(CYAN, "= help:"), sanitize(help));
+        let _ = writeln!(
+            out,
+            "{gutter} {} {}",
+            paint.wrap(CYAN, "= help:"),
+            sanitize(help)
+        );
     }
 }
 
-/// How many characters the caret should underline: a quoted string to its closing quote,
-/// else up to whitespace or flow punctuation.
+/// How many characters the caret should underline: a quoted string to its closing quote, a
+/// flow collection to its closing bracket (when on the same line), else up to whitespace or
+/// flow punctuation.
 fn token_width(line: &str, column: usize) -> usize {
     let rest: Vec<char> = line.chars().skip(column).collect();
     let Some(&first) = rest.first() else { return 1 };
-    let len = if first == '"' || first == '\'' {
-        rest.iter().skip(1).position(|c| *c == first).map_or(rest.len(), |i| i + 2)
+    let len = if first == '{' || first == '[' {
+        let mut depth = 0usize;
+        let close = rest.iter().position(|c| {
+            match c {
+                '{' | '[' => depth += 1,
+                '}' | ']' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            depth == 0
+        });
+        close.map_or(1, |i| i + 1)
+    } else if first == '"' || first == '\'' {
+        rest.iter()
+            .skip(1)
+            .position(|c| *c == first)
+            .map_or(rest.len(), |i| i + 2)
     } else {
         let mut n = 0;
         while n < rest.len() {
@@ -127,7 +166,11 @@ struct Paint {
 
 impl Paint {
     fn wrap(&self, code: &str, text: &str) -> String {
-        if self.on { format!("{code}{text}{RESET}") } else { text.to_string() }
+        if self.on {
+            format!("{code}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
     }
 
     fn bold(&self, text: &str) -> String {
@@ -143,14 +186,24 @@ struct SourceLines {
 
 impl SourceLines {
     fn line(&mut self, file: &Path, line: usize) -> Option<String> {
-        let text = self.files.entry(file.to_path_buf()).or_insert_with(|| read_capped(file));
-        text.as_deref()?.lines().nth(line.checked_sub(1)?).map(str::to_string)
+        let text = self
+            .files
+            .entry(file.to_path_buf())
+            .or_insert_with(|| read_capped(file));
+        text.as_deref()?
+            .lines()
+            .nth(line.checked_sub(1)?)
+            .map(str::to_string)
     }
 }
 
 fn read_capped(file: &Path) -> Option<String> {
     let mut bytes = Vec::new();
-    fs::File::open(file).ok()?.take(MAX_FILE_BYTES).read_to_end(&mut bytes).ok()?;
+    fs::File::open(file)
+        .ok()?
+        .take(MAX_FILE_BYTES)
+        .read_to_end(&mut bytes)
+        .ok()?;
     Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -163,6 +216,8 @@ mod tests {
         assert_eq!(token_width("  url: \"http://x y\" # c", 7), 12);
         assert_eq!(token_width("  ownr: y", 2), 4);
         assert_eq!(token_width("  a: {x: 1, y: 2}", 9), 1);
+        assert_eq!(token_width("  a: {x: [1], y: 2} # c", 5), 14);
+        assert_eq!(token_width("  a: {x: [1", 5), 1);
         assert_eq!(token_width("  http://x:80/a", 2), 13);
         assert_eq!(token_width("", 5), 1);
     }

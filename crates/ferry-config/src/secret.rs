@@ -27,7 +27,10 @@ pub enum SecretError {
     #[error("environment variable `{0}` is not set (or is empty)")]
     EnvMissing(String),
     #[error("cannot read secret file `{path}`: {error}")]
-    File { path: PathBuf, error: std::io::Error },
+    File {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 impl SecretRef {
@@ -39,7 +42,11 @@ impl SecretRef {
                 _ => Err(SecretError::EnvMissing(name.clone())),
             },
             SecretRef::File(p) => {
-                let path = if p.is_absolute() { p.clone() } else { config_root.join(p) };
+                let path = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    config_root.join(p)
+                };
                 std::fs::read_to_string(&path)
                     .map(|s| SecretString::from(s.trim().to_string()))
                     .map_err(|error| SecretError::File { path, error })
@@ -112,7 +119,9 @@ impl<'de> Visitor<'de> for SecretRefVisitor {
                 "env" => {
                     let name: String = map.next_value()?;
                     if name.trim().is_empty() {
-                        return Err(de::Error::custom("`env` needs an environment variable name"));
+                        return Err(de::Error::custom(
+                            "`env` needs an environment variable name",
+                        ));
                     }
                     SecretRef::Env(name)
                 }
@@ -133,7 +142,9 @@ impl<'de> Visitor<'de> for SecretRefVisitor {
             found = Some(value);
         }
         found.ok_or_else(|| {
-            de::Error::custom("empty secret reference: write `{ env: VAR_NAME }` or `{ file: path/to/secret }`")
+            de::Error::custom(
+                "empty secret reference: write `{ env: VAR_NAME }` or `{ file: path/to/secret }`",
+            )
         })
     }
 }

@@ -34,7 +34,14 @@ impl Sources {
     ) -> Diagnostic {
         let source = &self.files[file];
         let pos = source.locator.find(path, part);
-        diagnostic(severity, source.path.clone(), pos, path.join("."), message.into(), help)
+        diagnostic(
+            severity,
+            source.path.clone(),
+            pos,
+            path.join("."),
+            message.into(),
+            help,
+        )
     }
 
     /// Where `path` is written in `file`, as `file:line`, for messages naming another place.
@@ -54,5 +61,13 @@ pub(crate) fn diagnostic(
     message: String,
     help: Option<String>,
 ) -> Diagnostic {
-    Diagnostic { severity, file, line: pos.line, column: pos.column, field, message, help }
+    Diagnostic {
+        severity,
+        file,
+        line: pos.line,
+        column: pos.column,
+        field,
+        message,
+        help,
+    }
 }

@@ -29,7 +29,11 @@ flows:
     assert_eq!((e.line, e.column), (11, 9));
     assert_eq!(e.field, "flows.f.destinations.crm.retyr");
     assert!(e.message.contains("unknown field `retyr`"), "{}", e.message);
-    assert!(e.message.contains("`retry`") && e.message.contains("`concurrency`"), "{}", e.message);
+    assert!(
+        e.message.contains("`retry`") && e.message.contains("`concurrency`"),
+        "{}",
+        e.message
+    );
     assert_eq!(e.help.as_deref(), Some("did you mean `retry`?"));
 }
 
@@ -53,7 +57,11 @@ fn errors_in_two_files_are_both_reported() {
     let tier = error_at(&errs, "systems.billing.tier");
     assert_eq!(tier.file, tmp.path().join("a.yaml"));
     assert_eq!((tier.line, tier.column), (2, 30));
-    assert!(tier.message.contains("unknown variant `mega`"), "{}", tier.message);
+    assert!(
+        tier.message.contains("unknown variant `mega`"),
+        "{}",
+        tier.message
+    );
     let owner = error_at(&errs, "systems.crm.ownr");
     assert_eq!(owner.file, tmp.path().join("b.yaml"));
     assert_eq!((owner.line, owner.column), (2, 10));
@@ -86,20 +94,31 @@ flows:
     assert_eq!(a.line, 4);
     let b = error_at(&errs, "flows.b.destinations.crm.http.timeout");
     assert_eq!(b.line, 16);
-    assert!(b.help.as_deref().unwrap_or_default().contains("10s"), "{b:?}");
+    assert!(
+        b.help.as_deref().unwrap_or_default().contains("10s"),
+        "{b:?}"
+    );
 }
 
 #[test]
 fn syntax_error_is_located() {
-    let tmp = dir(&[("a.yaml", "systems:\n  a: { owner: x\n  b: {}\n"), ("b.yaml", SYSTEMS)]);
+    let tmp = dir(&[
+        ("a.yaml", "systems:\n  a: { owner: x\n  b: {}\n"),
+        ("b.yaml", SYSTEMS),
+    ]);
     let errs = errors(load(tmp.path()));
     assert!(!errs.is_empty());
-    assert!(errs.iter().all(|e| e.file == tmp.path().join("a.yaml") && e.line >= 2), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .all(|e| e.file == tmp.path().join("a.yaml") && e.line >= 2),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn missing_field_names_the_field() {
-    let text = "flows:\n  f:\n    source:\n      webhook: { system: billing, signature: { none: {} } }\n";
+    let text =
+        "flows:\n  f:\n    source:\n      webhook: { system: billing, signature: { none: {} } }\n";
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", text)]);
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "flows.f.destinations");
@@ -119,7 +138,10 @@ fn inline_secret_gets_the_reference_message() {
         "secrets must be given by reference, not inline: write `{ env: VAR_NAME }` or `{ file: path/to/secret }`"
     );
     assert_eq!((e.line, e.column), (3, 12));
-    assert!(!format!("{errs:?}").contains("hunter2"), "the secret must not be echoed");
+    assert!(
+        !format!("{errs:?}").contains("hunter2"),
+        "the secret must not be echoed"
+    );
 }
 
 #[test]
@@ -173,20 +195,29 @@ fn undeclared_system_is_located_at_the_reference() {
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "flows.f.source.webhook.system");
     assert_eq!((e.line, e.column), (5, 17));
-    assert!(e.message.contains("`biling` is not declared"), "{}", e.message);
+    assert!(
+        e.message.contains("`biling` is not declared"),
+        "{}",
+        e.message
+    );
     assert_eq!(e.help.as_deref(), Some("did you mean `billing`?"));
 }
 
 #[test]
 fn duplicate_webhook_path_across_files() {
     let a = flow("a", "http://localhost/a");
-    let b = flow("b", "http://localhost/b").replace("system: billing", "system: billing\n        path: a");
+    let b = flow("b", "http://localhost/b")
+        .replace("system: billing", "system: billing\n        path: a");
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("a.yaml", &a), ("b.yaml", &b)]);
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "flows.b.source.webhook.path");
     assert_eq!(e.file, tmp.path().join("b.yaml"));
     assert_eq!((e.line, e.column), (6, 15));
-    assert!(e.message.contains("`a` is already used by flow `a`"), "{}", e.message);
+    assert!(
+        e.message.contains("`a` is already used by flow `a`"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -216,7 +247,11 @@ fn flow_defined_in_two_files() {
     assert_eq!(e.file, tmp.path().join("b.yaml"));
     assert_eq!((e.line, e.column), (2, 3));
     let first = tmp.path().join("a.yaml");
-    assert!(e.message.contains(&format!("{}:2", first.display())), "{}", e.message);
+    assert!(
+        e.message.contains(&format!("{}:2", first.display())),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -239,7 +274,14 @@ fn second_settings_file() {
     let e = error_at(&errs, "settings");
     assert_eq!(e.file, tmp.path().join("b.yaml"));
     assert_eq!((e.line, e.column), (2, 1));
-    assert!(e.message.contains(&tmp.path().join("a.yaml").display().to_string()), "{}", e.message);
+    // Both files are named.
+    let a = format!("{}:1", tmp.path().join("a.yaml").display());
+    let b = format!("{}:2", tmp.path().join("b.yaml").display());
+    assert!(
+        e.message.contains(&a) && e.message.contains(&b),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -296,14 +338,23 @@ flows:
     }
     assert_eq!(errs.len(), 16, "{errs:#?}");
     // Each is at its own line.
-    assert_eq!(error_at(&errs, "flows.ok.destinations.dest.http.method").line, 21);
-    assert_eq!(error_at(&errs, "flows.ok.destinations.dest.retry.max_age").line, 25);
+    assert_eq!(
+        error_at(&errs, "flows.ok.destinations.dest.http.method").line,
+        21
+    );
+    assert_eq!(
+        error_at(&errs, "flows.ok.destinations.dest.retry.max_age").line,
+        25
+    );
     assert_eq!(error_at(&errs, "flows.Bad_Name").line, 2);
 }
 
 #[test]
 fn body_size_limits_in_settings() {
-    let tmp = dir(&[("ferry.yaml", "settings:\n  ingress:\n    max_body_bytes: 1000000000\n")]);
+    let tmp = dir(&[(
+        "ferry.yaml",
+        "settings:\n  ingress:\n    max_body_bytes: 1000000000\n",
+    )]);
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "settings.ingress.max_body_bytes");
     assert_eq!((e.line, e.column), (3, 21));
@@ -314,14 +365,20 @@ fn directory_problems() {
     let tmp = dir(&[]);
     let errs = errors(load(tmp.path()));
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].message.contains("no `.yaml` or `.yml` files"), "{errs:?}");
+    assert!(
+        errs[0].message.contains("no `.yaml` or `.yml` files"),
+        "{errs:?}"
+    );
     assert_eq!(errs[0].file, tmp.path());
 
     let missing = tmp.path().join("nope");
     let errs = errors(load(&missing));
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].file, missing);
-    assert!(errs[0].message.contains("cannot open the config directory"), "{errs:?}");
+    assert!(
+        errs[0].message.contains("cannot open the config directory"),
+        "{errs:?}"
+    );
 
     let file = dir(&[("x.yaml", SYSTEMS)]);
     let errs = errors(load(&file.path().join("x.yaml")));

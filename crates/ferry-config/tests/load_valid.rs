@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::{SYSTEMS, WHSEC, dir, load};
 use ferry_config::{
-    EventIdSource, HeaderValue, HmacEncoding, SecretRef, SignatureConfig, Source, Tier, webhook_path,
+    EventIdSource, HeaderValue, HmacEncoding, SecretRef, SignatureConfig, Source, Tier,
+    webhook_path,
 };
 
 const SETTINGS: &str = "\
@@ -77,10 +78,19 @@ fn loads_values_and_defaults() {
     assert_eq!(config.root, tmp.path());
 
     // Settings, with defaults for what is not written.
-    assert_eq!(config.settings.listen, "0.0.0.0:9090".parse::<SocketAddr>().unwrap());
-    assert_eq!(config.settings.admin.token, Some(SecretRef::Env("PATH".into())));
+    assert_eq!(
+        config.settings.listen,
+        "0.0.0.0:9090".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(
+        config.settings.admin.token,
+        Some(SecretRef::Env("PATH".into()))
+    );
     assert_eq!(config.settings.ingress.max_body_bytes, 1024 * 1024);
-    assert_eq!(config.settings.delivery.shutdown_grace, Duration::from_secs(10));
+    assert_eq!(
+        config.settings.delivery.shutdown_grace,
+        Duration::from_secs(10)
+    );
     assert_eq!(config.settings.data_dir, None);
 
     // Systems.
@@ -107,7 +117,10 @@ fn loads_values_and_defaults() {
     assert_eq!(crm.http.timeout, Duration::from_secs(10));
     assert_eq!(crm.http.connect_timeout, Duration::from_secs(5));
     assert!(matches!(&crm.http.headers["X-Source"], HeaderValue::Literal(v) if v == "ferry"));
-    assert!(matches!(&crm.http.headers["X-Token"], HeaderValue::Secret(SecretRef::File(_))));
+    assert!(matches!(
+        &crm.http.headers["X-Token"],
+        HeaderValue::Secret(SecretRef::File(_))
+    ));
     assert_eq!(crm.retry.max_attempts, 8);
     assert_eq!(crm.retry.max_backoff, Duration::from_secs(600));
     assert_eq!(crm.retry.initial_backoff, Duration::from_secs(1));
@@ -130,9 +143,15 @@ fn loads_values_and_defaults() {
 
 #[test]
 fn settings_default_when_no_file_has_them() {
-    let tmp = dir(&[("all.yaml", &format!("{SYSTEMS}{}", common::flow("f", "http://localhost/x")))]);
+    let tmp = dir(&[(
+        "all.yaml",
+        &format!("{SYSTEMS}{}", common::flow("f", "http://localhost/x")),
+    )]);
     let loaded = load(tmp.path()).expect("loads");
-    assert_eq!(loaded.config.settings.listen, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+    assert_eq!(
+        loaded.config.settings.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
     assert_eq!(loaded.config.flows.len(), 1);
 }
 

@@ -7,7 +7,10 @@ use ferry_config::render;
 
 #[test]
 fn render_shows_place_field_source_and_help() {
-    let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", &flow("f", "ftp://example.com/x"))]);
+    let tmp = dir(&[
+        ("systems.yaml", SYSTEMS),
+        ("flows.yaml", &flow("f", "ftp://example.com/x")),
+    ]);
     let err = load(tmp.path()).expect_err("bad URL");
     let out = render(&err.errors, false);
     let file = tmp.path().join("flows.yaml");
@@ -18,8 +21,14 @@ fn render_shows_place_field_source_and_help() {
         )),
         "{out}"
     );
-    assert!(out.contains("10 |         http: { url: \"ftp://example.com/x\" }\n"), "{out}");
-    assert!(out.contains("   |                      ^^^^^^^^^^^^^^^^^^^^^\n"), "{out}");
+    assert!(
+        out.contains("10 |         http: { url: \"ftp://example.com/x\" }\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("   |                      ^^^^^^^^^^^^^^^^^^^^^\n"),
+        "{out}"
+    );
     assert!(out.ends_with("1 error, 0 warnings\n"), "{out}");
     assert!(!out.contains('\x1b'), "no colour when not asked");
 
@@ -28,7 +37,10 @@ fn render_shows_place_field_source_and_help() {
 
     // Display of the error type lists the same diagnostics.
     let shown = err.to_string();
-    assert!(shown.contains(&format!("{}:10:22: flows.f.destinations.crm.http.url", file.display())));
+    assert!(shown.contains(&format!(
+        "{}:10:22: flows.f.destinations.crm.http.url",
+        file.display()
+    )));
 }
 
 #[test]
@@ -53,4 +65,23 @@ fn render_of_whole_file_problems_and_warnings() {
             tmp.path().display()
         )
     );
+}
+
+#[test]
+fn render_survives_positions_outside_the_file() {
+    let tmp = dir(&[("a.yaml", "systems: {}\n")]);
+    let d = ferry_config::Diagnostic {
+        severity: ferry_config::Severity::Warning,
+        file: tmp.path().join("a.yaml"),
+        line: 1,
+        column: usize::MAX,
+        field: "systems".into(),
+        message: "m".into(),
+        help: None,
+    };
+    let out = render(
+        &[d.clone(), ferry_config::Diagnostic { line: 99, ..d }],
+        false,
+    );
+    assert!(out.ends_with("0 errors, 2 warnings\n"), "{out}");
 }

@@ -56,7 +56,11 @@ fn file_secret_resolves_relative_to_the_config_dir() {
 #[test]
 fn standard_webhooks_secret_must_be_base64() {
     let sig = "{ standard_webhooks: { secret: { file: whsec } } }";
-    let good = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &flow_with_signature(sig)), ("whsec", WHSEC)]);
+    let good = dir(&[
+        ("systems.yaml", SYSTEMS),
+        ("f.yaml", &flow_with_signature(sig)),
+        ("whsec", WHSEC),
+    ]);
     load(good.path()).expect("a whsec_ secret is accepted");
 
     let bad = dir(&[
@@ -65,9 +69,15 @@ fn standard_webhooks_secret_must_be_base64() {
         ("whsec", "whsec_this is not base64!"),
     ]);
     let errs = errors(load(bad.path()));
-    let e = error_at(&errs, "flows.f.source.webhook.signature.standard_webhooks.secret");
+    let e = error_at(
+        &errs,
+        "flows.f.source.webhook.signature.standard_webhooks.secret",
+    );
     assert!(e.message.contains("not valid base64"), "{}", e.message);
-    assert!(!e.message.contains("this is not"), "the secret must not be echoed");
+    assert!(
+        !e.message.contains("this is not"),
+        "the secret must not be echoed"
+    );
 }
 
 #[test]
@@ -90,9 +100,16 @@ flows:
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &text)]);
     let errs = errors(load(tmp.path()));
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert_eq!(error_at(&errs, "flows.f.destinations.crm.http.headers.Authorization").line, 10);
     assert_eq!(
-        error_at(&errs, "flows.f.destinations.crm.http.signing.standard_webhooks.secret").line,
+        error_at(&errs, "flows.f.destinations.crm.http.headers.Authorization").line,
+        10
+    );
+    assert_eq!(
+        error_at(
+            &errs,
+            "flows.f.destinations.crm.http.signing.standard_webhooks.secret"
+        )
+        .line,
         11
     );
     load_unresolved(tmp.path()).expect("fine without resolving");

@@ -12,21 +12,31 @@ systems:
   billing: { owner: a, records: [invoice, customer] }
   crm: { owner: b, records: [customer] }
 ";
-    let tmp = dir(&[("systems.yaml", systems), ("f.yaml", &flow("f", "http://localhost/x"))]);
+    let tmp = dir(&[
+        ("systems.yaml", systems),
+        ("f.yaml", &flow("f", "http://localhost/x")),
+    ]);
     let loaded = load(tmp.path()).expect("warnings do not fail the load");
     assert_eq!(loaded.warnings.len(), 1, "{:#?}", loaded.warnings);
     let w = &loaded.warnings[0];
     assert_eq!(w.severity, Severity::Warning);
     assert_eq!(w.field, "systems.crm.records.0");
-    assert_eq!((w.line, w.column), (3, 29));
-    assert!(w.message.contains("`billing`") && w.message.contains("`crm`"), "{}", w.message);
+    assert_eq!((w.line, w.column), (3, 30));
+    assert!(
+        w.message.contains("`billing`") && w.message.contains("`crm`"),
+        "{}",
+        w.message
+    );
     assert!(w.message.contains("`customer`"), "{}", w.message);
 }
 
 #[test]
 fn flow_without_any_owner() {
     let systems = "systems:\n  billing: {}\n  crm: { owner: b }\n";
-    let tmp = dir(&[("systems.yaml", systems), ("f.yaml", &flow("f", "http://localhost/x"))]);
+    let tmp = dir(&[
+        ("systems.yaml", systems),
+        ("f.yaml", &flow("f", "http://localhost/x")),
+    ]);
     let loaded = load(tmp.path()).expect("loads");
     assert_eq!(loaded.warnings.len(), 1, "{:#?}", loaded.warnings);
     let w = &loaded.warnings[0];
@@ -44,8 +54,28 @@ fn flow_without_any_owner() {
 fn warnings_come_along_with_errors() {
     let systems = "systems:\n  billing: {}\n  crm: { owner: b }\n";
     let broken = flow("g", "ftp://x");
-    let tmp = dir(&[("systems.yaml", systems), ("f.yaml", &flow("f", "http://localhost/x")), ("g.yaml", &broken)]);
+    let tmp = dir(&[
+        ("systems.yaml", systems),
+        ("f.yaml", &flow("f", "http://localhost/x")),
+        ("g.yaml", &broken),
+    ]);
     let err = load(tmp.path()).expect_err("g is broken");
     assert_eq!(err.errors.len(), 1);
     assert_eq!(err.warnings.len(), 2, "{:#?}", err.warnings);
+}
+
+#[test]
+fn literal_credential_header() {
+    let text = flow("f", "http://localhost/x").replace(
+        "http: { url: \"http://localhost/x\" }",
+        "http: { url: \"http://localhost/x\", headers: { Authorization: Bearer abc } }",
+    );
+    let tmp = dir(&[("systems.yaml", common::SYSTEMS), ("f.yaml", &text)]);
+    let loaded = load(tmp.path()).expect("a warning, not an error");
+    assert_eq!(loaded.warnings.len(), 1, "{:#?}", loaded.warnings);
+    assert_eq!(
+        loaded.warnings[0].field,
+        "flows.f.destinations.crm.http.headers.Authorization"
+    );
+    assert!(loaded.warnings[0].message.contains("credential"));
 }

@@ -1,5 +1,5 @@
 //! Ad-hoc throughput check of the SQLite store's group commit (not a test):
-//! `cargo run --release -p ferry-store --example append_bench -- [events] [tasks] [bytes]`.
+//! `cargo run --release -p ferry-store --example append_bench -- [events] [tasks] [bytes] [checkpoint_ms]`.
 //! Each task appends one event (with one delivery) per call, like one webhook per request.
 
 use std::sync::Arc;
@@ -17,9 +17,13 @@ async fn main() {
     let events = args.next().unwrap_or(100_000);
     let tasks = args.next().unwrap_or(64);
     let size = args.next().unwrap_or(1024);
+    let mut opts = SqliteOptions::default();
+    if let Some(ms) = args.next() {
+        opts.checkpoint_interval = std::time::Duration::from_millis(ms as u64);
+    }
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open"));
+    let store = Arc::new(SqliteStore::open(dir.path(), opts).expect("open"));
     let payload = Bytes::from(vec![b'x'; size]);
     let start = Instant::now();
     let mut set = tokio::task::JoinSet::new();

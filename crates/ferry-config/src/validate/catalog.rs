@@ -14,7 +14,9 @@ pub(super) fn check(c: &mut Checker) {
 
 fn system_names(c: &mut Checker) {
     for name in c.config.systems.keys() {
-        let Some(file) = c.system_file(name) else { continue };
+        let Some(file) = c.system_file(name) else {
+            continue;
+        };
         if let Err((message, help)) = rules::name("system", name) {
             c.error(file, &["systems", name], Part::Key, message, help);
         }
@@ -32,7 +34,9 @@ fn systems_of_record(c: &mut Checker) {
                 }
                 Some(first) if first == system => {}
                 Some(first) => {
-                    let Some(file) = c.system_file(system) else { continue };
+                    let Some(file) = c.system_file(system) else {
+                        continue;
+                    };
                     let index = i.to_string();
                     let message = format!(
                         "systems `{first}` and `{system}` both claim to be the system of record \
@@ -41,7 +45,13 @@ fn systems_of_record(c: &mut Checker) {
                     let help = Some(format!(
                         "one system owns the truth about `{entity}`: remove it from the other's `records`"
                     ));
-                    c.warning(file, &["systems", system, "records", &index], Part::Value, message, help);
+                    c.warning(
+                        file,
+                        &["systems", system, "records", &index],
+                        Part::Value,
+                        message,
+                        help,
+                    );
                 }
             }
         }
@@ -55,17 +65,23 @@ fn owners(c: &mut Checker) {
             continue;
         }
         let source = flow.source.system();
-        let Some(system) = c.config.systems.get(source) else { continue };
+        let Some(system) = c.config.systems.get(source) else {
+            continue;
+        };
         if system.owner.is_some() {
             continue;
         }
-        let Some(file) = c.flow_file(name) else { continue };
+        let Some(file) = c.flow_file(name) else {
+            continue;
+        };
         c.warning(
             file,
             &["flows", name],
             Part::Key,
             "flow has no owner".to_string(),
-            Some(format!("set `owner:` on the flow, or on its source system `{source}`")),
+            Some(format!(
+                "set `owner:` on the flow, or on its source system `{source}`"
+            )),
         );
     }
 }

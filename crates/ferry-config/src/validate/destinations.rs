@@ -9,11 +9,18 @@ use crate::model::{Destination, HeaderValue};
 use crate::sources::FileId;
 
 /// Headers that carry credentials: written as literals, the credential sits in the config.
-const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "x-api-key", "api-key"];
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "x-api-key",
+    "api-key",
+];
 
 pub(super) fn check(c: &mut Checker) {
     for (flow, def) in &c.config.flows {
-        let Some(file) = c.flow_file(flow) else { continue };
+        let Some(file) = c.flow_file(flow) else {
+            continue;
+        };
         for (name, dest) in &def.destinations {
             destination(c, file, flow, name, dest);
         }
@@ -50,11 +57,16 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
         c.error(file, &at(&["http", "method"]), Part::Value, message, help);
     }
     for (header, value) in &http.headers {
-        let path: Vec<&str> = at(&["http", "headers"]).into_iter().chain([header.as_str()]).collect();
+        let path: Vec<&str> = at(&["http", "headers"])
+            .into_iter()
+            .chain([header.as_str()])
+            .collect();
         if let Err((message, help)) = rules::header_name(header) {
             c.error(file, &path, Part::Key, message, help);
         }
-        let HeaderValue::Literal(literal) = value else { continue };
+        let HeaderValue::Literal(literal) = value else {
+            continue;
+        };
         if let Err((message, help)) = rules::header_value(literal) {
             c.error(file, &path, Part::Value, message, help);
         } else if CREDENTIAL_HEADERS.contains(&header.to_ascii_lowercase().as_str()) {
@@ -63,11 +75,16 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
                 &path,
                 Part::Value,
                 format!("`{header}` is a credential written inline"),
-                Some(format!("give it by reference: `{header}: {{ env: VAR_NAME }}`")),
+                Some(format!(
+                    "give it by reference: `{header}: {{ env: VAR_NAME }}`"
+                )),
             );
         }
     }
-    let timeouts = [("timeout", http.timeout), ("connect_timeout", http.connect_timeout)];
+    let timeouts = [
+        ("timeout", http.timeout),
+        ("connect_timeout", http.connect_timeout),
+    ];
     for (field, value) in timeouts {
         if let Err((message, help)) = rules::positive(field, value) {
             c.error(file, &at(&["http", field]), Part::Value, message, help);
@@ -79,15 +96,30 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
             humantime::format_duration(http.connect_timeout),
             humantime::format_duration(http.timeout)
         );
-        c.error(file, &at(&["http", "connect_timeout"]), Part::Value, message, None);
+        c.error(
+            file,
+            &at(&["http", "connect_timeout"]),
+            Part::Value,
+            message,
+            None,
+        );
     }
 
     let retry = &dest.retry;
     if retry.max_attempts == 0 {
         let message = "max_attempts must be at least 1 (the first try counts)".to_string();
-        c.error(file, &at(&["retry", "max_attempts"]), Part::Value, message, None);
+        c.error(
+            file,
+            &at(&["retry", "max_attempts"]),
+            Part::Value,
+            message,
+            None,
+        );
     }
-    for (field, value) in [("initial_backoff", retry.initial_backoff), ("max_age", retry.max_age)] {
+    for (field, value) in [
+        ("initial_backoff", retry.initial_backoff),
+        ("max_age", retry.max_age),
+    ] {
         if let Err((message, help)) = rules::positive(field, value) {
             c.error(file, &at(&["retry", field]), Part::Value, message, help);
         }
@@ -98,6 +130,12 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
             humantime::format_duration(retry.initial_backoff),
             humantime::format_duration(retry.max_backoff)
         );
-        c.error(file, &at(&["retry", "initial_backoff"]), Part::Value, message, None);
+        c.error(
+            file,
+            &at(&["retry", "initial_backoff"]),
+            Part::Value,
+            message,
+            None,
+        );
     }
 }

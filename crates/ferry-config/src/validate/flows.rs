@@ -13,7 +13,9 @@ pub(super) fn check(c: &mut Checker) {
     // Webhook path -> the flow that took it first.
     let mut paths: HashMap<String, &str> = HashMap::new();
     for (name, flow) in &c.config.flows {
-        let Some(file) = c.flow_file(name) else { continue };
+        let Some(file) = c.flow_file(name) else {
+            continue;
+        };
         if let Err((message, help)) = rules::name("flow", name) {
             c.error(file, &["flows", name], Part::Key, message, help);
         }
@@ -34,7 +36,13 @@ pub(super) fn check(c: &mut Checker) {
 
 fn check_owner(c: &mut Checker, file: FileId, name: &str, flow: &Flow) {
     if flow.owner.as_deref().is_some_and(|o| o.trim().is_empty()) {
-        c.error(file, &["flows", name, "owner"], Part::Value, "owner is empty".to_string(), None);
+        c.error(
+            file,
+            &["flows", name, "owner"],
+            Part::Value,
+            "owner is empty".to_string(),
+            None,
+        );
     }
 }
 
@@ -53,19 +61,24 @@ fn webhook<'a>(
     }
 
     let path = webhook_path(flow, src);
-    if src.path.is_some() {
-        if let Err((message, help)) = rules::webhook_path(&path) {
-            c.error(file, &at("path"), Part::Value, message, help);
-        }
+    if src.path.is_some()
+        && let Err((message, help)) = rules::webhook_path(&path)
+    {
+        c.error(file, &at("path"), Part::Value, message, help);
     }
     match paths.get(&path) {
         Some(first) => {
             let (field, part) = if src.path.is_some() {
-                (vec!["flows", flow, "source", "webhook", "path"], Part::Value)
+                (
+                    vec!["flows", flow, "source", "webhook", "path"],
+                    Part::Value,
+                )
             } else {
                 (vec!["flows", flow], Part::Key)
             };
-            let other = c.flow_file(first).map(|f| c.sources.describe(f, &["flows", first]));
+            let other = c
+                .flow_file(first)
+                .map(|f| c.sources.describe(f, &["flows", first]));
             let message = format!(
                 "webhook path `{path}` is already used by flow `{first}`{}",
                 other.map(|o| format!(" ({o})")).unwrap_or_default()
@@ -78,10 +91,8 @@ fn webhook<'a>(
         }
     }
 
-    if let Some(pointer) = &src.event_type {
-        if let Err((message, help)) = rules::json_pointer(pointer) {
-            c.error(file, &at("event_type"), Part::Value, message, help);
-        }
+    if let Some(Err((message, help))) = src.event_type.as_deref().map(rules::json_pointer) {
+        c.error(file, &at("event_type"), Part::Value, message, help);
     }
     match &src.event_id {
         Some(EventIdSource::Header(header)) => {
@@ -92,30 +103,47 @@ fn webhook<'a>(
         }
         Some(EventIdSource::JsonPointer(pointer)) => {
             if let Err((message, help)) = rules::json_pointer(pointer) {
-                let field = ["flows", flow, "source", "webhook", "event_id", "json_pointer"];
+                let field = [
+                    "flows",
+                    flow,
+                    "source",
+                    "webhook",
+                    "event_id",
+                    "json_pointer",
+                ];
                 c.error(file, &field, Part::Value, message, help);
             }
         }
         None => {}
     }
-    if let Some(max) = src.max_body_bytes {
-        if let Err((message, help)) = rules::body_bytes(max) {
-            c.error(file, &at("max_body_bytes"), Part::Value, message, help);
-        }
+    if let Some(Err((message, help))) = src.max_body_bytes.map(rules::body_bytes) {
+        c.error(file, &at("max_body_bytes"), Part::Value, message, help);
     }
     signature(c, file, flow, &src.signature);
 }
 
 fn signature(c: &mut Checker, file: FileId, flow: &str, sig: &SignatureConfig) {
     let scheme = sig.scheme();
-    let at = |field: &'static str| ["flows", flow, "source", "webhook", "signature", scheme, field];
+    let at = |field: &'static str| {
+        [
+            "flows",
+            flow,
+            "source",
+            "webhook",
+            "signature",
+            scheme,
+            field,
+        ]
+    };
     match sig {
         SignatureConfig::StandardWebhooks { tolerance, .. } => {
             if let Err((message, help)) = rules::positive("tolerance", *tolerance) {
                 c.error(file, &at("tolerance"), Part::Value, message, help);
             }
         }
-        SignatureConfig::Stripe { tolerance, header, .. } => {
+        SignatureConfig::Stripe {
+            tolerance, header, ..
+        } => {
             if let Err((message, help)) = rules::positive("tolerance", *tolerance) {
                 c.error(file, &at("tolerance"), Part::Value, message, help);
             }
@@ -134,23 +162,27 @@ fn signature(c: &mut Checker, file: FileId, flow: &str, sig: &SignatureConfig) {
                 c.error(file, &at("username"), Part::Value, message, None);
             }
         }
-        SignatureConfig::Github { .. } | SignatureConfig::Bearer { .. } | SignatureConfig::None {} => {}
+        SignatureConfig::Github { .. }
+        | SignatureConfig::Bearer { .. }
+        | SignatureConfig::None {} => {}
     }
 }
 
 /// The message for a reference to a system nobody declared, with a suggestion when a
 /// declared name is close.
 pub(super) fn undeclared_system(c: &Checker, system: &str) -> (String, Option<String>) {
-    let close = c
-        .origins
-        .system_names
-        .iter()
-        .find(|declared| declared.eq_ignore_ascii_case(system) || one_edit_apart(declared, system));
+    let close =
+        c.origins.system_names.iter().find(|declared| {
+            declared.eq_ignore_ascii_case(system) || one_edit_apart(declared, system)
+        });
     let help = match close {
         Some(name) => format!("did you mean `{name}`?"),
         None => format!("declare it: `systems: {{ {system}: {{ owner: ... }} }}`"),
     };
-    (format!("system `{system}` is not declared under `systems:`"), Some(help))
+    (
+        format!("system `{system}` is not declared under `systems:`"),
+        Some(help),
+    )
 }
 
 fn one_edit_apart(a: &str, b: &str) -> bool {

@@ -23,7 +23,12 @@ pub(crate) fn check(
     opts: &LoadOptions,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let mut checker = Checker { config, origins, sources, diags };
+    let mut checker = Checker {
+        config,
+        origins,
+        sources,
+        diags,
+    };
     settings::check(&mut checker);
     catalog::check(&mut checker);
     flows::check(&mut checker);
@@ -43,14 +48,32 @@ pub(crate) struct Checker<'a> {
 
 impl Checker<'_> {
     /// An error at `path` in `file`.
-    pub fn error(&mut self, file: FileId, path: &[&str], part: Part, message: String, help: Option<String>) {
-        let d = self.sources.at(Severity::Error, file, path, part, message, help);
+    pub fn error(
+        &mut self,
+        file: FileId,
+        path: &[&str],
+        part: Part,
+        message: String,
+        help: Option<String>,
+    ) {
+        let d = self
+            .sources
+            .at(Severity::Error, file, path, part, message, help);
         self.diags.push(d);
     }
 
     /// A warning at `path` in `file`.
-    pub fn warning(&mut self, file: FileId, path: &[&str], part: Part, message: String, help: Option<String>) {
-        let d = self.sources.at(Severity::Warning, file, path, part, message, help);
+    pub fn warning(
+        &mut self,
+        file: FileId,
+        path: &[&str],
+        part: Part,
+        message: String,
+        help: Option<String>,
+    ) {
+        let d = self
+            .sources
+            .at(Severity::Warning, file, path, part, message, help);
         self.diags.push(d);
     }
 

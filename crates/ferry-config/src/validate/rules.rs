@@ -17,7 +17,9 @@ pub(crate) const MAX_CONCURRENCY: usize = 1024;
 /// Names of systems, flows and destinations: `[a-z0-9][a-z0-9_.-]*`, at most 64 characters.
 pub(crate) fn name(what: &str, name: &str) -> Result<(), Broken> {
     let mut chars = name.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let rest_ok =
         chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
     if first_ok && rest_ok && name.len() <= MAX_NAME_LEN {
@@ -36,7 +38,9 @@ pub(crate) fn name(what: &str, name: &str) -> Result<(), Broken> {
 /// A webhook path segment: `[A-Za-z0-9._-]+`, and not `.` or `..`.
 pub(crate) fn webhook_path(path: &str) -> Result<(), Broken> {
     let chars_ok = !path.is_empty()
-        && path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if chars_ok && path != "." && path != ".." {
         return Ok(());
     }
@@ -53,24 +57,32 @@ pub(crate) fn webhook_path(path: &str) -> Result<(), Broken> {
 /// A JSON pointer (RFC 6901): empty (the whole document) or `/`-separated tokens, where `~`
 /// is only used as `~0` or `~1`.
 pub(crate) fn json_pointer(pointer: &str) -> Result<(), Broken> {
-    let escapes_ok = pointer.split('~').skip(1).all(|after| after.starts_with(['0', '1']));
+    let escapes_ok = pointer
+        .split('~')
+        .skip(1)
+        .all(|after| after.starts_with(['0', '1']));
     if (pointer.is_empty() || pointer.starts_with('/')) && escapes_ok {
         return Ok(());
     }
     Err((
         format!("`{pointer}` is not a JSON pointer"),
-        Some("JSON pointers start with `/`, e.g. `/type` or `/data/id` (`~0` is `~`, `~1` is `/`)".to_string()),
+        Some(
+            "JSON pointers start with `/`, e.g. `/type` or `/data/id` (`~0` is `~`, `~1` is `/`)"
+                .to_string(),
+        ),
     ))
 }
 
 /// An HTTP header name.
 pub(crate) fn header_name(name: &str) -> Result<(), Broken> {
-    http::HeaderName::from_bytes(name.as_bytes()).map(drop).map_err(|_| {
-        (
-            format!("invalid header name `{name}`"),
-            Some("header names are tokens: letters, digits and `!#$%&'*+-.^_`|~`".to_string()),
-        )
-    })
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map(drop)
+        .map_err(|_| {
+            (
+                format!("invalid header name `{name}`"),
+                Some("header names are tokens: letters, digits and `!#$%&'*+-.^_`|~`".to_string()),
+            )
+        })
 }
 
 /// A literal HTTP header value.
@@ -106,11 +118,17 @@ pub(crate) fn method(method: &str) -> Result<(), Broken> {
 /// are given by reference).
 pub(crate) fn destination_url(raw: &str) -> Result<(), Broken> {
     let url = url::Url::parse(raw).map_err(|e| {
-        (format!("invalid URL: {e}"), Some("write a full URL, e.g. `https://api.example.com/hooks`".to_string()))
+        (
+            format!("invalid URL: {e}"),
+            Some("write a full URL, e.g. `https://api.example.com/hooks`".to_string()),
+        )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err((
-            format!("URL scheme must be `http` or `https`, not `{}`", url.scheme()),
+            format!(
+                "URL scheme must be `http` or `https`, not `{}`",
+                url.scheme()
+            ),
             None,
         ));
     }
@@ -120,7 +138,10 @@ pub(crate) fn destination_url(raw: &str) -> Result<(), Broken> {
     if url.password().is_some() {
         return Err((
             "URL holds a password: secrets must be given by reference".to_string(),
-            Some("send credentials in a header instead, e.g. `Authorization: { env: VAR_NAME }`".to_string()),
+            Some(
+                "send credentials in a header instead, e.g. `Authorization: { env: VAR_NAME }`"
+                    .to_string(),
+            ),
         ));
     }
     Ok(())
@@ -132,7 +153,9 @@ pub(crate) fn body_bytes(n: usize) -> Result<(), Broken> {
         return Ok(());
     }
     Err((
-        format!("max_body_bytes must be between {MIN_BODY_BYTES} (1 KiB) and {MAX_BODY_BYTES} (64 MiB), not {n}"),
+        format!(
+            "max_body_bytes must be between {MIN_BODY_BYTES} (1 KiB) and {MAX_BODY_BYTES} (64 MiB), not {n}"
+        ),
         None,
     ))
 }
@@ -140,7 +163,10 @@ pub(crate) fn body_bytes(n: usize) -> Result<(), Broken> {
 /// A duration that must be more than zero.
 pub(crate) fn positive(what: &str, d: Duration) -> Result<(), Broken> {
     if d.is_zero() {
-        return Err((format!("{what} must be more than zero"), Some("e.g. `500ms`, `10s`, `5m`".to_string())));
+        return Err((
+            format!("{what} must be more than zero"),
+            Some("e.g. `500ms`, `10s`, `5m`".to_string()),
+        ));
     }
     Ok(())
 }
@@ -191,7 +217,10 @@ mod tests {
         assert!(destination_url("ftp://example.com").is_err());
         assert!(destination_url("not a url").is_err());
         assert!(destination_url("https://user:pw@example.com").is_err());
-        assert!(destination_url("http:///path").is_ok() == url::Url::parse("http:///path").is_ok_and(|u| u.host_str().is_some()));
+        assert!(
+            destination_url("http:///path").is_ok()
+                == url::Url::parse("http:///path").is_ok_and(|u| u.host_str().is_some())
+        );
     }
 
     #[test]

@@ -58,10 +58,17 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
     let config = c.config;
     let own = |parts: &[&str]| parts.iter().map(|p| (*p).to_string()).collect::<Vec<_>>();
     if let (Some(file), Some(token)) = (c.origins.settings, &config.settings.admin.token) {
-        out.push(Found { file, path: own(&["settings", "admin", "token"]), secret: token, usage: Use::Plain });
+        out.push(Found {
+            file,
+            path: own(&["settings", "admin", "token"]),
+            secret: token,
+            usage: Use::Plain,
+        });
     }
     for (flow, def) in &config.flows {
-        let Some(file) = c.flow_file(flow) else { continue };
+        let Some(file) = c.flow_file(flow) else {
+            continue;
+        };
         let Source::Webhook(src) = &def.source;
         if let Some((field, secret)) = src.signature.secret() {
             let usage = if matches!(src.signature, SignatureConfig::StandardWebhooks { .. }) {
@@ -70,21 +77,59 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                 Use::Plain
             };
             let scheme = src.signature.scheme();
-            let path = own(&["flows", flow, "source", "webhook", "signature", scheme, field]);
-            out.push(Found { file, path, secret, usage });
+            let path = own(&[
+                "flows",
+                flow,
+                "source",
+                "webhook",
+                "signature",
+                scheme,
+                field,
+            ]);
+            out.push(Found {
+                file,
+                path,
+                secret,
+                usage,
+            });
         }
         for (name, dest) in &def.destinations {
             for (header, value) in &dest.http.headers {
                 if let HeaderValue::Secret(secret) = value {
-                    let path = own(&["flows", flow, "destinations", name, "http", "headers", header]);
-                    out.push(Found { file, path, secret, usage: Use::HeaderValue });
+                    let path = own(&[
+                        "flows",
+                        flow,
+                        "destinations",
+                        name,
+                        "http",
+                        "headers",
+                        header,
+                    ]);
+                    out.push(Found {
+                        file,
+                        path,
+                        secret,
+                        usage: Use::HeaderValue,
+                    });
                 }
             }
             if let Some(OutboundSigning::StandardWebhooks { secret }) = &dest.http.signing {
                 let path = own(&[
-                    "flows", flow, "destinations", name, "http", "signing", "standard_webhooks", "secret",
+                    "flows",
+                    flow,
+                    "destinations",
+                    name,
+                    "http",
+                    "signing",
+                    "standard_webhooks",
+                    "secret",
                 ]);
-                out.push(Found { file, path, secret, usage: Use::StandardWebhooks });
+                out.push(Found {
+                    file,
+                    path,
+                    secret,
+                    usage: Use::StandardWebhooks,
+                });
             }
         }
     }
@@ -129,8 +174,14 @@ mod tests {
 
     #[test]
     fn standard_webhooks_secrets() {
-        assert_eq!(standard_webhooks_problem("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), None);
-        assert_eq!(standard_webhooks_problem("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), None);
+        assert_eq!(
+            standard_webhooks_problem("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            None
+        );
+        assert_eq!(
+            standard_webhooks_problem("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            None
+        );
         assert!(standard_webhooks_problem("whsec_not base64!").is_some());
         assert!(standard_webhooks_problem("whsec_").is_some());
     }

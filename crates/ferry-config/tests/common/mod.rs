@@ -30,13 +30,21 @@ pub fn load(dir: &Path) -> Result<Loaded, ConfigErrors> {
 }
 
 pub fn load_unresolved(dir: &Path) -> Result<Loaded, ConfigErrors> {
-    load_dir(dir, &LoadOptions { resolve_secrets: false })
+    load_dir(
+        dir,
+        &LoadOptions {
+            resolve_secrets: false,
+        },
+    )
 }
 
 /// The errors of a load that must fail.
 pub fn errors(result: Result<Loaded, ConfigErrors>) -> Vec<Diagnostic> {
     match result {
-        Ok(loaded) => panic!("expected errors, loaded {} flows", loaded.config.flows.len()),
+        Ok(loaded) => panic!(
+            "expected errors, loaded {} flows",
+            loaded.config.flows.len()
+        ),
         Err(e) => e.errors,
     }
 }

@@ -177,7 +177,7 @@ pub(crate) fn list_deliveries(
             let Some((received_at, seq)) = pos else {
                 return Err(StoreError::Invalid(format!("unknown cursor {cursor}")));
             };
-            f.conditions.push("(d.received_at, d.seq) > (?, ?)");
+            f.conditions.push("(d.received_at, d.seq) >= (?, ?)");
             f.params.push(Value::Integer(received_at));
             f.params.push(Value::Integer(seq));
         }
