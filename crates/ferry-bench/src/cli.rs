@@ -33,6 +33,9 @@ The hub gets a generated config in a temporary directory: flow `bench` with a St
 Webhooks source and one HTTP destination pointing at ferry-bench's own receiver. Its store
 lives in that directory too (removed afterwards unless --keep-data).
 
+Exit status: 0 when every accepted event reached the receiver, 3 when some did not (the
+report is printed either way), 1 when the run could not be carried out.
+
 Examples:
   ferry-bench run
   ferry-bench run --connections 32 --events 100000
@@ -45,7 +48,7 @@ Examples:
 Configure the hub's flow with a Standard Webhooks source using the same secret, and a
 destination `http: { url: \"http://127.0.0.1:8098/sink\" }` (the --receiver-listen address).
 Deliveries of other runs or flows reaching the receiver are counted as foreign and ignored.
-Only plain http:// hub URLs are supported.
+Only plain http:// hub URLs are supported. Exit status as for `run`.
 
 Examples:
   ferry-bench load --url http://127.0.0.1:8080 --flow bench --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw

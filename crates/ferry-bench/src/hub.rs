@@ -86,6 +86,14 @@ flows:
     )
 }
 
+/// Write the bench config directory (YAML and the secret files it references).
+pub fn write_config(dir: &Path, receiver: SocketAddr, concurrency: usize) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("ferry.yaml"), config_yaml(receiver, concurrency))?;
+    std::fs::write(dir.join("admin-token"), "ferry-bench-admin-token\n")?;
+    std::fs::write(dir.join("source-secret"), format!("{SOURCE_SECRET}\n"))
+}
+
 /// Last `n` lines of a log file, for error messages.
 fn log_tail(path: &Path, n: usize) -> String {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -114,13 +122,8 @@ impl Hub {
         .context("cannot create the hub's temporary directory")?;
         let config = dir.path().join("config");
         let data = dir.path().join("data");
-        std::fs::create_dir_all(&config)?;
-        std::fs::write(
-            config.join("ferry.yaml"),
-            config_yaml(spec.receiver, spec.concurrency),
-        )?;
-        std::fs::write(config.join("admin-token"), "ferry-bench-admin-token\n")?;
-        std::fs::write(config.join("source-secret"), format!("{SOURCE_SECRET}\n"))?;
+        write_config(&config, spec.receiver, spec.concurrency)
+            .with_context(|| format!("cannot write the hub config to {}", config.display()))?;
         let log_path = dir.path().join("hub.log");
         let log = std::fs::File::create(&log_path)?;
 
@@ -253,5 +256,24 @@ mod tests {
         assert!(y.contains("url: \"http://127.0.0.1:4321/sink\""));
         assert!(y.contains("concurrency: 64"));
         assert!(y.contains("standard_webhooks: { secret: { file: source-secret } }"));
+    }
+
+    #[test]
+    fn config_is_valid_for_ferry() {
+        let dir = tempfile::tempdir().unwrap();
+        write_config(dir.path(), "127.0.0.1:4321".parse().unwrap(), 48).unwrap();
+        let opts = ferry_config::LoadOptions {
+            resolve_secrets: true,
+        };
+        let loaded = match ferry_config::load_dir(dir.path(), &opts) {
+            Ok(l) => l,
+            Err(e) => panic!("bench config rejected: {:?}", e.errors),
+        };
+        let flow = &loaded.config.flows[FLOW];
+        assert_eq!(flow.destinations["sink"].concurrency, 48);
+        assert_eq!(
+            flow.destinations["sink"].http.url,
+            "http://127.0.0.1:4321/sink"
+        );
     }
 }

@@ -53,6 +53,31 @@ pub fn cpu_secs(pid: &str) -> Option<f64> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?).map(|(_, s)| s)
 }
 
+/// Busy CPU seconds of the whole machine since boot (all CPUs; idle and iowait excluded).
+pub fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<f64> = line
+        .split_ascii_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is included in user).
+    let busy =
+        f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)? + f.get(7).unwrap_or(&0.0);
+    Some(busy / TICKS_PER_SEC)
+}
+
+/// The 1-minute load average.
+pub fn loadavg_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// CPU seconds used so far by the live threads of `pid`, summed per thread name.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadGroup {
@@ -99,6 +124,8 @@ mod tests {
             assert!(memory("self").unwrap().peak_rss_bytes > 0);
             assert!(cpu_secs("self").is_some());
             assert!(!thread_cpu("self").is_empty());
+            assert!(machine_busy_secs().is_some_and(|s| s > 0.0));
+            assert!(loadavg_1m().is_some());
         }
     }
 }

@@ -29,6 +29,18 @@ pub struct Report {
     pub drain: Drain,
     pub hub: Option<HubUsage>,
     pub bench: BenchUsage,
+    pub machine: MachineUsage,
+}
+
+/// The machine around the run: other processes competing for CPU skew every figure.
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineUsage {
+    pub cpus: usize,
+    pub loadavg_1m_before: Option<f64>,
+    /// Busy CPU cores of the whole machine while sending.
+    pub busy_cores_sending: Option<f64>,
+    /// Of those, cores used by processes other than the hub and ferry-bench.
+    pub other_cores_sending: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -350,6 +362,22 @@ impl Report {
             b.peak_rss_bytes.map_or_else(|| "?".into(), mib),
             self.config.bench_threads
         );
+        let mc = &self.machine;
+        let _ = writeln!(
+            o,
+            "machine     {} CPUs · busy {} cores while sending, {} of them other processes · load {} before",
+            mc.cpus,
+            opt_cores(mc.busy_cores_sending),
+            opt_cores(mc.other_cores_sending),
+            mc.loadavg_1m_before
+                .map_or_else(|| "?".into(), |l| format!("{l:.2}")),
+        );
+        if mc.other_cores_sending.is_some_and(|c| c >= 0.1) {
+            let _ = writeln!(
+                o,
+                "            WARNING: other processes used CPU during the run; figures are skewed"
+            );
+        }
         o
     }
 }

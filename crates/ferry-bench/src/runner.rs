@@ -16,7 +16,8 @@ use crate::payload::{self, Template};
 use crate::procfs;
 use crate::receiver::{self, Sink, SinkStats};
 use crate::report::{
-    BenchUsage, Drain, Events, HubUsage, Latencies, Latency, Report, RunConfig, Throughput,
+    BenchUsage, Drain, Events, HubUsage, Latencies, Latency, MachineUsage, Report, RunConfig,
+    Throughput,
 };
 use crate::sender::{self, Plan, Shared, Target, WorkerResult};
 
@@ -29,6 +30,7 @@ struct CpuSample {
     at: Instant,
     hub: Option<f64>,
     bench: Option<f64>,
+    machine: Option<f64>,
 }
 
 impl CpuSample {
@@ -37,6 +39,7 @@ impl CpuSample {
             at: Instant::now(),
             hub: hub_pid.and_then(|p| procfs::cpu_secs(&p.to_string())),
             bench: procfs::cpu_secs("self"),
+            machine: procfs::machine_busy_secs(),
         }
     }
 }
@@ -57,6 +60,7 @@ struct Measured {
     sink: SinkStats,
     cpu: [CpuSample; 3],
     bench_threads: usize,
+    loadavg_before: Option<f64>,
 }
 
 /// Validated load options.
@@ -132,6 +136,7 @@ async fn measure(
 ) -> anyhow::Result<Measured> {
     let opts = &load.opts;
     let template = Template::new(run, opts.body_bytes)?;
+    let loadavg_before = procfs::loadavg_1m();
     let cpu0 = CpuSample::take(hub_pid);
     let start = Instant::now();
     let plan = Plan {
@@ -204,6 +209,7 @@ async fn measure(
         sink: sink.stats(),
         cpu: [cpu0, cpu1, cpu2],
         bench_threads: load.bench_threads,
+        loadavg_before,
     })
 }
 
@@ -249,6 +255,16 @@ fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage
         h.cpu_secs = cpu2.hub.zip(cpu0.hub).map(|(b, a)| b - a);
         h
     });
+    let busy = cores(cpu0, cpu1, |c| c.machine);
+    let mine = |c: &CpuSample| Some(c.bench? + c.hub.unwrap_or(0.0));
+    let machine = MachineUsage {
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg_1m_before: m.loadavg_before,
+        busy_cores_sending: busy,
+        other_cores_sending: busy
+            .zip(cores(cpu0, cpu1, mine))
+            .map(|(b, m)| (b - m).max(0.0)),
+    };
     Report {
         mode,
         target: target.url(),
@@ -313,6 +329,7 @@ fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage
             cpu_secs: cpu2.bench.zip(cpu0.bench).map(|(b, a)| b - a),
             peak_rss_bytes: procfs::memory("self").map(|m| m.peak_rss_bytes),
         },
+        machine,
     }
 }
 
@@ -466,4 +483,214 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let report = build_report(&meta, &load, &measured, usage);
     emit(&report, load.opts.json)
+}
+
+#[cfg(test)]
+mod tests {
+    //! `measure` against a mock hub in the same process: it verifies signatures, refuses
+    //! every 10th event with 503, delivers the rest to the receiver over HTTP (one of them
+    //! twice under the same webhook-id), and drops one connection without answering.
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use axum::Router;
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use ferry_signature::SignatureScheme as _;
+    use ferry_signature::schemes::StandardWebhooks;
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    struct Mock {
+        verifier: StandardWebhooks,
+        receiver: SocketAddr,
+        n: AtomicU64,
+    }
+
+    async fn deliver(to: SocketAddr, id: String, body: Bytes) {
+        let Ok(stream) = tokio::net::TcpStream::connect(to).await else {
+            return;
+        };
+        let Ok((mut tx, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+        else {
+            return;
+        };
+        tokio::spawn(conn);
+        let req = http::Request::post("/sink")
+            .header("host", to.to_string())
+            .header("webhook-id", id)
+            .body(Full::new(body));
+        if let Ok(req) = req {
+            let _ = tx.send_request(req).await;
+        }
+    }
+
+    async fn ingest(State(m): State<Arc<Mock>>, headers: HeaderMap, body: Bytes) -> Response {
+        if m.verifier.verify(&headers, &body, unix_secs()).is_err() {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        let n = m.n.fetch_add(1, Ordering::Relaxed);
+        if n % 10 == 9 {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    ("retry-after", "1"),
+                    ("content-type", "application/problem+json"),
+                ],
+                "{\"title\":\"saturated\"}",
+            )
+                .into_response();
+        }
+        let id = format!("dlv_{n}");
+        let times = if n == 3 { 2 } else { 1 };
+        let to = m.receiver;
+        tokio::spawn(async move {
+            for _ in 0..times {
+                deliver(to, id.clone(), body.clone()).await;
+            }
+        });
+        StatusCode::ACCEPTED.into_response()
+    }
+
+    fn opts(events: u64, rate: Option<f64>) -> LoadOpts {
+        LoadOpts {
+            connections: 4,
+            events: Some(events),
+            duration: None,
+            rate,
+            body_bytes: 1024,
+            timeout: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(2),
+            json: false,
+            quiet: true,
+            threads: Some(2),
+        }
+    }
+
+    async fn against_mock(opts: LoadOpts) -> Report {
+        let clock = Clock::new();
+        let run = payload::new_run_id();
+        let sink = Arc::new(Sink::new(clock, &run));
+        let receiver = receiver::start(SocketAddr::from(([127, 0, 0, 1], 0)), sink.clone())
+            .await
+            .unwrap();
+        let key = SigningKey::from_standard_webhooks(hub::SOURCE_SECRET).unwrap();
+        let mock = Arc::new(Mock {
+            verifier: StandardWebhooks::with_default_tolerance(key.clone()),
+            receiver,
+            n: AtomicU64::new(0),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hub_addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/ingest/bench", axum::routing::post(ingest))
+            .with_state(mock);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let target = Target::local(hub_addr, "bench").unwrap();
+        let load = Load::new(opts).unwrap();
+        let m = measure(&load, target.clone(), key, &run, clock, sink, None)
+            .await
+            .unwrap();
+        let meta = Meta {
+            mode: "load",
+            target: &target,
+            receiver,
+            run: &run,
+            started_at_unix: 0,
+            hub_concurrency: None,
+        };
+        build_report(&meta, &load, &m, None)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn closed_loop_counts_everything() {
+        let r = against_mock(opts(500, None)).await;
+        let e = &r.events;
+        assert_eq!(e.sent, 500);
+        assert_eq!((e.accepted, e.accepted_new, e.failed), (450, 450, 50));
+        assert_eq!(r.errors.get("status 503 (with Retry-After)"), Some(&50));
+        assert!(r.error_examples["status 503 (with Retry-After)"].contains("saturated"));
+        assert_eq!(
+            (
+                e.delivered,
+                e.accepted_not_delivered,
+                e.delivered_not_accepted
+            ),
+            (450, 0, 0)
+        );
+        assert_eq!(
+            (
+                e.duplicate_deliveries,
+                e.redelivered_events,
+                e.receiver_requests
+            ),
+            (1, 0, 451)
+        );
+        assert!(r.drain.complete);
+        assert_eq!(r.latency.accept.count, 450);
+        assert_eq!(r.latency.end_to_end.count, 450);
+        assert!(r.throughput.accepted_per_sec > 0.0 && r.throughput.delivered_per_sec > 0.0);
+        assert!(r.latency.accept.p50_us <= r.latency.accept.max_us);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["events"]["accepted"], 450);
+        assert!(r.render().contains("status 503 (with Retry-After): 50"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fixed_rate_follows_the_schedule() {
+        let t0 = Instant::now();
+        let r = against_mock(opts(200, Some(1000.0))).await;
+        // 200 events at 1000/s are due over 0.2 s.
+        assert!(t0.elapsed() >= Duration::from_millis(199));
+        assert!(
+            r.throughput.send_window_secs >= 0.19,
+            "{}",
+            r.throughput.send_window_secs
+        );
+        assert_eq!(r.events.sent, 200);
+        assert_eq!(r.latency.measured_from, "intended send");
+        assert_eq!(r.events.delivered, 180);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_hub_is_counted_not_fatal() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let clock = Clock::new();
+        let run = payload::new_run_id();
+        let sink = Arc::new(Sink::new(clock, &run));
+        let key = SigningKey::from_standard_webhooks(hub::SOURCE_SECRET).unwrap();
+        let mut o = opts(20, None);
+        o.drain_timeout = Duration::from_millis(100);
+        let load = Load::new(o).unwrap();
+        let target = Target::local(addr, "bench").unwrap();
+        let m = measure(&load, target, key, &run, clock, sink, None)
+            .await
+            .unwrap();
+        assert_eq!(m.send.accepted.len(), 0);
+        assert_eq!(m.send.errors.get("connect: connection refused"), Some(&20));
+        assert_eq!(m.missing, 0);
+    }
+
+    #[tokio::test]
+    async fn target_from_url() {
+        let t = Target::from_url("http://127.0.0.1:8080/", "orders")
+            .await
+            .unwrap();
+        assert_eq!(t.url(), "http://127.0.0.1:8080/ingest/orders");
+        let t = Target::from_url("http://127.0.0.1/hub", "orders")
+            .await
+            .unwrap();
+        assert_eq!(t.path, "/hub/ingest/orders");
+        assert_eq!(t.addr.port(), 80);
+        assert!(Target::from_url("https://127.0.0.1", "x").await.is_err());
+        assert!(Target::from_url("http://127.0.0.1", "a/b").await.is_err());
+    }
 }

@@ -233,7 +233,7 @@ async fn a_failing_command_does_not_spoil_its_batch() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn calls_after_close_are_refused_cleanly() {
+async fn queued_appends_finish_before_close() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(open(dir.path()));
     let appends: Vec<_> = (0..50)
@@ -254,4 +254,80 @@ async fn calls_after_close_are_refused_cleanly() {
         .expect("list")
         .len();
     assert_eq!(n, 50);
+}
+
+const CRASH_DIR_ENV: &str = "FERRY_STORE_CRASH_CHILD_DIR";
+
+/// Child half of `acked_appends_survive_kill_9`: appends forever, printing every acked event
+/// id. A no-op unless started by that test.
+#[test]
+fn crash_child() {
+    let Some(dir) = std::env::var_os(CRASH_DIR_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async move {
+        let store = Arc::new(open(std::path::Path::new(&dir)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..16 {
+            let store = Arc::clone(&store);
+            tasks.spawn(async move {
+                for i in 0.. {
+                    let ev = event("crash", T0 + i, Some(&format!("{t}-{i}")));
+                    store.append(vec![ev.clone()]).await.expect("append");
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "acked {}", ev.id).expect("stdout");
+                    out.flush().expect("flush");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+}
+
+/// "Accepted means durable": kill -9 a process that is appending; every append it had
+/// acknowledged is in the store afterwards.
+#[test]
+fn acked_appends_survive_kill_9() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CRASH_DIR_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let mut acked: Vec<EventId> = Vec::new();
+    let stdout = child.stdout.take().expect("child stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("read child");
+        if let Some(id) = line.strip_prefix("acked ") {
+            acked.push(id.parse().expect("event id"));
+            if acked.len() >= 2000 {
+                break;
+            }
+        }
+    }
+    child.kill().expect("kill -9 the child");
+    child.wait().expect("reap child");
+    assert!(
+        acked.len() >= 2000,
+        "child stopped early after {} appends",
+        acked.len()
+    );
+
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let store = open(dir.path());
+        for id in &acked {
+            assert!(
+                store.event(*id).await.expect("event").is_some(),
+                "acked event {id} lost"
+            );
+        }
+    });
 }

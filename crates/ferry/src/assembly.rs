@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use ferry_config::{
-    Config, Destination, EventIdSource, HeaderValue, HmacEncoding, OutboundSigning, SignatureConfig,
-    Source,
+    Config, Destination, EventIdSource, HeaderValue, HmacEncoding, OutboundSigning,
+    SignatureConfig, Source,
 };
 use ferry_delivery::{HttpTarget, LaneSpec, RetryPolicy};
 use ferry_signature::{SignatureScheme, SigningKey, schemes};
@@ -71,7 +71,10 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
         };
         let mut flow_lanes = Vec::new();
         for (dest_name, dest) in &flow.destinations {
-            let key = LaneKey { flow: flow_name.clone(), destination: dest_name.clone() };
+            let key = LaneKey {
+                flow: flow_name.clone(),
+                destination: dest_name.clone(),
+            };
             let spec = build_lane(key.clone(), dest, &secret)
                 .with_context(|| format!("flow `{flow_name}`, destination `{dest_name}`"))?;
             lanes.push(spec);
@@ -86,13 +89,25 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
                 verifier,
                 event_id,
                 event_type_pointer: src.event_type.clone().filter(|p| !p.is_empty()),
-                max_body_bytes: src.max_body_bytes.unwrap_or(config.settings.ingress.max_body_bytes),
+                max_body_bytes: src
+                    .max_body_bytes
+                    .unwrap_or(config.settings.ingress.max_body_bytes),
                 lanes: flow_lanes,
             }),
         );
     }
-    let admin_token = config.settings.admin.token.as_ref().map(&secret).transpose()?;
-    Ok(Assembly { routes, lanes, admin_token })
+    let admin_token = config
+        .settings
+        .admin
+        .token
+        .as_ref()
+        .map(&secret)
+        .transpose()?;
+    Ok(Assembly {
+        routes,
+        lanes,
+        admin_token,
+    })
 }
 
 fn build_verifier(
@@ -101,20 +116,37 @@ fn build_verifier(
 ) -> Result<Box<dyn SignatureScheme>> {
     let bytes = |r| -> Result<Vec<u8>> { Ok(secret(r)?.expose_secret().as_bytes().to_vec()) };
     Ok(match cfg {
-        SignatureConfig::StandardWebhooks { secret: s, tolerance } => {
+        SignatureConfig::StandardWebhooks {
+            secret: s,
+            tolerance,
+        } => {
             let key = SigningKey::from_standard_webhooks(secret(s)?.expose_secret())
                 .map_err(|e| anyhow!("standard_webhooks secret: {e}"))?;
-            Box::new(schemes::StandardWebhooks { key, tolerance_secs: tolerance.as_secs() as i64 })
+            Box::new(schemes::StandardWebhooks {
+                key,
+                tolerance_secs: tolerance.as_secs() as i64,
+            })
         }
-        SignatureConfig::Stripe { secret: s, tolerance, header } => Box::new(schemes::StripeStyle {
+        SignatureConfig::Stripe {
+            secret: s,
+            tolerance,
+            header,
+        } => Box::new(schemes::StripeStyle {
             key: SigningKey::from_bytes(bytes(s)?),
             tolerance_secs: tolerance.as_secs() as i64,
-            header: HeaderName::from_bytes(header.as_deref().unwrap_or("stripe-signature").as_bytes())?,
+            header: HeaderName::from_bytes(
+                header.as_deref().unwrap_or("stripe-signature").as_bytes(),
+            )?,
         }),
-        SignatureConfig::Github { secret: s } => {
-            Box::new(schemes::GitHub { key: SigningKey::from_bytes(bytes(s)?) })
-        }
-        SignatureConfig::Hmac { secret: s, header, encoding, prefix } => Box::new(schemes::GenericHmac {
+        SignatureConfig::Github { secret: s } => Box::new(schemes::GitHub {
+            key: SigningKey::from_bytes(bytes(s)?),
+        }),
+        SignatureConfig::Hmac {
+            secret: s,
+            header,
+            encoding,
+            prefix,
+        } => Box::new(schemes::GenericHmac {
             key: SigningKey::from_bytes(bytes(s)?),
             header: HeaderName::from_bytes(header.as_bytes())?,
             encoding: match encoding {
@@ -123,7 +155,9 @@ fn build_verifier(
             },
             prefix: prefix.clone(),
         }),
-        SignatureConfig::Bearer { token } => Box::new(schemes::Bearer { token: bytes(token)? }),
+        SignatureConfig::Bearer { token } => Box::new(schemes::Bearer {
+            token: bytes(token)?,
+        }),
         SignatureConfig::Basic { username, password } => Box::new(schemes::Basic {
             username: username.clone(),
             password: bytes(password)?,

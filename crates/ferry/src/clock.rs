@@ -45,7 +45,10 @@ mod tests {
     fn parses_the_three_time_forms() {
         assert_eq!(parse_time("1700000000000", 0).unwrap(), 1_700_000_000_000);
         assert_eq!(parse_time("1970-01-01T00:00:01Z", 0).unwrap(), 1000);
-        assert_eq!(parse_time("2h", 10_000_000).unwrap(), 10_000_000 - 7_200_000);
+        assert_eq!(
+            parse_time("2h", 10_000_000).unwrap(),
+            10_000_000 - 7_200_000
+        );
         assert!(parse_time("yesterday-ish", 0).is_err());
     }
 }

@@ -52,7 +52,10 @@ impl RunningHub {
         );
         let released = store.release_all_claims(now_ms()).await?;
         if released > 0 {
-            tracing::info!(released, "recovered deliveries that were in flight when the last run stopped");
+            tracing::info!(
+                released,
+                "recovered deliveries that were in flight when the last run stopped"
+            );
         }
         let dyn_store: Arc<dyn Store> = store.clone();
         let engine = Arc::new(DeliveryEngine::start(dyn_store.clone(), assembly.lanes)?);
@@ -61,7 +64,11 @@ impl RunningHub {
             let engine = engine.clone();
             Arc::new(move |lane| engine.wake(lane))
         };
-        let lane_keys: Vec<_> = assembly.routes.values().flat_map(|r| r.lanes.clone()).collect();
+        let lane_keys: Vec<_> = assembly
+            .routes
+            .values()
+            .flat_map(|r| r.lanes.clone())
+            .collect();
         let wake_all: Arc<dyn Fn() + Send + Sync> = {
             let engine = engine.clone();
             Arc::new(move || lane_keys.iter().for_each(|l| engine.wake(l)))
@@ -73,7 +80,10 @@ impl RunningHub {
                 wake: waker,
             }))
             .merge(admin::router(
-                admin::AdminState { store: dyn_store.clone(), wake_all },
+                admin::AdminState {
+                    store: dyn_store.clone(),
+                    wake_all,
+                },
                 assembly.admin_token,
             ))
             .merge(ops_router(dyn_store.clone()));
@@ -92,7 +102,14 @@ impl RunningHub {
                 .await
         });
         tracing::info!(%addr, data_dir = %opts.data_dir.display(), "ferry is serving");
-        Ok(Self { addr, store, engine, server, stop, grace: opts.config.settings.delivery.shutdown_grace })
+        Ok(Self {
+            addr,
+            store,
+            engine,
+            server,
+            stop,
+            grace: opts.config.settings.delivery.shutdown_grace,
+        })
     }
 
     /// The address the HTTP server listens on.
@@ -124,7 +141,9 @@ impl RunningHub {
                     tracing::warn!(error = %e, "closing the store");
                 }
             }
-            None => tracing::warn!("store still referenced at shutdown; it closes when the last user drops it"),
+            None => tracing::warn!(
+                "store still referenced at shutdown; it closes when the last user drops it"
+            ),
         }
         tracing::info!("ferry stopped");
         Ok(())
@@ -143,7 +162,10 @@ fn ops_router(store: Arc<dyn Store>) -> Router {
                 async move {
                     match store.ping().await {
                         Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
-                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("store not ready: {e}\n"))
+                        Err(e) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("store not ready: {e}\n"),
+                        )
                             .into_response(),
                     }
                 }
@@ -155,7 +177,10 @@ fn ops_router(store: Arc<dyn Store>) -> Router {
                 let handle = handle.clone();
                 async move {
                     (
-                        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
                         handle.render(),
                     )
                 }

@@ -13,7 +13,10 @@ fn main() -> ExitCode {
         _ => "info",
     };
     ferry::telemetry::init_logging(cli.log_json, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -15,7 +15,11 @@ fn examples() -> PathBuf {
 fn validate_accepts_the_example() {
     let out = ferry().arg("validate").arg(examples()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("valid"), "{stdout}");
     assert!(stdout.contains("2 flows"), "{stdout}");
 }
@@ -40,11 +44,21 @@ fn validate_reports_every_error_with_file_line_and_field() {
     let dir = broken_config();
     let out = ferry().arg("validate").arg(dir.path()).output().unwrap();
     assert!(!out.status.success());
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("systems.yaml:4"), "unknown field not located:\n{text}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("systems.yaml:4"),
+        "unknown field not located:\n{text}"
+    );
     assert!(text.contains("colour"), "{text}");
     assert!(text.contains("flows.yaml"), "{text}");
-    assert!(text.contains("by reference"), "inline secret not refused:\n{text}");
+    assert!(
+        text.contains("by reference"),
+        "inline secret not refused:\n{text}"
+    );
 }
 
 #[test]
@@ -64,18 +78,35 @@ fn serve_refuses_an_invalid_config() {
 
 #[test]
 fn every_command_has_help_with_examples() {
-    for cmd in [vec!["serve"], vec!["validate"], vec!["dlq", "list"], vec!["dlq", "replay"], vec!["replay"], vec!["demo"]] {
+    for cmd in [
+        vec!["serve"],
+        vec!["validate"],
+        vec!["dlq", "list"],
+        vec!["dlq", "replay"],
+        vec!["replay"],
+        vec!["demo"],
+    ] {
         let out = ferry().args(&cmd).arg("--help").output().unwrap();
         assert!(out.status.success(), "{cmd:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"), "{cmd:?} --help has no examples");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Examples:"),
+            "{cmd:?} --help has no examples"
+        );
     }
 }
 
 #[test]
 fn demo_runs_by_itself_and_delivers() {
-    let out = ferry().args(["demo", "--duration", "6s", "--rate", "30"]).output().unwrap();
+    let out = ferry()
+        .args(["demo", "--duration", "6s", "--rate", "30"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("Summary"), "{stdout}");
     // Plain lines (not a TTY) with per-destination figures.
     assert!(stdout.contains("billing-events -> crm"), "{stdout}");
@@ -87,5 +118,8 @@ fn demo_runs_by_itself_and_delivers() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(delivered > 50, "the demo delivered only {delivered} events to the CRM:\n{stdout}");
+    assert!(
+        delivered > 50,
+        "the demo delivered only {delivered} events to the CRM:\n{stdout}"
+    );
 }

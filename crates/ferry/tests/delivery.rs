@@ -16,7 +16,10 @@ async fn hub_with(dests: &str) -> (tempfile::TempDir, ferry::hub::RunningHub) {
 }
 
 fn webhook_ids(rx: &TestReceiver) -> Vec<String> {
-    rx.received().iter().map(|r| r.headers["webhook-id"].to_str().unwrap().to_string()).collect()
+    rx.received()
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
+        .collect()
 }
 
 async fn delivery_state(hub: std::net::SocketAddr, id: &str) -> Value {
@@ -27,10 +30,16 @@ async fn delivery_state(hub: std::net::SocketAddr, id: &str) -> Value {
 async fn an_event_reaches_every_destination_with_its_body_and_an_idempotency_key() {
     let a = TestReceiver::start().await;
     let b = TestReceiver::start().await;
-    let (_d, hub) = hub_with(&(http_destination("a", &a.url("/a"), 3) + &http_destination("b", &b.url("/b"), 3))).await;
+    let (_d, hub) = hub_with(
+        &(http_destination("a", &a.url("/a"), 3) + &http_destination("b", &b.url("/b"), 3)),
+    )
+    .await;
     let body = "{\"type\":\"order.created\",\"total\":42}";
     assert_eq!(send(hub.addr(), "msg_1", body).await.status().as_u16(), 202);
-    wait_until(10, "both receivers", || async { a.count() == 1 && b.count() == 1 }).await;
+    wait_until(10, "both receivers", || async {
+        a.count() == 1 && b.count() == 1
+    })
+    .await;
     for rx in [&a, &b] {
         let r = &rx.received()[0];
         assert_eq!(r.body, body.as_bytes());
@@ -39,7 +48,11 @@ async fn an_event_reaches_every_destination_with_its_body_and_an_idempotency_key
         assert!(id.starts_with("dlv_"), "{id}");
         assert_eq!(r.headers["idempotency-key"].to_str().unwrap(), id);
     }
-    assert_ne!(webhook_ids(&a), webhook_ids(&b), "each destination has its own delivery id");
+    assert_ne!(
+        webhook_ids(&a),
+        webhook_ids(&b),
+        "each destination has its own delivery id"
+    );
     wait_until(10, "delivered state", || async {
         deliveries(hub.addr(), "state=delivered").await.len() == 2
     })
@@ -52,17 +65,33 @@ async fn retryable_statuses_are_retried_with_the_same_webhook_id_until_delivered
     let rx = TestReceiver::start().await;
     rx.script([500, 502, 503, 408, 409, 425].map(Answer::status));
     let (_d, hub) = hub_with(&http_destination("sink", &rx.url("/in"), 10)).await;
-    assert_eq!(send(hub.addr(), "msg_r", "{\"type\":\"x\"}").await.status().as_u16(), 202);
+    assert_eq!(
+        send(hub.addr(), "msg_r", "{\"type\":\"x\"}")
+            .await
+            .status()
+            .as_u16(),
+        202
+    );
     wait_until(15, "7 attempts", || async { rx.count() == 7 }).await;
     let ids = webhook_ids(&rx);
-    assert!(ids.iter().all(|i| i == &ids[0]), "webhook-id changed across retries: {ids:?}");
+    assert!(
+        ids.iter().all(|i| i == &ids[0]),
+        "webhook-id changed across retries: {ids:?}"
+    );
     let list = deliveries(hub.addr(), "").await;
     let id = list[0]["id"].as_str().unwrap().to_string();
     assert_eq!(id, ids[0]);
-    wait_until(10, "delivered", || async { delivery_state(hub.addr(), &id).await["summary"]["state"] == "delivered" })
-        .await;
+    wait_until(10, "delivered", || async {
+        delivery_state(hub.addr(), &id).await["summary"]["state"] == "delivered"
+    })
+    .await;
     let d = delivery_state(hub.addr(), &id).await;
-    let statuses: Vec<u64> = d["attempts"].as_array().unwrap().iter().map(|a| a["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = d["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses, vec![500, 502, 503, 408, 409, 425, 200]);
     hub.shutdown().await.unwrap();
 }
@@ -70,41 +99,68 @@ async fn retryable_statuses_are_retried_with_the_same_webhook_id_until_delivered
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_refused_and_timeouts_are_retried() {
     // A port with nothing listening.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let slow = TestReceiver::start().await;
-    slow.script([Answer { status: 200, retry_after: None, delay: Duration::from_secs(4) }]);
+    slow.script([Answer {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_secs(4),
+    }]);
     let (_d, hub) = hub_with(
-        &(http_destination("down", &format!("http://{closed}/x"), 2) + &http_destination("slow", &slow.url("/s"), 2)),
+        &(http_destination("down", &format!("http://{closed}/x"), 2)
+            + &http_destination("slow", &slow.url("/s"), 2)),
     )
     .await;
     send(hub.addr(), "msg_t", "{\"type\":\"x\"}").await;
     wait_until(20, "both lanes settled", || async {
         let l = deliveries(hub.addr(), "").await;
-        l.len() == 2 && l.iter().all(|d| d["state"] == "dead" || d["state"] == "delivered")
+        l.len() == 2
+            && l.iter()
+                .all(|d| d["state"] == "dead" || d["state"] == "delivered")
     })
     .await;
     let down = deliveries(hub.addr(), "destination=down").await;
     let d = delivery_state(hub.addr(), down[0]["id"].as_str().unwrap()).await;
     assert_eq!(d["summary"]["state"], "dead");
-    assert!(d["attempts"].as_array().unwrap().iter().all(|a| a["error_class"] == "connect"), "{d}");
+    assert!(
+        d["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["error_class"] == "connect"),
+        "{d}"
+    );
     let s = deliveries(hub.addr(), "destination=slow").await;
     let d = delivery_state(hub.addr(), s[0]["id"].as_str().unwrap()).await;
     assert_eq!(d["attempts"][0]["error_class"], "timeout", "{d}");
-    assert_eq!(d["summary"]["state"], "delivered", "second attempt answers at once: {d}");
+    assert_eq!(
+        d["summary"]["state"], "delivered",
+        "second attempt answers at once: {d}"
+    );
     hub.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retry_after_is_honoured() {
     let rx = TestReceiver::start().await;
-    rx.script([Answer { status: 429, retry_after: Some("2"), delay: Duration::ZERO }]);
+    rx.script([Answer {
+        status: 429,
+        retry_after: Some("2"),
+        delay: Duration::ZERO,
+    }]);
     let (_d, hub) = hub_with(&http_destination("sink", &rx.url("/in"), 5)).await;
     send(hub.addr(), "msg_429", "{\"type\":\"x\"}").await;
     wait_until(15, "second attempt", || async { rx.count() == 2 }).await;
     let r = rx.received();
     let gap = r[1].at - r[0].at;
     // Backoff alone would retry within 100 ms; Retry-After asked for 2 s.
-    assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}, before Retry-After");
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "retried after {gap:?}, before Retry-After"
+    );
     hub.shutdown().await.unwrap();
 }
 
@@ -114,13 +170,24 @@ async fn a_permanent_failure_goes_to_the_dlq_and_replay_delivers_it_with_the_sam
     rx.script([Answer::status(400)]);
     let (_d, hub) = hub_with(&http_destination("sink", &rx.url("/in"), 10)).await;
     send(hub.addr(), "msg_p", "{\"type\":\"x\"}").await;
-    wait_until(10, "dead letter", || async { deliveries(hub.addr(), "state=dead").await.len() == 1 }).await;
+    wait_until(10, "dead letter", || async {
+        deliveries(hub.addr(), "state=dead").await.len() == 1
+    })
+    .await;
     assert_eq!(rx.count(), 1, "a 400 must not be retried");
     let dead = &deliveries(hub.addr(), "state=dead").await[0];
-    assert!(dead["last_error"].as_str().unwrap().contains("400"), "{dead}");
+    assert!(
+        dead["last_error"].as_str().unwrap().contains("400"),
+        "{dead}"
+    );
     let id = dead["id"].as_str().unwrap().to_string();
 
-    let r = admin_post(hub.addr(), "/admin/v1/replay", serde_json::json!({"delivery_id": id})).await;
+    let r = admin_post(
+        hub.addr(),
+        "/admin/v1/replay",
+        serde_json::json!({"delivery_id": id}),
+    )
+    .await;
     assert_eq!(r["replayed"], 1);
     wait_until(10, "replayed delivery", || async {
         delivery_state(hub.addr(), &id).await["summary"]["state"] == "delivered"
@@ -131,7 +198,11 @@ async fn a_permanent_failure_goes_to_the_dlq_and_replay_delivers_it_with_the_sam
     assert_eq!(ids[0], ids[1], "replay must keep the webhook-id");
     let d = delivery_state(hub.addr(), &id).await;
     assert_eq!(d["summary"]["replays"], 1);
-    assert_eq!(d["attempts"].as_array().unwrap().len(), 2, "attempt history kept across replay");
+    assert_eq!(
+        d["attempts"].as_array().unwrap().len(),
+        2,
+        "attempt history kept across replay"
+    );
     hub.shutdown().await.unwrap();
 }
 
@@ -141,12 +212,21 @@ async fn retries_stop_at_max_attempts_and_the_delivery_is_dead_with_every_attemp
     rx.set_default(Answer::status(503));
     let (_d, hub) = hub_with(&http_destination("sink", &rx.url("/in"), 3)).await;
     send(hub.addr(), "msg_m", "{\"type\":\"x\"}").await;
-    wait_until(10, "dead", || async { deliveries(hub.addr(), "state=dead").await.len() == 1 }).await;
+    wait_until(10, "dead", || async {
+        deliveries(hub.addr(), "state=dead").await.len() == 1
+    })
+    .await;
     assert_eq!(rx.count(), 3);
-    let id = deliveries(hub.addr(), "state=dead").await[0]["id"].as_str().unwrap().to_string();
+    let id = deliveries(hub.addr(), "state=dead").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let d = delivery_state(hub.addr(), &id).await;
     assert_eq!(d["attempts"].as_array().unwrap().len(), 3);
-    assert!(d["summary"]["last_error"].as_str().unwrap().contains("503"), "{d}");
+    assert!(
+        d["summary"]["last_error"].as_str().unwrap().contains("503"),
+        "{d}"
+    );
     // Replay by flow and time range puts it back.
     rx.set_default(Answer::status(200));
     let r = admin_post(
@@ -186,7 +266,9 @@ async fn outbound_requests_are_signed_per_standard_webhooks() {
         ferry_signature::SigningKey::from_standard_webhooks(secret).unwrap(),
         300,
     );
-    verifier.verify(&r.headers, &r.body, now_secs()).expect("outbound signature verifies");
+    verifier
+        .verify(&r.headers, &r.body, now_secs())
+        .expect("outbound signature verifies");
     hub.shutdown().await.unwrap();
 }
 
@@ -197,16 +279,32 @@ async fn the_admin_api_refuses_calls_without_the_token() {
     for (method, path) in [
         ("GET", "/admin/v1/lanes"),
         ("GET", "/admin/v1/deliveries"),
-        ("GET", "/admin/v1/deliveries/dlv_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b"),
-        ("GET", "/admin/v1/events/evt_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b"),
+        (
+            "GET",
+            "/admin/v1/deliveries/dlv_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b",
+        ),
+        (
+            "GET",
+            "/admin/v1/events/evt_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b",
+        ),
         ("POST", "/admin/v1/replay"),
     ] {
         let url = format!("http://{}{path}", hub.addr());
-        let req = if method == "GET" { client().get(&url) } else { client().post(&url).json(&serde_json::json!({"flow": "orders"})) };
+        let req = if method == "GET" {
+            client().get(&url)
+        } else {
+            client()
+                .post(&url)
+                .json(&serde_json::json!({"flow": "orders"}))
+        };
         let resp = req.try_clone().unwrap().send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 401, "{method} {path} without token");
         let resp = req.bearer_auth("wrong").send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 401, "{method} {path} with a wrong token");
+        assert_eq!(
+            resp.status().as_u16(),
+            401,
+            "{method} {path} with a wrong token"
+        );
     }
     hub.shutdown().await.unwrap();
 }

@@ -9,7 +9,10 @@ use serde_json::Value;
 async fn setup() -> (tempfile::TempDir, TestReceiver, ferry::hub::RunningHub) {
     let dir = tempfile::tempdir().unwrap();
     let rx = TestReceiver::start().await;
-    write_config(&dir.path().join("cfg"), &http_destination("sink", &rx.url("/in"), 3));
+    write_config(
+        &dir.path().join("cfg"),
+        &http_destination("sink", &rx.url("/in"), 3),
+    );
     let hub = start_hub(&dir.path().join("cfg"), &dir.path().join("data")).await;
     (dir, rx, hub)
 }
@@ -24,7 +27,10 @@ async fn problem(resp: reqwest::Response, status: u16, code: &str) -> Value {
 }
 
 async fn nothing_stored(hub: std::net::SocketAddr) {
-    assert!(deliveries(hub, "").await.is_empty(), "a refused request left deliveries behind");
+    assert!(
+        deliveries(hub, "").await.is_empty(),
+        "a refused request left deliveries behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,11 +41,20 @@ async fn malformed_json_is_refused_with_its_position_and_nothing_is_stored() {
     assert!(body["detail"].as_str().unwrap().contains("line 1"));
     assert_eq!(body["flow"], "orders");
     nothing_stored(hub.addr()).await;
-    let metrics = client().get(format!("http://{}/metrics", hub.addr())).send().await.unwrap().text().await.unwrap();
+    let metrics = client()
+        .get(format!("http://{}/metrics", hub.addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
-        metrics.lines().any(|l| l.starts_with("ferry_ingress_rejected_total")
-            && l.contains("reason=\"malformed_json\"")
-            && l.contains("flow=\"orders\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ferry_ingress_rejected_total")
+                && l.contains("reason=\"malformed_json\"")
+                && l.contains("flow=\"orders\"")),
         "rejection not counted:\n{metrics}"
     );
     hub.shutdown().await.unwrap();
@@ -49,10 +64,17 @@ async fn malformed_json_is_refused_with_its_position_and_nothing_is_stored() {
 async fn oversized_body_is_refused_by_length_and_while_streaming() {
     let (_d, _rx, hub) = setup().await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(5000));
-    problem(send(hub.addr(), "msg_big", &big).await, 413, "body_too_large").await;
+    problem(
+        send(hub.addr(), "msg_big", &big).await,
+        413,
+        "body_too_large",
+    )
+    .await;
     // Chunked, without Content-Length: the limit still holds.
     let stream = futures_stream(big.clone());
-    let mut req = client().post(format!("http://{}/ingest/orders", hub.addr())).body(stream);
+    let mut req = client()
+        .post(format!("http://{}/ingest/orders", hub.addr()))
+        .body(stream);
     for (k, v) in signed("msg_big2", &big) {
         req = req.header(k, v);
     }
@@ -62,8 +84,11 @@ async fn oversized_body_is_refused_by_length_and_while_streaming() {
 }
 
 fn futures_stream(s: String) -> reqwest::Body {
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        s.into_bytes().chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = s
+        .into_bytes()
+        .chunks(1000)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
     reqwest::Body::wrap_stream(tokio_stream_iter(chunks))
 }
 
@@ -94,7 +119,9 @@ async fn signature_problems_are_refused_with_their_reason() {
     problem(resp, 401, "signature_missing").await;
 
     // Signed, then tampered.
-    let mut req = client().post(&url).body("{\"type\":\"order.created\",\"amount\":1}");
+    let mut req = client()
+        .post(&url)
+        .body("{\"type\":\"order.created\",\"amount\":1}");
     for (k, v) in signed("msg_t", body) {
         req = req.header(k, v);
     }
@@ -107,7 +134,10 @@ async fn signature_problems_are_refused_with_their_reason() {
         .post(&url)
         .header("webhook-id", "msg_old")
         .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", ferry_signature::standard_webhooks::sign(&key, "msg_old", ts, body.as_bytes()))
+        .header(
+            "webhook-signature",
+            ferry_signature::standard_webhooks::sign(&key, "msg_old", ts, body.as_bytes()),
+        )
         .body(body)
         .send()
         .await

@@ -15,7 +15,11 @@ use common::*;
 
 /// Start `ferry serve` and return it with the address it printed.
 fn spawn_ferry(cfg: &Path, data: &Path, log: &Path) -> (Child, SocketAddr) {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["serve", "--config"])
         .arg(cfg)
@@ -28,7 +32,9 @@ fn spawn_ferry(cfg: &Path, data: &Path, log: &Path) -> (Child, SocketAddr) {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let line = lines.next().expect("ferry printed nothing").unwrap();
-    let addr = line.strip_prefix("ferry listening on http://").unwrap_or_else(|| panic!("unexpected: {line}"));
+    let addr = line
+        .strip_prefix("ferry listening on http://")
+        .unwrap_or_else(|| panic!("unexpected: {line}"));
     let addr = addr.parse().unwrap();
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
@@ -49,8 +55,13 @@ async fn load(hub: SocketAddr, prefix: &str, workers: usize, stop_after: Duratio
             while Instant::now() < deadline {
                 n += 1;
                 let sid = format!("{prefix}-{w}-{n}");
-                let body = format!("{{\"type\":\"load\",\"sid\":\"{sid}\",\"pad\":\"{}\"}}", "p".repeat(200));
-                let mut req = client.post(format!("http://{hub}/ingest/orders")).body(body.clone());
+                let body = format!(
+                    "{{\"type\":\"load\",\"sid\":\"{sid}\",\"pad\":\"{}\"}}",
+                    "p".repeat(200)
+                );
+                let mut req = client
+                    .post(format!("http://{hub}/ingest/orders"))
+                    .body(body.clone());
                 for (k, v) in signed(&sid, &body) {
                     req = req.header(k, v);
                 }
@@ -80,7 +91,11 @@ fn delivered_sids(rx: &TestReceiver) -> HashSet<String> {
 async fn sigkill_under_load_loses_no_acknowledged_event_and_sigterm_exits_cleanly() {
     let rx = TestReceiver::start().await;
     // Slow the receiver a little so deliveries are in flight when the kill lands.
-    rx.set_default(Answer { status: 200, retry_after: None, delay: Duration::from_millis(3) });
+    rx.set_default(Answer {
+        status: 200,
+        retry_after: None,
+        delay: Duration::from_millis(3),
+    });
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cfg");
     write_config(&cfg, &http_destination("sink", &rx.url("/in"), 50));
@@ -95,10 +110,22 @@ async fn sigkill_under_load_loses_no_acknowledged_event_and_sigterm_exits_cleanl
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap()
         });
-        let acked = load(addr, &format!("r{round}"), 16, Duration::from_millis(1500 + 300 * round)).await;
+        let acked = load(
+            addr,
+            &format!("r{round}"),
+            16,
+            Duration::from_millis(1500 + 300 * round),
+        )
+        .await;
         let status = killer.await.unwrap();
-        assert!(!status.success(), "the hub must have been killed, not exited");
-        assert!(!acked.is_empty(), "round {round}: nothing was acknowledged before the kill");
+        assert!(
+            !status.success(),
+            "the hub must have been killed, not exited"
+        );
+        assert!(
+            !acked.is_empty(),
+            "round {round}: nothing was acknowledged before the kill"
+        );
         acked_all.extend(acked);
     }
 
@@ -132,9 +159,15 @@ async fn sigkill_under_load_loses_no_acknowledged_event_and_sigterm_exits_cleanl
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "ferry did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "ferry did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "SIGTERM must exit 0, got {status}");
-    eprintln!("{} acknowledged events, all delivered across 3 SIGKILLs", expected.len());
+    eprintln!(
+        "{} acknowledged events, all delivered across 3 SIGKILLs",
+        expected.len()
+    );
 }

@@ -44,11 +44,8 @@ pub(crate) fn spawn(
 
 fn run(conn: Connection, stopped: Receiver<()>, interval: Duration, stats: Arc<Stats>) {
     let mut seen = stats.commits.load(Ordering::Relaxed);
-    loop {
-        match stopped.recv_timeout(interval) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-        }
+    // Wake every `interval` until the store drops `stop`.
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
         let commits = stats.commits.load(Ordering::Relaxed);
         if commits == seen {
             continue;

@@ -1,11 +1,13 @@
 //! The embedded backend: one SQLite file in the data dir.
 //!
 //! - WAL with `synchronous=FULL`: a mutating call returns only after its commit is fsynced.
-//! - One writer thread does group commit ([`writer`]): concurrent calls share one
-//!   transaction and one fsync, each still atomic on its own.
+//! - One writer thread does group commit: concurrent calls share one transaction and one
+//!   fsync, each still atomic on its own. Claims are writes and run there too.
 //! - Reads use a small pool of read-only connections and never wait for the writer.
 //! - An exclusive lock on `ferry.lock` keeps a second process off the same data dir.
-//! - Nothing is cached in memory per delivery: the backlog lives on disk.
+//! - A background thread checkpoints the WAL, off the commit path.
+//! - Nothing is cached in memory per delivery: the backlog lives on disk; memory is bounded
+//!   by the page caches ([`SqliteOptions::cache_size_kib`]), the queue and the batch bounds.
 
 mod checkpoint;
 mod codec;
@@ -45,7 +47,8 @@ pub const LOCK_FILE: &str = "ferry.lock";
 pub struct SqliteOptions {
     /// How long a connection waits on a locked database before failing.
     pub busy_timeout: Duration,
-    /// Page cache of the writer connection, in KiB (each reader gets a quarter).
+    /// Page cache of the writer connection, in KiB (each reader gets a quarter, at least
+    /// 1 MiB). Bounds the store's memory whatever the backlog.
     pub cache_size_kib: u32,
     /// Read-only connections in the read pool.
     pub read_connections: usize,
@@ -65,7 +68,7 @@ impl Default for SqliteOptions {
     fn default() -> Self {
         SqliteOptions {
             busy_timeout: Duration::from_secs(5),
-            cache_size_kib: 64 * 1024,
+            cache_size_kib: 32 * 1024,
             read_connections: 4,
             max_batch_commands: 2048,
             max_batch_bytes: 8 * 1024 * 1024,
@@ -122,17 +125,11 @@ impl SqliteStore {
         let path = data_dir.join(DB_FILE);
         let conn = schema::open_writer(&path, &opts)?;
         let stats = Arc::new(Stats::default());
-        let checkpointer = if opts.checkpoint_interval.is_zero() {
-            None
-        } else {
+        if !opts.checkpoint_interval.is_zero() {
+            // Checkpoints happen on the checkpointer thread; this is only the safety net.
             conn.pragma_update(None, "wal_autocheckpoint", checkpoint::SAFETY_NET_PAGES)
                 .map_err(codec::map_err)?;
-            Some(checkpoint::spawn(
-                &path,
-                opts.checkpoint_interval,
-                Arc::clone(&stats),
-            )?)
-        };
+        }
         let reads = Arc::new(ReadPool::open(
             path.clone(),
             opts.read_connections,
@@ -149,6 +146,12 @@ impl SqliteStore {
             .name("ferry-store-writer".to_owned())
             .spawn(move || writer::run(conn, rx, thread_stats, bounds))
             .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
+        let checkpointer = if opts.checkpoint_interval.is_zero() {
+            None
+        } else {
+            let stats = Arc::clone(&stats);
+            Some(checkpoint::spawn(&path, opts.checkpoint_interval, stats)?)
+        };
         Ok(SqliteStore {
             tx: Some(tx),
             thread: Some(thread),

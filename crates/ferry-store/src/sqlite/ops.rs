@@ -1,5 +1,5 @@
-//! The write operations, run by the writer thread inside a batch transaction (each call in
-//! its own savepoint, see [`super::writer`]).
+//! The write operations, run by the writer thread inside a batch transaction. Each may run
+//! twice (optimistically, then in a savepoint; see `writer`), so each only reads its input.
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};

@@ -177,7 +177,7 @@ pub(crate) fn list_deliveries(
             let Some((received_at, seq)) = pos else {
                 return Err(StoreError::Invalid(format!("unknown cursor {cursor}")));
             };
-            f.conditions.push("(d.received_at, d.seq) >= (?, ?)");
+            f.conditions.push("(d.received_at, d.seq) > (?, ?)");
             f.params.push(Value::Integer(received_at));
             f.params.push(Value::Integer(seq));
         }
@@ -248,7 +248,7 @@ pub(crate) fn lane_counts(conn: &Connection) -> StoreResult<Vec<LaneCounts>> {
                 });
             }
             let Some(c) = out.last_mut() else { continue };
-            let n = n as u64;
+            let n = u64::try_from(n).unwrap_or(0);
             match state {
                 PENDING => c.pending = n,
                 IN_FLIGHT => c.in_flight = n,

@@ -179,18 +179,20 @@ pub(crate) fn run(
 /// with one savepoint per command, so only the failing ones are undone.
 fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Command>>, stats: &Stats) {
     let n = batch.len() as u64;
-    let mut outcome = run_transaction(conn, batch, false);
-    if matches!(outcome, Ok(false)) && batch.len() > 1 {
-        outcome = run_transaction(conn, batch, true);
-    }
-    let outcome = outcome.map(|_| ());
+    let outcome = match run_transaction(conn, batch, false) {
+        Ok(false) if batch.len() > 1 => run_transaction(conn, batch, true),
+        other => other,
+    };
     match &outcome {
-        Ok(()) => {
+        Ok(true) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.commands.fetch_add(n, Ordering::Relaxed);
         }
+        // A lone command failed and was rolled back; it answers with its own error.
+        Ok(false) => {}
         Err(e) => tracing::error!(error = %e, commands = n, "store: batch failed to commit"),
     }
+    let outcome = outcome.map(|_| ());
     for cmd in batch.drain(..) {
         cmd.answer(outcome.as_ref().map(|_| ()));
     }

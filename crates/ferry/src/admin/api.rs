@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_store::{DeliveryFilter, DeliveryId, DeliveryState, EventId, StoredEvent, Store};
+use ferry_store::{DeliveryFilter, DeliveryId, DeliveryState, EventId, Store, StoredEvent};
 use secrecy::SecretString;
 
 use super::auth::require_token;
@@ -31,28 +31,43 @@ pub fn router(state: AdminState, token: Option<SecretString>) -> Router {
         .route("/admin/v1/deliveries/{id}", get(show_delivery))
         .route("/admin/v1/events/{id}", get(show_event))
         .route("/admin/v1/replay", post(replay))
-        .layer(axum::middleware::from_fn_with_state(Arc::new(token), require_token))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        ))
         .with_state(state)
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
 
 fn bad_request(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::BAD_REQUEST, "invalid_request", "Invalid request", detail)
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        "Invalid request",
+        detail,
+    )
 }
 
 fn store_error(e: ferry_store::StoreError) -> Problem {
     tracing::error!(error = %e, "admin query failed");
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "Store unavailable", e.to_string())
-        .retry_after(1)
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+        "Store unavailable",
+        e.to_string(),
+    )
+    .retry_after(1)
 }
 
 fn parse_delivery_id(s: &str) -> Result<DeliveryId, Problem> {
-    s.parse().map_err(|_| bad_request(format!("`{s}` is not a delivery id (dlv_… or a UUID)")))
+    s.parse()
+        .map_err(|_| bad_request(format!("`{s}` is not a delivery id (dlv_… or a UUID)")))
 }
 
 fn parse_event_id(s: &str) -> Result<EventId, Problem> {
-    s.parse().map_err(|_| bad_request(format!("`{s}` is not an event id (evt_… or a UUID)")))
+    s.parse()
+        .map_err(|_| bad_request(format!("`{s}` is not an event id (evt_… or a UUID)")))
 }
 
 /// Build a store filter from the shared query fields.
@@ -72,14 +87,22 @@ fn filter(
         event_id: event_id.map(parse_event_id).transpose()?,
         flow: flow.cloned(),
         destination: destination.cloned(),
-        state: state.map(|s| s.parse::<DeliveryState>().map_err(bad_request)).transpose()?,
-        since: since.map(|s| parse_time(s, now).map_err(bad_request)).transpose()?,
-        until: until.map(|s| parse_time(s, now).map_err(bad_request)).transpose()?,
+        state: state
+            .map(|s| s.parse::<DeliveryState>().map_err(bad_request))
+            .transpose()?,
+        since: since
+            .map(|s| parse_time(s, now).map_err(bad_request))
+            .transpose()?,
+        until: until
+            .map(|s| parse_time(s, now).map_err(bad_request))
+            .transpose()?,
     })
 }
 
 async fn lanes(State(st): State<AdminState>) -> ApiResult<LanesResponse> {
-    Ok(Json(LanesResponse { lanes: st.store.lane_counts().await.map_err(store_error)? }))
+    Ok(Json(LanesResponse {
+        lanes: st.store.lane_counts().await.map_err(store_error)?,
+    }))
 }
 
 async fn list_deliveries(
@@ -89,7 +112,9 @@ async fn list_deliveries(
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(bad_request(format!("limit must be between 1 and 1000, not {limit}")));
+        return Err(bad_request(format!(
+            "limit must be between 1 and 1000, not {limit}"
+        )));
     }
     let f = filter(
         None,
@@ -101,20 +126,42 @@ async fn list_deliveries(
         q.until.as_deref(),
     )?;
     let after = q.after.as_deref().map(parse_delivery_id).transpose()?;
-    let deliveries = st.store.list_deliveries(&f, after, limit).await.map_err(store_error)?;
+    let deliveries = st
+        .store
+        .list_deliveries(&f, after, limit)
+        .await
+        .map_err(store_error)?;
     let next_after = (deliveries.len() == limit)
         .then(|| deliveries.last().map(|d| d.id.to_string()))
         .flatten();
-    Ok(Json(DeliveryPage { deliveries, next_after }))
+    Ok(Json(DeliveryPage {
+        deliveries,
+        next_after,
+    }))
 }
 
 async fn show_delivery(State(st): State<AdminState>, Path(id): Path<String>) -> Response {
     let result: Result<DeliveryView, Problem> = async {
         let id = parse_delivery_id(&id)?;
-        let detail = st.store.delivery(id).await.map_err(store_error)?.ok_or_else(|| {
-            Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found", format!("no delivery {id}"))
-        })?;
-        let event = st.store.event(detail.summary.event_id).await.map_err(store_error)?.map(event_view);
+        let detail = st
+            .store
+            .delivery(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "Not found",
+                    format!("no delivery {id}"),
+                )
+            })?;
+        let event = st
+            .store
+            .event(detail.summary.event_id)
+            .await
+            .map_err(store_error)?
+            .map(event_view);
         Ok(DeliveryView { detail, event })
     }
     .await;
@@ -126,15 +173,26 @@ async fn show_delivery(State(st): State<AdminState>, Path(id): Path<String>) -> 
 
 async fn show_event(State(st): State<AdminState>, Path(id): Path<String>) -> ApiResult<EventView> {
     let id = parse_event_id(&id)?;
-    let ev = st.store.event(id).await.map_err(store_error)?.ok_or_else(|| {
-        Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found", format!("no event {id}"))
-    })?;
+    let ev = st
+        .store
+        .event(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                format!("no event {id}"),
+            )
+        })?;
     Ok(Json(event_view(ev)))
 }
 
 fn event_view(ev: StoredEvent) -> EventView {
-    let payload = serde_json::from_slice(&ev.payload)
-        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&ev.payload).into_owned()));
+    let payload = serde_json::from_slice(&ev.payload).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&ev.payload).into_owned())
+    });
     EventView {
         id: ev.id.to_string(),
         flow: ev.flow,
@@ -174,7 +232,10 @@ async fn replay(
         ));
     }
     if let Some(s) = f.state
-        && !matches!(s, DeliveryState::Delivered | DeliveryState::Retrying | DeliveryState::Dead)
+        && !matches!(
+            s,
+            DeliveryState::Delivered | DeliveryState::Retrying | DeliveryState::Dead
+        )
     {
         return Err(bad_request(format!(
             "only delivered, retrying or dead deliveries can be replayed, not {}",

@@ -18,7 +18,8 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     let Some(token) = token.as_ref() else {
-        metrics::counter!("ferry_admin_rejected_total", "reason" => "no_token_configured").increment(1);
+        metrics::counter!("ferry_admin_rejected_total", "reason" => "no_token_configured")
+            .increment(1);
         return Problem::new(
             StatusCode::FORBIDDEN,
             "admin_disabled",
@@ -33,8 +34,8 @@ pub async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let ok = presented
-        .is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes())));
+    let ok =
+        presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes())));
     if !ok {
         metrics::counter!("ferry_admin_rejected_total", "reason" => "unauthorized").increment(1);
         return Problem::new(

@@ -21,12 +21,19 @@ impl AdminClient {
             .no_proxy()
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        Ok(Self { base, token: token.into(), http })
+        Ok(Self {
+            base,
+            token: token.into(),
+            http,
+        })
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
         let resp = req.bearer_auth(&self.token).send().await.with_context(|| {
-            format!("cannot reach the hub at {} (is `ferry serve` running?)", self.base)
+            format!(
+                "cannot reach the hub at {} (is `ferry serve` running?)",
+                self.base
+            )
         })?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
@@ -51,16 +58,22 @@ impl AdminClient {
 
     /// A page of deliveries.
     pub async fn deliveries(&self, q: &ListQuery) -> Result<DeliveryPage> {
-        self.send(self.http.get(self.url("/admin/v1/deliveries")?).query(q)).await
+        self.send(self.http.get(self.url("/admin/v1/deliveries")?).query(q))
+            .await
     }
 
     /// One delivery with attempts and event.
     pub async fn delivery(&self, id: &str) -> Result<DeliveryView> {
-        self.send(self.http.get(self.url(&format!("/admin/v1/deliveries/{id}"))?)).await
+        self.send(
+            self.http
+                .get(self.url(&format!("/admin/v1/deliveries/{id}"))?),
+        )
+        .await
     }
 
     /// Replay matching deliveries.
     pub async fn replay(&self, r: &ReplayRequest) -> Result<ReplayResponse> {
-        self.send(self.http.post(self.url("/admin/v1/replay")?).json(r)).await
+        self.send(self.http.post(self.url("/admin/v1/replay")?).json(r))
+            .await
     }
 }

@@ -17,7 +17,9 @@ use crate::clock::rfc3339;
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// List dead deliveries with their failure reason.
-    #[command(after_help = "Examples:\n  ferry dlq list\n  ferry dlq list --flow billing-events --destination warehouse --since 1h\n  ferry dlq list --json | jq '.[].last_error'")]
+    #[command(
+        after_help = "Examples:\n  ferry dlq list\n  ferry dlq list --flow billing-events --destination warehouse --since 1h\n  ferry dlq list --json | jq '.[].last_error'"
+    )]
     List {
         #[command(flatten)]
         target: HubTarget,
@@ -41,7 +43,9 @@ pub enum DlqCommand {
         json: bool,
     },
     /// Put dead deliveries back in their lanes (same idempotency key as before).
-    #[command(after_help = "Examples:\n  ferry dlq replay dlv_0193a4b2...\n  ferry dlq replay --flow billing-events --destination warehouse\n  ferry dlq replay --all")]
+    #[command(
+        after_help = "Examples:\n  ferry dlq replay dlv_0193a4b2...\n  ferry dlq replay --flow billing-events --destination warehouse\n  ferry dlq replay --all"
+    )]
     Replay {
         #[command(flatten)]
         target: HubTarget,
@@ -74,7 +78,10 @@ pub struct Selection {
 
 impl Selection {
     fn is_empty(&self) -> bool {
-        self.flow.is_none() && self.destination.is_none() && self.since.is_none() && self.until.is_none()
+        self.flow.is_none()
+            && self.destination.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
     }
 }
 
@@ -124,7 +131,12 @@ pub fn client(target: &HubTarget) -> Result<AdminClient> {
 /// Run a `ferry dlq` command.
 pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
     match cmd {
-        DlqCommand::List { target, select, limit, json } => {
+        DlqCommand::List {
+            target,
+            select,
+            limit,
+            json,
+        } => {
             let c = client(&target)?;
             let page = c
                 .deliveries(&ListQuery {
@@ -167,16 +179,32 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
             }
             if !v.detail.attempts.is_empty() {
                 let mut t = Table::new();
-                t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
-                t.set_header(["#", "started", "latency", "status", "class", "error / response"]);
+                t.load_preset(UTF8_BORDERS_ONLY)
+                    .set_content_arrangement(ContentArrangement::Dynamic);
+                t.set_header([
+                    "#",
+                    "started",
+                    "latency",
+                    "status",
+                    "class",
+                    "error / response",
+                ]);
                 for (i, a) in v.detail.attempts.iter().enumerate() {
                     t.add_row([
                         (i + 1).to_string(),
                         rfc3339(a.started_at),
                         format!("{} ms", a.latency_ms),
-                        a.status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                        a.status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         a.error_class.clone().unwrap_or_default(),
-                        truncate(a.error.as_deref().or(a.response_excerpt.as_deref()).unwrap_or(""), 80),
+                        truncate(
+                            a.error
+                                .as_deref()
+                                .or(a.response_excerpt.as_deref())
+                                .unwrap_or(""),
+                            80,
+                        ),
                     ]);
                 }
                 println!("{t}");
@@ -188,10 +216,17 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DlqCommand::Replay { target, ids, select, all } => {
+        DlqCommand::Replay {
+            target,
+            ids,
+            select,
+            all,
+        } => {
             let c = client(&target)?;
             if ids.is_empty() && select.is_empty() && !all {
-                bail!("say what to replay: delivery ids, a filter (--flow/--destination/--since/--until), or --all");
+                bail!(
+                    "say what to replay: delivery ids, a filter (--flow/--destination/--since/--until), or --all"
+                );
             }
             let mut total = 0;
             if ids.is_empty() {
@@ -209,7 +244,11 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
             }
             for id in ids {
                 total += c
-                    .replay(&ReplayRequest { delivery_id: Some(id), state: Some("dead".into()), ..Default::default() })
+                    .replay(&ReplayRequest {
+                        delivery_id: Some(id),
+                        state: Some("dead".into()),
+                        ..Default::default()
+                    })
                     .await?
                     .replayed;
             }
@@ -222,7 +261,9 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
 /// Run `ferry replay`.
 pub async fn replay(a: ReplayArgs) -> Result<ExitCode> {
     if a.event.is_none() && a.delivery.is_none() && a.select.is_empty() && a.state.is_none() {
-        bail!("say what to replay: --event, --delivery, or a filter (--flow/--destination/--since/--until/--state)");
+        bail!(
+            "say what to replay: --event, --delivery, or a filter (--flow/--destination/--since/--until/--state)"
+        );
     }
     let r = client(&a.target)?
         .replay(&ReplayRequest {
@@ -241,8 +282,15 @@ pub async fn replay(a: ReplayArgs) -> Result<ExitCode> {
 
 fn print_deliveries(rows: &[DeliverySummary]) {
     let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_content_arrangement(ContentArrangement::Dynamic);
-    t.set_header(["delivery", "flow -> destination", "received", "attempts", "reason"]);
+    t.load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    t.set_header([
+        "delivery",
+        "flow -> destination",
+        "received",
+        "attempts",
+        "reason",
+    ]);
     for d in rows {
         t.add_row([
             d.id.to_string(),

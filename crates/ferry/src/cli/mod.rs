@@ -24,17 +24,23 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: ingress, store, delivery lanes, admin API.
-    #[command(after_help = "Examples:\n  ferry serve --config examples/quickstart\n  ferry serve --config ./ferry --data-dir /var/lib/ferry --listen 0.0.0.0:8080")]
+    #[command(
+        after_help = "Examples:\n  ferry serve --config examples/quickstart\n  ferry serve --config ./ferry --data-dir /var/lib/ferry --listen 0.0.0.0:8080"
+    )]
     Serve(serve::ServeArgs),
     /// Check a config directory and print every error with file, line and field.
-    #[command(after_help = "Examples:\n  ferry validate examples/quickstart\n  ferry validate ./ferry --skip-secrets   # in CI, where secrets are not set")]
+    #[command(
+        after_help = "Examples:\n  ferry validate examples/quickstart\n  ferry validate ./ferry --skip-secrets   # in CI, where secrets are not set"
+    )]
     Validate(validate::ValidateArgs),
     /// Browse and replay the dead-letter queue of a running hub.
     #[command(subcommand)]
     Dlq(admin_cmds::DlqCommand),
     /// Replay deliveries (delivered, retrying or dead) of a running hub, selected by event,
     /// delivery, flow, destination and time range.
-    #[command(after_help = "Examples:\n  ferry replay --event evt_0193...\n  ferry replay --delivery dlv_0193...\n  ferry replay --flow billing-events --destination crm --since 2h\n  ferry replay --flow billing-events --since 2026-11-24T09:00:00Z --until 2026-11-24T10:00:00Z --state delivered")]
+    #[command(
+        after_help = "Examples:\n  ferry replay --event evt_0193...\n  ferry replay --delivery dlv_0193...\n  ferry replay --flow billing-events --destination crm --since 2h\n  ferry replay --flow billing-events --since 2026-11-24T09:00:00Z --until 2026-11-24T10:00:00Z --state delivered"
+    )]
     Replay(admin_cmds::ReplayArgs),
     /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
     /// on loopback, with a live view of what happens.

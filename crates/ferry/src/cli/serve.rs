@@ -47,14 +47,22 @@ pub fn load_config(dir: &Path, resolve_secrets: bool) -> Option<Config> {
 /// Run `ferry serve` until SIGTERM or Ctrl-C.
 pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     let Some(config) = load_config(&args.config, true) else {
-        eprintln!("ferry: refusing to start with an invalid config ({})", args.config.display());
+        eprintln!(
+            "ferry: refusing to start with an invalid config ({})",
+            args.config.display()
+        );
         return Ok(ExitCode::from(2));
     };
     let data_dir = args
         .data_dir
         .or_else(|| config.settings.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from("ferry-data"));
-    let hub = RunningHub::start(HubOptions { config, data_dir, listen: args.listen }).await?;
+    let hub = RunningHub::start(HubOptions {
+        config,
+        data_dir,
+        listen: args.listen,
+    })
+    .await?;
     println!("ferry listening on http://{}", hub.addr());
     let _ = std::io::stdout().flush();
     wait_for_signal().await;

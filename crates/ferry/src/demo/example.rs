@@ -5,18 +5,42 @@ use std::path::Path;
 
 /// (relative path, contents) of every file of the quickstart example.
 pub const FILES: &[(&str, &str)] = &[
-    ("ferry.yaml", include_str!("../../../../examples/quickstart/ferry.yaml")),
-    ("systems.yaml", include_str!("../../../../examples/quickstart/systems.yaml")),
-    ("flows/billing-events.yaml", include_str!("../../../../examples/quickstart/flows/billing-events.yaml")),
-    ("flows/shop-orders.yaml", include_str!("../../../../examples/quickstart/flows/shop-orders.yaml")),
-    ("secrets/admin-token", include_str!("../../../../examples/quickstart/secrets/admin-token")),
+    (
+        "ferry.yaml",
+        include_str!("../../../../examples/quickstart/ferry.yaml"),
+    ),
+    (
+        "systems.yaml",
+        include_str!("../../../../examples/quickstart/systems.yaml"),
+    ),
+    (
+        "flows/billing-events.yaml",
+        include_str!("../../../../examples/quickstart/flows/billing-events.yaml"),
+    ),
+    (
+        "flows/shop-orders.yaml",
+        include_str!("../../../../examples/quickstart/flows/shop-orders.yaml"),
+    ),
+    (
+        "secrets/admin-token",
+        include_str!("../../../../examples/quickstart/secrets/admin-token"),
+    ),
     (
         "secrets/billing-webhook-secret",
         include_str!("../../../../examples/quickstart/secrets/billing-webhook-secret"),
     ),
-    ("secrets/crm-signing-secret", include_str!("../../../../examples/quickstart/secrets/crm-signing-secret")),
-    ("secrets/shop-webhook-secret", include_str!("../../../../examples/quickstart/secrets/shop-webhook-secret")),
-    ("secrets/warehouse-api-key", include_str!("../../../../examples/quickstart/secrets/warehouse-api-key")),
+    (
+        "secrets/crm-signing-secret",
+        include_str!("../../../../examples/quickstart/secrets/crm-signing-secret"),
+    ),
+    (
+        "secrets/shop-webhook-secret",
+        include_str!("../../../../examples/quickstart/secrets/shop-webhook-secret"),
+    ),
+    (
+        "secrets/warehouse-api-key",
+        include_str!("../../../../examples/quickstart/secrets/warehouse-api-key"),
+    ),
 ];
 
 /// Write the example into `dir`.

@@ -88,7 +88,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     // Point the example's destinations at the simulated systems' actual ports.
     for flow in config.flows.values_mut() {
         for dest in flow.destinations.values_mut() {
-            let addr = if dest.system == "crm" { crm.addr } else { warehouse.addr };
+            let addr = if dest.system == "crm" {
+                crm.addr
+            } else {
+                warehouse.addr
+            };
             let mut url = reqwest::Url::parse(&dest.http.url)?;
             let _ = url.set_port(Some(addr.port()));
             dest.http.url = url.to_string();
@@ -103,7 +107,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     .await
     .context("starting the hub")?;
     let base = format!("http://{}", hub.addr());
-    println!("Ferry demo: hub on {base} (embedded store in {})", work.path().join("data").display());
+    println!(
+        "Ferry demo: hub on {base} (embedded store in {})",
+        work.path().join("data").display()
+    );
     println!(
         "  billing --(Standard Webhooks)--> /ingest/billing-events --> crm, warehouse\n  shop    --(GitHub-style HMAC)---> /ingest/shop-orders    --> warehouse\n  the warehouse fails ~15% of calls (503, 429, 422): watch retries and the DLQ.\n"
     );
@@ -111,8 +118,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let billing = Arc::new(SenderStats::default());
     let shop = Arc::new(SenderStats::default());
-    let billing_key = SigningKey::from_standard_webhooks(&example::secret("billing-webhook-secret"))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let billing_key =
+        SigningKey::from_standard_webhooks(&example::secret("billing-webhook-secret"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     tokio::spawn(vendors::run_sender(
         format!("{base}/ingest/billing-events"),
         SenderSigning::StandardWebhooks(billing_key),
@@ -143,11 +151,20 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         }
         let elapsed = started.elapsed();
         let lanes = store.lane_counts().await.unwrap_or_default();
-        live.update(elapsed.as_secs(), &[("billing", &billing), ("shop", &shop)], &lanes);
+        live.update(
+            elapsed.as_secs(),
+            &[("billing", &billing), ("shop", &shop)],
+            &lanes,
+        );
         if !replayed_once && elapsed >= args.duration.mul_f64(0.6) {
             replayed_once = true;
             let dead: u64 = lanes.iter().map(|l| l.dead).sum();
-            let r = admin.replay(&ReplayRequest { state: Some("dead".into()), ..Default::default() }).await;
+            let r = admin
+                .replay(&ReplayRequest {
+                    state: Some("dead".into()),
+                    ..Default::default()
+                })
+                .await;
             match r {
                 Ok(r) => live.note(&format!(
                     "» {dead} dead letters so far; replaying them through the admin API (ferry dlq replay --all): {} back in their lanes, same webhook-id",
@@ -167,13 +184,28 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     while !interrupted && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
         lanes = store.lane_counts().await.unwrap_or_default();
-        live.update(started.elapsed().as_secs(), &[("billing", &billing), ("shop", &shop)], &lanes);
-        if lanes.iter().all(|l| l.pending + l.in_flight + l.retrying == 0) {
+        live.update(
+            started.elapsed().as_secs(),
+            &[("billing", &billing), ("shop", &shop)],
+            &lanes,
+        );
+        if lanes
+            .iter()
+            .all(|l| l.pending + l.in_flight + l.retrying == 0)
+        {
             break;
         }
     }
     live.finish();
-    summary(&billing, &shop, &lanes, &crm.stats, &warehouse.stats, store.as_ref()).await;
+    summary(
+        &billing,
+        &shop,
+        &lanes,
+        &crm.stats,
+        &warehouse.stats,
+        store.as_ref(),
+    )
+    .await;
     drop(store);
     hub.shutdown().await?;
     Ok(ExitCode::SUCCESS)
@@ -187,7 +219,11 @@ async fn summary(
     warehouse: &vendors::ReceiverStats,
     store: &dyn Store,
 ) {
-    let lanes = if lanes.is_empty() { store.lane_counts().await.unwrap_or_default() } else { lanes.to_vec() };
+    let lanes = if lanes.is_empty() {
+        store.lane_counts().await.unwrap_or_default()
+    } else {
+        lanes.to_vec()
+    };
     println!("\nSummary");
     for (name, s) in [("billing", billing), ("shop", shop)] {
         println!(
@@ -213,8 +249,12 @@ async fn summary(
     }
     let dead: u64 = lanes.iter().map(|l| l.dead).sum();
     if dead > 0 {
-        println!("\n  {dead} deliveries are in the dead-letter queue (permanent 422s, or retries exhausted).");
-        println!("  Against a running hub you would inspect them with `ferry dlq list` and `ferry dlq show <id>`.");
+        println!(
+            "\n  {dead} deliveries are in the dead-letter queue (permanent 422s, or retries exhausted)."
+        );
+        println!(
+            "  Against a running hub you would inspect them with `ferry dlq list` and `ferry dlq show <id>`."
+        );
     }
 }
 
@@ -231,13 +271,20 @@ async fn receivers_only(fail_status: Option<u16>) -> Result<ExitCode> {
     };
     let crm_key = SigningKey::from_standard_webhooks(&example::secret("crm-signing-secret"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let crm = start_receiver("crm", ([127, 0, 0, 1], 9101).into(), behaviour(Some(crm_key))).await?;
+    let crm = start_receiver(
+        "crm",
+        ([127, 0, 0, 1], 9101).into(),
+        behaviour(Some(crm_key)),
+    )
+    .await?;
     let wh = start_receiver("warehouse", ([127, 0, 0, 1], 9102).into(), behaviour(None)).await?;
     println!(
         "simulated crm on http://{} and warehouse on http://{}{} — Ctrl-C to stop",
         crm.addr,
         wh.addr,
-        fail_status.map(|s| format!(", answering {s} to everything")).unwrap_or_default()
+        fail_status
+            .map(|s| format!(", answering {s} to everything"))
+            .unwrap_or_default()
     );
     crate::cli::wait_for_signal().await;
     Ok(ExitCode::SUCCESS)

@@ -60,9 +60,17 @@ pub struct Receiver {
 }
 
 /// Start a receiver called `name` on `bind` (port 0 for any free port).
-pub async fn start_receiver(name: &str, bind: SocketAddr, behaviour: ReceiverBehaviour) -> anyhow::Result<Receiver> {
+pub async fn start_receiver(
+    name: &str,
+    bind: SocketAddr,
+    behaviour: ReceiverBehaviour,
+) -> anyhow::Result<Receiver> {
     let stats = Arc::new(ReceiverStats::default());
-    let state = Arc::new(ReceiverState { name: name.to_string(), behaviour, stats: stats.clone() });
+    let state = Arc::new(ReceiverState {
+        name: name.to_string(),
+        behaviour,
+        stats: stats.clone(),
+    });
     let app = Router::new().fallback(receive).with_state(state);
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -74,18 +82,33 @@ pub async fn start_receiver(name: &str, bind: SocketAddr, behaviour: ReceiverBeh
     Ok(Receiver { addr, stats })
 }
 
-async fn receive(State(st): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn receive(
+    State(st): State<Arc<ReceiverState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let b = &st.behaviour;
     st.stats.requests.fetch_add(1, Relaxed);
     let (delay, roll) = {
         let mut rng = rand::rng();
         let (lo, hi) = b.latency_ms;
-        (if hi > lo { rng.random_range(lo..=hi) } else { lo }, rng.random::<f64>())
+        (
+            if hi > lo {
+                rng.random_range(lo..=hi)
+            } else {
+                lo
+            },
+            rng.random::<f64>(),
+        )
     };
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     if let Some(key) = &b.verify_key {
         let verifier = schemes::StandardWebhooks::new(key.clone(), 300);
         let now = crate::clock::now_ms() / 1000;
@@ -106,11 +129,22 @@ async fn receive(State(st): State<Arc<ReceiverState>>, headers: HeaderMap, body:
         StatusCode::OK
     };
     if b.print {
-        println!("[{}] {} webhook-id={} {} bytes", st.name, status.as_u16(), id, body.len());
+        println!(
+            "[{}] {} webhook-id={} {} bytes",
+            st.name,
+            status.as_u16(),
+            id,
+            body.len()
+        );
     }
     if status.is_success() {
         st.stats.accepted.fetch_add(1, Relaxed);
-        let first_time = st.stats.seen.lock().map(|mut s| s.insert(id)).unwrap_or(true);
+        let first_time = st
+            .stats
+            .seen
+            .lock()
+            .map(|mut s| s.insert(id))
+            .unwrap_or(true);
         if !first_time {
             st.stats.repeats.fetch_add(1, Relaxed);
         }
@@ -118,12 +152,15 @@ async fn receive(State(st): State<Arc<ReceiverState>>, headers: HeaderMap, body:
     }
     st.stats.failed_on_purpose.fetch_add(1, Relaxed);
     let mut resp = match status {
-        StatusCode::UNPROCESSABLE_ENTITY => (status, "{\"error\":\"customer_id is not known here\"}").into_response(),
+        StatusCode::UNPROCESSABLE_ENTITY => {
+            (status, "{\"error\":\"customer_id is not known here\"}").into_response()
+        }
         StatusCode::TOO_MANY_REQUESTS => (status, "{\"error\":\"slow down\"}").into_response(),
         _ => (status, "{\"error\":\"temporarily unavailable\"}").into_response(),
     };
     if status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        resp.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
     }
     resp
 }
@@ -159,7 +196,11 @@ pub async fn run_sender(
     mut stop: tokio::sync::watch::Receiver<bool>,
     make_body: fn(u64) -> (String, String),
 ) {
-    let client = match reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build() {
+    let client = match reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+    {
         Ok(c) => c,
         Err(_) => return,
     };
@@ -205,18 +246,24 @@ fn sign(
     tamper: bool,
 ) -> reqwest::RequestBuilder {
     let req = req.header("content-type", "application/json");
-    let signed_body = if tamper { format!("{body} ") } else { body.to_string() };
+    let signed_body = if tamper {
+        format!("{body} ")
+    } else {
+        body.to_string()
+    };
     let req = match signing {
         SenderSigning::StandardWebhooks(key) => {
             let ts = crate::clock::now_ms() / 1000;
-            let sig = ferry_signature::standard_webhooks::sign(key, event_id, ts, signed_body.as_bytes());
+            let sig =
+                ferry_signature::standard_webhooks::sign(key, event_id, ts, signed_body.as_bytes());
             req.header("webhook-id", event_id)
                 .header("webhook-timestamp", ts.to_string())
                 .header("webhook-signature", sig)
         }
-        SenderSigning::GitHub(secret) => {
-            req.header("x-hub-signature-256", format!("sha256={}", hmac_hex(secret, signed_body.as_bytes())))
-        }
+        SenderSigning::GitHub(secret) => req.header(
+            "x-hub-signature-256",
+            format!("sha256={}", hmac_hex(secret, signed_body.as_bytes())),
+        ),
     };
     req.body(body.to_string())
 }
@@ -224,14 +271,20 @@ fn sign(
 /// HMAC-SHA256 of `body`, hex — what a GitHub-style sender computes.
 fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
     use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC accepts any key length");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
 
 /// A billing event: (sender event id, JSON body).
 pub fn billing_event(n: u64) -> (String, String) {
-    let kinds = ["invoice.paid", "invoice.created", "subscription.updated", "invoice.payment_failed"];
+    let kinds = [
+        "invoice.paid",
+        "invoice.created",
+        "subscription.updated",
+        "invoice.payment_failed",
+    ];
     let kind = kinds[(n % kinds.len() as u64) as usize];
     let id = format!("msg_demo_{n:08}");
     let body = serde_json::json!({

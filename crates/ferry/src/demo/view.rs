@@ -44,7 +44,12 @@ impl LiveView {
     }
 
     /// Show the current figures. Plain output prints every other tick.
-    pub fn update(&mut self, elapsed_secs: u64, senders: &[(&str, &SenderStats)], lanes: &[LaneCounts]) {
+    pub fn update(
+        &mut self,
+        elapsed_secs: u64,
+        senders: &[(&str, &SenderStats)],
+        lanes: &[LaneCounts],
+    ) {
         self.ticks += 1;
         let mut lines = Vec::new();
         for (name, s) in senders {

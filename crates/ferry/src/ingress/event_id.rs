@@ -23,16 +23,14 @@ pub fn read_event_id(
             .find_map(|h| headers.get(*h).map(|v| (*h, v)))
             .map(|(h, v)| header_text(h, v))
             .transpose()?,
-        EventIdRule::Header(name) => {
-            match headers.get(name) {
-                Some(v) => Some(header_text(name.as_str(), v)?),
-                None => {
-                    return Err(EventIdError(format!(
-                        "the event id header `{name}` is missing"
-                    )));
-                }
+        EventIdRule::Header(name) => match headers.get(name) {
+            Some(v) => Some(header_text(name.as_str(), v)?),
+            None => {
+                return Err(EventIdError(format!(
+                    "the event id header `{name}` is missing"
+                )));
             }
-        }
+        },
         EventIdRule::JsonPointer(ptr) => match body.and_then(|b| b.pointer(ptr)) {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             Some(serde_json::Value::Number(n)) => Some(n.to_string()),
@@ -42,7 +40,9 @@ pub fn read_event_id(
                 )));
             }
             None => {
-                return Err(EventIdError(format!("the body has no event id at JSON pointer `{ptr}`")));
+                return Err(EventIdError(format!(
+                    "the body has no event id at JSON pointer `{ptr}`"
+                )));
             }
         },
     };
@@ -71,10 +71,23 @@ mod tests {
     fn default_rule_prefers_webhook_id_then_idempotency_key() {
         let mut h = HeaderMap::new();
         h.insert("idempotency-key", HeaderValue::from_static("idem-1"));
-        assert_eq!(read_event_id(&EventIdRule::Default, &h, None).unwrap().as_deref(), Some("idem-1"));
+        assert_eq!(
+            read_event_id(&EventIdRule::Default, &h, None)
+                .unwrap()
+                .as_deref(),
+            Some("idem-1")
+        );
         h.insert("webhook-id", HeaderValue::from_static("msg_1"));
-        assert_eq!(read_event_id(&EventIdRule::Default, &h, None).unwrap().as_deref(), Some("msg_1"));
-        assert_eq!(read_event_id(&EventIdRule::Default, &HeaderMap::new(), None).unwrap(), None);
+        assert_eq!(
+            read_event_id(&EventIdRule::Default, &h, None)
+                .unwrap()
+                .as_deref(),
+            Some("msg_1")
+        );
+        assert_eq!(
+            read_event_id(&EventIdRule::Default, &HeaderMap::new(), None).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -82,9 +95,15 @@ mod tests {
         let rule = EventIdRule::JsonPointer("/id".into());
         let h = HeaderMap::new();
         let v = serde_json::json!({"id": "evt_9"});
-        assert_eq!(read_event_id(&rule, &h, Some(&v)).unwrap().as_deref(), Some("evt_9"));
+        assert_eq!(
+            read_event_id(&rule, &h, Some(&v)).unwrap().as_deref(),
+            Some("evt_9")
+        );
         let v = serde_json::json!({"id": 42});
-        assert_eq!(read_event_id(&rule, &h, Some(&v)).unwrap().as_deref(), Some("42"));
+        assert_eq!(
+            read_event_id(&rule, &h, Some(&v)).unwrap().as_deref(),
+            Some("42")
+        );
         assert!(read_event_id(&rule, &h, Some(&serde_json::json!({"id": [1]}))).is_err());
         assert!(read_event_id(&rule, &h, Some(&serde_json::json!({}))).is_err());
     }
@@ -92,7 +111,10 @@ mod tests {
     #[test]
     fn overlong_ids_are_refused() {
         let mut h = HeaderMap::new();
-        h.insert("webhook-id", HeaderValue::from_str(&"x".repeat(300)).unwrap());
+        h.insert(
+            "webhook-id",
+            HeaderValue::from_str(&"x".repeat(300)).unwrap(),
+        );
         assert!(read_event_id(&EventIdRule::Default, &h, None).is_err());
     }
 }

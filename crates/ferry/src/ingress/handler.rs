@@ -1,10 +1,10 @@
 //! The ingest handler: one request, one event, committed before the answer.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use bytes::Bytes;
 use ferry_store::{AppendOutcome, DeliveryId, EventId, NewDelivery, NewEvent};
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,8 @@ pub async fn ingest(
     body: Body,
 ) -> Response {
     let Some(route) = state.routes.get(&path).cloned() else {
-        metrics::counter!("ferry_ingress_rejected_total", "flow" => "", "reason" => "unknown_flow").increment(1);
+        metrics::counter!("ferry_ingress_rejected_total", "flow" => "", "reason" => "unknown_flow")
+            .increment(1);
         return Problem::new(
             StatusCode::NOT_FOUND,
             "unknown_flow",
@@ -44,7 +45,11 @@ pub async fn ingest(
     metrics::counter!("ferry_ingress_received_total", "flow" => route.flow.clone()).increment(1);
     match accept(&state, &route, &headers, body).await {
         Ok((status, body)) => {
-            let outcome = if body.duplicate { "duplicate" } else { "accepted" };
+            let outcome = if body.duplicate {
+                "duplicate"
+            } else {
+                "accepted"
+            };
             metrics::counter!("ferry_ingress_accepted_total", "flow" => route.flow.clone(), "outcome" => outcome)
                 .increment(1);
             (status, Json(body)).into_response()
@@ -70,19 +75,36 @@ async fn accept(
         .verifier
         .verify(headers, &payload, now / 1000)
         .map_err(|e| {
-            Problem::new(StatusCode::UNAUTHORIZED, e.code(), "Webhook authentication failed", e.to_string())
+            Problem::new(
+                StatusCode::UNAUTHORIZED,
+                e.code(),
+                "Webhook authentication failed",
+                e.to_string(),
+            )
         })?;
-    let needs_value = route.event_type_pointer.is_some() || matches!(route.event_id, EventIdRule::JsonPointer(_));
+    let needs_value =
+        route.event_type_pointer.is_some() || matches!(route.event_id, EventIdRule::JsonPointer(_));
     let value = check_json(&payload, needs_value)?;
-    let dedupe_key = read_event_id(&route.event_id, headers, value.as_ref())
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "event_id_invalid", "Event id unreadable", e.0))?;
+    let dedupe_key = read_event_id(&route.event_id, headers, value.as_ref()).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "event_id_invalid",
+            "Event id unreadable",
+            e.0,
+        )
+    })?;
     let event_type = match (&route.event_type_pointer, &value) {
         (Some(ptr), Some(v)) => v.pointer(ptr).and_then(|t| t.as_str()).map(str::to_string),
         _ => None,
     };
     let kept = KEPT_HEADERS
         .iter()
-        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()).map(|v| (h.to_string(), v.to_string())))
+        .filter_map(|h| {
+            headers
+                .get(*h)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| (h.to_string(), v.to_string()))
+        })
         .collect();
     let event = NewEvent {
         id: EventId::new(),
@@ -96,7 +118,11 @@ async fn accept(
         deliveries: route
             .lanes
             .iter()
-            .map(|lane| NewDelivery { id: DeliveryId::new(), destination: lane.destination.clone(), due_at: now })
+            .map(|lane| NewDelivery {
+                id: DeliveryId::new(),
+                destination: lane.destination.clone(),
+                due_at: now,
+            })
             .collect(),
     };
     let started = std::time::Instant::now();
@@ -118,12 +144,20 @@ async fn accept(
             }
             Ok((
                 StatusCode::ACCEPTED,
-                AcceptedBody { event_id: id.to_string(), duplicate: false, deliveries: route.lanes.len() },
+                AcceptedBody {
+                    event_id: id.to_string(),
+                    duplicate: false,
+                    deliveries: route.lanes.len(),
+                },
             ))
         }
         Some(AppendOutcome::Duplicate(id)) => Ok((
             StatusCode::OK,
-            AcceptedBody { event_id: id.to_string(), duplicate: true, deliveries: 0 },
+            AcceptedBody {
+                event_id: id.to_string(),
+                duplicate: true,
+                deliveries: 0,
+            },
         )),
         None => Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,7 +172,12 @@ async fn accept(
 /// reading, so a lying or absent length cannot get past the limit).
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Problem> {
     let too_large = |what: String| {
-        Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "Body too large", what)
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "Body too large",
+            what,
+        )
     };
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
@@ -146,16 +185,25 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         .and_then(|v| v.parse::<u64>().ok())
         && len > limit as u64
     {
-        return Err(too_large(format!("the body is {len} bytes; this flow accepts at most {limit}")));
+        return Err(too_large(format!(
+            "the body is {len} bytes; this flow accepts at most {limit}"
+        )));
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let is_limit = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
             || e.to_string().contains("length limit");
         if is_limit {
-            too_large(format!("the body exceeds this flow's limit of {limit} bytes"))
+            too_large(format!(
+                "the body exceeds this flow's limit of {limit} bytes"
+            ))
         } else {
-            Problem::new(StatusCode::BAD_REQUEST, "body_unreadable", "Body unreadable", format!("reading the body failed: {e}"))
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                "Body unreadable",
+                format!("reading the body failed: {e}"),
+            )
         }
     })
 }
@@ -168,12 +216,20 @@ fn check_json(payload: &[u8], want_value: bool) -> Result<Option<serde_json::Val
             StatusCode::BAD_REQUEST,
             "malformed_json",
             "Malformed JSON",
-            format!("the body is not valid JSON: {e} (line {}, column {})", e.line(), e.column()),
+            format!(
+                "the body is not valid JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )
     };
     if want_value {
-        serde_json::from_slice::<serde_json::Value>(payload).map(Some).map_err(malformed)
+        serde_json::from_slice::<serde_json::Value>(payload)
+            .map(Some)
+            .map_err(malformed)
     } else {
-        serde_json::from_slice::<serde::de::IgnoredAny>(payload).map(|_| None).map_err(malformed)
+        serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+            .map(|_| None)
+            .map_err(malformed)
     }
 }

@@ -37,7 +37,11 @@ pub struct Answer {
 
 impl Answer {
     pub fn status(status: u16) -> Self {
-        Self { status, retry_after: None, delay: Duration::ZERO }
+        Self {
+            status,
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
     }
 }
 
@@ -88,18 +92,34 @@ impl TestReceiver {
     }
 }
 
-async fn answer(State(inner): State<Arc<Mutex<ReceiverInner>>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn answer(
+    State(inner): State<Arc<Mutex<ReceiverInner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let a = {
         let mut g = inner.lock().unwrap();
-        g.received.push(Received { headers, body, at: Instant::now() });
-        g.script.pop_front().or_else(|| g.default.clone()).unwrap_or(Answer::status(200))
+        g.received.push(Received {
+            headers,
+            body,
+            at: Instant::now(),
+        });
+        g.script
+            .pop_front()
+            .or_else(|| g.default.clone())
+            .unwrap_or(Answer::status(200))
     };
     if !a.delay.is_zero() {
         tokio::time::sleep(a.delay).await;
     }
-    let mut resp = (StatusCode::from_u16(a.status).unwrap(), format!("answer {}", a.status)).into_response();
+    let mut resp = (
+        StatusCode::from_u16(a.status).unwrap(),
+        format!("answer {}", a.status),
+    )
+        .into_response();
     if let Some(ra) = a.retry_after {
-        resp.headers_mut().insert("retry-after", ra.parse().unwrap());
+        resp.headers_mut()
+            .insert("retry-after", ra.parse().unwrap());
     }
     resp
 }
@@ -134,11 +154,20 @@ pub fn http_destination(name: &str, url: &str, max_attempts: u32) -> String {
 
 /// Start a hub in this process on the config in `config_dir` and the store in `data_dir`.
 pub async fn start_hub(config_dir: &Path, data_dir: &Path) -> RunningHub {
-    let loaded = ferry_config::load_dir(config_dir, &ferry_config::LoadOptions { resolve_secrets: true })
-        .unwrap_or_else(|e| panic!("config: {e}"));
-    RunningHub::start(HubOptions { config: loaded.config, data_dir: data_dir.to_path_buf(), listen: None })
-        .await
-        .unwrap()
+    let loaded = ferry_config::load_dir(
+        config_dir,
+        &ferry_config::LoadOptions {
+            resolve_secrets: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("config: {e}"));
+    RunningHub::start(HubOptions {
+        config: loaded.config,
+        data_dir: data_dir.to_path_buf(),
+        listen: None,
+    })
+    .await
+    .unwrap()
 }
 
 /// Signed Standard Webhooks headers for `body`.
@@ -148,13 +177,19 @@ pub fn signed(id: &str, body: &str) -> Vec<(&'static str, String)> {
     vec![
         ("webhook-id", id.to_string()),
         ("webhook-timestamp", ts.to_string()),
-        ("webhook-signature", ferry_signature::standard_webhooks::sign(&key, id, ts, body.as_bytes())),
+        (
+            "webhook-signature",
+            ferry_signature::standard_webhooks::sign(&key, id, ts, body.as_bytes()),
+        ),
         ("content-type", "application/json".to_string()),
     ]
 }
 
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 pub fn client() -> reqwest::Client {
@@ -163,7 +198,9 @@ pub fn client() -> reqwest::Client {
 
 /// POST a signed webhook to the hub's `orders` flow.
 pub async fn send(hub: SocketAddr, id: &str, body: &str) -> reqwest::Response {
-    let mut req = client().post(format!("http://{hub}/ingest/orders")).body(body.to_string());
+    let mut req = client()
+        .post(format!("http://{hub}/ingest/orders"))
+        .body(body.to_string());
     for (k, v) in signed(id, body) {
         req = req.header(k, v);
     }
@@ -213,8 +250,7 @@ where
 
 /// Deliveries of the hub filtered by a query string, via the admin API.
 pub async fn deliveries(hub: SocketAddr, query: &str) -> Vec<serde_json::Value> {
-    admin_get(hub, &format!("/admin/v1/deliveries?{query}"))
-        .await["deliveries"]
+    admin_get(hub, &format!("/admin/v1/deliveries?{query}")).await["deliveries"]
         .as_array()
         .cloned()
         .unwrap_or_default()

@@ -1,0 +1,259 @@
+//! The backend-agnostic conformance suite for [`Store`].
+//!
+//! Every case is a test body written only against `Arc<dyn Store>`: it panics when the
+//! backend breaks the contract. A backend runs the whole suite with
+//! [`conformance_suite!`](crate::conformance_suite), given an async factory that returns a
+//! fresh, empty store and a guard that keeps its resources (e.g. a temp dir) alive:
+//!
+//! ```ignore
+//! async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) { /* ... */ }
+//! ferry_store::conformance_suite!(fresh);
+//! ```
+//!
+//! Contract details pinned here beyond the trait docs:
+//! - a new delivery's round starts at its event's `received_at`;
+//! - a lease ends at `lease_until`: the delivery is claimable again once `now >= lease_until`;
+//! - an attempt is always recorded and counted in `attempts` (so `attempts` equals the number
+//!   of attempt rows), but `round_attempts` and the state change only for in-flight
+//!   deliveries; outcomes for unknown deliveries are ignored;
+//! - listing is ordered by event receive time, ties in insertion order.
+
+mod append;
+mod delivery;
+mod reads;
+mod replay;
+
+pub use append::*;
+pub use delivery::*;
+pub use reads::*;
+pub use replay::*;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{
+    AppendOutcome, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryOutcome,
+    DeliveryState, DeliverySummary, EventId, LaneCounts, LaneKey, Millis, NewDelivery, NewEvent,
+    Next, Store, StoreError,
+};
+
+/// Expands to one test per conformance case, each on a fresh store from `$factory` (an async
+/// fn returning `(Arc<dyn Store>, Guard)`), on a multi-threaded Tokio runtime.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:expr) => {
+        $crate::conformance_suite!(@cases $factory;
+            append_stores_event_and_deliveries,
+            dedupe_within_flow_not_across_flows,
+            dedupe_inside_one_append_call,
+            append_rejects_reused_ids_atomically,
+            concurrent_appends_all_stored,
+            claim_returns_due_oldest_first_within_limit,
+            claim_respects_lease,
+            complete_records_outcomes,
+            retry_claimable_only_at_its_time,
+            complete_on_non_in_flight_keeps_state,
+            delivered_leaves_only_by_replay,
+            replay_by_delivery_and_event_id,
+            replay_by_flow_and_state,
+            replay_by_time_range,
+            replay_resets_round_keeps_history,
+            list_deliveries_filters,
+            list_deliveries_cursor_paging,
+            lane_counts_by_state,
+            release_all_claims_returns_in_flight,
+            next_due_is_earliest_waiting,
+            payload_bytes_round_trip,
+            ping_answers,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::run_case(async {
+                    let (store, guard) = $factory().await;
+                    $crate::conformance::$case(store).await;
+                    drop(guard);
+                });
+            }
+        )*
+    };
+}
+
+/// Runs one case on a fresh multi-threaded runtime (what `#[tokio::test(flavor =
+/// "multi_thread")]` would do, without requiring the caller to name Tokio).
+#[doc(hidden)]
+pub fn run_case<F: std::future::Future<Output = ()>>(case: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("build a tokio runtime")
+        .block_on(case);
+}
+
+const T0: Millis = 1_700_000_000_000;
+const LEASE: Millis = 60_000;
+
+/// A flow name no other case uses.
+fn flow(name: &str) -> String {
+    format!("{name}-{}", uuid::Uuid::now_v7().simple())
+}
+
+fn lane(flow: &str, destination: &str) -> LaneKey {
+    LaneKey {
+        flow: flow.to_owned(),
+        destination: destination.to_owned(),
+    }
+}
+
+/// An event of `flow` received at `at`, with one delivery per destination due at `at`.
+fn event(flow: &str, at: Millis, destinations: &[&str]) -> NewEvent {
+    NewEvent {
+        id: EventId::new(),
+        flow: flow.to_owned(),
+        source: "shop".to_owned(),
+        dedupe_key: None,
+        event_type: Some("order.created".to_owned()),
+        received_at: at,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        payload: Bytes::from(format!("{{\"at\":{at}}}")),
+        deliveries: destinations
+            .iter()
+            .map(|d| NewDelivery {
+                id: DeliveryId::new(),
+                destination: (*d).to_owned(),
+                due_at: at,
+            })
+            .collect(),
+    }
+}
+
+fn keyed(mut ev: NewEvent, key: &str) -> NewEvent {
+    ev.dedupe_key = Some(key.to_owned());
+    ev
+}
+
+fn attempt(started_at: Millis, status: Option<u16>, class: &str, error: Option<&str>) -> Attempt {
+    Attempt {
+        started_at,
+        latency_ms: 42,
+        status,
+        error_class: Some(class.to_owned()),
+        error: error.map(str::to_owned),
+        response_excerpt: Some(format!("excerpt {class}")),
+    }
+}
+
+fn outcome(id: DeliveryId, attempt: Option<Attempt>, next: Next) -> DeliveryOutcome {
+    DeliveryOutcome { id, attempt, next }
+}
+
+async fn append_ok(store: &dyn Store, events: Vec<NewEvent>) -> Vec<AppendOutcome> {
+    store.append(events).await.expect("append")
+}
+
+async fn summary(store: &dyn Store, id: DeliveryId) -> DeliverySummary {
+    store
+        .delivery(id)
+        .await
+        .expect("read delivery")
+        .unwrap_or_else(|| panic!("delivery {id} not found"))
+        .summary
+}
+
+async fn state(store: &dyn Store, id: DeliveryId) -> DeliveryState {
+    summary(store, id).await.state
+}
+
+async fn claim_ids(
+    store: &dyn Store,
+    lane: &LaneKey,
+    now: Millis,
+    limit: usize,
+) -> Vec<DeliveryId> {
+    store
+        .claim(lane, now, limit, now + LEASE)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// Claims exactly `id` from its lane (it must be the only due one).
+async fn claim_one(
+    store: &dyn Store,
+    lane: &LaneKey,
+    now: Millis,
+    id: DeliveryId,
+) -> ClaimedDelivery {
+    let claimed = store
+        .claim(lane, now, 10, now + LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.len(),
+        1,
+        "expected exactly one due delivery in {lane:?}"
+    );
+    assert_eq!(claimed[0].id, id);
+    claimed.into_iter().next().expect("one claimed")
+}
+
+async fn complete_ok(store: &dyn Store, outcomes: Vec<DeliveryOutcome>, now: Millis) {
+    store.complete(outcomes, now).await.expect("complete");
+}
+
+/// Makes `id` (the only due delivery of `lane`) dead.
+async fn kill(store: &dyn Store, lane: &LaneKey, now: Millis, id: DeliveryId) {
+    claim_one(store, lane, now, id).await;
+    let a = attempt(now, Some(400), "http_4xx", Some("bad request"));
+    complete_ok(
+        store,
+        vec![outcome(
+            id,
+            Some(a),
+            Next::Dead {
+                reason: "HTTP 400".into(),
+            },
+        )],
+        now,
+    )
+    .await;
+}
+
+fn by_flow(flow: &str) -> DeliveryFilter {
+    DeliveryFilter {
+        flow: Some(flow.to_owned()),
+        ..Default::default()
+    }
+}
+
+async fn list_all(store: &dyn Store, filter: &DeliveryFilter) -> Vec<DeliverySummary> {
+    store
+        .list_deliveries(filter, None, 100_000)
+        .await
+        .expect("list")
+}
+
+fn ids(list: &[DeliverySummary]) -> Vec<DeliveryId> {
+    list.iter().map(|s| s.id).collect()
+}
+
+fn id_set(ids: impl IntoIterator<Item = DeliveryId>) -> HashSet<DeliveryId> {
+    ids.into_iter().collect()
+}
+
+async fn lane_of(store: &dyn Store, key: &LaneKey) -> LaneCounts {
+    store
+        .lane_counts()
+        .await
+        .expect("lane counts")
+        .into_iter()
+        .find(|c| &c.lane == key)
+        .unwrap_or_else(|| panic!("no counts for {key:?}"))
+}
