@@ -151,7 +151,8 @@ pub(crate) async fn run(cfg: LaneConfig) {
                 }
             }
         };
-        let full = claimed.len() >= wanted;
+        let got = claimed.len();
+        let full = got >= wanted;
         for delivery in claimed {
             let slot = free.pop();
             tasks.spawn(deliver(
@@ -168,12 +169,18 @@ pub(crate) async fn run(cfg: LaneConfig) {
             continue;
         }
         // Nothing more due now: sleep until woken, until the next delivery is due, or for
-        // the safety poll, whichever comes first.
-        let next_due = match store.next_due(&key).await {
-            Ok(next) => next,
-            Err(err) => {
-                warn!(flow = %key.flow, destination = %key.destination, error = %err, "reading the next due time failed");
-                None
+        // the safety poll, whichever comes first. After a partial claim the lane is busy and
+        // every new delivery or committed retry wakes it, so the read of the next due time is
+        // only needed when the claim found nothing.
+        let next_due = if got > 0 {
+            None
+        } else {
+            match store.next_due(&key).await {
+                Ok(next) => next,
+                Err(err) => {
+                    warn!(flow = %key.flow, destination = %key.destination, error = %err, "reading the next due time failed");
+                    None
+                }
             }
         };
         let pause = next_due.map_or(idle_poll, |at| {

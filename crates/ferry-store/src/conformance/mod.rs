@@ -63,6 +63,7 @@ macro_rules! conformance_suite {
             list_deliveries_filters,
             list_deliveries_cursor_paging,
             lane_counts_by_state,
+            lane_counts_follow_release_replay_and_stale_outcomes,
             release_all_claims_returns_in_flight,
             next_due_is_earliest_waiting,
             payload_bytes_round_trip,

@@ -419,3 +419,72 @@ pub async fn ping_answers(store: Arc<dyn Store>) {
     store.ping().await.expect("ping");
     store.ping().await.expect("ping twice");
 }
+
+/// Counts stay exact through a release, a replay, and outcomes for deliveries that are no
+/// longer in flight.
+pub async fn lane_counts_follow_release_replay_and_stale_outcomes(store: Arc<dyn Store>) {
+    let store = &*store;
+    let f = flow("counts-moves");
+    let la = lane(&f, "a");
+    let evs: Vec<NewEvent> = (0..4).map(|i| event(&f, T0 + i, &["a"])).collect();
+    append_ok(store, evs.clone()).await;
+    let id = |i: usize| evs[i].deliveries[0].id;
+    let counts = |c: LaneCounts| (c.pending, c.in_flight, c.delivered, c.retrying, c.dead);
+
+    assert_eq!(claim_ids(store, &la, T0 + 100, 4).await.len(), 4);
+    complete_ok(
+        store,
+        vec![
+            outcome(
+                id(0),
+                Some(attempt(T0, Some(200), "ok", None)),
+                Next::Delivered,
+            ),
+            outcome(
+                id(1),
+                None,
+                Next::Dead {
+                    reason: "no".into(),
+                },
+            ),
+        ],
+        T0 + 101,
+    )
+    .await;
+    assert_eq!(counts(lane_of(store, &la).await), (0, 2, 1, 0, 1));
+
+    assert_eq!(
+        store.release_all_claims(T0 + 102).await.expect("release"),
+        2
+    );
+    assert_eq!(counts(lane_of(store, &la).await), (2, 0, 1, 0, 1));
+
+    // Outcomes for deliveries that are not in flight change no state, so no count.
+    complete_ok(
+        store,
+        vec![
+            outcome(
+                id(2),
+                Some(attempt(T0, Some(503), "http_5xx", None)),
+                Next::Dead {
+                    reason: "late".into(),
+                },
+            ),
+            outcome(
+                id(0),
+                Some(attempt(T0, Some(200), "ok", None)),
+                Next::Delivered,
+            ),
+        ],
+        T0 + 103,
+    )
+    .await;
+    assert_eq!(counts(lane_of(store, &la).await), (2, 0, 1, 0, 1));
+
+    let filter = DeliveryFilter {
+        flow: Some(f.clone()),
+        ..Default::default()
+    };
+    assert_eq!(store.replay(&filter, T0 + 104).await.expect("replay"), 2);
+    assert_eq!(counts(lane_of(store, &la).await), (4, 0, 0, 0, 0));
+}

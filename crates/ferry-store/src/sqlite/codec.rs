@@ -132,7 +132,14 @@ impl FilterSql {
             f.push("d.destination = ?", Value::Text(dest.clone()));
         }
         if let Some(state) = filter.state {
-            f.push("d.state = ?", Value::Integer(state_code(state)));
+            // A literal, not a parameter: lets SQLite use the partial index of dead letters.
+            f.conditions.push(match state_code(state) {
+                0 => "d.state = 0",
+                1 => "d.state = 1",
+                2 => "d.state = 2",
+                3 => "d.state = 3",
+                _ => "d.state = 4",
+            });
         }
         if let Some(since) = filter.since {
             f.push("d.received_at >= ?", Value::Integer(since));

@@ -11,6 +11,7 @@
 
 mod checkpoint;
 mod codec;
+mod counts;
 mod ops;
 mod reads;
 mod schema;
@@ -28,6 +29,7 @@ use tokio::sync::mpsc;
 
 pub use schema::SCHEMA_VERSION;
 
+use counts::LaneDeltas;
 use reads::ReadPool;
 use writer::{Bounds, Command, Job, Stats};
 
@@ -196,7 +198,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, cost: usize, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: Fn(&rusqlite::Connection) -> StoreResult<T> + Send + 'static,
+        F: Fn(&rusqlite::Connection, &mut LaneDeltas) -> StoreResult<T> + Send + 'static,
     {
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         let (cmd, rx) = Job::boxed(cost, work);
@@ -266,7 +268,8 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let cost = append_cost(&events);
-        self.write(cost, move |c| ops::append(c, &events)).await
+        self.write(cost, move |c, n| ops::append(c, n, &events))
+            .await
     }
 
     async fn claim(
@@ -277,8 +280,10 @@ impl Store for SqliteStore {
         lease_until: Millis,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let lane = lane.clone();
-        self.write(64, move |c| ops::claim(c, &lane, now, limit, lease_until))
-            .await
+        self.write(64, move |c, n| {
+            ops::claim(c, n, &lane, now, limit, lease_until)
+        })
+        .await
     }
 
     async fn complete(&self, outcomes: Vec<DeliveryOutcome>, now: Millis) -> StoreResult<()> {
@@ -286,12 +291,12 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let cost = outcomes.len() * 256;
-        self.write(cost, move |c| ops::complete(c, &outcomes, now))
+        self.write(cost, move |c, n| ops::complete(c, n, &outcomes, now))
             .await
     }
 
     async fn release_all_claims(&self, now: Millis) -> StoreResult<u64> {
-        self.write(64, move |c| ops::release_all_claims(c, now))
+        self.write(64, move |c, n| ops::release_all_claims(c, n, now))
             .await
     }
 
@@ -322,7 +327,8 @@ impl Store for SqliteStore {
 
     async fn replay(&self, filter: &DeliveryFilter, now: Millis) -> StoreResult<u64> {
         let filter = filter.clone();
-        self.write(64, move |c| ops::replay(c, &filter, now)).await
+        self.write(64, move |c, n| ops::replay(c, n, &filter, now))
+            .await
     }
 
     async fn lane_counts(&self) -> StoreResult<Vec<LaneCounts>> {
@@ -330,7 +336,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.write(0, |_| Ok(())).await
+        self.write(0, |_, _| Ok(())).await
     }
 }
 
@@ -380,7 +386,9 @@ mod tests {
     async fn dead_writer_answers_closed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
-        let res: StoreResult<()> = store.write(0, |_| panic!("injected writer failure")).await;
+        let res: StoreResult<()> = store
+            .write(0, |_, _| panic!("injected writer failure"))
+            .await;
         assert!(matches!(res, Err(StoreError::Closed)), "{res:?}");
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
         assert!(matches!(

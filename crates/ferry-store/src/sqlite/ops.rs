@@ -8,13 +8,18 @@ use super::codec::{
     DEAD, DELIVERED, FilterSql, IN_FLIGHT, PENDING, RETRYING, SqlResultExt, count_at,
     decode_headers, encode_headers, limit, uuid_at,
 };
+use super::counts::LaneDeltas;
 use crate::{
     AppendOutcome, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryOutcome, EventId,
     LaneKey, Millis, NewEvent, Next, StoreError, StoreResult,
 };
 
 /// Appends events with their deliveries; duplicates (same flow + dedupe key) write nothing.
-pub(crate) fn append(conn: &Connection, events: &[NewEvent]) -> StoreResult<Vec<AppendOutcome>> {
+pub(crate) fn append(
+    conn: &Connection,
+    counts: &mut LaneDeltas,
+    events: &[NewEvent],
+) -> StoreResult<Vec<AppendOutcome>> {
     let mut insert_event = conn
         .prepare_cached(
             "INSERT INTO events (id, flow, source, dedupe_key, event_type, received_at, headers, payload)
@@ -69,6 +74,7 @@ pub(crate) fn append(conn: &Connection, events: &[NewEvent]) -> StoreResult<Vec<
                 .map_err(|e| {
                     invalid_or_backend(e, || format!("delivery {} is already stored", d.id))
                 })?;
+            counts.add(&ev.flow, &d.destination, PENDING, 1);
         }
         outcomes.push(AppendOutcome::Stored(ev.id));
     }
@@ -86,7 +92,7 @@ fn invalid_or_backend(e: rusqlite::Error, msg: impl FnOnce() -> String) -> Store
 /// the partial index `deliveries_due`, which also yields the order (no sort).
 pub(crate) const CLAIM_SELECT: &str =
     "SELECT d.seq, d.id, d.event_id, e.event_type, e.received_at, e.headers, e.payload,
-            d.attempts, d.round_attempts, d.round_started_at
+            d.attempts, d.round_attempts, d.round_started_at, d.state
      FROM deliveries d JOIN events e ON e.id = d.event_id
      WHERE d.flow = ?1 AND d.destination = ?2 AND d.state IN (0, 1, 3)
        AND d.next_attempt_at <= ?3
@@ -96,6 +102,7 @@ pub(crate) const CLAIM_SELECT: &str =
 /// Claims up to `max` due deliveries of `lane`, oldest due first.
 pub(crate) fn claim(
     conn: &Connection,
+    counts: &mut LaneDeltas,
     lane: &LaneKey,
     now: Millis,
     max: usize,
@@ -108,7 +115,7 @@ pub(crate) fn claim(
     let mut seqs = Vec::new();
     let claimed = select
         .query_map(params![lane.flow, lane.destination, now, limit(max)], |r| {
-            seqs.push(r.get::<_, i64>(0)?);
+            seqs.push((r.get::<_, i64>(0)?, r.get::<_, i64>(10)?));
             let headers: String = r.get(5)?;
             Ok(ClaimedDelivery {
                 id: DeliveryId(uuid_at(r, 1)?),
@@ -131,8 +138,9 @@ pub(crate) fn claim(
             "UPDATE deliveries SET state = 1, next_attempt_at = ?1, updated_at = ?2 WHERE seq = ?3",
         )
         .store()?;
-    for seq in seqs {
+    for (seq, state) in seqs {
         mark.execute(params![lease_until, now, seq]).store()?;
+        counts.moved(&lane.flow, &lane.destination, state, IN_FLIGHT);
     }
     Ok(claimed)
 }
@@ -142,12 +150,13 @@ pub(crate) fn claim(
 /// unknown deliveries (e.g. purged meanwhile) are ignored.
 pub(crate) fn complete(
     conn: &Connection,
+    counts: &mut LaneDeltas,
     outcomes: &[DeliveryOutcome],
     now: Millis,
 ) -> StoreResult<()> {
-    let mut bump = conn
+    let mut current = conn
         .prepare_cached(
-            "UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1 RETURNING attempts",
+            "SELECT seq, state, attempts, flow, destination FROM deliveries WHERE id = ?1",
         )
         .store()?;
     let mut insert_attempt = conn
@@ -157,29 +166,41 @@ pub(crate) fn complete(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .store()?;
+    // One UPDATE per outcome: the attempt counter always, the state only when in flight.
     let mut transition = conn
         .prepare_cached(
-            "UPDATE deliveries SET state = ?1, next_attempt_at = ?2, round_attempts = round_attempts + ?3,
-                 last_error = ?4, updated_at = ?5
-             WHERE id = ?6 AND state = 1",
+            "UPDATE deliveries SET attempts = attempts + ?1, state = ?2, next_attempt_at = ?3,
+                 round_attempts = round_attempts + ?1, last_error = ?4, updated_at = ?5
+             WHERE seq = ?6",
         )
         .store()?;
-    let mut exists = conn
-        .prepare_cached("SELECT 1 FROM deliveries WHERE id = ?1")
+    let mut count_only = conn
+        .prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE seq = ?1")
         .store()?;
 
     for o in outcomes {
         let id = o.id.0.as_bytes();
+        let row = current
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .optional()
+            .store()?;
+        let Some((seq, state, attempts, flow, destination)) = row else {
+            tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
+            continue;
+        };
         if let Some(a) = &o.attempt {
-            let seq: Option<i64> = bump.query_row([id], |r| r.get(0)).optional().store()?;
-            let Some(seq) = seq else {
-                tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
-                continue;
-            };
             insert_attempt
                 .execute(params![
                     id,
-                    seq,
+                    attempts + 1,
                     a.started_at,
                     i64::from(a.latency_ms),
                     a.status.map(i64::from),
@@ -188,12 +209,16 @@ pub(crate) fn complete(
                     a.response_excerpt,
                 ])
                 .store()?;
-        } else if !exists.exists([id]).store()? {
-            tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
-            continue;
         }
         let counted = i64::from(o.attempt.is_some());
-        let (state, next_at, last_error) = match &o.next {
+        if state != IN_FLIGHT {
+            // Replayed or settled meanwhile: keep the attempt, leave the state alone.
+            if counted == 1 {
+                count_only.execute([seq]).store()?;
+            }
+            continue;
+        }
+        let (next_state, next_at, last_error) = match &o.next {
             Next::Delivered => (DELIVERED, None, None),
             Next::Retry { at } => (
                 RETRYING,
@@ -204,8 +229,9 @@ pub(crate) fn complete(
             Next::Release { at } => (PENDING, Some(*at), None),
         };
         transition
-            .execute(params![state, next_at, counted, last_error, now, id])
+            .execute(params![counted, next_state, next_at, last_error, now, seq])
             .store()?;
+        counts.moved(&flow, &destination, IN_FLIGHT, next_state);
     }
     Ok(())
 }
@@ -219,7 +245,12 @@ fn attempt_error(a: &Attempt) -> Option<String> {
 }
 
 /// Puts every in-flight delivery back to pending, due at `now`.
-pub(crate) fn release_all_claims(conn: &Connection, now: Millis) -> StoreResult<u64> {
+pub(crate) fn release_all_claims(
+    conn: &Connection,
+    counts: &mut LaneDeltas,
+    now: Millis,
+) -> StoreResult<u64> {
+    count_by_lane(conn, counts, "WHERE d.state = 1", Vec::new(), PENDING)?;
     let n = conn
         .prepare_cached(
             "UPDATE deliveries SET state = ?1, next_attempt_at = ?2, updated_at = ?2 WHERE state = ?3",
@@ -231,9 +262,15 @@ pub(crate) fn release_all_claims(conn: &Connection, now: Millis) -> StoreResult<
 }
 
 /// Moves matching delivered/retrying/dead deliveries back to pending in a new round.
-pub(crate) fn replay(conn: &Connection, filter: &DeliveryFilter, now: Millis) -> StoreResult<u64> {
+pub(crate) fn replay(
+    conn: &Connection,
+    counts: &mut LaneDeltas,
+    filter: &DeliveryFilter,
+    now: Millis,
+) -> StoreResult<u64> {
     let mut f = FilterSql::new(filter);
     f.conditions.push("d.state IN (2, 3, 4)");
+    count_by_lane(conn, counts, &f.where_clause(), f.params.clone(), PENDING)?;
     let sql = format!(
         "UPDATE deliveries AS d SET state = 0, next_attempt_at = ?, round_attempts = 0,
              round_started_at = ?, replays = replays + 1, last_error = NULL, updated_at = ?
@@ -248,4 +285,29 @@ pub(crate) fn replay(conn: &Connection, filter: &DeliveryFilter, now: Millis) ->
         .execute(params_from_iter(params))
         .store()?;
     Ok(n as u64)
+}
+
+/// Record that every delivery matching `where_clause` moves to `to`, by lane and current state.
+fn count_by_lane(
+    conn: &Connection,
+    counts: &mut LaneDeltas,
+    where_clause: &str,
+    params: Vec<rusqlite::types::Value>,
+    to: i64,
+) -> StoreResult<()> {
+    let sql = format!(
+        "SELECT d.flow, d.destination, d.state, count(*) FROM deliveries AS d {where_clause}
+         GROUP BY d.flow, d.destination, d.state"
+    );
+    let mut stmt = conn.prepare_cached(&sql).store()?;
+    let mut rows = stmt.query(params_from_iter(params)).store()?;
+    while let Some(r) = rows.next().store()? {
+        let (flow, destination): (String, String) = (r.get(0).store()?, r.get(1).store()?);
+        let (state, n): (i64, i64) = (r.get(2).store()?, r.get(3).store()?);
+        if state != to {
+            counts.add(&flow, &destination, state, -n);
+            counts.add(&flow, &destination, to, n);
+        }
+    }
+    Ok(())
 }

@@ -21,10 +21,12 @@ use crate::{StoreError, StoreResult};
 ///   expired" claims. It is NULL once delivered or dead.
 /// - `deliveries.seq` (the rowid) is insertion order: the tie-breaker for "oldest first" and
 ///   the listing cursor position, stable across `VACUUM`.
-/// - `lane_state_counts` is kept by triggers so `lane_counts` costs O(lanes), not O(rows);
-///   the oldest waiting delivery per lane is one seek in `deliveries_lane_state`.
-/// - Listing and replay filters (state, flow + state, lane + state, time, event) each have
-///   an index that also yields receive-time order.
+/// - `lane_state_counts` is kept exact by the writer (net changes per batch, see `counts`),
+///   so `lane_counts` costs O(lanes), not O(rows); the oldest waiting delivery per lane is one
+///   seek in `deliveries_lane_state`.
+/// - Indexes are few on purpose: every state change rewrites the index entries that hold
+///   `state`, three times per delivered event. Listing and replay use the lane index, the
+///   receive-time index, the event index, or the partial index of dead letters (the DLQ).
 const V1: &str = r#"
 CREATE TABLE events (
     id          BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 16),
@@ -62,8 +64,7 @@ CREATE INDEX deliveries_due ON deliveries (flow, destination, next_attempt_at)
 CREATE INDEX deliveries_event ON deliveries (event_id);
 CREATE INDEX deliveries_received ON deliveries (received_at);
 CREATE INDEX deliveries_lane_state ON deliveries (flow, destination, state, received_at);
-CREATE INDEX deliveries_flow_state ON deliveries (flow, state, received_at);
-CREATE INDEX deliveries_state ON deliveries (state, received_at);
+CREATE INDEX deliveries_dead ON deliveries (received_at) WHERE state = 4;
 
 CREATE TABLE attempts (
     delivery_id      BLOB    NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
@@ -85,23 +86,6 @@ CREATE TABLE lane_state_counts (
     PRIMARY KEY (flow, destination, state)
 ) WITHOUT ROWID;
 
-CREATE TRIGGER deliveries_count_insert AFTER INSERT ON deliveries BEGIN
-    INSERT INTO lane_state_counts (flow, destination, state, n)
-        VALUES (NEW.flow, NEW.destination, NEW.state, 1)
-        ON CONFLICT (flow, destination, state) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER deliveries_count_update AFTER UPDATE OF state ON deliveries
-    WHEN OLD.state <> NEW.state BEGIN
-    UPDATE lane_state_counts SET n = n - 1
-        WHERE flow = OLD.flow AND destination = OLD.destination AND state = OLD.state;
-    INSERT INTO lane_state_counts (flow, destination, state, n)
-        VALUES (NEW.flow, NEW.destination, NEW.state, 1)
-        ON CONFLICT (flow, destination, state) DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER deliveries_count_delete AFTER DELETE ON deliveries BEGIN
-    UPDATE lane_state_counts SET n = n - 1
-        WHERE flow = OLD.flow AND destination = OLD.destination AND state = OLD.state;
-END;
 "#;
 
 /// Every migration, in order. Never edit a released entry; append a new one.

@@ -16,6 +16,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::codec::map_err;
+use super::counts::LaneDeltas;
 use crate::{StoreError, StoreResult};
 
 /// One unit of work for the writer. Implemented by [`Job`].
@@ -25,7 +26,7 @@ pub(crate) trait Command: Send {
     /// Runs inside the open batch transaction and keeps the result; with `isolated`, inside
     /// its own savepoint, so a failure undoes only this command. Returns whether it succeeded.
     /// May run twice (see [`run_batch`]), so the work must not consume its input.
-    fn run(&mut self, conn: &Connection, isolated: bool) -> bool;
+    fn run(&mut self, conn: &Connection, isolated: bool, deltas: &mut LaneDeltas) -> bool;
     /// Sends the kept result if the batch committed, else the batch error.
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
 }
@@ -41,7 +42,7 @@ pub(crate) struct Job<T, F> {
 impl<T, F> Job<T, F>
 where
     T: Send + 'static,
-    F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
+    F: Fn(&Connection, &mut LaneDeltas) -> StoreResult<T> + Send + 'static,
 {
     /// A command and the receiver of its answer.
     pub(crate) fn boxed(
@@ -62,19 +63,24 @@ where
 impl<T, F> Command for Job<T, F>
 where
     T: Send + 'static,
-    F: Fn(&Connection) -> StoreResult<T> + Send + 'static,
+    F: Fn(&Connection, &mut LaneDeltas) -> StoreResult<T> + Send + 'static,
 {
     fn cost(&self) -> usize {
         self.cost
     }
 
-    fn run(&mut self, conn: &Connection, isolated: bool) -> bool {
+    fn run(&mut self, conn: &Connection, isolated: bool, deltas: &mut LaneDeltas) -> bool {
+        // A command's count changes join the batch only if the command succeeded.
+        let mut own = LaneDeltas::default();
         let result = if isolated {
-            in_savepoint(conn, &self.work)
+            in_savepoint(conn, |c| (self.work)(c, &mut own))
         } else {
-            (self.work)(conn)
+            (self.work)(conn, &mut own)
         };
         let ok = result.is_ok();
+        if ok {
+            deltas.merge(own);
+        }
         self.result = Some(result);
         ok
     }
@@ -207,8 +213,9 @@ fn run_transaction(
     isolated: bool,
 ) -> StoreResult<bool> {
     exec(conn, "BEGIN IMMEDIATE")?;
+    let mut deltas = LaneDeltas::default();
     for cmd in batch.iter_mut() {
-        let ok = cmd.run(conn, isolated);
+        let ok = cmd.run(conn, isolated, &mut deltas);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full, ...).
             return Err(StoreError::Backend(
@@ -219,6 +226,10 @@ fn run_transaction(
             rollback(conn);
             return Ok(false);
         }
+    }
+    if let Err(e) = deltas.flush(conn) {
+        rollback(conn);
+        return Err(e);
     }
     if let Err(e) = exec(conn, "COMMIT") {
         rollback(conn);

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_store::{DeliveryFilter, DeliveryId, DeliveryState, EventId, Store, StoredEvent};
@@ -140,35 +139,24 @@ async fn list_deliveries(
     }))
 }
 
-async fn show_delivery(State(st): State<AdminState>, Path(id): Path<String>) -> Response {
-    let result: Result<DeliveryView, Problem> = async {
-        let id = parse_delivery_id(&id)?;
-        let detail = st
-            .store
-            .delivery(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "Not found",
-                    format!("no delivery {id}"),
-                )
-            })?;
-        let event = st
-            .store
-            .event(detail.summary.event_id)
-            .await
-            .map_err(store_error)?
-            .map(event_view);
-        Ok(DeliveryView { detail, event })
-    }
-    .await;
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(p) => p.into_response(),
-    }
+async fn show_delivery(
+    State(st): State<AdminState>,
+    Path(id): Path<String>,
+) -> ApiResult<DeliveryView> {
+    let id = parse_delivery_id(&id)?;
+    let detail = st
+        .store
+        .delivery(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| not_found(format!("no delivery {id}")))?;
+    let event = st
+        .store
+        .event(detail.summary.event_id)
+        .await
+        .map_err(store_error)?
+        .map(event_view);
+    Ok(Json(DeliveryView { detail, event }))
 }
 
 async fn show_event(State(st): State<AdminState>, Path(id): Path<String>) -> ApiResult<EventView> {
@@ -178,15 +166,12 @@ async fn show_event(State(st): State<AdminState>, Path(id): Path<String>) -> Api
         .event(id)
         .await
         .map_err(store_error)?
-        .ok_or_else(|| {
-            Problem::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "Not found",
-                format!("no event {id}"),
-            )
-        })?;
+        .ok_or_else(|| not_found(format!("no event {id}")))?;
     Ok(Json(event_view(ev)))
+}
+
+fn not_found(detail: String) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail)
 }
 
 fn event_view(ev: StoredEvent) -> EventView {
