@@ -39,7 +39,6 @@ CREATE TABLE events (
     payload     BLOB    NOT NULL
 );
 CREATE UNIQUE INDEX events_dedupe ON events (flow, dedupe_key) WHERE dedupe_key IS NOT NULL;
-CREATE INDEX events_received ON events (received_at);
 
 CREATE TABLE deliveries (
     seq              INTEGER PRIMARY KEY,
