@@ -4,19 +4,29 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// A problem answer. `code` is stable and machine-readable; `detail` is for humans.
-#[derive(Debug, Clone, Serialize)]
+/// A problem answer. `code` is stable and machine-readable (the `type` URI is derived from
+/// it); `detail` is for humans.
+#[derive(Debug, Clone)]
 pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: String,
     pub title: &'static str,
     pub status: u16,
     pub code: &'static str,
     pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub flow: Option<String>,
-    #[serde(skip)]
     pub retry_after_secs: Option<u64>,
+}
+
+/// The JSON body of a problem.
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flow: Option<&'a str>,
 }
 
 impl Problem {
@@ -28,7 +38,6 @@ impl Problem {
         detail: impl Into<String>,
     ) -> Self {
         Self {
-            kind: format!("urn:ferry:problem:{code}"),
             title,
             status: status.as_u16(),
             code,
@@ -54,7 +63,15 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&ProblemBody {
+            kind: format!("urn:ferry:problem:{}", self.code),
+            title: self.title,
+            status: self.status,
+            code: self.code,
+            detail: &self.detail,
+            flow: self.flow.as_deref(),
+        })
+        .unwrap_or_default();
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -112,8 +112,7 @@ fn demo_runs_by_itself_and_delivers() {
     assert!(stdout.contains("billing-events -> crm"), "{stdout}");
     let delivered: u64 = stdout
         .lines()
-        .filter(|l| l.contains("billing-events -> crm"))
-        .last()
+        .rfind(|l| l.contains("billing-events -> crm"))
         .and_then(|l| l.split("delivered").nth(1))
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())

@@ -213,9 +213,15 @@ pub async fn run_sender(
         }
         n += 1;
         let (event_id, body) = make_body(n);
-        let sends = if n % 25 == 0 { 2 } else { 1 };
+        let sends = if n.is_multiple_of(25) { 2 } else { 1 };
         for _ in 0..sends {
-            let req = sign(client.post(&url), &signing, &event_id, &body, n % 100 == 0);
+            let req = sign(
+                client.post(&url),
+                &signing,
+                &event_id,
+                &body,
+                n.is_multiple_of(100),
+            );
             let client_stats = stats.clone();
             tokio::spawn(async move {
                 client_stats.sent.fetch_add(1, Relaxed);

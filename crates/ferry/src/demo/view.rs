@@ -72,7 +72,7 @@ impl LiveView {
                     bar.tick();
                 }
             }
-            None if self.ticks % 2 == 0 => {
+            None if self.ticks.is_multiple_of(2) => {
                 println!("--- t={elapsed_secs}s");
                 for line in lines {
                     println!("{line}");
