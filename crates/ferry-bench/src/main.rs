@@ -10,6 +10,7 @@ mod ceiling;
 mod cli;
 mod clock;
 mod hub;
+mod metrics;
 mod payload;
 mod procfs;
 mod receiver;

@@ -83,6 +83,8 @@ pub fn loadavg_1m() -> Option<f64> {
 pub struct ThreadGroup {
     pub threads: u32,
     pub cpu_secs: f64,
+    /// Time spent runnable but waiting for a CPU (`schedstat`): CPU contention.
+    pub runqueue_wait_secs: f64,
 }
 
 pub fn thread_cpu(pid: &str) -> BTreeMap<String, ThreadGroup> {
@@ -95,20 +97,38 @@ pub fn thread_cpu(pid: &str) -> BTreeMap<String, ThreadGroup> {
             continue;
         };
         if let Some((name, secs)) = parse_stat(&stat) {
+            let wait = std::fs::read_to_string(entry.path().join("schedstat"))
+                .ok()
+                .and_then(|s| runqueue_wait_secs(&s))
+                .unwrap_or(0.0);
             let g = out.entry(name).or_insert(ThreadGroup {
                 threads: 0,
                 cpu_secs: 0.0,
+                runqueue_wait_secs: 0.0,
             });
             g.threads += 1;
             g.cpu_secs += secs;
+            g.runqueue_wait_secs += wait;
         }
     }
     out
 }
 
+/// Second field of `schedstat` (`on-cpu-ns runqueue-wait-ns timeslices`), in seconds.
+fn runqueue_wait_secs(schedstat: &str) -> Option<f64> {
+    let ns: f64 = schedstat.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedstat_wait() {
+        assert_eq!(runqueue_wait_secs("123 2500000000 7\n"), Some(2.5));
+        assert_eq!(runqueue_wait_secs("123"), None);
+    }
 
     #[test]
     fn stat_with_odd_name() {

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::metrics::Timing;
 use crate::procfs::ThreadGroup;
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,7 +161,8 @@ pub struct Drain {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HubUsage {
-    pub pid: u32,
+    /// Known in run mode, or with `load --hub-pid`.
+    pub pid: Option<u32>,
     /// `VmHWM` just before stopping.
     pub peak_rss_bytes: Option<u64>,
     pub rss_bytes: Option<u64>,
@@ -172,6 +174,8 @@ pub struct HubUsage {
     pub cpu_secs: Option<f64>,
     /// CPU seconds since start of its live threads, by thread name.
     pub threads: BTreeMap<String, ThreadGroup>,
+    /// Mean of every `*_seconds` histogram of its `/metrics` at the end (if reachable).
+    pub metrics: BTreeMap<String, Timing>,
     /// How it stopped (run mode).
     pub exit: Option<String>,
     pub stop_secs: Option<f64>,
@@ -327,7 +331,7 @@ impl Report {
             let _ = writeln!(
                 o,
                 "hub         pid {} · peak RSS {} · CPU cores {} sending, {} draining ({} CPU s)",
-                h.pid,
+                h.pid.map_or_else(|| "?".into(), |p| p.to_string()),
                 h.peak_rss_bytes.map_or_else(|| "?".into(), mib),
                 opt_cores(h.cpu_cores_sending),
                 opt_cores(h.cpu_cores_draining),
@@ -339,9 +343,22 @@ impl Report {
                 let list: Vec<String> = groups
                     .iter()
                     .filter(|(_, g)| g.cpu_secs > 0.0)
-                    .map(|(n, g)| format!("{n} ×{} {:.2}", g.threads, g.cpu_secs))
+                    .map(|(n, g)| {
+                        format!(
+                            "{n} ×{} {:.2} (waited {:.2} for a CPU)",
+                            g.threads, g.cpu_secs, g.runqueue_wait_secs
+                        )
+                    })
                     .collect();
                 let _ = writeln!(o, "            CPU s by thread: {}", list.join(", "));
+            }
+            if !h.metrics.is_empty() {
+                let list: Vec<String> = h
+                    .metrics
+                    .iter()
+                    .map(|(n, t)| format!("{n} {} (n {})", dur(t.mean_us.round() as u64), t.count))
+                    .collect();
+                let _ = writeln!(o, "            /metrics means: {}", list.join(", "));
             }
             if let Some(exit) = &h.exit {
                 let _ = writeln!(

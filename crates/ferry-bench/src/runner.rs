@@ -1,5 +1,6 @@
 //! `run` and `load`: send, drain, measure, report.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,13 +14,13 @@ use crate::cli::{DEFAULT_EVENTS, LoadArgs, LoadOpts, RunArgs};
 use crate::clock::{Clock, unix_secs};
 use crate::hub::{self, Hub, HubSpec};
 use crate::payload::{self, Template};
-use crate::procfs;
 use crate::receiver::{self, Sink, SinkStats};
 use crate::report::{
     BenchUsage, Drain, Events, HubUsage, Latencies, Latency, MachineUsage, Report, RunConfig,
     Throughput,
 };
 use crate::sender::{self, Plan, Shared, Target, WorkerResult};
+use crate::{metrics, procfs};
 
 /// Exit status when some accepted event never reached the receiver.
 const EXIT_UNDELIVERED: u8 = 3;
@@ -346,9 +347,10 @@ fn emit(report: &Report, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn hub_usage(pid: u32) -> HubUsage {
-    let p = pid.to_string();
-    let mem = procfs::memory(&p);
+/// What `/proc` says about the hub, if its pid is known.
+fn hub_usage(pid: Option<u32>) -> HubUsage {
+    let p = pid.map(|p| p.to_string());
+    let mem = p.as_deref().and_then(procfs::memory);
     HubUsage {
         pid,
         peak_rss_bytes: mem.map(|m| m.peak_rss_bytes),
@@ -356,7 +358,8 @@ fn hub_usage(pid: u32) -> HubUsage {
         cpu_cores_sending: None,
         cpu_cores_draining: None,
         cpu_secs: None,
-        threads: procfs::thread_cpu(&p),
+        threads: p.as_deref().map(procfs::thread_cpu).unwrap_or_default(),
+        metrics: BTreeMap::new(),
         exit: None,
         stop_secs: None,
         data_dir: None,
@@ -405,7 +408,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(hub.pid),
     )
     .await;
-    let mut usage = hub_usage(hub.pid);
+    let mut usage = hub_usage(Some(hub.pid));
+    usage.metrics = metrics::scrape(&target).await.unwrap_or_default();
     let alive = hub.running();
     let log = hub.log_path();
     let stopped = hub.stop().await;
@@ -472,7 +476,11 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         args.hub_pid,
     )
     .await?;
-    let usage = args.hub_pid.map(hub_usage);
+    let scraped = metrics::scrape(&target).await;
+    let usage = (args.hub_pid.is_some() || scraped.is_some()).then(|| HubUsage {
+        metrics: scraped.unwrap_or_default(),
+        ..hub_usage(args.hub_pid)
+    });
     let meta = Meta {
         mode: "load",
         target: &target,

@@ -9,9 +9,9 @@ use bytes::Bytes;
 use ferry_store::{AppendOutcome, DeliveryId, EventId, NewDelivery, NewEvent};
 use serde::{Deserialize, Serialize};
 
-use super::event_id::read_event_id;
+use super::inspect::{Inspected, inspect};
 use super::{IngressState, KEPT_HEADERS};
-use crate::assembly::{EventIdRule, IngressRoute};
+use crate::assembly::IngressRoute;
 use crate::clock::now_ms;
 use crate::problem::Problem;
 
@@ -82,21 +82,15 @@ async fn accept(
                 e.to_string(),
             )
         })?;
-    let needs_value =
-        route.event_type_pointer.is_some() || matches!(route.event_id, EventIdRule::JsonPointer(_));
-    let value = check_json(&payload, needs_value)?;
-    let dedupe_key = read_event_id(&route.event_id, headers, value.as_ref()).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "event_id_invalid",
-            "Event id unreadable",
-            e.0,
-        )
-    })?;
-    let event_type = match (&route.event_type_pointer, &value) {
-        (Some(ptr), Some(v)) => v.pointer(ptr).and_then(|t| t.as_str()).map(str::to_string),
-        _ => None,
-    };
+    let Inspected {
+        dedupe_key,
+        event_type,
+    } = inspect(
+        &payload,
+        &route.event_id,
+        headers,
+        route.event_type_pointer.as_deref(),
+    )?;
     let kept = KEPT_HEADERS
         .iter()
         .filter_map(|h| {
@@ -210,7 +204,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 
 /// Check the body is one JSON document. Parse it into a value only when something must be
 /// read from it; otherwise validate without building a tree.
-fn check_json(payload: &[u8], want_value: bool) -> Result<Option<serde_json::Value>, Problem> {
+pub(super) fn check_json(
+    payload: &[u8],
+    want_value: bool,
+) -> Result<Option<serde_json::Value>, Problem> {
     let malformed = |e: serde_json::Error| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -228,8 +225,53 @@ fn check_json(payload: &[u8], want_value: bool) -> Result<Option<serde_json::Val
             .map(Some)
             .map_err(malformed)
     } else {
-        serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+        serde_json::from_slice::<ValidJson>(payload)
             .map(|_| None)
             .map_err(malformed)
+    }
+}
+
+/// Validates a JSON document exactly as strictly as parsing it into a `Value` would (UTF-8,
+/// escapes such as lone surrogates, numbers in `f64` range) without building the tree.
+/// `serde::de::IgnoredAny` is not enough: it skips string contents and number ranges.
+struct ValidJson;
+
+impl<'de> serde::Deserialize<'de> for ValidJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValidJson)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ValidJson {
+    type Value = ValidJson;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(ValidJson)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<ValidJson>()?.is_some() {}
+        Ok(ValidJson)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        while map.next_entry::<ValidJson, ValidJson>()?.is_some() {}
+        Ok(ValidJson)
     }
 }

@@ -3,6 +3,7 @@
 
 mod event_id;
 mod handler;
+mod inspect;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use ferry_store::{LaneKey, Store};
 use crate::assembly::IngressRoute;
 
 pub use handler::AcceptedBody;
+pub use inspect::{Inspected, inspect};
 
 /// Wakes the delivery lane of a key after its deliveries were committed.
 pub type LaneWaker = Arc<dyn Fn(&LaneKey) + Send + Sync>;

@@ -1,0 +1,145 @@
+//! The body checks of an inbound webhook, after authentication and before the commit: the
+//! body must be one JSON document, the sender's event id must be readable, and the event type
+//! is read if the flow names a pointer. Pure (no I/O, no clock), so it is fuzzed
+//! (`fuzz/fuzz_targets/ingest_body.rs`) and benchmarked (`benches/ingest_body.rs`) as is.
+
+use axum::http::HeaderMap;
+use axum::http::StatusCode;
+
+use super::event_id::read_event_id;
+use super::handler::check_json;
+use crate::assembly::EventIdRule;
+use crate::problem::Problem;
+
+/// What ingress reads from an accepted body and its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    /// The sender's event id (the dedupe key), if the request carries one.
+    pub dedupe_key: Option<String>,
+    /// The string at the flow's event-type JSON pointer, if one is configured and present.
+    pub event_type: Option<String>,
+}
+
+/// Check `body` the way `POST /ingest/{path}` does: one JSON document (parsed into a tree
+/// only when the event id rule or `event_type_pointer` needs to read from it), then the
+/// sender's event id per `event_id`, then the event type.
+///
+/// Refusals are `400` problems: `malformed_json` or `event_id_invalid`. Never panics,
+/// whatever the body and headers hold.
+pub fn inspect(
+    body: &[u8],
+    event_id: &EventIdRule,
+    headers: &HeaderMap,
+    event_type_pointer: Option<&str>,
+) -> Result<Inspected, Problem> {
+    let needs_value =
+        event_type_pointer.is_some() || matches!(event_id, EventIdRule::JsonPointer(_));
+    let value = check_json(body, needs_value)?;
+    let dedupe_key = read_event_id(event_id, headers, value.as_ref()).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "event_id_invalid",
+            "Event id unreadable",
+            e.0,
+        )
+    })?;
+    let event_type = match (event_type_pointer, &value) {
+        (Some(ptr), Some(v)) => v.pointer(ptr).and_then(|t| t.as_str()).map(str::to_string),
+        _ => None,
+    };
+    Ok(Inspected {
+        dedupe_key,
+        event_type,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn reads_id_and_type_from_the_body() {
+        let got = inspect(
+            br#"{"id":"evt_1","type":"order.created"}"#,
+            &EventIdRule::JsonPointer("/id".into()),
+            &HeaderMap::new(),
+            Some("/type"),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            Inspected {
+                dedupe_key: Some("evt_1".into()),
+                event_type: Some("order.created".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn validates_without_a_tree_when_nothing_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert("webhook-id", HeaderValue::from_static("msg_1"));
+        let got = inspect(b"[1, 2, 3]", &EventIdRule::Default, &headers, None).unwrap();
+        assert_eq!(got.dedupe_key.as_deref(), Some("msg_1"));
+        assert_eq!(got.event_type, None);
+    }
+
+    #[test]
+    fn refuses_malformed_json_and_missing_ids() {
+        let err = inspect(b"{\"a\":", &EventIdRule::Default, &HeaderMap::new(), None).unwrap_err();
+        assert_eq!((err.status, err.code), (400, "malformed_json"));
+        let err = inspect(
+            b"{}",
+            &EventIdRule::JsonPointer("/id".into()),
+            &HeaderMap::new(),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!((err.status, err.code), (400, "event_id_invalid"));
+    }
+
+    /// Found by the `ingest_body` fuzz target (2026-11-24): the validate-only path
+    /// (`serde::de::IgnoredAny`) skipped strings without checking their UTF-8, so a body that
+    /// is not UTF-8, hence not JSON, was accepted whenever the flow read nothing from it.
+    #[test]
+    fn refuses_invalid_utf8_even_when_nothing_is_read() {
+        let body = b"{\"type\":\"order.created\",\"n\":[\"e,nul\x97,\"]}";
+        for (rule, pointer) in [
+            (EventIdRule::Default, None),
+            (EventIdRule::Default, Some("/type")),
+        ] {
+            let err = inspect(body, &rule, &HeaderMap::new(), pointer).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (400, "malformed_json"),
+                "{pointer:?}"
+            );
+        }
+    }
+
+    /// Whether a body is accepted must not depend on whether the flow reads from it.
+    fn accepted_both_ways(body: &[u8]) -> (bool, bool) {
+        let h = HeaderMap::new();
+        (
+            inspect(body, &EventIdRule::Default, &h, None).is_ok(),
+            inspect(body, &EventIdRule::Default, &h, Some("/type")).is_ok(),
+        )
+    }
+
+    /// Found by fuzzing: the validate-only path once accepted escaped lone surrogates, which
+    /// the tree parse refuses (`lone leading surrogate in hex escape`).
+    #[test]
+    fn lone_surrogates_are_judged_alike_on_both_paths() {
+        let (validated, parsed) = accepted_both_ways(br#"{"a":"\ud800"}"#);
+        assert_eq!(validated, parsed);
+    }
+
+    /// Found by fuzzing: the validate-only path once accepted numbers out of `f64` range such
+    /// as `1e999`, which the tree parse refuses (`number out of range`).
+    #[test]
+    fn out_of_range_numbers_are_judged_alike_on_both_paths() {
+        let (validated, parsed) = accepted_both_ways(br#"{"a":1e999}"#);
+        assert_eq!(validated, parsed);
+    }
+}
