@@ -56,10 +56,7 @@ impl Checker<'_> {
         message: String,
         help: Option<String>,
     ) {
-        let d = self
-            .sources
-            .at(Severity::Error, file, path, part, message, help);
-        self.diags.push(d);
+        self.push(Severity::Error, file, path, part, message, help);
     }
 
     /// A warning at `path` in `file`.
@@ -71,9 +68,19 @@ impl Checker<'_> {
         message: String,
         help: Option<String>,
     ) {
-        let d = self
-            .sources
-            .at(Severity::Warning, file, path, part, message, help);
+        self.push(Severity::Warning, file, path, part, message, help);
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        file: FileId,
+        path: &[&str],
+        part: Part,
+        message: String,
+        help: Option<String>,
+    ) {
+        let d = self.sources.at(severity, file, path, part, message, help);
         self.diags.push(d);
     }
 
