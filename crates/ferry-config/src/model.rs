@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::resilience::{
+    AutoPauseConfig, BacklogConfig, BatchConfig, CircuitBreakerConfig, NotificationSettings,
+    OrderingConfig, RateLimitConfig,
+};
 use crate::secret::SecretRef;
 
 /// The whole hub configuration, merged from every YAML file of the config directory.
@@ -48,6 +52,8 @@ pub struct Settings {
     pub ingress: IngressSettings,
     #[serde(default)]
     pub delivery: DeliverySettings,
+    #[serde(default)]
+    pub notifications: NotificationSettings,
 }
 
 impl Default for Settings {
@@ -58,6 +64,7 @@ impl Default for Settings {
             admin: AdminSettings::default(),
             ingress: IngressSettings::default(),
             delivery: DeliverySettings::default(),
+            notifications: NotificationSettings::default(),
         }
     }
 }
@@ -105,12 +112,20 @@ pub struct DeliverySettings {
     /// back to the store for the next start. Default 10s.
     #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// The egress allow-list (SSRF guard). Outbound calls to loopback, private, link-local,
+    /// CGNAT and cloud-metadata addresses are refused unless the address is in one of these
+    /// networks (`127.0.0.0/8`, `::1/128`, `10.1.2.3`) or the URL's host is named here
+    /// (`hooks.internal.example`). The check is made on the resolved address at connect
+    /// time. Applies to every destination; a destination may add its own entries.
+    #[serde(default)]
+    pub egress_allow: Vec<String>,
 }
 
 impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             shutdown_grace: default_shutdown_grace(),
+            egress_allow: Vec::new(),
         }
     }
 }
@@ -280,6 +295,24 @@ pub struct Destination {
     /// Most deliveries of this destination in flight at once (its bulkhead). Default 16.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// Circuit breaker (on by default).
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// Rate limit (none by default).
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Send several events per call (off by default).
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
+    /// Deliver events with the same key in acceptance order (off by default).
+    #[serde(default)]
+    pub ordering: Option<OrderingConfig>,
+    /// Bounded backlog: beyond it ingress answers 503 with `Retry-After`.
+    #[serde(default)]
+    pub backlog: BacklogConfig,
+    /// Pause the destination after it has failed continuously for a long time.
+    #[serde(default)]
+    pub auto_pause: AutoPauseConfig,
 }
 
 const fn default_concurrency() -> usize {
@@ -308,6 +341,10 @@ pub struct HttpDestination {
     /// `webhook-signature`). The `webhook-id` header is always sent, signed or not.
     #[serde(default)]
     pub signing: Option<OutboundSigning>,
+    /// Extra egress allow-list entries for this destination only (networks, addresses or
+    /// host names), added to `settings.delivery.egress_allow`.
+    #[serde(default)]
+    pub egress_allow: Vec<String>,
 }
 
 fn default_method() -> String {

@@ -4,6 +4,7 @@
 mod catalog;
 mod destinations;
 mod flows;
+mod resilience;
 mod rules;
 mod secrets;
 mod settings;
@@ -33,6 +34,7 @@ pub(crate) fn check(
     catalog::check(&mut checker);
     flows::check(&mut checker);
     destinations::check(&mut checker);
+    resilience::check(&mut checker);
     if opts.resolve_secrets {
         secrets::check(&mut checker);
     }

@@ -65,6 +65,16 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
             usage: Use::Plain,
         });
     }
+    if let (Some(file), Some(hook)) = (c.origins.settings, &config.settings.notifications.webhook)
+        && let Some(secret) = &hook.secret
+    {
+        out.push(Found {
+            file,
+            path: own(&["settings", "notifications", "webhook", "secret"]),
+            secret,
+            usage: Use::StandardWebhooks,
+        });
+    }
     for (flow, def) in &config.flows {
         let Some(file) = c.flow_file(flow) else {
             continue;

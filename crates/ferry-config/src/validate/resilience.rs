@@ -1,0 +1,211 @@
+//! Checks of each destination's resilience settings (breaker, rate limit, batching,
+//! ordering, backlog, auto-pause), of egress allow-lists and of owner notifications.
+
+use super::Checker;
+use super::rules;
+use crate::locate::Part;
+use crate::model::Destination;
+use crate::resilience::EgressAllow;
+use crate::sources::FileId;
+
+/// Most records one batch call may carry.
+pub(crate) const MAX_BATCH_ITEMS: usize = 10_000;
+
+pub(super) fn check(c: &mut Checker) {
+    if let Some(file) = c.origins.settings {
+        let settings = &c.config.settings;
+        egress(
+            c,
+            file,
+            &["settings", "delivery", "egress_allow"],
+            &settings.delivery.egress_allow,
+        );
+        if let Some(hook) = &settings.notifications.webhook
+            && let Err((message, help)) = rules::destination_url(&hook.url)
+        {
+            let path = ["settings", "notifications", "webhook", "url"];
+            c.error(file, &path, Part::Value, message, help);
+        }
+    }
+    for (flow, def) in &c.config.flows {
+        let Some(file) = c.flow_file(flow) else {
+            continue;
+        };
+        for (name, dest) in &def.destinations {
+            destination(c, file, flow, name, dest);
+        }
+    }
+}
+
+fn egress(c: &mut Checker, file: FileId, base: &[&str], entries: &[String]) {
+    for (i, entry) in entries.iter().enumerate() {
+        if let Err(message) = entry.parse::<EgressAllow>() {
+            let index = i.to_string();
+            let path: Vec<&str> = base.iter().copied().chain([index.as_str()]).collect();
+            let help = Some(
+                "e.g. `127.0.0.0/8`, `::1`, `10.1.2.3` or `hooks.internal.example`".to_string(),
+            );
+            c.error(file, &path, Part::Value, message, help);
+        }
+    }
+}
+
+fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Destination) {
+    let base = ["flows", flow, "destinations", name];
+    let at = |fields: &[&'static str]| -> Vec<&str> {
+        base.iter().copied().chain(fields.iter().copied()).collect()
+    };
+    let mut errors: Vec<(Vec<&str>, String, Option<String>)> = Vec::new();
+
+    egress(
+        c,
+        file,
+        &at(&["http", "egress_allow"]),
+        &dest.http.egress_allow,
+    );
+
+    let cb = &dest.circuit_breaker;
+    if !(cb.failure_ratio > 0.0 && cb.failure_ratio <= 1.0) {
+        errors.push((
+            at(&["circuit_breaker", "failure_ratio"]),
+            format!(
+                "failure_ratio must be more than 0 and at most 1, not {}",
+                cb.failure_ratio
+            ),
+            Some("e.g. `0.5` opens the breaker when more than half the calls fail".to_string()),
+        ));
+    }
+    if cb.min_requests == 0 {
+        errors.push((
+            at(&["circuit_breaker", "min_requests"]),
+            "min_requests must be at least 1".to_string(),
+            None,
+        ));
+    }
+    if cb.half_open_probes == 0 {
+        errors.push((
+            at(&["circuit_breaker", "half_open_probes"]),
+            "half_open_probes must be at least 1".to_string(),
+            None,
+        ));
+    }
+    for (field, value) in [("window", cb.window), ("cool_down", cb.cool_down)] {
+        if let Err((message, help)) = rules::positive(field, value) {
+            errors.push((at(&["circuit_breaker", field]), message, help));
+        }
+    }
+
+    if let Some(rl) = &dest.rate_limit {
+        if rl.requests == 0 {
+            errors.push((
+                at(&["rate_limit", "requests"]),
+                "requests must be at least 1".to_string(),
+                Some("to stop a destination, use `ferry pause`".to_string()),
+            ));
+        }
+        if let Err((message, help)) = rules::positive("per", rl.per) {
+            errors.push((at(&["rate_limit", "per"]), message, help));
+        }
+        if rl.burst == Some(0) {
+            errors.push((
+                at(&["rate_limit", "burst"]),
+                "burst must be at least 1".to_string(),
+                None,
+            ));
+        }
+        if let Some(Err((message, help))) = rl.key.as_deref().map(rules::json_pointer) {
+            errors.push((at(&["rate_limit", "key"]), message, help));
+        }
+    }
+
+    if let Some(batch) = &dest.batch {
+        if !(1..=MAX_BATCH_ITEMS).contains(&batch.max_items) {
+            errors.push((
+                at(&["batch", "max_items"]),
+                format!(
+                    "max_items must be between 1 and {MAX_BATCH_ITEMS}, not {}",
+                    batch.max_items
+                ),
+                None,
+            ));
+        }
+        if let Err((_, help)) = rules::body_bytes(batch.max_bytes) {
+            errors.push((
+                at(&["batch", "max_bytes"]),
+                format!(
+                    "max_bytes must be between {} (1 KiB) and {} (64 MiB), not {}",
+                    rules::MIN_BODY_BYTES,
+                    rules::MAX_BODY_BYTES,
+                    batch.max_bytes
+                ),
+                help,
+            ));
+        }
+        if batch.wrap.as_deref().is_some_and(|w| w.trim().is_empty()) {
+            errors.push((
+                at(&["batch", "wrap"]),
+                "wrap is empty".to_string(),
+                Some(
+                    "leave it out to send a JSON array, or name the field, e.g. `records`"
+                        .to_string(),
+                ),
+            ));
+        }
+        if let Some(Err((message, help))) = batch.failed_items.as_deref().map(rules::json_pointer) {
+            errors.push((at(&["batch", "failed_items"]), message, help));
+        }
+    }
+
+    if let Some(ordering) = &dest.ordering
+        && let Err((message, help)) = rules::json_pointer(&ordering.key)
+    {
+        errors.push((at(&["ordering", "key"]), message, help));
+    }
+
+    if dest.backlog.max_pending == 0 {
+        errors.push((
+            at(&["backlog", "max_pending"]),
+            "max_pending must be at least 1".to_string(),
+            None,
+        ));
+    }
+    if let Err((message, help)) = rules::positive("retry_after", dest.backlog.retry_after) {
+        errors.push((at(&["backlog", "retry_after"]), message, help));
+    }
+    if let Err((message, help)) = rules::positive("after", dest.auto_pause.after) {
+        errors.push((at(&["auto_pause", "after"]), message, help));
+    }
+
+    for (path, message, help) in errors {
+        c.error(file, &path, Part::Value, message, help);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::resilience::EgressAllow;
+
+    #[test]
+    fn egress_entries() {
+        assert!(matches!(
+            "127.0.0.0/8".parse::<EgressAllow>(),
+            Ok(EgressAllow::Network(_))
+        ));
+        assert!(matches!(
+            "::1".parse::<EgressAllow>(),
+            Ok(EgressAllow::Network(_))
+        ));
+        assert!(matches!(
+            "[fd00::1]".parse::<EgressAllow>(),
+            Ok(EgressAllow::Network(_))
+        ));
+        assert_eq!(
+            "Hooks.Internal.example".parse::<EgressAllow>(),
+            Ok(EgressAllow::Host("hooks.internal.example".to_string()))
+        );
+        assert!("10.0.0.0/33".parse::<EgressAllow>().is_err());
+        assert!("http://x".parse::<EgressAllow>().is_err());
+        assert!("".parse::<EgressAllow>().is_err());
+        assert!("a..b".parse::<EgressAllow>().is_err());
+    }
+}
