@@ -20,6 +20,7 @@
 
 mod describe;
 mod diagnostic;
+pub mod egress;
 mod files;
 mod load;
 mod locate;

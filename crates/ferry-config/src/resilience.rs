@@ -90,6 +90,9 @@ pub struct RateLimitConfig {
 }
 
 /// Batching: several deliveries sent as one call to an API that accepts many records.
+/// Each call is one request through the rate limit and the circuit breaker, so a rate limit
+/// counts calls, not records. Each record still has its own attempts, retries and
+/// dead-letter entry.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
@@ -99,20 +102,24 @@ pub struct BatchConfig {
     /// Most body bytes per call (a single larger record is sent alone). Default 1 MiB.
     #[serde(default = "default_batch_bytes")]
     pub max_bytes: usize,
-    /// How long a partial batch waits for more records. Default 1s.
+    /// How long a partial batch waits, from its first record, for more records. A call
+    /// waiting for the rate limit keeps taking records until it goes. Default 1s.
     #[serde(default = "default_linger", with = "humantime_serde")]
     pub linger: Duration,
     /// Body shape: without `wrap`, a JSON array of the events; with `wrap: records`, an
     /// object `{"records": [...]}`.
     #[serde(default)]
     pub wrap: Option<String>,
-    /// What a failed batch call does: `retry_batch` (default) retries the batch whole;
-    /// `split` retries each record in its own call.
+    /// What a failed batch call (no 2xx) does: `retry_batch` (default) gives every record
+    /// the call's result (retried later, in a batch again, or dead-lettered together);
+    /// `split` sends each record again at once in a call of its own, and each record takes
+    /// its own call's result. A 429 or a transport error is never split.
     #[serde(default)]
     pub on_failure: BatchFailure,
     /// JSON pointer into a 2xx response body to an array naming the records that failed,
     /// as zero-based indexes or objects with an `index` field (e.g. `/errors`). Those
-    /// records are retried alone; the others are delivered.
+    /// records are retried (in a later batch); the others are delivered. A 2xx body that
+    /// cannot be read counts every record delivered (with a warning in the log).
     #[serde(default)]
     pub failed_items: Option<String>,
 }
@@ -121,8 +128,10 @@ pub struct BatchConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BatchFailure {
+    /// Every record of the failed call is retried (or dead-lettered) with it.
     #[default]
     RetryBatch,
+    /// Every record of the failed call is sent again at once, alone.
     Split,
 }
 

@@ -17,7 +17,7 @@ flows:
     destinations:
       crm:
         system: crm
-        http: { url: \"http://localhost/x\" }
+        http: { url: \"http://hook.test/x\" }
         retyr: { max_attempts: 3 }
 ";
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", flows)]);
@@ -75,17 +75,17 @@ flows:
     source:
       webhook: { system: billing, signature: { none: {} }, bogus: 1 }
     destinations:
-      crm: { system: crm, http: { url: \"http://localhost/x\" } }
+      crm: { system: crm, http: { url: \"http://hook.test/x\" } }
   ok:
     source:
       webhook: { system: billing, signature: { none: {} } }
     destinations:
-      crm: { system: crm, http: { url: \"http://localhost/y\" } }
+      crm: { system: crm, http: { url: \"http://hook.test/y\" } }
   b:
     source:
       webhook: { system: billing, signature: { none: {} } }
     destinations:
-      crm: { system: crm, http: { url: \"http://localhost/z\", timeout: soon } }
+      crm: { system: crm, http: { url: \"http://hook.test/z\", timeout: soon } }
 ";
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", text)]);
     let errs = errors(load(tmp.path()));
@@ -157,7 +157,7 @@ flows:
       crm:
         system: crm
         http:
-          url: \"http://localhost/x\"
+          url: \"http://hook.test/x\"
           headers: { X-Key: { vault: x } }
 ";
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", text)]);
@@ -179,7 +179,7 @@ flows:
       crm:
         system: crm
         http:
-          url: \"http://localhost/x\"
+          url: \"http://hook.test/x\"
           headers: { X-Key: { vault: x } }
 ";
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", text)]);
@@ -190,7 +190,7 @@ flows:
 
 #[test]
 fn undeclared_system_is_located_at_the_reference() {
-    let text = flow("f", "http://localhost/x").replace("system: billing", "system: biling");
+    let text = flow("f", "http://hook.test/x").replace("system: billing", "system: biling");
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", &text)]);
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "flows.f.source.webhook.system");
@@ -205,8 +205,8 @@ fn undeclared_system_is_located_at_the_reference() {
 
 #[test]
 fn duplicate_webhook_path_across_files() {
-    let a = flow("a", "http://localhost/a");
-    let b = flow("b", "http://localhost/b")
+    let a = flow("a", "http://hook.test/a");
+    let b = flow("b", "http://hook.test/b")
         .replace("system: billing", "system: billing\n        path: a");
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("a.yaml", &a), ("b.yaml", &b)]);
     let errs = errors(load(tmp.path()));
@@ -239,8 +239,8 @@ fn bad_urls() {
 fn flow_defined_in_two_files() {
     let tmp = dir(&[
         ("systems.yaml", SYSTEMS),
-        ("a.yaml", &flow("f", "http://localhost/a")),
-        ("b.yaml", &flow("f", "http://localhost/b")),
+        ("a.yaml", &flow("f", "http://hook.test/a")),
+        ("b.yaml", &flow("f", "http://hook.test/b")),
     ]);
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "flows.f");
@@ -306,7 +306,7 @@ flows:
         system: nowhere
         concurrency: 0
         http:
-          url: \"http://localhost/x\"
+          url: \"http://hook.test/x\"
           method: post
           timeout: 1s
           connect_timeout: 2s

@@ -118,7 +118,7 @@ fn invalid_utf8_is_located() {
 /// panicking.
 #[test]
 fn truncated_and_mangled_files_never_panic() {
-    let full = format!("{SYSTEMS}{}", flow("f", "http://localhost/x"));
+    let full = format!("{SYSTEMS}{}", flow("f", "http://hook.test/x"));
     let tmp = dir(&[]);
     let path = tmp.path().join("c.yaml");
     let mut boundaries: Vec<usize> = full.char_indices().map(|(i, _)| i).collect();

@@ -34,6 +34,7 @@ flows:
         http:
           url: \"http://127.0.0.1:9101/hooks\"
           timeout: 10s
+          egress_allow: [127.0.0.0/8]
           headers:
             X-Source: ferry
             X-Token: { file: secrets/crm-token }
@@ -116,6 +117,7 @@ fn loads_values_and_defaults() {
     assert_eq!(crm.http.method, "POST");
     assert_eq!(crm.http.timeout, Duration::from_secs(10));
     assert_eq!(crm.http.connect_timeout, Duration::from_secs(5));
+    assert_eq!(crm.http.egress_allow, ["127.0.0.0/8"]);
     assert!(matches!(&crm.http.headers["X-Source"], HeaderValue::Literal(v) if v == "ferry"));
     assert!(matches!(
         &crm.http.headers["X-Token"],
@@ -145,7 +147,7 @@ fn loads_values_and_defaults() {
 fn settings_default_when_no_file_has_them() {
     let tmp = dir(&[(
         "all.yaml",
-        &format!("{SYSTEMS}{}", common::flow("f", "http://localhost/x")),
+        &format!("{SYSTEMS}{}", common::flow("f", "http://hook.test/x")),
     )]);
     let loaded = load(tmp.path()).expect("loads");
     assert_eq!(
@@ -161,7 +163,7 @@ fn empty_sections_and_comment_only_files_are_fine() {
         ("a.yaml", SYSTEMS),
         ("b.yaml", "# nothing here yet\n"),
         ("c.yaml", "flows:\n  # billing-to-crm: ...\n"),
-        ("d.yaml", &common::flow("f", "http://localhost/x")),
+        ("d.yaml", &common::flow("f", "http://hook.test/x")),
     ]);
     let loaded = load(tmp.path()).expect("loads");
     assert_eq!(loaded.config.flows.len(), 1);

@@ -16,7 +16,7 @@ flows:
     destinations:
       crm:
         system: crm
-        http: {{ url: \"http://localhost/x\" }}
+        http: {{ url: \"http://hook.test/x\" }}
 "
     )
 }
@@ -92,7 +92,7 @@ flows:
       crm:
         system: crm
         http:
-          url: \"http://localhost/x\"
+          url: \"http://hook.test/x\"
           headers: {{ Authorization: {{ env: {UNSET_VAR} }} }}
           signing: {{ standard_webhooks: {{ secret: {{ file: nope }} }} }}
 "

@@ -14,7 +14,7 @@ systems:
 ";
     let tmp = dir(&[
         ("systems.yaml", systems),
-        ("f.yaml", &flow("f", "http://localhost/x")),
+        ("f.yaml", &flow("f", "http://hook.test/x")),
     ]);
     let loaded = load(tmp.path()).expect("warnings do not fail the load");
     assert_eq!(loaded.warnings.len(), 1, "{:#?}", loaded.warnings);
@@ -35,7 +35,7 @@ fn flow_without_any_owner() {
     let systems = "systems:\n  billing: {}\n  crm: { owner: b }\n";
     let tmp = dir(&[
         ("systems.yaml", systems),
-        ("f.yaml", &flow("f", "http://localhost/x")),
+        ("f.yaml", &flow("f", "http://hook.test/x")),
     ]);
     let loaded = load(tmp.path()).expect("loads");
     assert_eq!(loaded.warnings.len(), 1, "{:#?}", loaded.warnings);
@@ -45,7 +45,7 @@ fn flow_without_any_owner() {
     assert_eq!((w.line, w.column), (2, 3));
 
     // An owner on the flow silences it.
-    let owned = flow("f", "http://localhost/x").replace("  f:\n", "  f:\n    owner: team-x\n");
+    let owned = flow("f", "http://hook.test/x").replace("  f:\n", "  f:\n    owner: team-x\n");
     let tmp = dir(&[("systems.yaml", systems), ("f.yaml", &owned)]);
     assert!(load(tmp.path()).expect("loads").warnings.is_empty());
 }
@@ -56,7 +56,7 @@ fn warnings_come_along_with_errors() {
     let broken = flow("g", "ftp://x");
     let tmp = dir(&[
         ("systems.yaml", systems),
-        ("f.yaml", &flow("f", "http://localhost/x")),
+        ("f.yaml", &flow("f", "http://hook.test/x")),
         ("g.yaml", &broken),
     ]);
     let err = load(tmp.path()).expect_err("g is broken");
@@ -66,9 +66,9 @@ fn warnings_come_along_with_errors() {
 
 #[test]
 fn literal_credential_header() {
-    let text = flow("f", "http://localhost/x").replace(
-        "http: { url: \"http://localhost/x\" }",
-        "http: { url: \"http://localhost/x\", headers: { Authorization: Bearer abc } }",
+    let text = flow("f", "http://hook.test/x").replace(
+        "http: { url: \"http://hook.test/x\" }",
+        "http: { url: \"http://hook.test/x\", headers: { Authorization: Bearer abc } }",
     );
     let tmp = dir(&[("systems.yaml", common::SYSTEMS), ("f.yaml", &text)]);
     let loaded = load(tmp.path()).expect("a warning, not an error");

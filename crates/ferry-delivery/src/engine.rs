@@ -5,13 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_store::{LaneKey, Store};
-use tokio::sync::Notify;
+use ferry_store::{LaneKey, LanePause, Store, StoreError};
+use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use crate::http::{HttpConnector, HttpTarget};
+use crate::batch::BatchSpec;
+use crate::gate::{Gate, GateSpec, GateStatus, LaneEvent, SharedGate};
+use crate::http::{HttpConnector, HttpTarget, now_millis};
 use crate::lane::{self, LaneConfig};
 use crate::retry::RetryPolicy;
 
@@ -25,9 +27,17 @@ pub struct LaneSpec {
     /// How failures are retried.
     pub retry: RetryPolicy,
     /// Sends in flight at once (the bulkhead). The lane holds at most twice this many
-    /// claimed deliveries in memory. Must be at least 1.
+    /// claimed deliveries in memory (batching: `max_items × (concurrency + 1)`). Must be at
+    /// least 1.
     pub concurrency: usize,
+    /// Circuit breaker, rate limit and auto-pause.
+    pub gate: GateSpec,
+    /// Send several deliveries per call ([`BatchSpec`]); `None` sends each alone.
+    pub batch: Option<BatchSpec>,
 }
+
+/// Lane events kept for subscribers that fall behind.
+const EVENT_BUFFER: usize = 256;
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,15 +72,36 @@ pub enum EngineError {
         #[source]
         source: reqwest::Error,
     },
+    /// The lanes' pause states could not be read.
+    #[error("cannot read the lanes' pause states: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// Why a pause or resume did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No such lane.
+    #[error("no delivery lane {flow}/{destination}")]
+    UnknownLane {
+        /// The flow asked for.
+        flow: String,
+        /// The destination asked for.
+        destination: String,
+    },
+    /// The store could not record it; nothing changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Runs the delivery lanes: `store -> lanes -> connector -> outcome back to the store`.
 ///
 /// Dropping the engine without [`DeliveryEngine::shutdown`] stops it hard: sends are
 /// aborted and their claims released in the background.
-#[derive(Debug)]
 pub struct DeliveryEngine {
+    store: Arc<dyn Store>,
     wakers: HashMap<LaneKey, Arc<Notify>>,
+    gates: HashMap<LaneKey, SharedGate>,
+    events: broadcast::Sender<LaneEvent>,
     /// Cancelled: stop claiming. A child of `abort`.
     stop: CancellationToken,
     /// Cancelled: abort in-flight sends.
@@ -78,17 +109,30 @@ pub struct DeliveryEngine {
     lanes: Vec<(LaneKey, JoinHandle<()>)>,
 }
 
+impl std::fmt::Debug for DeliveryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryEngine")
+            .field("lanes", &self.wakers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl DeliveryEngine {
     /// Spawn one lane task per spec on the current tokio runtime.
     ///
     /// Every spec is checked and every HTTP client built before any lane starts, so an
-    /// error starts nothing. Metrics are emitted through the `metrics` facade at each
-    /// attempt, so a recorder installed before or after `start` sees them.
-    pub fn start(
+    /// error starts nothing. Lanes paused in the store start paused. Metrics are emitted
+    /// through the `metrics` facade at each attempt, so a recorder installed before or
+    /// after `start` sees them.
+    pub async fn start(
         store: Arc<dyn Store>,
         lanes: Vec<LaneSpec>,
     ) -> Result<DeliveryEngine, EngineError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
+        let mut pauses: HashMap<LaneKey, LanePause> =
+            store.lane_pauses().await?.into_iter().collect();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let mut gates = HashMap::with_capacity(lanes.len());
         let abort = CancellationToken::new();
         let stop = abort.child_token();
         let mut wakers = HashMap::with_capacity(lanes.len());
@@ -99,6 +143,8 @@ impl DeliveryEngine {
                 target,
                 retry,
                 concurrency,
+                gate,
+                batch,
             } = spec;
             if concurrency == 0 {
                 return Err(EngineError::ZeroConcurrency {
@@ -124,6 +170,13 @@ impl DeliveryEngine {
             };
             let wake = Arc::new(Notify::new());
             wakers.insert(key.clone(), wake.clone());
+            let gate = Arc::new(Gate::new(
+                key.clone(),
+                gate,
+                pauses.remove(&key),
+                events.clone(),
+            ));
+            gates.insert(key.clone(), gate.clone());
             configs.push(LaneConfig {
                 store: store.clone(),
                 key,
@@ -134,6 +187,8 @@ impl DeliveryEngine {
                 stop: stop.clone(),
                 abort: abort.clone(),
                 idle_poll: lane::IDLE_POLL,
+                gate,
+                batch,
             });
         }
         let lanes = configs
@@ -145,7 +200,10 @@ impl DeliveryEngine {
             })
             .collect();
         Ok(DeliveryEngine {
+            store,
             wakers,
+            gates,
+            events,
             stop,
             abort,
             lanes,
@@ -163,6 +221,59 @@ impl DeliveryEngine {
     /// The lanes this engine runs.
     pub fn lanes(&self) -> impl Iterator<Item = &LaneKey> {
         self.wakers.keys()
+    }
+
+    /// Lane events (breaker transitions, pauses, resumes) from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<LaneEvent> {
+        self.events.subscribe()
+    }
+
+    /// Every lane's gate: breaker, hold, pause, rate-limit waits. Sorted by lane.
+    pub fn status(&self) -> Vec<(LaneKey, GateStatus)> {
+        let mut out: Vec<_> = self
+            .gates
+            .iter()
+            .map(|(key, gate)| (key.clone(), gate.status()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Pause a lane: it stops sending (in-flight calls finish) and its deliveries wait,
+    /// durably, until [`DeliveryEngine::resume`]. Returns `false` if it was already paused.
+    pub async fn pause(&self, lane: &LaneKey, reason: &str) -> Result<bool, ControlError> {
+        let gate = self.gate(lane)?;
+        if gate.is_paused() {
+            return Ok(false);
+        }
+        let pause = LanePause {
+            since: now_millis(),
+            reason: reason.to_string(),
+        };
+        self.store.set_lane_pause(lane, Some(pause.clone())).await?;
+        gate.set_paused(Some(pause));
+        Ok(true)
+    }
+
+    /// Resume a paused lane. Returns `false` if it was not paused.
+    pub async fn resume(&self, lane: &LaneKey) -> Result<bool, ControlError> {
+        let gate = self.gate(lane)?;
+        if !gate.is_paused() {
+            return Ok(false);
+        }
+        self.store.set_lane_pause(lane, None).await?;
+        gate.set_paused(None);
+        self.wake(lane);
+        Ok(true)
+    }
+
+    fn gate(&self, lane: &LaneKey) -> Result<&SharedGate, ControlError> {
+        self.gates
+            .get(lane)
+            .ok_or_else(|| ControlError::UnknownLane {
+                flow: lane.flow.clone(),
+                destination: lane.destination.clone(),
+            })
     }
 
     /// Graceful stop: stop claiming, let in-flight deliveries finish for up to `grace`,

@@ -1,5 +1,6 @@
 //! The HTTP connector: sends one claimed delivery to an HTTP endpoint, signed per Standard
-//! Webhooks, and reports what happened without ever trusting the response.
+//! Webhooks, and reports what happened without ever trusting the response. Every call goes
+//! through the SSRF guard ([`crate::egress`]).
 
 use std::error::Error as _;
 use std::fmt;
@@ -11,6 +12,9 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AF
 use reqwest::{Method, Url};
 
 use crate::classify::{Verdict, classify_status, parse_retry_after, status_class};
+use crate::egress::{
+    EGRESS_REFUSED, EgressPolicy, EgressRefused, guarded_client_builder, refusal_of,
+};
 use crate::outcome::AttemptResult;
 
 /// How many bytes of a response body are kept as the attempt's excerpt. Reading stops there.
@@ -46,6 +50,9 @@ pub struct HttpTarget {
     pub connect_timeout: Duration,
     /// When set, every request carries a Standard Webhooks `webhook-signature`.
     pub signing_key: Option<SigningKey>,
+    /// The SSRF guard's allow-list: which non-public networks and host names this target
+    /// may reach. [`EgressPolicy::new`] allows public addresses only.
+    pub egress: EgressPolicy,
 }
 
 impl fmt::Debug for HttpTarget {
@@ -64,6 +71,7 @@ impl fmt::Debug for HttpTarget {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("signed", &self.signing_key.is_some())
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -74,21 +82,31 @@ impl fmt::Debug for HttpTarget {
 pub struct HttpConnector {
     client: reqwest::Client,
     target: HttpTarget,
+    /// Set when the URL's host is an address literal the egress policy refuses: every
+    /// attempt then fails with it, without a connection.
+    refused: Option<EgressRefused>,
 }
 
 impl HttpConnector {
-    /// Build the connector and its client: redirects off, no proxy, the target's timeouts,
-    /// up to `pool_size` idle connections kept per host.
+    /// Build the connector and its client: guarded by the target's egress policy,
+    /// redirects off, no proxy, the target's timeouts, up to `pool_size` idle connections
+    /// kept per host.
+    ///
+    /// A URL whose host is an address literal the policy refuses does not fail here: each
+    /// attempt fails instead, as [`EGRESS_REFUSED`], so the deliveries reach the dead-letter
+    /// queue with the reason.
     pub fn new(target: HttpTarget, pool_size: usize) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .user_agent(USER_AGENT)
+        let client = guarded_client_builder(target.egress.clone())
             .timeout(target.timeout)
             .connect_timeout(target.connect_timeout)
             .pool_max_idle_per_host(pool_size.max(1))
             .build()?;
-        Ok(HttpConnector { client, target })
+        let refused = target.egress.check_literal(&target.url).err();
+        Ok(HttpConnector {
+            client,
+            target,
+            refused,
+        })
     }
 
     /// The target this connector sends to.
@@ -102,6 +120,9 @@ impl HttpConnector {
         let wall = SystemTime::now();
         let started_at = unix_millis(wall);
         let clock = Instant::now();
+        if let Some(refused) = &self.refused {
+            return refused_attempt(started_at, clock, refused);
+        }
         let headers = self.request_headers(delivery, unix_secs(wall));
         let request = self
             .client
@@ -137,6 +158,9 @@ impl HttpConnector {
                 }
             }
             Err(err) => {
+                if let Some(refused) = refusal_of(&err) {
+                    return refused_attempt(started_at, clock, refused);
+                }
                 let (error_class, verdict) = classify_error(&err);
                 AttemptResult {
                     started_at,
@@ -175,6 +199,19 @@ impl HttpConnector {
             headers.insert(TRACEPARENT, traceparent);
         }
         headers
+    }
+}
+
+/// The result of an attempt the egress guard refused: permanent, no status.
+fn refused_attempt(started_at: Millis, clock: Instant, refused: &EgressRefused) -> AttemptResult {
+    AttemptResult {
+        started_at,
+        latency: clock.elapsed(),
+        status: None,
+        verdict: Verdict::Permanent,
+        error_class: EGRESS_REFUSED,
+        error: Some(truncate(format!("egress refused: {refused}"))),
+        response_excerpt: None,
     }
 }
 
@@ -244,6 +281,11 @@ fn describe_error(err: reqwest::Error) -> String {
         }
         source = cause.source();
     }
+    truncate(text)
+}
+
+/// At most [`MAX_ERROR_TEXT`] bytes, cut at a character boundary.
+fn truncate(mut text: String) -> String {
     if text.len() > MAX_ERROR_TEXT {
         let mut end = MAX_ERROR_TEXT;
         while !text.is_char_boundary(end) {
@@ -270,4 +312,135 @@ fn unix_secs(t: SystemTime) -> i64 {
 /// Now, in milliseconds since the Unix epoch.
 pub(crate) fn now_millis() -> Millis {
     unix_millis(SystemTime::now())
+}
+
+/// Batch calls: one request carrying several records (see [`crate::batch`]).
+impl HttpConnector {
+    /// Make one batch call: `body` (the records as one JSON document) with `id` as
+    /// `webhook-id` and `idempotency-key`, signed per Standard Webhooks when the target has
+    /// a key, `content-type` the target's or `application/json`. Never fails: errors are
+    /// part of the [`AttemptResult`], classified like a single delivery's.
+    ///
+    /// With `keep_body > 0`, a `2xx` response body of at most `keep_body` bytes is returned
+    /// whole (`None` when it was larger or could not be read).
+    pub(crate) async fn send_batch(
+        &self,
+        id: &str,
+        body: bytes::Bytes,
+        keep_body: usize,
+    ) -> (AttemptResult, Option<bytes::Bytes>) {
+        let wall = SystemTime::now();
+        let started_at = unix_millis(wall);
+        let clock = Instant::now();
+        if let Some(refused) = &self.refused {
+            return (refused_attempt(started_at, clock, refused), None);
+        }
+        let headers = self.batch_headers(id, unix_secs(wall), &body);
+        let request = self
+            .client
+            .request(self.target.method.clone(), self.target.url.clone())
+            .headers(headers)
+            .body(body);
+        match request.send().await {
+            Ok(mut response) => {
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let keep = if (200..300).contains(&status) {
+                    keep_body
+                } else {
+                    0
+                };
+                let (excerpt, kept) = read_body(&mut response, keep).await;
+                drop(response);
+                let verdict = match classify_status(status) {
+                    Verdict::Retry { .. } => Verdict::Retry { retry_after },
+                    other => other,
+                };
+                let error = match verdict {
+                    Verdict::Delivered => None,
+                    _ => Some(describe_status(status)),
+                };
+                let result = AttemptResult {
+                    started_at,
+                    latency: clock.elapsed(),
+                    status: Some(status),
+                    verdict,
+                    error_class: status_class(status),
+                    error,
+                    response_excerpt: excerpt,
+                };
+                (result, kept)
+            }
+            Err(err) => {
+                if let Some(refused) = refusal_of(&err) {
+                    return (refused_attempt(started_at, clock, refused), None);
+                }
+                let (error_class, verdict) = classify_error(&err);
+                let result = AttemptResult {
+                    started_at,
+                    latency: clock.elapsed(),
+                    status: None,
+                    verdict,
+                    error_class,
+                    error: Some(describe_error(err)),
+                    response_excerpt: None,
+                };
+                (result, None)
+            }
+        }
+    }
+
+    fn batch_headers(&self, id: &str, timestamp: i64, body: &[u8]) -> HeaderMap {
+        let mut headers = self.target.headers.clone();
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        // `bat_` + hex digits: always a valid header value.
+        if let Ok(value) = HeaderValue::from_str(id) {
+            headers.insert(WEBHOOK_ID, value.clone());
+            headers.insert(IDEMPOTENCY_KEY, value);
+        }
+        headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+        if let Some(key) = &self.target.signing_key {
+            let signature = ferry_signature::standard_webhooks::sign(key, id, timestamp, body);
+            if let Ok(value) = HeaderValue::from_str(&signature) {
+                headers.insert(WEBHOOK_SIGNATURE, value);
+            }
+        }
+        headers
+    }
+}
+
+/// Read the body up to `max(keep, RESPONSE_EXCERPT_BYTES)` bytes. Returns the excerpt
+/// (its first [`RESPONSE_EXCERPT_BYTES`]) and, when `keep > 0` and the whole body fit in
+/// `keep` bytes, the body.
+async fn read_body(
+    response: &mut reqwest::Response,
+    keep: usize,
+) -> (Option<String>, Option<bytes::Bytes>) {
+    let limit = keep.max(RESPONSE_EXCERPT_BYTES);
+    let mut buf: Vec<u8> = Vec::new();
+    let complete = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    let take = limit - buf.len();
+                    buf.extend_from_slice(&chunk[..take]);
+                    break false;
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break true,
+            Err(_) => break false,
+        }
+    };
+    let excerpt = (!buf.is_empty()).then(|| {
+        String::from_utf8_lossy(&buf[..buf.len().min(RESPONSE_EXCERPT_BYTES)]).into_owned()
+    });
+    let kept = (keep > 0 && complete).then(|| bytes::Bytes::from(buf));
+    (excerpt, kept)
 }

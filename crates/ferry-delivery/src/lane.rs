@@ -4,11 +4,17 @@
 //!
 //! Memory is bounded by the *prefetch*: a lane holds at most `2 × concurrency` claimed
 //! deliveries at a time (queued for a send permit, in flight, or with their outcome waiting
-//! to be committed). A claimed delivery gives its prefetch slot back only once its outcome
-//! is durable, so the backlog stays on disk however large it grows.
+//! to be committed); a batching lane `max_items × (concurrency + 1)`, one full batch per send
+//! plus the one being filled. A claimed delivery gives its prefetch slot back only once its
+//! outcome is durable, so the backlog stays on disk however large it grows.
+//!
+//! A batching lane ([`BatchSpec`]) hands its claimed deliveries to [`batched`] instead of
+//! sending each in a task of its own.
+
+mod batched;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ferry_store::{ClaimedDelivery, DeliveryOutcome, LaneKey, Millis, Next, Store, StoreError};
 use metrics::Label;
@@ -17,8 +23,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use crate::batch::BatchSpec;
+use crate::gate::{Admit, SharedGate};
 use crate::http::{HttpConnector, now_millis};
-use crate::outcome::{OutcomeKind, decide};
+use crate::outcome::{AttemptResult, OutcomeKind, decide};
 use crate::retry::RetryPolicy;
 
 /// Claimed-but-unfinished deliveries a lane may hold, per unit of concurrency.
@@ -60,10 +68,16 @@ pub(crate) struct LaneConfig {
     pub abort: CancellationToken,
     /// Longest idle sleep ([`IDLE_POLL`]; tests make it long to prove the wake-ups work).
     pub idle_poll: Duration,
+    /// Breaker, rate limit, 429 hold and pause: consulted before claiming and sending.
+    pub gate: SharedGate,
+    /// Send several deliveries per call.
+    pub batch: Option<BatchSpec>,
 }
 
 /// What a delivery task shares with its lane.
 struct Ctx {
+    store: Arc<dyn Store>,
+    gate: SharedGate,
     key: LaneKey,
     connector: HttpConnector,
     retry: RetryPolicy,
@@ -93,16 +107,29 @@ pub(crate) async fn run(cfg: LaneConfig) {
         stop,
         abort,
         idle_poll,
+        gate,
+        batch,
     } = cfg;
     let concurrency = concurrency.max(1);
-    let prefetch = concurrency.saturating_mul(PREFETCH_FACTOR);
     let timeout = connector.target().timeout;
-    let lease = timeout.saturating_mul(2).saturating_add(LEASE_MARGIN);
+    let mut lease = timeout.saturating_mul(2).saturating_add(LEASE_MARGIN);
+    let mut prefetch = concurrency.saturating_mul(PREFETCH_FACTOR);
+    if let Some(spec) = &batch {
+        // One full batch per send plus the one being filled; records may linger first.
+        prefetch = prefetch.max(spec.max_items.max(1).saturating_mul(concurrency + 1));
+        lease = lease.saturating_add(spec.linger);
+    }
+    let batch = batch.map(|spec| {
+        let queue = Arc::new(std::sync::Mutex::new(batched::BatchQueue::new(&spec)));
+        (Arc::new(spec), queue)
+    });
     let ctx = Arc::new(Ctx {
         labels: vec![
             Label::new("flow", key.flow.clone()),
             Label::new("destination", key.destination.clone()),
         ],
+        store: store.clone(),
+        gate: gate.clone(),
         key: key.clone(),
         connector,
         retry,
@@ -113,21 +140,57 @@ pub(crate) async fn run(cfg: LaneConfig) {
     });
     let slots = Arc::new(Semaphore::new(prefetch));
     let (tx, rx) = mpsc::channel::<Finished>(prefetch);
-    let flusher = tokio::spawn(flush(store.clone(), key.clone(), rx, wake.clone()));
+    let flusher = tokio::spawn(flush(
+        store.clone(),
+        key.clone(),
+        rx,
+        wake.clone(),
+        gate.ordered(),
+    ));
     let mut tasks = JoinSet::new();
     let mut backoff = StoreBackoff::default();
 
     loop {
         reap(&mut tasks, &key);
+        // Batching: the open batch has lingered long enough, give it a sender. Until then,
+        // every wait below also ends at its deadline.
+        let linger = match &batch {
+            Some((spec, queue)) => {
+                if batched::lock(queue).expire(Instant::now()) {
+                    tasks.spawn(batched::send_next(
+                        ctx.clone(),
+                        spec.clone(),
+                        queue.clone(),
+                        tx.clone(),
+                    ));
+                }
+                batched::lock(queue).deadline()
+            }
+            None => None,
+        };
+        // Paused, held by a 429, or breaker open: claim nothing until that passes. Half-open:
+        // claim only as many as may probe.
+        let ready = tokio::select! {
+            ready = gate.ready_to_claim(&stop) => ready,
+            _ = sleep_until(linger) => continue,
+        };
+        let Ok(limit) = ready else {
+            break;
+        };
+        let limit = limit.unwrap_or(prefetch).min(prefetch);
+        if limit == 0 {
+            continue;
+        }
         // Reserve prefetch slots: wait for one, then take whatever else is free.
         let first = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             slot = slots.clone().acquire_owned() => slot,
+            _ = sleep_until(linger) => continue,
         };
         let Ok(first) = first else { break };
         let mut free = vec![first];
-        while free.len() < prefetch {
+        while free.len() < limit {
             match slots.clone().try_acquire_owned() {
                 Ok(slot) => free.push(slot),
                 Err(_) => break,
@@ -153,15 +216,41 @@ pub(crate) async fn run(cfg: LaneConfig) {
         };
         let got = claimed.len();
         let full = got >= wanted;
-        for delivery in claimed {
-            let slot = free.pop();
-            tasks.spawn(deliver(
-                ctx.clone(),
-                delivery,
-                slot,
-                lease_until,
-                tx.clone(),
-            ));
+        if let Some((spec, queue)) = &batch {
+            let senders: usize = {
+                let mut queue = batched::lock(queue);
+                let now = Instant::now();
+                claimed
+                    .into_iter()
+                    .map(|delivery| {
+                        let member = batched::Member {
+                            delivery,
+                            slot: free.pop(),
+                            lease_until,
+                        };
+                        queue.push(member, now)
+                    })
+                    .sum()
+            };
+            for _ in 0..senders {
+                tasks.spawn(batched::send_next(
+                    ctx.clone(),
+                    spec.clone(),
+                    queue.clone(),
+                    tx.clone(),
+                ));
+            }
+        } else {
+            for delivery in claimed {
+                let slot = free.pop();
+                tasks.spawn(deliver(
+                    ctx.clone(),
+                    delivery,
+                    slot,
+                    lease_until,
+                    tx.clone(),
+                ));
+            }
         }
         drop(free);
         if full {
@@ -183,15 +272,22 @@ pub(crate) async fn run(cfg: LaneConfig) {
                 }
             }
         };
+        if got == 0 {
+            gate.retain_recent();
+        }
         let pause = next_due.map_or(idle_poll, |at| {
             let ms = at.saturating_sub(now_millis()).max(0);
             Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
                 .clamp(MIN_IDLE, idle_poll.max(MIN_IDLE))
         });
+        let linger = batch
+            .as_ref()
+            .and_then(|(_, queue)| batched::lock(queue).deadline());
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = wake.notified() => {}
             _ = tokio::time::sleep(pause) => {}
+            _ = sleep_until(linger) => {}
         }
     }
 
@@ -199,6 +295,19 @@ pub(crate) async fn run(cfg: LaneConfig) {
     // aborted and released when `abort` fires). Then the flusher commits what is left.
     while let Some(joined) = tasks.join_next().await {
         log_panic(joined, &key);
+    }
+    if let Some((_, queue)) = &batch {
+        // Records of a batch that never got a sender.
+        let left = batched::lock(queue).drain();
+        for member in left {
+            let outcome = release(&member.delivery);
+            let _ = tx
+                .send(Finished {
+                    outcome,
+                    slot: member.slot,
+                })
+                .await;
+        }
     }
     drop(tx);
     if let Err(err) = flusher.await {
@@ -229,11 +338,18 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
     let Some(permit) = permit else {
         return release(delivery);
     };
+    let probe = match ctx.gate.admit(delivery, &ctx.stop).await {
+        Admit::Go { probe } => probe,
+        Admit::Paused | Admit::Stopped => return release(delivery),
+    };
     let latest_start = lease_until
         .saturating_sub(ctx.timeout_ms)
         .saturating_sub(duration_millis(LEASE_SAFETY));
     if now_millis() > latest_start {
         debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, "lease too close to its end; releasing instead of sending");
+        if probe {
+            ctx.gate.cancel_probe();
+        }
         return release(delivery);
     }
     let in_flight = metrics::gauge!("ferry_delivery_in_flight", ctx.labels.iter());
@@ -247,13 +363,30 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
     drop(permit);
     let Some(result) = result else {
         debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, "send aborted by shutdown; releasing");
+        if probe {
+            ctx.gate.cancel_probe();
+        }
         return release(delivery);
     };
+    if let Some(pause) = ctx.gate.record(&result, probe) {
+        auto_pause(ctx, pause).await;
+    }
     metrics::histogram!("ferry_delivery_attempt_duration_seconds", ctx.labels.iter())
         .record(result.latency.as_secs_f64());
+    conclude(ctx, delivery, result, &mut rand::rng())
+}
+
+/// Decide where `delivery` goes after an attempt that produced `result` (the gate has
+/// already learnt from the call), count and log the attempt. `rng` draws the backoff jitter.
+fn conclude(
+    ctx: &Ctx,
+    delivery: &ClaimedDelivery,
+    result: AttemptResult,
+    rng: &mut impl rand::Rng,
+) -> DeliveryOutcome {
     let (status, class, latency) = (result.status, result.error_class, result.latency);
     let error = result.error.clone();
-    let decision = decide(delivery, &ctx.retry, result, now_millis(), &mut rand::rng());
+    let decision = decide(delivery, &ctx.retry, result, now_millis(), rng);
     let mut labels = ctx.labels.clone();
     labels.push(Label::new("outcome", decision.kind.as_str()));
     metrics::counter!("ferry_delivery_attempts_total", labels).increment(1);
@@ -281,6 +414,21 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
     decision.outcome
 }
 
+/// Make an auto-pause durable, then apply it. If the store refuses, the lane keeps going
+/// (and tries again at its next failure): a pause is never only in memory.
+async fn auto_pause(ctx: &Ctx, pause: ferry_store::LanePause) {
+    match ctx
+        .store
+        .set_lane_pause(&ctx.key, Some(pause.clone()))
+        .await
+    {
+        Ok(()) => ctx.gate.set_paused(Some(pause)),
+        Err(err) => {
+            error!(flow = %ctx.key.flow, destination = %ctx.key.destination, error = %err, "recording the auto-pause failed; the lane keeps delivering");
+        }
+    }
+}
+
 fn release(delivery: &ClaimedDelivery) -> DeliveryOutcome {
     DeliveryOutcome {
         id: delivery.id,
@@ -297,6 +445,7 @@ async fn flush(
     key: LaneKey,
     mut rx: mpsc::Receiver<Finished>,
     wake: Arc<Notify>,
+    ordered: bool,
 ) {
     let mut batch: Vec<Finished> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -317,9 +466,11 @@ async fn flush(
                 _ = &mut linger => break,
             }
         }
-        let reschedule = batch
-            .iter()
-            .any(|f| matches!(f.outcome.next, Next::Retry { .. } | Next::Release { .. }));
+        // Ordered lanes: any finished delivery may have been the head holding back its key.
+        let reschedule = ordered
+            || batch
+                .iter()
+                .any(|f| matches!(f.outcome.next, Next::Retry { .. } | Next::Release { .. }));
         let (outcomes, slots): (Vec<DeliveryOutcome>, Vec<_>) =
             batch.drain(..).map(|f| (f.outcome, f.slot)).unzip();
         commit(store.as_ref(), &key, outcomes).await;
@@ -376,6 +527,13 @@ fn log_panic(joined: Result<(), tokio::task::JoinError>, key: &LaneKey) {
 
 fn duration_millis(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Doubling pause after store errors, reset on success.
@@ -459,6 +617,7 @@ mod tests {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(2),
             signing_key: None,
+            egress: crate::EgressPolicy::from_entries(["127.0.0.0/8"]).unwrap(),
         };
         let wake = Arc::new(Notify::new());
         let abort = CancellationToken::new();
@@ -473,6 +632,13 @@ mod tests {
             stop: stop.clone(),
             abort,
             idle_poll: Duration::from_secs(60),
+            gate: Arc::new(crate::gate::Gate::new(
+                key.clone(),
+                Default::default(),
+                None,
+                tokio::sync::broadcast::channel(4).0,
+            )),
+            batch: None,
         }));
         Running {
             store,
@@ -501,6 +667,7 @@ mod tests {
                     id,
                     destination: key.destination.clone(),
                     due_at: now,
+                    order_key: None,
                 }],
             }])
             .await

@@ -10,13 +10,23 @@
 //! Every delivery carries its id as `webhook-id` and `idempotency-key`, identical across
 //! retries and replays, and is signed per Standard Webhooks when the target has a key.
 //!
+//! A lane with a [`BatchSpec`] sends several deliveries per call ([`batch`]): one gate
+//! admission and one `webhook-id` (`bat_…`, derived from the members' ids) per call, one
+//! outcome per delivery.
+//!
+//! Every connection goes through the SSRF guard ([`egress`]): non-public addresses are
+//! refused at connect time unless the target's [`EgressPolicy`] allows them.
+//!
 //! # Metrics
 //!
 //! Emitted through the `metrics` facade, labelled `flow` and `destination`:
 //! - `ferry_delivery_attempts_total{outcome="delivered|retry|dead"}` (counter): attempts made,
 //!   by what they led to (a send aborted by shutdown is not an attempt);
 //! - `ferry_delivery_attempt_duration_seconds` (histogram): time per attempt;
-//! - `ferry_delivery_in_flight` (gauge): sends in progress.
+//! - `ferry_delivery_in_flight` (gauge): sends in progress;
+//! - `ferry_batch_size` (histogram): records per call of a batching lane;
+//! - `ferry_batch_calls_total{result}` (counter): batch calls by result class (`ok`,
+//!   `http_5xx`, `timeout`, ...).
 //!
 //! # Logs
 //!
@@ -25,15 +35,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
+pub mod breaker;
 pub mod classify;
+pub mod egress;
 mod engine;
+mod gate;
 pub mod http;
 mod lane;
 pub mod outcome;
 pub mod retry;
 
+pub use batch::{BatchFailure, BatchSpec};
+pub use breaker::{BreakerSettings, BreakerState};
 pub use classify::{Verdict, classify_status, parse_retry_after};
-pub use engine::{DeliveryEngine, EngineError, LaneSpec};
+pub use egress::{EgressPolicy, GuardedClient, guarded_client_builder};
+pub use engine::{ControlError, DeliveryEngine, EngineError, LaneSpec};
+pub use gate::{GateSpec, GateStatus, LaneEvent, RateLimitSpec};
 pub use http::{HttpConnector, HttpTarget};
 pub use outcome::{AttemptResult, Decision, OutcomeKind, decide};
 pub use retry::RetryPolicy;

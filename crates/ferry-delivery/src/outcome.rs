@@ -24,7 +24,8 @@ pub struct AttemptResult {
     /// What the result means.
     pub verdict: Verdict,
     /// Stable class: `ok`, `http_429`, `http_3xx`, `http_4xx`, `http_5xx`, `http_other`,
-    /// `timeout`, `connect` or `request`.
+    /// `timeout`, `connect`, `request`, or `egress_refused` (the SSRF guard refused the
+    /// destination's address: permanent).
     pub error_class: &'static str,
     /// Human-readable error (`HTTP 503 Service Unavailable`, `connect error: ...`); `None`
     /// on success. Never contains payloads, header values or URLs.

@@ -6,6 +6,13 @@
 //!   the time per call divided by N.
 //! - `complete_batch/N`: one `complete` call recording N delivered outcomes (an attempt row
 //!   and a state change each) for deliveries claimed beforehand (untimed).
+//! - `claim_batch/N`: one `claim` call taking N due deliveries from a lane whose backlog
+//!   holds `CLAIM_BACKLOG` due deliveries without order keys; the claimed ones are released
+//!   back (untimed), so every call sees the same backlog. `claim_batch/keyed/N`: the same
+//!   with the deliveries spread over 1,000 order keys (N heads are claimable, the rest are
+//!   held back). `claim_batch/hot_key_held/N`: a lane whose first `CLAIM_BACKLOG`
+//!   deliveries share one key whose head is retrying a day later, followed by as many
+//!   unordered ones: the claim must reach those without walking the held-back ones.
 //!
 //! `cargo bench -p ferry-store --bench store -- --measurement-time 3 --warm-up-time 1`
 
@@ -54,6 +61,7 @@ fn events(n: usize, payload: &Bytes, at: Millis) -> Vec<NewEvent> {
                     id: DeliveryId::new(),
                     destination: "sink".into(),
                     due_at: at,
+                    order_key: None,
                 }],
             }
         })
@@ -139,5 +147,98 @@ fn complete_batch(c: &mut Criterion) {
     rt.block_on(store.close()).expect("close");
 }
 
-criterion_group!(benches, append_batch, complete_batch);
+/// Due deliveries waiting in each lane of `claim_batch`.
+const CLAIM_BACKLOG: usize = 20_000;
+
+/// Appends `CLAIM_BACKLOG` due deliveries to `destination`, the i-th under `key(i)`.
+fn fill_lane(
+    rt: &tokio::runtime::Runtime,
+    store: &SqliteStore,
+    payload: &Bytes,
+    destination: &str,
+    key: impl Fn(usize) -> Option<String>,
+) -> LaneKey {
+    for chunk in 0..CLAIM_BACKLOG / 1000 {
+        let mut batch = events(1000, payload, T0);
+        for (i, ev) in batch.iter_mut().enumerate() {
+            ev.deliveries[0].destination = destination.to_owned();
+            ev.deliveries[0].order_key = key(chunk * 1000 + i);
+        }
+        rt.block_on(store.append(batch)).expect("append");
+    }
+    LaneKey {
+        flow: "bench".into(),
+        destination: destination.to_owned(),
+    }
+}
+
+fn claim_batch(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open store");
+    let payload = Bytes::from(vec![b'x'; PAYLOAD_BYTES]);
+    let plain = fill_lane(&rt, &store, &payload, "sink", |_| None);
+    let keyed = fill_lane(&rt, &store, &payload, "keyed", |i| {
+        Some(format!("customer-{}", i % 1000))
+    });
+    // One key ahead of everything, its head retrying far ahead, then unordered deliveries.
+    let hot = fill_lane(&rt, &store, &payload, "hot", |_| Some("hot".to_owned()));
+    let head = rt
+        .block_on(store.claim(&hot, T0, 1, T0 + 60_000))
+        .expect("claim the head");
+    let retry = head
+        .iter()
+        .map(|d| DeliveryOutcome {
+            id: d.id,
+            attempt: None,
+            next: Next::Retry {
+                at: T0 + 86_400_000,
+            },
+        })
+        .collect();
+    rt.block_on(store.complete(retry, T0))
+        .expect("retry the head");
+    fill_lane(&rt, &store, &payload, "hot", |_| None);
+
+    let mut group = c.benchmark_group("claim_batch");
+    group.sample_size(10);
+    for (name, lane, sizes) in [
+        ("", &plain, &[1usize, 100][..]),
+        ("keyed/", &keyed, &[100][..]),
+        ("hot_key_held/", &hot, &[100][..]),
+    ] {
+        for &n in sizes {
+            group.throughput(Throughput::Elements(n as u64));
+            let id = BenchmarkId::from_parameter(format!("{name}{n}"));
+            group.bench_with_input(id, &n, |b, &n| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let started = Instant::now();
+                        let claimed = rt
+                            .block_on(store.claim(lane, T0, n, T0 + 60_000))
+                            .expect("claim");
+                        total += started.elapsed();
+                        assert_eq!(claimed.len(), n);
+                        // Untimed: back to pending, due at once: the backlog stays the same.
+                        let outcomes = claimed
+                            .iter()
+                            .map(|d| DeliveryOutcome {
+                                id: d.id,
+                                attempt: None,
+                                next: Next::Release { at: T0 },
+                            })
+                            .collect();
+                        rt.block_on(store.complete(outcomes, T0)).expect("release");
+                    }
+                    total
+                })
+            });
+        }
+    }
+    group.finish();
+    rt.block_on(store.close()).expect("close");
+}
+
+criterion_group!(benches, append_batch, complete_batch, claim_batch);
 criterion_main!(benches);

@@ -46,6 +46,7 @@ async fn main() {
                         id: DeliveryId::new(),
                         destination: "sink".into(),
                         due_at: i as i64,
+                        order_key: None,
                     }],
                 };
                 store.append(vec![ev]).await.expect("append");

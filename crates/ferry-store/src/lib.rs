@@ -46,6 +46,12 @@ pub trait Store: Send + Sync + 'static {
     /// Claim up to `limit` deliveries of `lane` that are due at `now`: pending or retrying with
     /// `next_attempt_at <= now`, or in flight with an expired lease. Claimed deliveries become
     /// `in_flight` with their lease ending at `lease_until`. Oldest due first.
+    ///
+    /// A delivery with an [order key](NewDelivery::order_key) is held back while an
+    /// earlier-appended delivery of the same lane and key is still waiting (pending, in
+    /// flight or retrying; delivered and dead ones do not hold anything back). So the
+    /// deliveries of one key are claimed one at a time, in append order, whatever their due
+    /// times; a key whose head is retrying holds back only that key.
     async fn claim(
         &self,
         lane: &LaneKey,
@@ -64,7 +70,8 @@ pub trait Store: Send + Sync + 'static {
     async fn release_all_claims(&self, now: Millis) -> StoreResult<u64>;
 
     /// The earliest `next_attempt_at` among waiting (pending, retrying, in flight) deliveries
-    /// of `lane`, if any.
+    /// of `lane` that are not held back by their order key (see [`Store::claim`]), if any.
+    /// A held-back delivery becomes claimable only when the one ahead of it settles.
     async fn next_due(&self, lane: &LaneKey) -> StoreResult<Option<Millis>>;
 
     /// Deliveries matching `filter`, oldest event first, after the `after` cursor if given.
@@ -89,6 +96,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Per-lane counts by state.
     async fn lane_counts(&self) -> StoreResult<Vec<LaneCounts>>;
+
+    /// Per-lane backlog: waiting deliveries and the receive time of the oldest, one entry per
+    /// lane that has any deliveries. Polled several times a second (backpressure at ingress,
+    /// metrics), so it must cost O(lanes), whatever the backlog.
+    async fn lane_backlog(&self) -> StoreResult<Vec<LaneBacklog>>;
+
+    /// Pause `lane` (`Some`, replacing any earlier pause) or resume it (`None`; resuming a
+    /// lane that is not paused is a no-op). Durable when it returns. Changes no delivery.
+    async fn set_lane_pause(&self, lane: &LaneKey, pause: Option<LanePause>) -> StoreResult<()>;
+
+    /// Every paused lane with its pause.
+    async fn lane_pauses(&self) -> StoreResult<Vec<(LaneKey, LanePause)>>;
 
     /// Cheap check that the store answers and can commit (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;

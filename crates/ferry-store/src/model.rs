@@ -164,6 +164,10 @@ pub struct NewDelivery {
     pub destination: String,
     /// When it first becomes due (normally the receive time).
     pub due_at: Millis,
+    /// Deliveries of one lane that share an order key go out one at a time, in append
+    /// order: one is claimable only while no earlier-appended delivery of its lane with the
+    /// same key is still waiting (pending, in flight or retrying). `None`: no ordering.
+    pub order_key: Option<String>,
 }
 
 /// What happened to one appended event.
@@ -307,4 +311,32 @@ pub struct LaneCounts {
     pub dead: u64,
     /// Receive time of the oldest delivery not yet delivered or dead.
     pub oldest_waiting_received_at: Option<Millis>,
+}
+
+/// Backlog of one lane, for the backpressure check at ingress and for metrics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneBacklog {
+    pub lane: LaneKey,
+    /// Deliveries not yet delivered or dead: pending + retrying + in flight.
+    pub waiting: u64,
+    /// Receive time of the oldest waiting delivery.
+    pub oldest_waiting_received_at: Option<Millis>,
+}
+
+impl From<&LaneCounts> for LaneBacklog {
+    fn from(c: &LaneCounts) -> Self {
+        LaneBacklog {
+            lane: c.lane.clone(),
+            waiting: c.pending + c.in_flight + c.retrying,
+            oldest_waiting_received_at: c.oldest_waiting_received_at,
+        }
+    }
+}
+
+/// Why and since when a lane is paused. A pause is only recorded by the store: it changes no
+/// delivery and does not stop claims; the hub stops claiming for a paused lane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanePause {
+    pub since: Millis,
+    pub reason: String,
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use ferry_store::sqlite::{DB_FILE, SCHEMA_VERSION, SqliteOptions, SqliteStore};
 use ferry_store::{
     AppendOutcome, DeliveryFilter, DeliveryId, DeliveryOutcome, DeliveryState, EventId, LaneKey,
-    NewDelivery, NewEvent, Next, Store, StoreError,
+    LanePause, NewDelivery, NewEvent, Next, Store, StoreError,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -25,6 +25,7 @@ fn event(flow: &str, at: i64, key: Option<&str>) -> NewEvent {
             id: DeliveryId::new(),
             destination: "dest".to_owned(),
             due_at: at,
+            order_key: None,
         }],
     }
 }
@@ -112,6 +113,52 @@ async fn data_survives_close_and_reopen() {
         .await
         .expect("list");
     assert_eq!(listed.len(), 2);
+}
+
+/// Lane pauses and the order of keyed deliveries are on disk, not in memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn pauses_and_key_order_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (paused, resumed) = (lane("paused"), lane("resumed"));
+    let pause = LanePause {
+        since: T0,
+        reason: "circuit breaker open".to_owned(),
+    };
+    let keyed: Vec<NewEvent> = (0..2)
+        .map(|i| {
+            let mut ev = event("ordered", T0 + i, None);
+            ev.deliveries[0].order_key = Some("customer-7".to_owned());
+            ev
+        })
+        .collect();
+    {
+        let store = open(dir.path());
+        store
+            .set_lane_pause(&paused, Some(pause.clone()))
+            .await
+            .expect("pause");
+        store
+            .set_lane_pause(&resumed, Some(pause.clone()))
+            .await
+            .expect("pause");
+        store.set_lane_pause(&resumed, None).await.expect("resume");
+        store.append(keyed.clone()).await.expect("append");
+        store.close().await.expect("close");
+    }
+    let store = open(dir.path());
+    assert_eq!(
+        store.lane_pauses().await.expect("pauses"),
+        vec![(paused, pause)]
+    );
+    let claimed = store
+        .claim(&lane("ordered"), T0 + 5, 10, T0 + 1000)
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![keyed[0].deliveries[0].id],
+        "the second delivery of the key is still held back"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

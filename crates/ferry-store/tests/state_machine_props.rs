@@ -10,8 +10,13 @@
 //! - a `delivered` delivery leaves `delivered` only through a replay;
 //! - `attempts` never decreases;
 //! - a retrying delivery's `next_attempt_at` is not before the time its retry was scheduled;
-//! - `lane_counts` equal the counts computed from `list_deliveries`;
+//! - `lane_counts` equal the counts computed from `list_deliveries`, and `lane_backlog`
+//!   sums them up;
 //! - no delivery is claimed while an earlier claim's lease is still live.
+//!
+//! Some events carry an order key (from a two-key space, so keys collide): the model holds a
+//! keyed delivery back while an earlier waiting delivery of its lane and key exists, straight
+//! from the definition, and predicts claims and `next_due` with it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
@@ -50,6 +55,8 @@ struct EventSpec {
     dedupe: Option<u8>,
     /// First due this long after receipt.
     due_in: Millis,
+    /// The order key of its deliveries.
+    order: Option<u8>,
 }
 
 #[derive(Clone, Debug)]
@@ -94,12 +101,14 @@ fn event_spec() -> impl Strategy<Value = EventSpec> {
         proptest::sample::subsequence(vec![0usize, 1, 2], 1..=3),
         proptest::option::weighted(0.6, 0u8..4),
         prop_oneof![Just(0), 0_i64..2_000],
+        proptest::option::weighted(0.7, 0u8..2),
     )
-        .prop_map(|(flow, destinations, dedupe, due_in)| EventSpec {
+        .prop_map(|(flow, destinations, dedupe, due_in, order)| EventSpec {
             flow,
             destinations,
             dedupe,
             due_in,
+            order,
         })
 }
 
@@ -158,6 +167,7 @@ struct ModelDelivery {
     id: DeliveryId,
     event_id: EventId,
     lane: LaneKey,
+    order_key: Option<String>,
     seq: u64,
     received_at: Millis,
     state: DeliveryState,
@@ -196,6 +206,30 @@ impl Model {
             && f.state.is_none_or(|s| s == d.state)
             && f.since.is_none_or(|s| d.received_at >= s)
             && f.until.is_none_or(|u| d.received_at < u)
+    }
+
+    fn waiting(d: &ModelDelivery) -> bool {
+        matches!(
+            d.state,
+            DeliveryState::Pending | DeliveryState::InFlight | DeliveryState::Retrying
+        )
+    }
+
+    /// Held back: an earlier waiting delivery of the same lane and order key exists.
+    fn held(&self, d: &ModelDelivery) -> bool {
+        d.order_key.is_some()
+            && self.deliveries.iter().any(|e| {
+                e.seq < d.seq && e.lane == d.lane && e.order_key == d.order_key && Self::waiting(e)
+            })
+    }
+
+    /// What `next_due` should answer for a lane.
+    fn next_due(&self, lane: &LaneKey) -> Option<Millis> {
+        self.deliveries
+            .iter()
+            .filter(|d| d.lane == *lane && Self::waiting(d) && !self.held(d))
+            .filter_map(|d| d.next_attempt_at)
+            .min()
     }
 }
 
@@ -263,6 +297,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let flow = FLOWS[spec.flow].to_owned();
                     let id = EventId::new();
                     let key = spec.dedupe.map(|k| format!("key-{k}"));
+                    let order_key = spec.order.map(|k| format!("order-{k}"));
                     let deliveries: Vec<NewDelivery> = spec
                         .destinations
                         .iter()
@@ -270,6 +305,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             id: DeliveryId::new(),
                             destination: DESTINATIONS[d].to_owned(),
                             due_at: now + spec.due_in,
+                            order_key: order_key.clone(),
                         })
                         .collect();
                     match spec
@@ -290,6 +326,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                                         flow: flow.clone(),
                                         destination: d.destination.clone(),
                                     },
+                                    order_key: d.order_key.clone(),
                                     seq: model.seq,
                                     received_at: now,
                                     state: DeliveryState::Pending,
@@ -327,9 +364,13 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             } => {
                 let key = lane(*l);
                 let lease_until = now + lease;
+                let held_back: Vec<bool> = model.deliveries.iter().map(|d| model.held(d)).collect();
                 let mut due: Vec<&mut ModelDelivery> = model
                     .deliveries
                     .iter_mut()
+                    .zip(held_back)
+                    .filter(|(_, held_back)| !held_back)
+                    .map(|(d, _)| d)
                     .filter(|d| {
                         d.lane == key
                             && matches!(
@@ -553,7 +594,24 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 (lane, (n, o))
             })
             .collect();
-        prop_assert_eq!(counted, expected_counts, "{}", ctx);
+        prop_assert_eq!(&counted, &expected_counts, "{}", ctx);
+        let backlog: BTreeMap<LaneKey, (u64, Option<Millis>)> = store
+            .lane_backlog()
+            .await
+            .expect("lane backlog")
+            .into_iter()
+            .map(|b| (b.lane, (b.waiting, b.oldest_waiting_received_at)))
+            .collect();
+        let expected_backlog: BTreeMap<LaneKey, (u64, Option<Millis>)> = expected_counts
+            .into_iter()
+            .map(|(lane, (n, oldest))| (lane, (n[0] + n[1] + n[3], oldest)))
+            .collect();
+        prop_assert_eq!(backlog, expected_backlog, "{}", ctx);
+        for l in 0..LANES {
+            let key = lane(l);
+            let got = store.next_due(&key).await.expect("next_due");
+            prop_assert_eq!(got, model.next_due(&key), "{}: next_due of {:?}", ctx, key);
+        }
 
         // And every delivery is exactly what the model says.
         prop_assert_eq!(after.len(), model.deliveries.len(), "{}", ctx);

@@ -3,6 +3,7 @@
 //! Secrets are resolved here, once, at start-up.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
@@ -10,7 +11,10 @@ use ferry_config::{
     Config, Destination, EventIdSource, HeaderValue, HmacEncoding, OutboundSigning,
     SignatureConfig, Source,
 };
-use ferry_delivery::{HttpTarget, LaneSpec, RetryPolicy};
+use ferry_delivery::{
+    BatchFailure, BatchSpec, BreakerSettings, EgressPolicy, GateSpec, HttpTarget, LaneSpec,
+    RateLimitSpec, RetryPolicy,
+};
 use ferry_signature::{SignatureScheme, SigningKey, schemes};
 use ferry_store::LaneKey;
 use reqwest::header::{HeaderMap, HeaderName};
@@ -27,7 +31,19 @@ pub struct IngressRoute {
     pub event_type_pointer: Option<String>,
     pub max_body_bytes: usize,
     /// The lanes each accepted event fans out to.
-    pub lanes: Vec<LaneKey>,
+    pub lanes: Vec<RouteLane>,
+}
+
+/// One lane an accepted event fans out to, with what ingress must know about it.
+#[derive(Debug, Clone)]
+pub struct RouteLane {
+    pub key: LaneKey,
+    /// JSON pointer to the per-key ordering key (`ordering.key`), if the destination orders.
+    pub order_key: Option<String>,
+    /// Backlog beyond which the flow refuses events with 503.
+    pub max_pending: u64,
+    /// The `Retry-After` of that refusal.
+    pub backlog_retry_after: std::time::Duration,
 }
 
 /// Where the sender's event id (the dedupe key) is read from.
@@ -75,10 +91,20 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
                 flow: flow_name.clone(),
                 destination: dest_name.clone(),
             };
-            let spec = build_lane(key.clone(), dest, &secret)
-                .with_context(|| format!("flow `{flow_name}`, destination `{dest_name}`"))?;
+            let spec = build_lane(
+                key.clone(),
+                dest,
+                &config.settings.delivery.egress_allow,
+                &secret,
+            )
+            .with_context(|| format!("flow `{flow_name}`, destination `{dest_name}`"))?;
             lanes.push(spec);
-            flow_lanes.push(key);
+            flow_lanes.push(RouteLane {
+                key,
+                order_key: dest.ordering.as_ref().map(|o| o.key.clone()),
+                max_pending: dest.backlog.max_pending,
+                backlog_retry_after: dest.backlog.retry_after,
+            });
         }
         let path = ferry_config::webhook_path(flow_name, src);
         routes.insert(
@@ -166,9 +192,18 @@ fn build_verifier(
     })
 }
 
+/// The hub-wide egress allow-list (`settings.delivery.egress_allow`) as a policy, for the
+/// hub's own outbound calls (owner notifications): give it to
+/// [`ferry_delivery::guarded_client_builder`] or [`ferry_delivery::GuardedClient`].
+pub fn hub_egress_policy(config: &Config) -> Result<EgressPolicy> {
+    EgressPolicy::from_entries(&config.settings.delivery.egress_allow)
+        .map_err(|e| anyhow!("settings.delivery.egress_allow: {e}"))
+}
+
 fn build_lane(
     key: LaneKey,
     dest: &Destination,
+    hub_egress: &[String],
     secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
 ) -> Result<LaneSpec> {
     let http = &dest.http;
@@ -202,6 +237,9 @@ fn build_lane(
             timeout: http.timeout,
             connect_timeout: http.connect_timeout,
             signing_key,
+            // The hub-wide allow-list plus the destination's own entries.
+            egress: EgressPolicy::from_entries(hub_egress.iter().chain(&http.egress_allow))
+                .map_err(|e| anyhow!("egress_allow: {e}"))?,
         },
         retry: RetryPolicy {
             max_attempts: dest.retry.max_attempts,
@@ -210,5 +248,49 @@ fn build_lane(
             max_backoff: dest.retry.max_backoff,
         },
         concurrency: dest.concurrency,
+        gate: gate_spec(dest),
+        batch: dest.batch.as_ref().map(batch_spec),
     })
+}
+
+/// The destination's batching, as the lane applies it.
+fn batch_spec(batch: &ferry_config::BatchConfig) -> BatchSpec {
+    BatchSpec {
+        // `ferry validate` guarantees at least 1.
+        max_items: batch.max_items.max(1),
+        max_bytes: batch.max_bytes,
+        linger: batch.linger,
+        wrap: batch.wrap.clone(),
+        on_failure: match batch.on_failure {
+            ferry_config::BatchFailure::RetryBatch => BatchFailure::RetryBatch,
+            ferry_config::BatchFailure::Split => BatchFailure::Split,
+        },
+        failed_items: batch.failed_items.clone(),
+    }
+}
+
+/// The destination's breaker, rate limit and auto-pause, as the lane's gate enforces them.
+fn gate_spec(dest: &Destination) -> GateSpec {
+    let cb = &dest.circuit_breaker;
+    GateSpec {
+        breaker: BreakerSettings {
+            enabled: cb.enabled,
+            failure_ratio: cb.failure_ratio,
+            min_requests: cb.min_requests,
+            window: cb.window,
+            cool_down: cb.cool_down,
+            probes: cb.half_open_probes,
+        },
+        // `ferry validate` guarantees non-zero counts; a zero here is skipped, not panicked on.
+        rate_limit: dest.rate_limit.as_ref().and_then(|rl| {
+            Some(RateLimitSpec {
+                requests: NonZeroU32::new(rl.requests)?,
+                per: rl.per,
+                burst: NonZeroU32::new(rl.burst.unwrap_or(1)).unwrap_or(NonZeroU32::MIN),
+                key: rl.key.clone(),
+            })
+        }),
+        auto_pause_after: dest.auto_pause.enabled.then_some(dest.auto_pause.after),
+        ordered: dest.ordering.is_some(),
+    }
 }

@@ -18,7 +18,10 @@ use ferry_store::sqlite::{SqliteOptions, SqliteStore};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::assembly::assemble;
+use crate::assembly::{assemble, hub_egress_policy};
+use crate::backlog::BacklogMonitor;
+use crate::notify::Notifier;
+use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::{admin, ingress, telemetry};
 
@@ -39,6 +42,8 @@ pub struct RunningHub {
     engine: Arc<DeliveryEngine>,
     server: JoinHandle<std::io::Result<()>>,
     stop: oneshot::Sender<()>,
+    /// Stops the backlog monitor and the owner notifier.
+    background: CancellationToken,
     grace: Duration,
 }
 
@@ -58,7 +63,7 @@ impl RunningHub {
             );
         }
         let dyn_store: Arc<dyn Store> = store.clone();
-        let engine = Arc::new(DeliveryEngine::start(dyn_store.clone(), assembly.lanes)?);
+        let engine = Arc::new(DeliveryEngine::start(dyn_store.clone(), assembly.lanes).await?);
 
         let waker: ingress::LaneWaker = {
             let engine = engine.clone();
@@ -67,8 +72,15 @@ impl RunningHub {
         let lane_keys: Vec<_> = assembly
             .routes
             .values()
-            .flat_map(|r| r.lanes.clone())
+            .flat_map(|r| r.lanes.iter().map(|l| l.key.clone()))
             .collect();
+        let background = CancellationToken::new();
+        let backlog = Arc::new(BacklogMonitor::default());
+        backlog.refresh(dyn_store.as_ref(), &lane_keys).await;
+        backlog.spawn(dyn_store.clone(), lane_keys.clone(), background.clone());
+        if let Some(notifier) = Notifier::from_config(&opts.config, hub_egress_policy(&opts.config)?)? {
+            notifier.spawn(engine.subscribe(), background.clone());
+        }
         let wake_all: Arc<dyn Fn() + Send + Sync> = {
             let engine = engine.clone();
             Arc::new(move || lane_keys.iter().for_each(|l| engine.wake(l)))
@@ -78,10 +90,12 @@ impl RunningHub {
                 routes: Arc::new(assembly.routes),
                 store: dyn_store.clone(),
                 wake: waker,
+                backlog,
             }))
             .merge(admin::router(
                 admin::AdminState {
                     store: dyn_store.clone(),
+                    engine: engine.clone(),
                     wake_all,
                 },
                 assembly.admin_token,
@@ -108,6 +122,7 @@ impl RunningHub {
             engine,
             server,
             stop,
+            background,
             grace: opts.config.settings.delivery.shutdown_grace,
         })
     }
@@ -126,6 +141,7 @@ impl RunningHub {
     /// grace period), release what is left back to the store, close the store.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(());
+        self.background.cancel();
         match self.server.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),

@@ -9,10 +9,12 @@
 
 pub mod admin;
 pub mod assembly;
+pub mod backlog;
 pub mod cli;
 pub mod clock;
 pub mod demo;
 pub mod hub;
 pub mod ingress;
+pub mod notify;
 pub mod problem;
 pub mod telemetry;

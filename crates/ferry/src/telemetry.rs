@@ -35,6 +35,14 @@ pub fn metrics_handle() -> PrometheusHandle {
                         5.0, 10.0, 30.0,
                     ],
                 )
+                .expect("static bucket list is non-empty")
+                // Records per call of a batching lane (`batch.max_items` is at most 10,000).
+                .set_buckets_for_metric(
+                    Matcher::Full("ferry_batch_size".into()),
+                    &[
+                        1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0,
+                    ],
+                )
                 .expect("static bucket list is non-empty");
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

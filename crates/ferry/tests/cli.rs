@@ -84,6 +84,9 @@ fn every_command_has_help_with_examples() {
         vec!["dlq", "list"],
         vec!["dlq", "replay"],
         vec!["replay"],
+        vec!["status"],
+        vec!["pause"],
+        vec!["resume"],
         vec!["demo"],
     ] {
         let out = ferry().args(&cmd).arg("--help").output().unwrap();

@@ -1,8 +1,11 @@
 //! Checks of each destination's resilience settings (breaker, rate limit, batching,
-//! ordering, backlog, auto-pause), of egress allow-lists and of owner notifications.
+//! ordering, backlog, auto-pause), of egress allow-lists and of owner notifications, and
+//! the early egress check: a URL whose host is an address literal or `localhost` that the
+//! SSRF guard would refuse at run time.
 
 use super::Checker;
 use super::rules;
+use crate::egress::{EgressPolicy, EgressRefused};
 use crate::locate::Part;
 use crate::model::Destination;
 use crate::resilience::EgressAllow;
@@ -20,11 +23,14 @@ pub(super) fn check(c: &mut Checker) {
             &["settings", "delivery", "egress_allow"],
             &settings.delivery.egress_allow,
         );
-        if let Some(hook) = &settings.notifications.webhook
-            && let Err((message, help)) = rules::destination_url(&hook.url)
-        {
+        if let Some(hook) = &settings.notifications.webhook {
             let path = ["settings", "notifications", "webhook", "url"];
-            c.error(file, &path, Part::Value, message, help);
+            if let Err((message, help)) = rules::destination_url(&hook.url) {
+                c.error(file, &path, Part::Value, message, help);
+            } else if let Err(refused) = hub_policy(c).static_refusal(&hook.url) {
+                let (message, help) = refusal(&refused, false);
+                c.error(file, &path, Part::Value, message, help);
+            }
         }
     }
     for (flow, def) in &c.config.flows {
@@ -50,6 +56,39 @@ fn egress(c: &mut Checker, file: FileId, base: &[&str], entries: &[String]) {
     }
 }
 
+/// The hub-wide allow-list; entries that do not parse are reported by [`egress`].
+fn hub_policy(c: &Checker) -> EgressPolicy {
+    lenient_policy(&c.config.settings.delivery.egress_allow)
+}
+
+fn lenient_policy(entries: &[String]) -> EgressPolicy {
+    let mut policy = EgressPolicy::new();
+    for entry in entries.iter().filter_map(|e| e.parse::<EgressAllow>().ok()) {
+        policy.allow(entry);
+    }
+    policy
+}
+
+/// Message and help for a URL the SSRF guard would refuse.
+fn refusal(refused: &EgressRefused, per_destination: bool) -> (String, Option<String>) {
+    let message = format!("calls to this URL would be refused: {refused}");
+    let entry = refused.suggestion();
+    let place = if per_destination {
+        "this destination's `http.egress_allow` (or `settings.delivery.egress_allow`)"
+    } else {
+        "`settings.delivery.egress_allow`"
+    };
+    let or = if refused.literal {
+        "or a network containing it"
+    } else {
+        "or the network of its addresses"
+    };
+    let help = format!(
+        "Ferry refuses loopback, private, link-local, CGNAT and cloud-metadata addresses (SSRF guard); if this endpoint is meant to be internal, add `{entry}` ({or}) to {place}"
+    );
+    (message, Some(help))
+}
+
 fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Destination) {
     let base = ["flows", flow, "destinations", name];
     let at = |fields: &[&'static str]| -> Vec<&str> {
@@ -63,6 +102,14 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
         &at(&["http", "egress_allow"]),
         &dest.http.egress_allow,
     );
+    // An invalid URL is reported by the destination checks.
+    let policy = hub_policy(c).merged(&lenient_policy(&dest.http.egress_allow));
+    if rules::destination_url(&dest.http.url).is_ok()
+        && let Err(refused) = policy.static_refusal(&dest.http.url)
+    {
+        let (message, help) = refusal(&refused, true);
+        errors.push((at(&["http", "url"]), message, help));
+    }
 
     let cb = &dest.circuit_breaker;
     if !(cb.failure_ratio > 0.0 && cb.failure_ratio <= 1.0) {

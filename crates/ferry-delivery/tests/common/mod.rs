@@ -205,7 +205,14 @@ pub fn target(url: Url) -> HttpTarget {
         timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
         signing_key: None,
+        egress: loopback_allowed(),
     }
+}
+
+/// The receivers of these tests listen on loopback, which the SSRF guard refuses unless
+/// allow-listed.
+pub fn loopback_allowed() -> ferry_delivery::EgressPolicy {
+    ferry_delivery::EgressPolicy::from_entries(["127.0.0.0/8", "::1"]).unwrap()
 }
 
 /// Short backoffs so retries happen within a test.
@@ -224,6 +231,8 @@ pub fn spec(key: LaneKey, target: HttpTarget, retry: RetryPolicy, concurrency: u
         target,
         retry,
         concurrency,
+        gate: Default::default(),
+        batch: None,
     }
 }
 
@@ -264,6 +273,7 @@ pub async fn append(
                 id,
                 destination: lane.destination.clone(),
                 due_at: now,
+                order_key: None,
             }],
         }])
         .await

@@ -16,15 +16,23 @@
 //! - an attempt is always recorded and counted in `attempts` (so `attempts` equals the number
 //!   of attempt rows), but `round_attempts` and the state change only for in-flight
 //!   deliveries; outcomes for unknown deliveries are ignored;
-//! - listing is ordered by event receive time, ties in insertion order.
+//! - listing is ordered by event receive time, ties in insertion order;
+//! - a claim skips deliveries held back by their order key, and so does `next_due`.
+//!
+//! Cases read `lane_counts`, `lane_backlog` and `lane_pauses` only for the flows they
+//! created, so a backend may run them against one shared database.
 
 mod append;
 mod delivery;
+mod lanes;
+mod ordering;
 mod reads;
 mod replay;
 
 pub use append::*;
 pub use delivery::*;
+pub use lanes::*;
+pub use ordering::*;
 pub use reads::*;
 pub use replay::*;
 
@@ -35,8 +43,8 @@ use bytes::Bytes;
 
 use crate::{
     AppendOutcome, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryOutcome,
-    DeliveryState, DeliverySummary, EventId, LaneCounts, LaneKey, Millis, NewDelivery, NewEvent,
-    Next, Store, StoreError,
+    DeliveryState, DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis,
+    NewDelivery, NewEvent, Next, Store, StoreError,
 };
 
 /// Expands to one test per conformance case, each on a fresh store from `$factory` (an async
@@ -68,6 +76,14 @@ macro_rules! conformance_suite {
             next_due_is_earliest_waiting,
             payload_bytes_round_trip,
             ping_answers,
+            order_key_claims_one_at_a_time_in_append_order,
+            order_key_retrying_head_holds_only_its_key,
+            order_key_dead_head_releases_the_next,
+            order_key_leaves_unordered_deliveries_alone,
+            order_keys_are_per_lane,
+            order_key_replay_holds_later_deliveries_again,
+            lane_backlog_counts_waiting_and_oldest,
+            lane_pauses_set_overwrite_resume,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -128,9 +144,18 @@ fn event(flow: &str, at: Millis, destinations: &[&str]) -> NewEvent {
                 id: DeliveryId::new(),
                 destination: (*d).to_owned(),
                 due_at: at,
+                order_key: None,
             })
             .collect(),
     }
+}
+
+/// `ev` with every delivery under order key `key`.
+fn ordered(mut ev: NewEvent, key: &str) -> NewEvent {
+    for d in &mut ev.deliveries {
+        d.order_key = Some(key.to_owned());
+    }
+    ev
 }
 
 fn keyed(mut ev: NewEvent, key: &str) -> NewEvent {

@@ -13,6 +13,8 @@ mod checkpoint;
 mod codec;
 mod counts;
 mod ops;
+mod order;
+mod pauses;
 mod reads;
 mod schema;
 mod writer;
@@ -35,8 +37,8 @@ use writer::{Bounds, Command, Job, Stats};
 
 use crate::{
     AppendOutcome, ClaimedDelivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome,
-    DeliverySummary, EventId, LaneCounts, LaneKey, Millis, NewEvent, Store, StoreError,
-    StoreResult, StoredEvent,
+    DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis, NewEvent, Store,
+    StoreError, StoreResult, StoredEvent,
 };
 
 /// The database file inside the data dir.
@@ -335,6 +337,20 @@ impl Store for SqliteStore {
         self.reads.run(reads::lane_counts).await
     }
 
+    async fn lane_backlog(&self) -> StoreResult<Vec<LaneBacklog>> {
+        self.reads.run(reads::lane_backlog).await
+    }
+
+    async fn set_lane_pause(&self, lane: &LaneKey, pause: Option<LanePause>) -> StoreResult<()> {
+        let lane = lane.clone();
+        self.write(64, move |c, _| pauses::set(c, &lane, pause.as_ref()))
+            .await
+    }
+
+    async fn lane_pauses(&self) -> StoreResult<Vec<(LaneKey, LanePause)>> {
+        self.reads.run(pauses::list).await
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         self.write(0, |_, _| Ok(())).await
     }
@@ -367,6 +383,9 @@ mod tests {
             (ops::CLAIM_SELECT, "deliveries_due"),
             (reads::NEXT_DUE, "deliveries_due"),
             (reads::OLDEST_IN_STATE, "deliveries_lane_state"),
+            (order::HAS_QUEUED, "deliveries_order_key"),
+            (order::HEAD, "deliveries_order_key"),
+            (order::REORDER, "deliveries_order_key"),
             (
                 "SELECT id FROM events WHERE flow = ?1 AND dedupe_key = ?2",
                 "events_dedupe",
@@ -379,6 +398,108 @@ mod tests {
                 "{sql}\n=> {p}"
             );
         }
+    }
+
+    /// A data file written by schema V1 opens, is migrated in place, and keeps working: its
+    /// deliveries have no order key and are claimed as before, new ones may have keys.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn v1_data_file_is_upgraded() {
+        use crate::{DeliveryState, NewDelivery};
+        use rusqlite::params;
+
+        const T0: Millis = 1_700_000_000_000;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ev = EventId::new();
+        let ids = [DeliveryId::new(), DeliveryId::new(), DeliveryId::new()];
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+            conn.execute_batch(schema::MIGRATIONS[0]).expect("V1");
+            conn.pragma_update(None, "user_version", 1)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO events (id, flow, source, received_at, headers, payload)
+                 VALUES (?1, 'f', 's', ?2, '[]', x'7b7d')",
+                params![ev.0.as_bytes(), T0],
+            )
+            .expect("event");
+            // Pending, in flight (lease until T0 + 1000), delivered.
+            for (i, (state, next)) in [(0, Some(T0)), (1, Some(T0 + 1000)), (2, None)]
+                .into_iter()
+                .enumerate()
+            {
+                conn.execute(
+                    "INSERT INTO deliveries (id, event_id, flow, destination, state,
+                         next_attempt_at, round_started_at, created_at, updated_at, received_at)
+                     VALUES (?1, ?2, 'f', 'd', ?3, ?4, ?5, ?5, ?5, ?5)",
+                    params![ids[i].0.as_bytes(), ev.0.as_bytes(), state, next, T0],
+                )
+                .expect("delivery");
+                conn.execute(
+                    "INSERT INTO lane_state_counts VALUES ('f', 'd', ?1, 1)",
+                    [state],
+                )
+                .expect("count");
+            }
+        }
+
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
+        let lane = LaneKey {
+            flow: "f".into(),
+            destination: "d".into(),
+        };
+        let backlog = store.lane_backlog().await.expect("backlog");
+        assert_eq!(
+            backlog
+                .iter()
+                .map(|b| (b.waiting, b.oldest_waiting_received_at))
+                .collect::<Vec<_>>(),
+            vec![(2, Some(T0))]
+        );
+        let claimed = store.claim(&lane, T0 + 1, 10, T0 + 60_000).await;
+        let claimed: Vec<_> = claimed.expect("claim").into_iter().map(|c| c.id).collect();
+        assert_eq!(claimed, vec![ids[0]]);
+        let next = store.next_due(&lane).await.expect("next_due");
+        assert_eq!(next, Some(T0 + 1000), "the old claim's lease");
+        let d = store.delivery(ids[2]).await.expect("read").expect("kept");
+        assert_eq!(d.summary.state, DeliveryState::Delivered);
+
+        let keyed: Vec<NewEvent> = (0..2)
+            .map(|i| NewEvent {
+                id: EventId::new(),
+                flow: "f".into(),
+                source: "s".into(),
+                dedupe_key: None,
+                event_type: None,
+                received_at: T0 + i,
+                headers: Vec::new(),
+                payload: bytes::Bytes::from_static(b"{}"),
+                deliveries: vec![NewDelivery {
+                    id: DeliveryId::new(),
+                    destination: "d".into(),
+                    due_at: T0 + i,
+                    order_key: Some("k".into()),
+                }],
+            })
+            .collect();
+        store.append(keyed.clone()).await.expect("append keyed");
+        let claimed = store.claim(&lane, T0 + 2, 10, T0 + 60_000).await;
+        let claimed: Vec<_> = claimed.expect("claim").into_iter().map(|c| c.id).collect();
+        assert_eq!(claimed, vec![keyed[0].deliveries[0].id]);
+        store.close().await.expect("close");
+
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+        assert_eq!(
+            schema::user_version(&conn).expect("version"),
+            SCHEMA_VERSION
+        );
+        let due_sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'deliveries_due'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("due index");
+        assert!(due_sql.contains("held = 0"), "{due_sql}");
     }
 
     /// A writer that dies (here: a panicking command) turns into `Closed`, not a crash.

@@ -9,6 +9,7 @@ use super::codec::{
     decode_headers, encode_headers, limit, uuid_at,
 };
 use super::counts::LaneDeltas;
+use super::order::{self, KeyOfLane};
 use crate::{
     AppendOutcome, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryOutcome, EventId,
     LaneKey, Millis, NewEvent, Next, StoreError, StoreResult,
@@ -33,8 +34,8 @@ pub(crate) fn append(
     let mut insert_delivery = conn
         .prepare_cached(
             "INSERT INTO deliveries (id, event_id, flow, destination, state, next_attempt_at,
-                 round_started_at, created_at, updated_at, received_at)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?6, ?6)",
+                 round_started_at, created_at, updated_at, received_at, order_key, held)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?6, ?6, ?7, ?8)",
         )
         .store()?;
 
@@ -62,6 +63,10 @@ pub(crate) fn append(
             continue;
         }
         for d in &ev.deliveries {
+            let held = match &d.order_key {
+                Some(key) => order::held_on_append(conn, &ev.flow, &d.destination, key)?,
+                None => false,
+            };
             insert_delivery
                 .execute(params![
                     d.id.0.as_bytes(),
@@ -70,6 +75,8 @@ pub(crate) fn append(
                     d.destination,
                     d.due_at,
                     ev.received_at,
+                    d.order_key,
+                    held,
                 ])
                 .map_err(|e| {
                     invalid_or_backend(e, || format!("delivery {} is already stored", d.id))
@@ -88,18 +95,20 @@ fn invalid_or_backend(e: rusqlite::Error, msg: impl FnOnce() -> String) -> Store
     }
 }
 
-/// Due deliveries of a lane, oldest due first. `state IN (0, 1, 3)` is spelled exactly like
-/// the partial index `deliveries_due`, which also yields the order (no sort).
+/// Due deliveries of a lane not held back by their order key, oldest due first.
+/// `state IN (0, 1, 3) AND held = 0` is spelled exactly like the partial index
+/// `deliveries_due`, which also yields the order (no sort).
 pub(crate) const CLAIM_SELECT: &str =
     "SELECT d.seq, d.id, d.event_id, e.event_type, e.received_at, e.headers, e.payload,
             d.attempts, d.round_attempts, d.round_started_at, d.state
      FROM deliveries d JOIN events e ON e.id = d.event_id
-     WHERE d.flow = ?1 AND d.destination = ?2 AND d.state IN (0, 1, 3)
+     WHERE d.flow = ?1 AND d.destination = ?2 AND d.state IN (0, 1, 3) AND d.held = 0
        AND d.next_attempt_at <= ?3
      ORDER BY d.next_attempt_at, d.seq
      LIMIT ?4";
 
-/// Claims up to `max` due deliveries of `lane`, oldest due first.
+/// Claims up to `max` due deliveries of `lane`, oldest due first. A claim keeps deliveries
+/// waiting, so no order key changes hands.
 pub(crate) fn claim(
     conn: &Connection,
     counts: &mut LaneDeltas,
@@ -145,6 +154,18 @@ pub(crate) fn claim(
     Ok(claimed)
 }
 
+/// The state change of an in-flight delivery, `?1` attempts counted; `$extra` sets more.
+macro_rules! transition {
+    ($extra:literal) => {
+        concat!(
+            "UPDATE deliveries SET attempts = attempts + ?1, state = ?2, next_attempt_at = ?3,
+                 round_attempts = round_attempts + ?1, last_error = ?4, updated_at = ?5",
+            $extra,
+            " WHERE seq = ?6"
+        )
+    };
+}
+
 /// Records outcomes. The attempt row (if any) is always kept and counts in `attempts`; the
 /// state moves (and `round_attempts` grows) only if the delivery is in flight. Outcomes for
 /// unknown deliveries (e.g. purged meanwhile) are ignored.
@@ -156,7 +177,8 @@ pub(crate) fn complete(
 ) -> StoreResult<()> {
     let mut current = conn
         .prepare_cached(
-            "SELECT seq, state, attempts, flow, destination FROM deliveries WHERE id = ?1",
+            "SELECT seq, state, attempts, flow, destination, order_key FROM deliveries
+             WHERE id = ?1",
         )
         .store()?;
     let mut insert_attempt = conn
@@ -167,13 +189,9 @@ pub(crate) fn complete(
         )
         .store()?;
     // One UPDATE per outcome: the attempt counter always, the state only when in flight.
-    let mut transition = conn
-        .prepare_cached(
-            "UPDATE deliveries SET attempts = attempts + ?1, state = ?2, next_attempt_at = ?3,
-                 round_attempts = round_attempts + ?1, last_error = ?4, updated_at = ?5
-             WHERE seq = ?6",
-        )
-        .store()?;
+    let mut transition = conn.prepare_cached(transition!("")).store()?;
+    // The same for a keyed delivery that settles, and so leaves its key's queue.
+    let mut dequeue = conn.prepare_cached(transition!(", held = NULL")).store()?;
     let mut count_only = conn
         .prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE seq = ?1")
         .store()?;
@@ -188,11 +206,12 @@ pub(crate) fn complete(
                     r.get::<_, i64>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
                 ))
             })
             .optional()
             .store()?;
-        let Some((seq, state, attempts, flow, destination)) = row else {
+        let Some((seq, state, attempts, flow, destination, order_key)) = row else {
             tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
             continue;
         };
@@ -228,9 +247,16 @@ pub(crate) fn complete(
             Next::Dead { reason } => (DEAD, None, Some(reason.clone())),
             Next::Release { at } => (PENDING, Some(*at), None),
         };
-        transition
-            .execute(params![counted, next_state, next_at, last_error, now, seq])
-            .store()?;
+        let args = params![counted, next_state, next_at, last_error, now, seq];
+        match order_key {
+            Some(key) if matches!(next_state, DELIVERED | DEAD) => {
+                dequeue.execute(args).store()?;
+                order::promote_head(conn, &flow, &destination, &key)?;
+            }
+            _ => {
+                transition.execute(args).store()?;
+            }
+        }
         counts.moved(&flow, &destination, IN_FLIGHT, next_state);
     }
     Ok(())
@@ -261,19 +287,23 @@ pub(crate) fn release_all_claims(
     Ok(n as u64)
 }
 
-/// Moves matching delivered/retrying/dead deliveries back to pending in a new round.
+/// Moves matching delivered/retrying/dead deliveries back to pending in a new round. Keyed
+/// delivered or dead ones rejoin their key's queue (held back until their queue is
+/// reordered): a replayed delivery holds back the later waiting deliveries of its key again.
 pub(crate) fn replay(
     conn: &Connection,
     counts: &mut LaneDeltas,
     filter: &DeliveryFilter,
     now: Millis,
 ) -> StoreResult<u64> {
+    let rejoining = rejoining_keys(conn, filter)?;
     let mut f = FilterSql::new(filter);
     f.conditions.push("d.state IN (2, 3, 4)");
     count_by_lane(conn, counts, &f.where_clause(), f.params.clone(), PENDING)?;
     let sql = format!(
         "UPDATE deliveries AS d SET state = 0, next_attempt_at = ?, round_attempts = 0,
-             round_started_at = ?, replays = replays + 1, last_error = NULL, updated_at = ?
+             round_started_at = ?, replays = replays + 1, last_error = NULL, updated_at = ?,
+             held = CASE WHEN d.order_key IS NOT NULL AND d.state IN (2, 4) THEN 1 ELSE d.held END
          {}",
         f.where_clause()
     );
@@ -284,7 +314,28 @@ pub(crate) fn replay(
         .store()?
         .execute(params_from_iter(params))
         .store()?;
+    order::reorder(conn, &rejoining)?;
     Ok(n as u64)
+}
+
+/// The (lane, order key) of every delivered or dead delivery matching `filter`: those that
+/// a replay brings back into the waiting states.
+fn rejoining_keys(conn: &Connection, filter: &DeliveryFilter) -> StoreResult<Vec<KeyOfLane>> {
+    let mut f = FilterSql::new(filter);
+    f.conditions.push("d.state IN (2, 4)");
+    f.conditions.push("d.order_key IS NOT NULL");
+    let sql = format!(
+        "SELECT DISTINCT d.flow, d.destination, d.order_key FROM deliveries AS d {}",
+        f.where_clause()
+    );
+    conn.prepare_cached(&sql)
+        .store()?
+        .query_map(params_from_iter(f.params), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .store()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .store()
 }
 
 /// Record that every delivery matching `where_clause` moves to `to`, by lane and current state.

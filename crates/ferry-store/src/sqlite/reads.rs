@@ -16,8 +16,8 @@ use super::codec::{
 };
 use super::schema;
 use crate::{
-    Attempt, DeliveryDetail, DeliveryFilter, DeliveryId, DeliverySummary, EventId, LaneCounts,
-    LaneKey, Millis, StoreError, StoreResult, StoredEvent,
+    Attempt, DeliveryDetail, DeliveryFilter, DeliveryId, DeliverySummary, EventId, LaneBacklog,
+    LaneCounts, LaneKey, Millis, StoreError, StoreResult, StoredEvent,
 };
 
 /// A fixed-size pool of read-only connections.
@@ -195,9 +195,10 @@ pub(crate) fn list_deliveries(
     })
 }
 
-/// The earliest waiting delivery of a lane: one seek in `deliveries_due`.
+/// The earliest waiting delivery of a lane not held back by its order key: one seek in
+/// `deliveries_due`.
 pub(crate) const NEXT_DUE: &str = "SELECT next_attempt_at FROM deliveries
-     WHERE flow = ?1 AND destination = ?2 AND state IN (0, 1, 3)
+     WHERE flow = ?1 AND destination = ?2 AND state IN (0, 1, 3) AND held = 0
      ORDER BY next_attempt_at LIMIT 1";
 
 /// The oldest delivery of a lane in one state: one seek in `deliveries_lane_state`.
@@ -212,7 +213,14 @@ pub(crate) fn next_due(conn: &Connection, lane: &LaneKey) -> StoreResult<Option<
         .store()
 }
 
-/// Per-lane counts from the trigger-maintained counters, plus the oldest waiting delivery.
+/// Per-lane backlog: the lane counts, summed up. Costs what `lane_counts` costs: the
+/// counters (O(lanes)) and at most three index seeks per lane, whatever the backlog.
+pub(crate) fn lane_backlog(conn: &Connection) -> StoreResult<Vec<LaneBacklog>> {
+    Ok(lane_counts(conn)?.iter().map(LaneBacklog::from).collect())
+}
+
+/// Per-lane counts from the writer-maintained counters, plus the oldest waiting delivery:
+/// one seek in `deliveries_lane_state` per waiting state present.
 pub(crate) fn lane_counts(conn: &Connection) -> StoreResult<Vec<LaneCounts>> {
     snapshot(conn, |conn| {
         let rows = conn

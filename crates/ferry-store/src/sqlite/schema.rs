@@ -87,8 +87,49 @@ CREATE TABLE lane_state_counts (
 
 "#;
 
+/// Version 2: per-key ordering of deliveries and lane pauses.
+///
+/// - `deliveries.order_key` (NULL: unordered) and `deliveries.held`, a delivery's place in
+///   the queue of its (lane, key): 0 for the head (the earliest waiting one, by `seq`), 1
+///   for the waiting ones behind it, NULL once delivered or dead (out of the queue). An
+///   unordered delivery is always 0. The writer keeps it exact on every change of a queue
+///   (see `order`); the CHECK turns a slip into an error rather than a stuck key.
+/// - `deliveries_due` is rebuilt without held-back deliveries, so a claim never walks past
+///   them, and claims on lanes without keys cost what they did in V1.
+/// - `deliveries_order_key` holds the queued deliveries (keyed, not delivered or dead); the
+///   rowid (`seq`) trails every entry, so a key's head is the first entry of its range: one
+///   seek decides `held` on append and finds the next head when one settles. It is keyed on
+///   `held IS NOT NULL` rather than on `state`, so claims, retries and releases, which move
+///   a delivery between waiting states, do not touch it: it changes only when a delivery
+///   joins or leaves a queue.
+/// - `lane_pauses`: one row per paused lane.
+///
+/// Rows of a V1 file have no key and read as `order_key = NULL, held = 0`: correct as is.
+const V2: &str = r#"
+ALTER TABLE deliveries ADD COLUMN order_key TEXT;
+ALTER TABLE deliveries ADD COLUMN held INTEGER DEFAULT 0 CHECK (CASE
+    WHEN order_key IS NULL THEN held IS 0
+    WHEN state IN (2, 4) THEN held IS NULL
+    ELSE held IS 0 OR held IS 1
+END);
+
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_due ON deliveries (flow, destination, next_attempt_at)
+    WHERE state IN (0, 1, 3) AND held = 0;
+CREATE INDEX deliveries_order_key ON deliveries (flow, destination, order_key)
+    WHERE order_key IS NOT NULL AND held IS NOT NULL;
+
+CREATE TABLE lane_pauses (
+    flow        TEXT    NOT NULL,
+    destination TEXT    NOT NULL,
+    since       INTEGER NOT NULL,
+    reason      TEXT    NOT NULL,
+    PRIMARY KEY (flow, destination)
+) WITHOUT ROWID;
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

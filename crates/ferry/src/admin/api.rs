@@ -6,7 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use ferry_store::{DeliveryFilter, DeliveryId, DeliveryState, EventId, Store, StoredEvent};
+use ferry_delivery::{ControlError, DeliveryEngine};
+use ferry_store::{
+    DeliveryFilter, DeliveryId, DeliveryState, EventId, LaneCounts, LaneKey, Store, StoredEvent,
+};
 use secrecy::SecretString;
 
 use super::auth::require_token;
@@ -18,6 +21,8 @@ use crate::problem::Problem;
 #[derive(Clone)]
 pub struct AdminState {
     pub store: Arc<dyn Store>,
+    /// The running lanes (gate status, pause and resume).
+    pub engine: Arc<DeliveryEngine>,
     /// Wakes every lane (after a replay).
     pub wake_all: Arc<dyn Fn() + Send + Sync>,
 }
@@ -26,6 +31,8 @@ pub struct AdminState {
 pub fn router(state: AdminState, token: Option<SecretString>) -> Router {
     Router::new()
         .route("/admin/v1/lanes", get(lanes))
+        .route("/admin/v1/lanes/{flow}/{destination}/pause", post(pause))
+        .route("/admin/v1/lanes/{flow}/{destination}/resume", post(resume))
         .route("/admin/v1/deliveries", get(list_deliveries))
         .route("/admin/v1/deliveries/{id}", get(show_delivery))
         .route("/admin/v1/events/{id}", get(show_event))
@@ -100,8 +107,103 @@ fn filter(
 
 async fn lanes(State(st): State<AdminState>) -> ApiResult<LanesResponse> {
     Ok(Json(LanesResponse {
-        lanes: st.store.lane_counts().await.map_err(store_error)?,
+        lanes: lane_views(&st).await?,
     }))
+}
+
+/// Stored counts joined with the running gates; lanes known to only one side are kept.
+async fn lane_views(st: &AdminState) -> Result<Vec<LaneView>, Problem> {
+    let mut counts: std::collections::BTreeMap<LaneKey, LaneCounts> = st
+        .store
+        .lane_counts()
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|c| (c.lane.clone(), c))
+        .collect();
+    let mut views: Vec<LaneView> = st
+        .engine
+        .status()
+        .into_iter()
+        .map(|(lane, gate)| LaneView {
+            counts: counts.remove(&lane).unwrap_or_else(|| empty_counts(lane)),
+            gate: Some(gate),
+        })
+        .collect();
+    views.extend(
+        counts
+            .into_values()
+            .map(|counts| LaneView { counts, gate: None }),
+    );
+    views.sort_by(|a, b| a.counts.lane.cmp(&b.counts.lane));
+    Ok(views)
+}
+
+fn empty_counts(lane: LaneKey) -> LaneCounts {
+    LaneCounts {
+        lane,
+        pending: 0,
+        in_flight: 0,
+        delivered: 0,
+        retrying: 0,
+        dead: 0,
+        oldest_waiting_received_at: None,
+    }
+}
+
+async fn pause(
+    State(st): State<AdminState>,
+    Path((flow, destination)): Path<(String, String)>,
+    body: Option<Json<PauseRequest>>,
+) -> ApiResult<LaneControlResponse> {
+    let lane = LaneKey { flow, destination };
+    let reason = body
+        .and_then(|Json(b)| b.reason)
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "paused by an operator".to_string());
+    let changed = st
+        .engine
+        .pause(&lane, &reason)
+        .await
+        .map_err(control_error)?;
+    tracing::info!(flow = %lane.flow, destination = %lane.destination, changed, "pause requested through the admin API");
+    lane_control(&st, lane, changed).await
+}
+
+async fn resume(
+    State(st): State<AdminState>,
+    Path((flow, destination)): Path<(String, String)>,
+) -> ApiResult<LaneControlResponse> {
+    let lane = LaneKey { flow, destination };
+    let changed = st.engine.resume(&lane).await.map_err(control_error)?;
+    tracing::info!(flow = %lane.flow, destination = %lane.destination, changed, "resume requested through the admin API");
+    lane_control(&st, lane, changed).await
+}
+
+async fn lane_control(
+    st: &AdminState,
+    lane: LaneKey,
+    changed: bool,
+) -> ApiResult<LaneControlResponse> {
+    let view = lane_views(st)
+        .await?
+        .into_iter()
+        .find(|v| v.counts.lane == lane)
+        .unwrap_or_else(|| LaneView {
+            counts: empty_counts(lane),
+            gate: None,
+        });
+    Ok(Json(LaneControlResponse {
+        changed,
+        lane: view,
+    }))
+}
+
+fn control_error(e: ControlError) -> Problem {
+    match e {
+        ControlError::UnknownLane { .. } => not_found(e.to_string()),
+        ControlError::Store(e) => store_error(e),
+    }
 }
 
 async fn list_deliveries(

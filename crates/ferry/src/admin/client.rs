@@ -71,6 +71,28 @@ impl AdminClient {
         .await
     }
 
+    /// Pause a lane.
+    pub async fn pause(
+        &self,
+        flow: &str,
+        destination: &str,
+        reason: Option<String>,
+    ) -> Result<LaneControlResponse> {
+        let path = format!("/admin/v1/lanes/{flow}/{destination}/pause");
+        self.send(
+            self.http
+                .post(self.url(&path)?)
+                .json(&PauseRequest { reason }),
+        )
+        .await
+    }
+
+    /// Resume a lane.
+    pub async fn resume(&self, flow: &str, destination: &str) -> Result<LaneControlResponse> {
+        let path = format!("/admin/v1/lanes/{flow}/{destination}/resume");
+        self.send(self.http.post(self.url(&path)?)).await
+    }
+
     /// Replay matching deliveries.
     pub async fn replay(&self, r: &ReplayRequest) -> Result<ReplayResponse> {
         self.send(self.http.post(self.url("/admin/v1/replay")?).json(r))

@@ -1,5 +1,6 @@
 //! Request and response bodies of the admin API, shared by the server and the CLI client.
 
+use ferry_delivery::GateStatus;
 use ferry_store::{DeliveryDetail, DeliverySummary, LaneCounts};
 use serde::{Deserialize, Serialize};
 
@@ -69,8 +70,34 @@ pub struct ReplayResponse {
     pub replayed: u64,
 }
 
-/// `GET /admin/v1/lanes`.
+/// `GET /admin/v1/lanes`: every lane of the running config (and any lane with stored
+/// deliveries), sorted by flow and destination.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LanesResponse {
-    pub lanes: Vec<LaneCounts>,
+    pub lanes: Vec<LaneView>,
+}
+
+/// One lane: its deliveries by state, and its gate (breaker, 429 hold, pause, rate limit).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaneView {
+    #[serde(flatten)]
+    pub counts: LaneCounts,
+    /// Absent for a lane that is no longer in the config but still has deliveries.
+    pub gate: Option<GateStatus>,
+}
+
+/// `POST /admin/v1/lanes/{flow}/{destination}/pause`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PauseRequest {
+    /// Shown in `ferry status` and sent to the owner. Default: `paused by an operator`.
+    pub reason: Option<String>,
+}
+
+/// The answer to a pause or resume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LaneControlResponse {
+    /// `false` when the lane already was in the asked state.
+    pub changed: bool,
+    pub lane: LaneView,
 }

@@ -1,6 +1,7 @@
 //! The `ferry` command line.
 
 mod admin_cmds;
+mod lane_cmds;
 mod serve;
 mod validate;
 
@@ -42,6 +43,20 @@ pub enum Command {
         after_help = "Examples:\n  ferry replay --event evt_0193...\n  ferry replay --delivery dlv_0193...\n  ferry replay --flow billing-events --destination crm --since 2h\n  ferry replay --flow billing-events --since 2026-11-24T09:00:00Z --until 2026-11-24T10:00:00Z --state delivered"
     )]
     Replay(admin_cmds::ReplayArgs),
+    /// Show every delivery lane of a running hub: backlog, oldest waiting delivery, circuit
+    /// breaker, 429 hold, pause.
+    #[command(
+        after_help = "Examples:\n  ferry status --config examples/quickstart\n  ferry status --json | jq '.[] | select(.gate.breaker != \"closed\")'"
+    )]
+    Status(lane_cmds::StatusArgs),
+    /// Pause a destination of a flow: nothing is sent, events keep accumulating durably.
+    #[command(
+        after_help = "Examples:\n  ferry pause billing-events crm --reason \"CRM migration until 14:00\""
+    )]
+    Pause(lane_cmds::PauseArgs),
+    /// Resume a paused destination (paused by `ferry pause` or by auto-pause).
+    #[command(after_help = "Examples:\n  ferry resume billing-events crm")]
+    Resume(lane_cmds::LaneArgs),
     /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
     /// on loopback, with a live view of what happens.
     #[command(after_help = "Examples:\n  ferry demo\n  ferry demo --duration 60s --rate 200")]
@@ -69,6 +84,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Validate(a) => validate::run(a),
         Command::Dlq(c) => admin_cmds::dlq(c).await,
         Command::Replay(a) => admin_cmds::replay(a).await,
+        Command::Status(a) => lane_cmds::status(a).await,
+        Command::Pause(a) => lane_cmds::pause(a).await,
+        Command::Resume(a) => lane_cmds::resume(a).await,
         Command::Demo(a) => crate::demo::run(a).await,
     };
     match result {

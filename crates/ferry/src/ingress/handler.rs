@@ -82,6 +82,7 @@ async fn accept(
                 e.to_string(),
             )
         })?;
+    refuse_if_backlog_full(state, route)?;
     let Inspected {
         dedupe_key,
         event_type,
@@ -100,6 +101,7 @@ async fn accept(
                 .map(|v| (h.to_string(), v.to_string()))
         })
         .collect();
+    let order_keys = order_keys(route, &payload);
     let event = NewEvent {
         id: EventId::new(),
         flow: route.flow.clone(),
@@ -112,10 +114,12 @@ async fn accept(
         deliveries: route
             .lanes
             .iter()
-            .map(|lane| NewDelivery {
+            .zip(order_keys)
+            .map(|(lane, order_key)| NewDelivery {
                 id: DeliveryId::new(),
-                destination: lane.destination.clone(),
+                destination: lane.key.destination.clone(),
                 due_at: now,
+                order_key,
             })
             .collect(),
     };
@@ -134,7 +138,7 @@ async fn accept(
     match outcome.first().copied() {
         Some(AppendOutcome::Stored(id)) => {
             for lane in &route.lanes {
-                (state.wake)(lane);
+                (state.wake)(&lane.key);
             }
             Ok((
                 StatusCode::ACCEPTED,
@@ -160,6 +164,50 @@ async fn accept(
             "the store returned no outcome",
         )),
     }
+}
+
+/// A flow whose event would push any of its lanes past its bounded backlog refuses it with
+/// `503` and `Retry-After`: the sender keeps it and retries, rather than Ferry accepting
+/// what it cannot deliver in time. (All lanes get the event or none does.)
+fn refuse_if_backlog_full(state: &IngressState, route: &IngressRoute) -> Result<(), Problem> {
+    for lane in &route.lanes {
+        let waiting = state.backlog.waiting(&lane.key);
+        if waiting >= lane.max_pending {
+            return Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backlog_full",
+                "Backlog full",
+                format!(
+                    "destination `{}` has {waiting} deliveries waiting (limit {}); retry later",
+                    lane.key.destination, lane.max_pending
+                ),
+            )
+            .retry_after(lane.backlog_retry_after.as_secs().max(1)));
+        }
+    }
+    Ok(())
+}
+
+/// The ordering key of each lane (in route order): the value at the lane's `ordering.key`
+/// pointer, strings bare and anything else as JSON text. `None` for lanes that do not
+/// order, and for events without the field. The body was already checked to be JSON.
+fn order_keys(route: &IngressRoute, payload: &[u8]) -> Vec<Option<String>> {
+    if route.lanes.iter().all(|l| l.order_key.is_none()) {
+        return vec![None; route.lanes.len()];
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(payload).ok();
+    route
+        .lanes
+        .iter()
+        .map(|lane| {
+            let pointer = lane.order_key.as_deref()?;
+            match value.as_ref()?.pointer(pointer)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }
+        })
+        .collect()
 }
 
 /// Read the body, refusing anything over `limit` bytes (by `Content-Length` first, then while

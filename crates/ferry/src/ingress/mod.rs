@@ -26,6 +26,8 @@ pub struct IngressState {
     pub routes: Arc<BTreeMap<String, Arc<IngressRoute>>>,
     pub store: Arc<dyn Store>,
     pub wake: LaneWaker,
+    /// Lane backlogs, for the bounded-backlog refusal.
+    pub backlog: Arc<crate::backlog::BacklogMonitor>,
 }
 
 /// The ingress routes.

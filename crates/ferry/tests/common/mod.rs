@@ -124,16 +124,17 @@ async fn answer(
     resp
 }
 
-/// Write a config directory: settings with the admin token, systems `src` and `dst`, and one
-/// flow `orders` whose source verifies Standard Webhooks and whose destinations are given as
-/// YAML (indented under `destinations:`).
+/// Write a config directory: settings with the admin token and loopback allow-listed for
+/// egress (the receivers listen on 127.0.0.1), systems `src` and `dst`, and one flow
+/// `orders` whose source verifies Standard Webhooks and whose destinations are given as YAML
+/// (indented under `destinations:`).
 pub fn write_config(dir: &Path, destinations_yaml: &str) {
     std::fs::create_dir_all(dir.join("flows")).unwrap();
     std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
     std::fs::write(dir.join("source-secret"), SOURCE_SECRET).unwrap();
     std::fs::write(
         dir.join("ferry.yaml"),
-        "settings:\n  listen: 127.0.0.1:0\n  admin:\n    token: { file: admin-token }\n  ingress:\n    max_body_bytes: 4096\n  delivery:\n    shutdown_grace: 2s\nsystems:\n  src: { owner: team-a }\n  dst: { owner: team-b }\n",
+        "settings:\n  listen: 127.0.0.1:0\n  admin:\n    token: { file: admin-token }\n  ingress:\n    max_body_bytes: 4096\n  delivery:\n    shutdown_grace: 2s\n    egress_allow: [127.0.0.0/8]\nsystems:\n  src: { owner: team-a }\n  dst: { owner: team-b }\n",
     )
     .unwrap();
     std::fs::write(

@@ -1,0 +1,173 @@
+//! `ferry status`, `ferry pause` and `ferry resume`: the lanes of a running hub, their
+//! backlog and their gates (circuit breaker, 429 hold, pause).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
+use ferry_delivery::BreakerState;
+
+use super::HubTarget;
+use super::admin_cmds::client;
+use crate::admin::dto::LaneView;
+use crate::clock::{now_ms, rfc3339};
+
+/// `ferry status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: HubTarget,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ferry pause` and `ferry resume`.
+#[derive(Debug, Args)]
+pub struct LaneArgs {
+    #[command(flatten)]
+    pub target: HubTarget,
+    /// The flow.
+    pub flow: String,
+    /// The destination within the flow.
+    pub destination: String,
+}
+
+/// `ferry pause`.
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    pub lane: LaneArgs,
+    /// Why (shown by `ferry status` and sent to the owner).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// Print every lane.
+pub async fn status(args: StatusArgs) -> Result<ExitCode> {
+    let lanes = client(&args.target)?.lanes().await?.lanes;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&lanes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if lanes.is_empty() {
+        println!("no lanes");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = now_ms();
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "flow",
+            "destination",
+            "state",
+            "waiting",
+            "oldest",
+            "retrying",
+            "delivered",
+            "dead",
+        ]);
+    for lane in &lanes {
+        let c = &lane.counts;
+        table.add_row([
+            c.lane.flow.clone(),
+            c.lane.destination.clone(),
+            gate_text(lane, now),
+            (c.pending + c.in_flight + c.retrying).to_string(),
+            c.oldest_waiting_received_at
+                .map(|t| age(now - t))
+                .unwrap_or_else(|| "-".to_string()),
+            c.retrying.to_string(),
+            c.delivered.to_string(),
+            c.dead.to_string(),
+        ]);
+    }
+    println!("{table}");
+    for lane in &lanes {
+        if let Some(pause) = lane.gate.as_ref().and_then(|g| g.paused.as_ref()) {
+            println!(
+                "{}/{} paused since {}: {}",
+                lane.counts.lane.flow,
+                lane.counts.lane.destination,
+                rfc3339(pause.since),
+                pause.reason
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What is holding a lane back, in a few words.
+fn gate_text(lane: &LaneView, now: i64) -> String {
+    let Some(g) = &lane.gate else {
+        return "not configured".to_string();
+    };
+    if g.paused.is_some() {
+        return "paused".to_string();
+    }
+    let mut parts = Vec::new();
+    match g.breaker {
+        BreakerState::Closed => {}
+        BreakerState::Open => parts.push(match g.breaker_open_until {
+            Some(t) if t > now => format!("breaker open (probe in {})", age(t - now)),
+            _ => "breaker open".to_string(),
+        }),
+        BreakerState::HalfOpen => parts.push("breaker half-open".to_string()),
+    }
+    if let Some(t) = g.hold_until.filter(|&t| t > now) {
+        parts.push(format!("429 hold {}", age(t - now)));
+    }
+    if let Some(t) = g.failing_since {
+        parts.push(format!("failing for {}", age(now - t)));
+    }
+    if parts.is_empty() {
+        "ok".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn age(ms: i64) -> String {
+    let secs = u64::try_from(ms.max(0) / 1000).unwrap_or(0);
+    humantime::format_duration(Duration::from_secs(secs.max(1))).to_string()
+}
+
+/// Pause a lane.
+pub async fn pause(args: PauseArgs) -> Result<ExitCode> {
+    let lane = &args.lane;
+    let answer = client(&lane.target)?
+        .pause(&lane.flow, &lane.destination, args.reason)
+        .await?;
+    if answer.changed {
+        println!(
+            "paused {}/{}: deliveries wait, durably, until `ferry resume {} {}`",
+            lane.flow, lane.destination, lane.flow, lane.destination
+        );
+    } else {
+        println!("{}/{} was already paused", lane.flow, lane.destination);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resume a lane.
+pub async fn resume(args: LaneArgs) -> Result<ExitCode> {
+    let answer = client(&args.target)?
+        .resume(&args.flow, &args.destination)
+        .await?;
+    let c = &answer.lane.counts;
+    if answer.changed {
+        println!(
+            "resumed {}/{}: {} deliveries waiting",
+            args.flow,
+            args.destination,
+            c.pending + c.in_flight + c.retrying
+        );
+    } else {
+        println!("{}/{} was not paused", args.flow, args.destination);
+    }
+    Ok(ExitCode::SUCCESS)
+}
