@@ -31,6 +31,7 @@ mod render;
 mod resilience;
 mod secret;
 mod sources;
+mod steps;
 mod validate;
 
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
@@ -39,4 +40,5 @@ pub use load::{LoadOptions, Loaded, load_dir};
 pub use model::*;
 pub use render::render;
 pub use resilience::*;
+pub use steps::*;
 pub use secret::{INLINE_SECRET_MESSAGE, SecretError, SecretRef};

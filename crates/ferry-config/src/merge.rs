@@ -14,6 +14,7 @@ pub(crate) struct Origins {
     pub settings: Option<FileId>,
     pub systems: HashMap<String, FileId>,
     pub flows: HashMap<String, FileId>,
+    pub schemas: HashMap<String, FileId>,
     /// Every system name written under `systems:` in any file, including entries that did not
     /// deserialize (so references to them are not reported as undeclared on top of that).
     pub system_names: BTreeSet<String>,
@@ -78,6 +79,19 @@ pub(crate) fn merge(
             diags,
         ) {
             config.flows.insert(name, flow);
+        }
+    }
+    for (name, schema) in parsed.schemas {
+        if claim(
+            &mut origins.schemas,
+            "schema",
+            "schemas",
+            &name,
+            file,
+            sources,
+            diags,
+        ) {
+            config.schemas.insert(name, schema);
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::resilience::{
     OrderingConfig, RateLimitConfig,
 };
 use crate::secret::SecretRef;
+use crate::steps::{BodyFormat, ContractConfig, EnrichConfig, PullSource, SchemaDef, Step, Vrl};
 
 /// The whole hub configuration, merged from every YAML file of the config directory.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +23,8 @@ pub struct Config {
     pub settings: Settings,
     pub systems: BTreeMap<String, System>,
     pub flows: BTreeMap<String, Flow>,
+    /// JSON Schemas by event type (or any name a step or contract refers to).
+    pub schemas: BTreeMap<String, SchemaDef>,
 }
 
 /// One YAML file: any of the three top-level sections.
@@ -34,6 +37,8 @@ pub struct ConfigFile {
     pub systems: BTreeMap<String, System>,
     #[serde(default)]
     pub flows: BTreeMap<String, Flow>,
+    #[serde(default)]
+    pub schemas: BTreeMap<String, SchemaDef>,
 }
 
 /// Hub-wide settings (at most one file may hold `settings:`).
@@ -176,6 +181,10 @@ pub struct Flow {
     #[serde(default)]
     pub owner: Option<String>,
     pub source: Source,
+    /// Steps run at ingress, in order, before the event is committed: `validate`,
+    /// `filter`, `route`, `split`, `dedupe`.
+    #[serde(default)]
+    pub steps: Vec<Step>,
     /// Destinations by name (names are unique within the flow). At least one.
     pub destinations: BTreeMap<String, Destination>,
 }
@@ -186,6 +195,8 @@ pub struct Flow {
 pub enum Source {
     /// An inbound webhook: `POST /ingest/{path}`.
     Webhook(WebhookSource),
+    /// A scheduled HTTP pull with a resumable cursor.
+    Pull(PullSource),
 }
 
 /// An inbound webhook endpoint.
@@ -307,6 +318,15 @@ pub struct Destination {
     /// Deliver events with the same key in acceptance order (off by default).
     #[serde(default)]
     pub ordering: Option<OrderingConfig>,
+    /// Fetch related data before mapping (HTTP GET, cached), at delivery time.
+    #[serde(default)]
+    pub enrich: Option<EnrichConfig>,
+    /// A VRL program reshaping the event for this destination, at delivery time.
+    #[serde(default)]
+    pub map: Option<Vrl>,
+    /// The JSON Schema this destination accepts; mapped outputs are checked against it.
+    #[serde(default)]
+    pub contract: Option<ContractConfig>,
     /// Bounded backlog: beyond it ingress answers 503 with `Retry-After`.
     #[serde(default)]
     pub backlog: BacklogConfig,
@@ -345,6 +365,14 @@ pub struct HttpDestination {
     /// host names), added to `settings.delivery.egress_allow`.
     #[serde(default)]
     pub egress_allow: Vec<String>,
+    /// `json` (default): the (mapped) event as the body; `cloudevents`: a CloudEvents 1.0
+    /// structured envelope with it as `data`.
+    #[serde(default)]
+    pub format: BodyFormat,
+    /// A `minijinja` template for a non-JSON body (the URL and header values may be
+    /// templates too: anything with `{{`).
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 fn default_method() -> String {
@@ -429,6 +457,7 @@ impl Source {
     pub fn system(&self) -> &str {
         match self {
             Source::Webhook(w) => &w.system,
+            Source::Pull(p) => &p.system,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! finished, and the next pass starts after it. So a file costs one pass per error, plus one.
 //! Errors the parser cannot get past (syntax, budget breaches) end the file's passes.
 
+use crate::steps::SchemaDef;
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::fmt;
@@ -28,7 +29,7 @@ pub(crate) const MAX_ERRORS_PER_FILE: usize = 50;
 /// Largest number of YAML nodes (scalars, sequences, mappings) in one file.
 pub(crate) const MAX_NODES: usize = 200_000;
 
-const TOP_LEVEL_KEYS: &[&str] = &["settings", "systems", "flows"];
+const TOP_LEVEL_KEYS: &[&str] = &["settings", "systems", "flows", "schemas"];
 
 /// The deserializer options: resource budgets that refuse YAML bombs and absurd nesting,
 /// duplicate keys passed through (the locator reports them, located), no snippets (the
@@ -72,6 +73,7 @@ pub(crate) struct ParsedFile {
     /// Entries that deserialized, in file order (a name may repeat; the locator reports it).
     pub systems: Vec<(String, System)>,
     pub flows: Vec<(String, Flow)>,
+    pub schemas: Vec<(String, SchemaDef)>,
     pub errors: Vec<ParseError>,
     /// Whether error reporting stopped early at [`MAX_ERRORS_PER_FILE`].
     pub truncated: bool,
@@ -192,7 +194,7 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping with `settings`, `systems` and/or `flows`")
+        f.write_str("a mapping with `settings`, `systems`, `flows` and/or `schemas`")
     }
 
     /// An empty file, one with only comments, or an empty document (`---`).
@@ -216,7 +218,7 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                 break;
             };
             state.note_key(&key);
-            let section = matches!(key.value.as_str(), "systems" | "flows");
+            let section = matches!(key.value.as_str(), "systems" | "flows" | "schemas");
             if key.value == "settings" {
                 state.out.borrow_mut().has_settings = true;
             }
@@ -236,6 +238,10 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                 "flows" => map.next_value_seed(SectionSeed::new(
                     state,
                     |out: &mut ParsedFile, name, v: Flow| out.flows.push((name, v)),
+                ))?,
+                "schemas" => map.next_value_seed(SectionSeed::new(
+                    state,
+                    |out: &mut ParsedFile, name, v: SchemaDef| out.schemas.push((name, v)),
                 ))?,
                 other => return Err(de::Error::unknown_field(other, TOP_LEVEL_KEYS)),
             }

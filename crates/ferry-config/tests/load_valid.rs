@@ -101,7 +101,9 @@ fn loads_values_and_defaults() {
 
     // The first flow: written values and defaults.
     let flow = &config.flows["billing-to-crm"];
-    let Source::Webhook(src) = &flow.source;
+    let Source::Webhook(src) = &flow.source else {
+        panic!("expected a webhook source")
+    };
     assert_eq!(src.system, "billing");
     assert_eq!(src.event_type.as_deref(), Some("/type"));
     assert_eq!(webhook_path("billing-to-crm", src), "billing-to-crm");
@@ -130,7 +132,9 @@ fn loads_values_and_defaults() {
 
     // The second flow: explicit path, event id, hmac, method.
     let echo = &config.flows["crm-echo"];
-    let Source::Webhook(src) = &echo.source;
+    let Source::Webhook(src) = &echo.source else {
+        panic!("expected a webhook source")
+    };
     assert_eq!(webhook_path("crm-echo", src), "CrmEcho.v2");
     assert!(matches!(&src.event_id, Some(EventIdSource::JsonPointer(p)) if p == "/id"));
     assert!(matches!(

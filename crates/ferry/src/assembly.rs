@@ -74,7 +74,9 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
     let mut routes = BTreeMap::new();
     let mut lanes = Vec::new();
     for (flow_name, flow) in &config.flows {
-        let Source::Webhook(src) = &flow.source;
+        let Source::Webhook(src) = &flow.source else {
+            anyhow::bail!("flow `{flow_name}`: pull sources are not assembled yet");
+        };
         let verifier = build_verifier(&src.signature, &secret)
             .with_context(|| format!("flow `{flow_name}`: source signature"))?;
         let event_id = match &src.event_id {

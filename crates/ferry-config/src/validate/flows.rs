@@ -29,8 +29,16 @@ pub(super) fn check(c: &mut Checker) {
             );
         }
         check_owner(c, file, name, flow);
-        let crate::model::Source::Webhook(src) = &flow.source;
-        webhook(c, file, name, src, &mut paths);
+        match &flow.source {
+            crate::model::Source::Webhook(src) => webhook(c, file, name, src, &mut paths),
+            crate::model::Source::Pull(src) => {
+                if !c.origins.system_names.contains(&src.system) {
+                    let (message, help) = undeclared_system(c, &src.system);
+                    let field = ["flows", name.as_str(), "source", "pull", "system"];
+                    c.error(file, &field, Part::Value, message, help);
+                }
+            }
+        }
     }
 }
 

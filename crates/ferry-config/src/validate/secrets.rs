@@ -79,8 +79,9 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
         let Some(file) = c.flow_file(flow) else {
             continue;
         };
-        let Source::Webhook(src) = &def.source;
-        if let Some((field, secret)) = src.signature.secret() {
+        if let Source::Webhook(src) = &def.source
+            && let Some((field, secret)) = src.signature.secret()
+        {
             let usage = if matches!(src.signature, SignatureConfig::StandardWebhooks { .. }) {
                 Use::StandardWebhooks
             } else {
