@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use crate::faults::Outage;
 
 /// Events sent when neither `--events` nor `--duration` is given.
 pub const DEFAULT_EVENTS: u64 = 100_000;
@@ -19,7 +22,9 @@ Examples:
   ferry-bench run --connections 4 --events 20000   # latency at low concurrency
   ferry-bench run --rate 5000 --duration 30s       # fixed rate, coordinated-omission free
   ferry-bench load --url http://127.0.0.1:8080 --flow orders --secret whsec_...
-  ferry-bench ceiling                              # bare HTTP server for wrk")]
+  ferry-bench ceiling                              # bare HTTP server for wrk
+  ferry-bench crash --kills 100                    # SIGKILL the hub 100 times, check nothing is lost
+  ferry-bench run --fail-ratio 0.2 --latency 5ms   # a receiver that fails a fifth of deliveries")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -41,7 +46,8 @@ Examples:
   ferry-bench run --connections 32 --events 100000
   ferry-bench run --connections 4 --events 20000 --json > latency.json
   ferry-bench run --rate 10000 --duration 60s --connections 128
-  ferry-bench run --ferry ./target/release/ferry --keep-data")]
+  ferry-bench run --ferry ./target/release/ferry --keep-data
+  ferry-bench run --fail-ratio 0.2 --429-ratio 0.05 --reset-ratio 0.02 --latency 2ms")]
     Run(RunArgs),
     /// Load an already running hub; its flow's destination must point at this tool's receiver.
     #[command(after_help = "\
@@ -64,6 +70,33 @@ Examples:
   wrk -t2 -c64 -d10s -s crates/ferry-bench/wrk/post-1k.lua http://127.0.0.1:8099/
   ferry-bench ceiling --listen 0.0.0.0:9000 --threads 1")]
     Ceiling(CeilingArgs),
+    /// The crash oracle: load a hub, SIGKILL and restart it K times, drain, and check that
+    /// every acknowledged event reached the receiver intact.
+    #[command(after_help = "\
+The hub runs with a generated config as in `run` (retries fast and practically forever, a
+2 s destination timeout, a circuit breaker that recovers in a second), on a fixed port and
+data directory. While senders load it, it is killed with SIGKILL after a random uptime
+(--uptime) and restarted at once, K times. Then the load stops, the backlog drains, the hub
+is stopped with SIGTERM and the oracle compares what was sent with what arrived:
+
+  - every event answered 2xx must have reached the receiver (answered 200 by it), with a
+    body hashing the same as the one sent;
+  - events that got no 2xx (refused, reset, timed out while the hub was down) may or may
+    not arrive, but intact if they do;
+  - duplicates are allowed (at-least-once) and counted, but every delivery of an event
+    must carry the `webhook-id` of its first delivery;
+  - the hub must not panic, exit on its own, or fail to restart.
+
+Exit status: 0 when the oracle passes, 3 when it finds a failure (the report says which;
+the hub's directory is kept), 1 when the run could not be carried out.
+
+Examples:
+  ferry-bench crash                                # 10 kills, 16 connections
+  ferry-bench crash --kills 100 --json > crash.json
+  ferry-bench crash --kills 20 --rate 2000 --fail-ratio 0.1 --reset-ratio 0.02 \\
+      --hang-ratio 0.01 --429-ratio 0.02 --latency 2ms --latency-jitter 5ms \\
+      --outage every=10s,for=3s")]
+    Crash(CrashArgs),
 }
 
 /// How much load, and how it is shaped.
@@ -103,10 +136,10 @@ pub struct LoadOpts {
     pub threads: Option<usize>,
 }
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub load: LoadOpts,
+/// The hub `run` and `crash` start.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Hub")]
+pub struct HubOpts {
     /// The `ferry` binary [default: `ferry` next to this executable].
     #[arg(long)]
     pub ferry: Option<PathBuf>,
@@ -120,6 +153,138 @@ pub struct RunArgs {
     /// `concurrency` of the hub's destination (deliveries in flight at once).
     #[arg(long, default_value_t = 64)]
     pub hub_concurrency: usize,
+    /// The destination's `http.timeout` [default: 10s; 2s with receiver faults and in
+    /// `crash`].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub hub_timeout: Option<Duration>,
+    /// The destination's circuit breaker [default: `fast` with receiver faults and in
+    /// `crash`, else the hub's own defaults].
+    #[arg(long, value_enum)]
+    pub breaker: Option<Breaker>,
+}
+
+/// Circuit breaker settings written into the generated hub config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Breaker {
+    /// Opens when over 90% of at least 20 calls in 10 s failed, probes after 1 s.
+    Fast,
+    /// The hub's defaults (nothing written).
+    Default,
+    /// `enabled: false`.
+    Off,
+}
+
+/// Faults injected by the receiver. A faulty answer never counts as a delivery.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Receiver faults")]
+pub struct FaultOpts {
+    /// Share of deliveries answered with 500 (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_ratio: f64,
+    /// Share of deliveries answered with 429 and `Retry-After: 1`.
+    #[arg(long = "429-ratio", default_value_t = 0.0)]
+    pub too_many_ratio: f64,
+    /// Share of deliveries never answered: the connection is held until the hub gives up
+    /// (after its destination timeout, see --hub-timeout).
+    #[arg(long, default_value_t = 0.0)]
+    pub hang_ratio: f64,
+    /// Share of deliveries whose connection is reset (TCP RST) once the request was read,
+    /// without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub reset_ratio: f64,
+    /// Wait this long before every answer, e.g. `50ms`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub latency: Option<Duration>,
+    /// Wait up to this much longer, uniformly at random.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub latency_jitter: Option<Duration>,
+    /// Intermittent outages, e.g. `every=10s,for=3s`: for the last 3 s of every 10 s the
+    /// receiver stops listening (connections are refused) and resets its open connections,
+    /// then listens again on the same port. `every=10s,for=3s,mode=503` answers 503 instead.
+    #[arg(long)]
+    pub outage: Option<Outage>,
+    /// Seed of the fault draws and of `crash`'s kill schedule [default: random; the report
+    /// prints it].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// `A..B`: a range of durations, e.g. `200ms..3s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl std::str::FromStr for DurationRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s.split_once("..").unwrap_or((s, s));
+        let parse =
+            |x: &str| humantime::parse_duration(x.trim()).map_err(|e| format!("`{x}`: {e}"));
+        let (min, max) = (parse(a)?, parse(b)?);
+        if min > max {
+            return Err(format!("`{s}`: the first bound is larger than the second"));
+        }
+        Ok(Self { min, max })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub load: LoadOpts,
+    #[command(flatten)]
+    pub hub: HubOpts,
+    #[command(flatten)]
+    pub faults: FaultOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct CrashArgs {
+    /// SIGKILLs to deliver; the hub is restarted after each.
+    #[arg(long, short = 'k', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub kills: u32,
+    /// How long the hub runs before each kill: uniformly at random in `MIN..MAX`.
+    #[arg(long, default_value = "200ms..3s")]
+    pub uptime: DurationRange,
+    /// After the last restart, keep sending this long before the load stops.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub tail: Duration,
+    /// Concurrent HTTP/1.1 connections to the hub, one request in flight on each.
+    #[arg(long, short = 'c', default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub connections: u64,
+    /// Fixed rate in events/s instead of a closed loop.
+    #[arg(long, short = 'r')]
+    pub rate: Option<f64>,
+    /// Stop sending after this many events even if kills remain (the kills go on).
+    #[arg(long, short = 'n', value_parser = clap::value_parser!(u64).range(1..))]
+    pub events: Option<u64>,
+    /// Size of each JSON event body in bytes.
+    #[arg(long, default_value_t = 1024)]
+    pub body_bytes: usize,
+    /// Per-request timeout towards the hub's ingress.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Fail when no new event reached the receiver for this long while some acknowledged
+    /// events are still missing.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// Print the report as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress lines on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Worker threads of ferry-bench itself [default: number of CPUs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub hub: HubOpts,
+    #[command(flatten)]
+    pub faults: FaultOpts,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +314,8 @@ pub struct LoadArgs {
     /// PID of the hub, to report its peak RSS and CPU use (same machine only).
     #[arg(long)]
     pub hub_pid: Option<u32>,
+    #[command(flatten)]
+    pub faults: FaultOpts,
 }
 
 #[derive(Debug, Args)]
@@ -159,4 +326,47 @@ pub struct CeilingArgs {
     /// Worker threads [default: number of CPUs].
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent_and_parses_fault_flags() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "ferry-bench",
+            "crash",
+            "--kills",
+            "3",
+            "--uptime",
+            "300ms..1s",
+            "--429-ratio",
+            "0.05",
+            "--outage",
+            "every=10s,for=3s",
+            "--breaker",
+            "off",
+        ])
+        .unwrap();
+        let Command::Crash(a) = cli.command else {
+            panic!("not crash")
+        };
+        assert_eq!(a.kills, 3);
+        assert_eq!(a.uptime.min, Duration::from_millis(300));
+        assert_eq!(a.faults.too_many_ratio, 0.05);
+        assert_eq!(
+            a.faults.outage.map(|o| o.down),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(a.hub.breaker, Some(Breaker::Off));
+        assert!("2s..1s".parse::<DurationRange>().is_err());
+        assert_eq!(
+            "1s".parse::<DurationRange>().unwrap().max,
+            Duration::from_secs(1)
+        );
+    }
 }

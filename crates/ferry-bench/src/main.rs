@@ -4,14 +4,20 @@
 //! It sends signed Standard Webhooks to a hub's ingress over a fixed number of HTTP/1.1
 //! connections, receives the hub's deliveries on a local sink, and reports accepted and
 //! delivered throughput, accept and end-to-end latency, errors, duplicates and the hub's
-//! resource use.
+//! resource use. Its receiver can misbehave on purpose (faults), and `crash` is an oracle
+//! for durability: it SIGKILLs the hub under load and checks that nothing acknowledged is
+//! lost or altered.
 
 mod ceiling;
 mod cli;
 mod clock;
+mod crash;
+mod faults;
 mod hub;
 mod metrics;
+mod oracle;
 mod payload;
+mod ports;
 mod procfs;
 mod receiver;
 mod report;
@@ -30,6 +36,7 @@ fn main() -> ExitCode {
         Command::Run(a) => a.load.threads,
         Command::Load(a) => a.load.threads,
         Command::Ceiling(a) => a.threads,
+        Command::Crash(a) => a.threads,
     }
     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     .max(1);
@@ -49,6 +56,7 @@ fn main() -> ExitCode {
             Command::Run(args) => runner::run(args).await,
             Command::Load(args) => runner::load(args).await,
             Command::Ceiling(args) => ceiling::serve(args).await,
+            Command::Crash(args) => crash::run(args).await,
         }
     });
     match result {

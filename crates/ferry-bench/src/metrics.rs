@@ -1,13 +1,13 @@
 //! Best-effort scrape of the hub's Prometheus `/metrics`: the mean of every `*_seconds`
 //! histogram or summary (summed over label sets), e.g. how long ingress waited for the
-//! store's commit and how long a delivery attempt took.
+//! store's commit and how long a delivery attempt took. Also a plain GET for the admin API.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http::header::HOST;
+use http::header::{AUTHORIZATION, HOST};
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -23,13 +23,19 @@ pub struct Timing {
 
 /// `GET /metrics` on the hub (`target`'s address and path prefix); `None` on any failure.
 pub async fn scrape(target: &Target) -> Option<BTreeMap<String, Timing>> {
-    let text = tokio::time::timeout(Duration::from_secs(5), fetch(target))
-        .await
-        .ok()??;
+    let text = get(target, "/metrics", None).await?;
     Some(timings(&text))
 }
 
-async fn fetch(target: &Target) -> Option<String> {
+/// `GET {prefix}{path}` on the hub, with a bearer token if given; the body of a 2xx
+/// answer, `None` on any failure.
+pub async fn get(target: &Target, path: &str, bearer: Option<&str>) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(5), fetch(target, path, bearer))
+        .await
+        .ok()?
+}
+
+async fn fetch(target: &Target, path: &str, bearer: Option<&str>) -> Option<String> {
     let stream = tokio::net::TcpStream::connect(target.addr).await.ok()?;
     let (mut tx, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
@@ -39,10 +45,11 @@ async fn fetch(target: &Target) -> Option<String> {
         let _ = conn.await;
     });
     let prefix = target.path.split("/ingest/").next().unwrap_or("");
-    let req = Request::get(format!("{prefix}/metrics"))
-        .header(HOST, target.host.clone())
-        .body(Empty::new())
-        .ok()?;
+    let mut req = Request::get(format!("{prefix}{path}")).header(HOST, target.host.clone());
+    if let Some(token) = bearer {
+        req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let req = req.body(Empty::new()).ok()?;
     let resp = tx.send_request(req).await.ok()?;
     if !resp.status().is_success() {
         return None;

@@ -79,6 +79,14 @@ impl Template {
     }
 }
 
+/// A 64-bit hash of a whole body, to tell that a delivered body is the one that was sent.
+/// Sender and receiver live in one process, so the (fixed-key) std hasher suffices.
+pub fn body_hash(body: &[u8]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    h.write(body);
+    h.finish()
+}
+
 /// Right-align `n` in `field` (pre-filled with spaces).
 fn write_num(field: &mut [u8], mut n: u64) {
     let mut i = field.len();
@@ -190,5 +198,16 @@ mod tests {
         assert_eq!((p.sent_ns, p.run, p.seq), (5, &b"0123456789abcdef"[..], 6));
         assert!(probe(b"not json").is_none());
         assert!(probe(b"{\"sent_ns\":1}").is_none());
+    }
+
+    #[test]
+    fn body_hash_tells_bodies_apart() {
+        let t = Template::new("0123456789abcdef", 300).unwrap();
+        let a = t.body(5, 6);
+        assert_eq!(body_hash(&a), body_hash(&t.body(5, 6)));
+        assert_ne!(body_hash(&a), body_hash(&t.body(5, 7)));
+        let mut flipped = a.to_vec();
+        flipped[200] ^= 1;
+        assert_ne!(body_hash(&a), body_hash(&flipped));
     }
 }

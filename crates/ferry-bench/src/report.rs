@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::faults::{FaultConfig, FaultTally};
 use crate::metrics::Timing;
 use crate::procfs::ThreadGroup;
 
@@ -27,10 +28,50 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// First response body per failing status.
     pub error_examples: BTreeMap<String, String>,
+    /// Faults the receiver injected, if any.
+    pub receiver_faults: Option<ReceiverFaults>,
     pub drain: Drain,
     pub hub: Option<HubUsage>,
     pub bench: BenchUsage,
     pub machine: MachineUsage,
+}
+
+/// What the receiver was told to do wrong, and what it did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiverFaults {
+    pub config: FaultConfig,
+    pub seed: u64,
+    /// Faulty answers given (none of them counts as a delivery).
+    pub answered: FaultTally,
+}
+
+impl ReceiverFaults {
+    /// `500 ×12 · 429 ×3 · … (outages 2)`.
+    pub fn tally_line(&self) -> String {
+        let a = &self.answered;
+        let mut parts: Vec<String> = [
+            ("500", a.status_500),
+            ("429", a.status_429),
+            ("503", a.status_503),
+            ("hang", a.hang),
+            ("reset", a.reset),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} ×{n}"))
+        .collect();
+        if a.outages > 0 {
+            parts.push(format!(
+                "outages {} ({} connections reset)",
+                a.outages, a.outage_resets
+            ));
+        }
+        if parts.is_empty() {
+            "none yet".into()
+        } else {
+            parts.join(" · ")
+        }
+    }
 }
 
 /// The machine around the run: other processes competing for CPU skew every figure.
@@ -315,6 +356,10 @@ impl Report {
             for (k, ex) in &self.error_examples {
                 let _ = writeln!(o, "            e.g. {k}: {}", ex.replace('\n', " "));
             }
+        }
+        if let Some(f) = &self.receiver_faults {
+            let _ = writeln!(o, "faults      {} (seed {})", f.config.describe(), f.seed);
+            let _ = writeln!(o, "            answered: {}", f.tally_line());
         }
         let _ = writeln!(
             o,

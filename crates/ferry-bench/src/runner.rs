@@ -10,14 +10,15 @@ use anyhow::Context as _;
 use ferry_signature::SigningKey;
 use tokio::task::JoinSet;
 
-use crate::cli::{DEFAULT_EVENTS, LoadArgs, LoadOpts, RunArgs};
+use crate::cli::{DEFAULT_EVENTS, FaultOpts, HubOpts, LoadArgs, LoadOpts, RunArgs};
 use crate::clock::{Clock, unix_secs};
-use crate::hub::{self, Hub, HubSpec};
+use crate::faults::Faults;
+use crate::hub::{self, Hub, HubSpec, Tuning};
 use crate::payload::{self, Template};
 use crate::receiver::{self, Sink, SinkStats};
 use crate::report::{
-    BenchUsage, Drain, Events, HubUsage, Latencies, Latency, MachineUsage, Report, RunConfig,
-    Throughput,
+    BenchUsage, Drain, Events, HubUsage, Latencies, Latency, MachineUsage, ReceiverFaults, Report,
+    RunConfig, Throughput,
 };
 use crate::sender::{self, Plan, Shared, Target, WorkerResult};
 use crate::{metrics, procfs};
@@ -98,6 +99,52 @@ impl Load {
             bench_threads,
         })
     }
+}
+
+/// The receiver's faults from the command line, and the seed they were drawn with.
+pub fn faults(opts: &FaultOpts) -> anyhow::Result<(Arc<Faults>, u64)> {
+    let seed = opts.seed.unwrap_or_else(rand::random);
+    Ok((Arc::new(Faults::new(opts, seed)?), seed))
+}
+
+/// Where the receiver listens: a fixed port when it must listen again after an outage.
+pub fn receiver_addr(faults: &Faults) -> anyhow::Result<SocketAddr> {
+    match faults.outage() {
+        Some(_) => crate::ports::stable_loopback(),
+        None => Ok(SocketAddr::from(([127, 0, 0, 1], 0))),
+    }
+}
+
+/// The hub to start for `run` and `crash`; `chaos` when deliveries fail on purpose.
+pub fn hub_spec(
+    opts: &HubOpts,
+    receiver: SocketAddr,
+    listen: SocketAddr,
+    chaos: bool,
+) -> anyhow::Result<HubSpec> {
+    let base = if chaos { Tuning::CHAOS } else { Tuning::PLAIN };
+    let tuning = Tuning {
+        timeout: opts.hub_timeout.unwrap_or(base.timeout),
+        breaker: opts.breaker.unwrap_or(base.breaker),
+        ..base
+    };
+    anyhow::ensure!(
+        !tuning.timeout.is_zero(),
+        "--hub-timeout must be longer than zero"
+    );
+    let ferry = match &opts.ferry {
+        Some(f) => f.clone(),
+        None => hub::default_ferry()?,
+    };
+    Ok(HubSpec {
+        ferry,
+        receiver,
+        concurrency: opts.hub_concurrency,
+        data_root: opts.data_root.clone(),
+        keep: opts.keep_data,
+        listen,
+        tuning,
+    })
 }
 
 fn progress(shared: Arc<Shared>, sink: Arc<Sink>) -> tokio::task::JoinHandle<()> {
@@ -222,6 +269,8 @@ struct Meta<'a> {
     run: &'a str,
     started_at_unix: i64,
     hub_concurrency: Option<usize>,
+    faults: &'a Faults,
+    seed: u64,
 }
 
 fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage>) -> Report {
@@ -232,6 +281,8 @@ fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage
         run,
         started_at_unix,
         hub_concurrency,
+        faults,
+        seed,
     } = *meta;
     let s = &m.send;
     let sink = &m.sink;
@@ -317,6 +368,11 @@ fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage
         },
         errors: s.errors.clone(),
         error_examples: s.examples.clone(),
+        receiver_faults: faults.any().then(|| ReceiverFaults {
+            config: faults.config().clone(),
+            seed,
+            answered: faults.counts.tally(),
+        }),
         drain: Drain {
             complete: m.missing == 0,
             waited_secs: m
@@ -370,22 +426,18 @@ fn hub_usage(pid: Option<u32>) -> HubUsage {
 /// `ferry-bench run`.
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let load = Load::new(args.load)?;
+    let (faults, seed) = faults(&args.faults)?;
     let started_at_unix = unix_secs();
     let clock = Clock::new();
     let run_id = payload::new_run_id();
     let sink = Arc::new(Sink::new(clock, &run_id));
-    let receiver = receiver::start(SocketAddr::from(([127, 0, 0, 1], 0)), sink.clone()).await?;
-    let ferry = match args.ferry {
-        Some(f) => f,
-        None => hub::default_ferry()?,
-    };
-    let spec = HubSpec {
-        ferry,
+    let receiver = receiver::start(receiver_addr(&faults)?, sink.clone(), faults.clone()).await?;
+    let spec = hub_spec(
+        &args.hub,
         receiver,
-        concurrency: args.hub_concurrency,
-        data_root: args.data_root,
-        keep: args.keep_data,
-    };
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        faults.any(),
+    )?;
     let mut hub = Hub::start(&spec).await?;
     if !load.opts.quiet {
         eprintln!(
@@ -438,7 +490,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         receiver,
         run: &run_id,
         started_at_unix,
-        hub_concurrency: Some(args.hub_concurrency),
+        hub_concurrency: Some(args.hub.hub_concurrency),
+        faults: &faults,
+        seed,
     };
     let report = build_report(&meta, &load, &measured, Some(usage));
     emit(&report, load.opts.json)
@@ -455,11 +509,12 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let key = SigningKey::from_standard_webhooks(&secret).context("invalid --secret")?;
     let target = Target::from_url(&args.url, &args.flow).await?;
+    let (faults, seed) = faults(&args.faults)?;
     let started_at_unix = unix_secs();
     let clock = Clock::new();
     let run_id = payload::new_run_id();
     let sink = Arc::new(Sink::new(clock, &run_id));
-    let receiver = receiver::start(args.receiver_listen, sink.clone()).await?;
+    let receiver = receiver::start(args.receiver_listen, sink.clone(), faults.clone()).await?;
     if !load.opts.quiet {
         eprintln!(
             "ferry-bench: sending to {}, receiver on http://{receiver}/sink",
@@ -488,6 +543,8 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         run: &run_id,
         started_at_unix,
         hub_concurrency: None,
+        faults: &faults,
+        seed,
     };
     let report = build_report(&meta, &load, &measured, usage);
     emit(&report, load.opts.json)
@@ -583,9 +640,13 @@ mod tests {
         let clock = Clock::new();
         let run = payload::new_run_id();
         let sink = Arc::new(Sink::new(clock, &run));
-        let receiver = receiver::start(SocketAddr::from(([127, 0, 0, 1], 0)), sink.clone())
-            .await
-            .unwrap();
+        let receiver = receiver::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            sink.clone(),
+            Arc::new(Faults::none()),
+        )
+        .await
+        .unwrap();
         let key = SigningKey::from_standard_webhooks(hub::SOURCE_SECRET).unwrap();
         let mock = Arc::new(Mock {
             verifier: StandardWebhooks::with_default_tolerance(key.clone()),
@@ -611,6 +672,8 @@ mod tests {
             run: &run,
             started_at_unix: 0,
             hub_concurrency: None,
+            faults: &Faults::none(),
+            seed: 0,
         };
         build_report(&meta, &load, &m, None)
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::clock::{Clock, unix_secs};
-use crate::payload::Template;
+use crate::payload::{self, Template};
 use crate::receiver::new_histogram;
 
 /// Longest error-response excerpt kept per error kind.
@@ -121,6 +121,10 @@ pub struct Shared {
     pub ok: AtomicU64,
     /// Failed requests so far.
     pub failed: AtomicU64,
+    /// Set to make every worker stop after its current request.
+    pub stop: AtomicBool,
+    /// Keep a [`Sent`] record (with the body's hash) of every event written.
+    record: bool,
 }
 
 impl Shared {
@@ -143,8 +147,31 @@ impl Shared {
             sent: AtomicU64::new(0),
             ok: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            record: false,
         }
     }
+
+    /// Record every event written to the hub ([`WorkerResult::log`]), for the crash oracle.
+    pub fn recording(mut self) -> Self {
+        self.record = true;
+        self
+    }
+
+    /// Event numbers handed out so far (sent or not).
+    pub fn attempted(&self) -> u64 {
+        self.next.load(Ordering::Relaxed)
+    }
+}
+
+/// One event written to the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub seq: u64,
+    /// [`payload::body_hash`] of the exact body sent.
+    pub body_hash: u64,
+    /// Answered 2xx.
+    pub acked: bool,
 }
 
 /// What one worker measured.
@@ -159,6 +186,10 @@ pub struct WorkerResult {
     pub other_2xx: u64,
     /// Seqs of the events answered with 2xx.
     pub accepted: Vec<u64>,
+    /// Events that got no request written: no connection could be made.
+    pub connect_failed: u64,
+    /// Every event written, when recording.
+    pub log: Vec<Sent>,
     /// Accept latency of 2xx answers, µs.
     pub latency_us: Histogram<u64>,
     pub errors: BTreeMap<String, u64>,
@@ -176,6 +207,8 @@ impl WorkerResult {
             duplicate: 0,
             other_2xx: 0,
             accepted: Vec::new(),
+            connect_failed: 0,
+            log: Vec::new(),
             latency_us: new_histogram(),
             errors: BTreeMap::new(),
             examples: BTreeMap::new(),
@@ -199,6 +232,8 @@ impl WorkerResult {
         self.duplicate += other.duplicate;
         self.other_2xx += other.other_2xx;
         self.accepted.extend(other.accepted);
+        self.connect_failed += other.connect_failed;
+        self.log.extend(other.log);
         // Both histograms auto-resize, so adding cannot fail on range.
         let _ = self.latency_us.add(&other.latency_us);
         for (k, v) in other.errors {
@@ -318,6 +353,9 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
     let mut res = WorkerResult::new();
     let mut conn: Option<Sender> = None;
     loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
         if plan.limit.is_some_and(|n| i >= n) {
             break;
@@ -335,6 +373,7 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
         }
         if let Err(kind) = ensure_ready(&mut conn, &shared.target, plan.request_timeout).await {
             conn = None;
+            res.connect_failed += 1;
             res.error(&shared, kind, None);
             res.last_done = Some(Instant::now());
             tokio::time::sleep(CONNECT_BACKOFF).await;
@@ -348,6 +387,7 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
         // stalled hub cannot hide its stall by delaying our sends.
         let sent_ns = shared.clock.wall_ns(intended.unwrap_or_else(Instant::now));
         let body = shared.template.body(sent_ns, i);
+        let body_hash = shared.record.then(|| payload::body_hash(&body));
         let id = format!("evt_{}_{i}", shared.run);
         let ts = unix_secs();
         let sig = ferry_signature::standard_webhooks::sign(&shared.key, &id, ts, &body);
@@ -371,6 +411,15 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
         let outcome = tokio::time::timeout(plan.request_timeout, exchange(sender, req)).await;
         let done = Instant::now();
         res.last_done = Some(done);
+        if let Some(body_hash) = body_hash {
+            let acked =
+                matches!(&outcome, Ok(Outcome::Answer { status, .. }) if status.is_success());
+            res.log.push(Sent {
+                seq: i,
+                body_hash,
+                acked,
+            });
+        }
         match outcome {
             Err(_) => {
                 conn = None;
