@@ -38,7 +38,8 @@ pub struct Diagnostic {
     pub field: String,
     /// What is wrong.
     pub message: String,
-    /// What to do about it, when there is something useful to say.
+    /// What to do about it, when there is something useful to say. May span several lines
+    /// (e.g. a VRL compiler's report); [`crate::render`] keeps them.
     pub help: Option<String>,
 }
 

@@ -10,6 +10,7 @@ use crate::locate::{Locator, Part};
 use crate::merge::{Origins, merge};
 use crate::model::Config;
 use crate::parse::{self, MAX_ERRORS_PER_FILE};
+use crate::source_map::SourceMap;
 use crate::sources::{SourceFile, Sources};
 use crate::validate;
 
@@ -37,6 +38,8 @@ pub struct Loaded {
     pub config: Config,
     /// Things that look wrong but do not stop the config from being used.
     pub warnings: Vec<Diagnostic>,
+    /// Where each part of the config is written, to locate findings of later checks.
+    pub sources: SourceMap,
 }
 
 /// Load the config directory `dir`: every `.yaml`/`.yml` file under it (recursively, in
@@ -67,6 +70,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> 
     };
     let mut origins = Origins::default();
     let mut sources = Sources::default();
+    let mut texts = Vec::new();
     for path in paths {
         let text = match files::read(&path) {
             Ok(text) => text,
@@ -92,6 +96,7 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> 
         }
         let file = sources.files.len();
         sources.files.push(SourceFile { path, locator });
+        texts.push(text);
         report_repeated_keys(&sources, file, &mut diags);
         merge(
             &mut config,
@@ -104,7 +109,8 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> 
     }
 
     validate::check(&config, &origins, &sources, opts, &mut diags);
-    finish(config, diags)
+    let map = SourceMap::new(dir.to_path_buf(), sources, origins, texts);
+    finish(config, map, diags)
 }
 
 fn report_repeated_keys(sources: &Sources, file: usize, diags: &mut Vec<Diagnostic>) {
@@ -129,7 +135,11 @@ fn report_repeated_keys(sources: &Sources, file: usize, diags: &mut Vec<Diagnost
 }
 
 /// Sort diagnostics by place, drop exact repeats, and split errors from warnings.
-fn finish(config: Config, mut diags: Vec<Diagnostic>) -> Result<Loaded, ConfigErrors> {
+fn finish(
+    config: Config,
+    sources: SourceMap,
+    mut diags: Vec<Diagnostic>,
+) -> Result<Loaded, ConfigErrors> {
     diags.sort_by_cached_key(|d| {
         (
             d.file.clone(),
@@ -145,7 +155,11 @@ fn finish(config: Config, mut diags: Vec<Diagnostic>) -> Result<Loaded, ConfigEr
         .into_iter()
         .partition(|d| d.severity == Severity::Error);
     if errors.is_empty() {
-        Ok(Loaded { config, warnings })
+        Ok(Loaded {
+            config,
+            warnings,
+            sources,
+        })
     } else {
         Err(ConfigErrors { errors, warnings })
     }

@@ -114,12 +114,20 @@ fn render_one(out: &mut String, d: &Diagnostic, paint: &Paint, lines: &mut Sourc
         );
     }
     if let Some(help) = &d.help {
+        // A help of several lines (e.g. a compiler's own report) keeps its lines, each
+        // indented under the first.
+        let mut lines = help.lines();
+        let first = lines.next().unwrap_or_default();
         let _ = writeln!(
             out,
             "{gutter} {} {}",
             paint.wrap(CYAN, "= help:"),
-            sanitize(help)
+            sanitize(first)
         );
+        let indent = " ".repeat(gutter.len() + " = help: ".len());
+        for line in lines {
+            let _ = writeln!(out, "{indent}{}", sanitize(line).trim_end());
+        }
     }
 }
 

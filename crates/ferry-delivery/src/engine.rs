@@ -15,6 +15,7 @@ use crate::batch::BatchSpec;
 use crate::gate::{Gate, GateSpec, GateStatus, LaneEvent, SharedGate};
 use crate::http::{HttpConnector, HttpTarget, now_millis};
 use crate::lane::{self, LaneConfig};
+use crate::render::Render;
 use crate::retry::RetryPolicy;
 
 /// One lane to run: where it delivers, how it retries, how many sends at once.
@@ -34,6 +35,9 @@ pub struct LaneSpec {
     pub gate: GateSpec,
     /// Send several deliveries per call ([`BatchSpec`]); `None` sends each alone.
     pub batch: Option<BatchSpec>,
+    /// Computes what each delivery sends, at send time ([`Render`]); `None` sends the stored
+    /// payload as it is.
+    pub render: Option<Arc<dyn Render>>,
 }
 
 /// Lane events kept for subscribers that fall behind.
@@ -145,6 +149,7 @@ impl DeliveryEngine {
                 concurrency,
                 gate,
                 batch,
+                render,
             } = spec;
             if concurrency == 0 {
                 return Err(EngineError::ZeroConcurrency {
@@ -189,6 +194,7 @@ impl DeliveryEngine {
                 idle_poll: lane::IDLE_POLL,
                 gate,
                 batch,
+                render,
             });
         }
         let lanes = configs

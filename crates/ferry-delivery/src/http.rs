@@ -6,6 +6,7 @@ use std::error::Error as _;
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ferry_config::BodyFormat;
 use ferry_signature::SigningKey;
 use ferry_store::{ClaimedDelivery, Millis};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
@@ -16,6 +17,7 @@ use crate::egress::{
     EGRESS_REFUSED, EgressPolicy, EgressRefused, guarded_client_builder, refusal_of,
 };
 use crate::outcome::AttemptResult;
+use crate::render::Rendered;
 
 /// How many bytes of a response body are kept as the attempt's excerpt. Reading stops there.
 pub const RESPONSE_EXCERPT_BYTES: usize = 512;
@@ -53,6 +55,9 @@ pub struct HttpTarget {
     /// The SSRF guard's allow-list: which non-public networks and host names this target
     /// may reach. [`EgressPolicy::new`] allows public addresses only.
     pub egress: EgressPolicy,
+    /// `Json`: the body as is; `Cloudevents`: the body wrapped in a CloudEvents envelope
+    /// ([`crate::cloudevents`]), sent as `application/cloudevents+json`.
+    pub format: BodyFormat,
 }
 
 impl fmt::Debug for HttpTarget {
@@ -72,6 +77,7 @@ impl fmt::Debug for HttpTarget {
             .field("connect_timeout", &self.connect_timeout)
             .field("signed", &self.signing_key.is_some())
             .field("egress", &self.egress)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -114,21 +120,52 @@ impl HttpConnector {
         &self.target
     }
 
-    /// Make one attempt to deliver `delivery`. Never panics and never fails: every error
-    /// becomes part of the returned [`AttemptResult`].
+    /// Make one attempt to deliver `delivery` (its stored payload, to the target's URL).
+    /// Never panics and never fails: every error becomes part of the returned
+    /// [`AttemptResult`].
     pub async fn send(&self, delivery: &ClaimedDelivery) -> AttemptResult {
+        self.send_rendered(delivery, None).await
+    }
+
+    /// Make one attempt to deliver `delivery` as `rendered` says (body, URL, headers,
+    /// content type; see [`Rendered`]), or as stored when `None`. The signature covers the
+    /// body sent. A rendered URL goes through the same egress guard as the target's.
+    pub async fn send_rendered(
+        &self,
+        delivery: &ClaimedDelivery,
+        rendered: Option<&Rendered>,
+    ) -> AttemptResult {
         let wall = SystemTime::now();
         let started_at = unix_millis(wall);
         let clock = Instant::now();
         if let Some(refused) = &self.refused {
             return refused_attempt(started_at, clock, refused);
         }
-        let headers = self.request_headers(delivery, unix_secs(wall));
+        let url = match rendered.and_then(|r| r.url.as_ref()) {
+            Some(url) => {
+                if let Err(refused) = self.target.egress.check_literal(url) {
+                    return refused_attempt(started_at, clock, &refused);
+                }
+                url.clone()
+            }
+            None => self.target.url.clone(),
+        };
+        let body = rendered.map_or_else(|| delivery.payload.clone(), |r| r.body.clone());
+        // CloudEvents output: the envelope is what is signed and sent.
+        let body = match self.target.format {
+            BodyFormat::Json => body,
+            BodyFormat::Cloudevents => crate::cloudevents::envelope(delivery, &body),
+        };
+        let mut headers = self.request_headers(delivery, unix_secs(wall), &body, rendered);
+        if self.target.format == BodyFormat::Cloudevents {
+            let ce = HeaderValue::from_static(crate::cloudevents::CONTENT_TYPE);
+            headers.insert(CONTENT_TYPE, ce);
+        }
         let request = self
             .client
-            .request(self.target.method.clone(), self.target.url.clone())
+            .request(self.target.method.clone(), url)
             .headers(headers)
-            .body(delivery.payload.clone());
+            .body(body);
         match request.send().await {
             Ok(mut response) => {
                 let status = response.status().as_u16();
@@ -175,9 +212,22 @@ impl HttpConnector {
         }
     }
 
-    fn request_headers(&self, delivery: &ClaimedDelivery, timestamp: i64) -> HeaderMap {
+    fn request_headers(
+        &self,
+        delivery: &ClaimedDelivery,
+        timestamp: i64,
+        body: &[u8],
+        rendered: Option<&Rendered>,
+    ) -> HeaderMap {
         let mut headers = self.target.headers.clone();
-        let content_type = stored_header(delivery, "content-type")
+        if let Some(rendered) = rendered {
+            for (name, value) in &rendered.headers {
+                headers.insert(name, value.clone());
+            }
+        }
+        let content_type = rendered
+            .and_then(|r| r.content_type.clone())
+            .or_else(|| stored_header(delivery, "content-type"))
             .or_else(|| headers.get(CONTENT_TYPE).cloned())
             .unwrap_or(HeaderValue::from_static("application/json"));
         headers.insert(CONTENT_TYPE, content_type);
@@ -189,8 +239,7 @@ impl HttpConnector {
         }
         headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
         if let Some(key) = &self.target.signing_key {
-            let signature =
-                ferry_signature::standard_webhooks::sign(key, &id, timestamp, &delivery.payload);
+            let signature = ferry_signature::standard_webhooks::sign(key, &id, timestamp, body);
             if let Ok(value) = HeaderValue::from_str(&signature) {
                 headers.insert(WEBHOOK_SIGNATURE, value);
             }
@@ -285,7 +334,7 @@ fn describe_error(err: reqwest::Error) -> String {
 }
 
 /// At most [`MAX_ERROR_TEXT`] bytes, cut at a character boundary.
-fn truncate(mut text: String) -> String {
+pub(crate) fn truncate(mut text: String) -> String {
     if text.len() > MAX_ERROR_TEXT {
         let mut end = MAX_ERROR_TEXT;
         while !text.is_char_boundary(end) {

@@ -27,6 +27,7 @@ use crate::batch::BatchSpec;
 use crate::gate::{Admit, SharedGate};
 use crate::http::{HttpConnector, now_millis};
 use crate::outcome::{AttemptResult, OutcomeKind, decide};
+use crate::render::{self, Render};
 use crate::retry::RetryPolicy;
 
 /// Claimed-but-unfinished deliveries a lane may hold, per unit of concurrency.
@@ -72,6 +73,8 @@ pub(crate) struct LaneConfig {
     pub gate: SharedGate,
     /// Send several deliveries per call.
     pub batch: Option<BatchSpec>,
+    /// Computes what each delivery sends.
+    pub render: Option<Arc<dyn Render>>,
 }
 
 /// What a delivery task shares with its lane.
@@ -86,6 +89,7 @@ struct Ctx {
     abort: CancellationToken,
     timeout_ms: Millis,
     labels: Vec<Label>,
+    render: Option<Arc<dyn Render>>,
 }
 
 /// A finished delivery on its way to the flusher, still holding its prefetch slot.
@@ -109,6 +113,7 @@ pub(crate) async fn run(cfg: LaneConfig) {
         idle_poll,
         gate,
         batch,
+        render,
     } = cfg;
     let concurrency = concurrency.max(1);
     let timeout = connector.target().timeout;
@@ -137,6 +142,7 @@ pub(crate) async fn run(cfg: LaneConfig) {
         stop: stop.clone(),
         abort,
         timeout_ms: duration_millis(timeout),
+        render,
     });
     let slots = Arc::new(Semaphore::new(prefetch));
     let (tx, rx) = mpsc::channel::<Finished>(prefetch);
@@ -352,12 +358,35 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
         }
         return release(delivery);
     }
+    // What this delivery sends, computed now from the stored event. A rendering that fails
+    // is the attempt: no call, and the gate learns nothing (the destination was not asked).
+    let rendered = tokio::select! {
+        biased;
+        _ = ctx.abort.cancelled() => None,
+        rendered = render::render(ctx.render.as_deref(), delivery) => Some(rendered),
+    };
+    let rendered = match rendered {
+        Some(Ok(rendered)) => rendered,
+        Some(Err(failed)) => {
+            if probe {
+                ctx.gate.cancel_probe();
+            }
+            drop(permit);
+            return conclude_render(ctx, delivery, failed, &mut rand::rng());
+        }
+        None => {
+            if probe {
+                ctx.gate.cancel_probe();
+            }
+            return release(delivery);
+        }
+    };
     let in_flight = metrics::gauge!("ferry_delivery_in_flight", ctx.labels.iter());
     in_flight.increment(1.0);
     let result = tokio::select! {
         biased;
         _ = ctx.abort.cancelled() => None,
-        result = ctx.connector.send(delivery) => Some(result),
+        result = ctx.connector.send_rendered(delivery, rendered.as_ref()) => Some(result),
     };
     in_flight.decrement(1.0);
     drop(permit);
@@ -384,8 +413,34 @@ fn conclude(
     result: AttemptResult,
     rng: &mut impl rand::Rng,
 ) -> DeliveryOutcome {
+    conclude_with(ctx, delivery, result, rng, false)
+}
+
+/// [`conclude`] for a failed rendering: its error may quote the event's data (a VRL error
+/// names the value it could not convert, a contract violation the offending field), so it
+/// is recorded with the delivery but only its class is logged.
+fn conclude_render(
+    ctx: &Ctx,
+    delivery: &ClaimedDelivery,
+    result: AttemptResult,
+    rng: &mut impl rand::Rng,
+) -> DeliveryOutcome {
+    conclude_with(ctx, delivery, result, rng, true)
+}
+
+fn conclude_with(
+    ctx: &Ctx,
+    delivery: &ClaimedDelivery,
+    result: AttemptResult,
+    rng: &mut impl rand::Rng,
+    error_quotes_data: bool,
+) -> DeliveryOutcome {
     let (status, class, latency) = (result.status, result.error_class, result.latency);
-    let error = result.error.clone();
+    let error = if error_quotes_data {
+        Some(format!("rendering failed ({class})"))
+    } else {
+        result.error.clone()
+    };
     let decision = decide(delivery, &ctx.retry, result, now_millis(), rng);
     let mut labels = ctx.labels.clone();
     labels.push(Label::new("outcome", decision.kind.as_str()));
@@ -403,11 +458,16 @@ fn conclude(
         "delivery attempt"
     );
     if decision.kind == OutcomeKind::Dead {
+        let reason = if error_quotes_data {
+            error.as_deref().unwrap_or("")
+        } else {
+            decision.log_reason.as_deref().unwrap_or("")
+        };
         warn!(
             delivery = %delivery.id,
             flow = %ctx.key.flow,
             destination = %ctx.key.destination,
-            reason = decision.log_reason.as_deref().unwrap_or(""),
+            reason,
             "delivery dead-lettered"
         );
     }
@@ -598,6 +658,14 @@ mod tests {
 
     /// A lane whose safety poll is a minute: anything faster must come from a wake-up.
     fn start_lane(url: reqwest::Url, retry: RetryPolicy) -> Running {
+        start_lane_with(url, retry, None)
+    }
+
+    fn start_lane_with(
+        url: reqwest::Url,
+        retry: RetryPolicy,
+        render: Option<Arc<dyn Render>>,
+    ) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(
             ferry_store::sqlite::SqliteStore::open(
@@ -618,6 +686,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             signing_key: None,
             egress: crate::EgressPolicy::from_entries(["127.0.0.0/8"]).unwrap(),
+            format: Default::default(),
         };
         let wake = Arc::new(Notify::new());
         let abort = CancellationToken::new();
@@ -639,6 +708,7 @@ mod tests {
                 tokio::sync::broadcast::channel(4).0,
             )),
             batch: None,
+            render,
         }));
         Running {
             store,
@@ -669,6 +739,7 @@ mod tests {
                     due_at: now,
                     order_key: None,
                 }],
+                dedupe_window: None,
             }])
             .await
             .unwrap();
@@ -731,6 +802,78 @@ mod tests {
         lane.stop.cancel();
         lane.handle.await.unwrap();
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    /// Fails to render payloads that say `"bad"`, uppercases the rest.
+    #[derive(Debug)]
+    struct Upcase;
+
+    #[async_trait::async_trait]
+    impl Render for Upcase {
+        async fn render(
+            &self,
+            delivery: &ClaimedDelivery,
+        ) -> Result<crate::Rendered, crate::RenderError> {
+            let text = String::from_utf8_lossy(&delivery.payload).to_string();
+            if text.contains("bad") {
+                return Err(crate::RenderError::permanent("map_failed", "bad payload"));
+            }
+            Ok(crate::Rendered {
+                body: Bytes::from(text.to_uppercase()),
+                url: None,
+                headers: Default::default(),
+                content_type: None,
+            })
+        }
+    }
+
+    async fn append_payload(
+        store: &dyn Store,
+        key: &LaneKey,
+        payload: &'static [u8],
+    ) -> DeliveryId {
+        let now = now_millis();
+        let id = DeliveryId::new();
+        store
+            .append(vec![NewEvent {
+                id: EventId::new(),
+                flow: key.flow.clone(),
+                source: "s".into(),
+                dedupe_key: None,
+                event_type: None,
+                received_at: now,
+                headers: vec![],
+                payload: Bytes::from_static(payload),
+                deliveries: vec![NewDelivery {
+                    id,
+                    destination: key.destination.clone(),
+                    due_at: now,
+                    order_key: None,
+                }],
+                dedupe_window: None,
+            }])
+            .await
+            .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn a_failed_rendering_dead_letters_without_a_call_and_the_lane_goes_on() {
+        let (url, hits) = receiver(vec![200]).await;
+        let lane = start_lane_with(url, RetryPolicy::default(), Some(Arc::new(Upcase)));
+        let bad = append_payload(lane.store.as_ref(), &lane.key, b"{\"x\":\"bad\"}").await;
+        let good = append_payload(lane.store.as_ref(), &lane.key, b"{\"x\":\"ok\"}").await;
+        lane.wake.notify_one();
+        wait_state(lane.store.as_ref(), bad, DeliveryState::Dead).await;
+        wait_state(lane.store.as_ref(), good, DeliveryState::Delivered).await;
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "only the good one was sent");
+        let detail = lane.store.delivery(bad).await.unwrap().unwrap();
+        let attempt = &detail.attempts[0];
+        assert_eq!(attempt.error_class.as_deref(), Some("map_failed"));
+        assert_eq!(attempt.status, None);
+        assert!(attempt.error.as_deref().unwrap().contains("bad payload"));
+        lane.stop.cancel();
+        lane.handle.await.unwrap();
     }
 
     #[test]

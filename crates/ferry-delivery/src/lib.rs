@@ -14,6 +14,10 @@
 //! admission and one `webhook-id` (`bat_…`, derived from the members' ids) per call, one
 //! outcome per delivery.
 //!
+//! A lane with a [`Render`] computes what each delivery sends when it sends it ([`render`]):
+//! the store keeps the raw event, so a replay after a mapping fix sends the fixed payload.
+//! A rendering that fails for good dead-letters the delivery without an HTTP call.
+//!
 //! Every connection goes through the SSRF guard ([`egress`]): non-public addresses are
 //! refused at connect time unless the target's [`EgressPolicy`] allows them.
 //!
@@ -38,12 +42,14 @@
 pub mod batch;
 pub mod breaker;
 pub mod classify;
+pub mod cloudevents;
 pub mod egress;
 mod engine;
 mod gate;
 pub mod http;
 mod lane;
 pub mod outcome;
+pub mod render;
 pub mod retry;
 
 pub use batch::{BatchFailure, BatchSpec};
@@ -54,4 +60,5 @@ pub use engine::{ControlError, DeliveryEngine, EngineError, LaneSpec};
 pub use gate::{GateSpec, GateStatus, LaneEvent, RateLimitSpec};
 pub use http::{HttpConnector, HttpTarget};
 pub use outcome::{AttemptResult, Decision, OutcomeKind, decide};
+pub use render::{Render, RenderError, Rendered};
 pub use retry::RetryPolicy;

@@ -38,8 +38,9 @@ async fn delivers_body_and_headers_signed() {
         ],
     )
     .await;
-    let engine =
-        DeliveryEngine::start(store.clone(), vec![spec(key.clone(), t, fast_retry(5), 2)]).await.unwrap();
+    let engine = DeliveryEngine::start(store.clone(), vec![spec(key.clone(), t, fast_retry(5), 2)])
+        .await
+        .unwrap();
     engine.wake(&key);
 
     let detail = wait_for(store.as_ref(), id, "delivered", |d| {
@@ -115,7 +116,8 @@ async fn unsigned_target_defaults_content_type_and_omits_signature() {
             fast_retry(5),
             1,
         )],
-    ).await
+    )
+    .await
     .unwrap();
     wait_for(store.as_ref(), id, "delivered", |d| {
         d.summary.state == DeliveryState::Delivered
@@ -147,7 +149,8 @@ async fn retries_503_then_delivers_with_stable_idempotency_key() {
             fast_retry(5),
             1,
         )],
-    ).await
+    )
+    .await
     .unwrap();
     let detail = wait_for(store.as_ref(), id, "delivered", |d| {
         d.summary.state == DeliveryState::Delivered
@@ -199,7 +202,8 @@ async fn retry_after_is_honoured_over_backoff() {
             fast_retry(5),
             1,
         )],
-    ).await
+    )
+    .await
     .unwrap();
     let retrying = wait_for(store.as_ref(), id, "retrying", |d| {
         d.summary.state == DeliveryState::Retrying
@@ -244,7 +248,8 @@ async fn permanent_400_dies_at_once() {
             fast_retry(5),
             1,
         )],
-    ).await
+    )
+    .await
     .unwrap();
     let dead = wait_for(store.as_ref(), id, "dead", |d| {
         d.summary.state == DeliveryState::Dead
@@ -280,7 +285,8 @@ async fn redirect_is_not_followed_and_is_permanent() {
             fast_retry(5),
             1,
         )],
-    ).await
+    )
+    .await
     .unwrap();
     let dead = wait_for(store.as_ref(), id, "dead", |d| {
         d.summary.state == DeliveryState::Dead
@@ -303,7 +309,8 @@ async fn connection_refused_is_class_connect_and_retried() {
     let engine = DeliveryEngine::start(
         store.clone(),
         vec![spec(key.clone(), target(url), fast_retry(3), 1)],
-    ).await
+    )
+    .await
     .unwrap();
     let dead = wait_for(store.as_ref(), id, "dead", |d| {
         d.summary.state == DeliveryState::Dead
@@ -334,8 +341,9 @@ async fn slow_receiver_is_class_timeout() {
     let id = append(store.as_ref(), &key, PAYLOAD, &[]).await;
     let mut t = target(receiver.url("/"));
     t.timeout = Duration::from_millis(300);
-    let engine =
-        DeliveryEngine::start(store.clone(), vec![spec(key.clone(), t, fast_retry(2), 1)]).await.unwrap();
+    let engine = DeliveryEngine::start(store.clone(), vec![spec(key.clone(), t, fast_retry(2), 1)])
+        .await
+        .unwrap();
     let dead = wait_for(store.as_ref(), id, "dead", |d| {
         d.summary.state == DeliveryState::Dead
     })
@@ -361,8 +369,9 @@ async fn shutdown_releases_in_flight_deliveries() {
     let id = append(store.as_ref(), &key, PAYLOAD, &[]).await;
     let mut t = target(receiver.url("/"));
     t.timeout = Duration::from_secs(30);
-    let engine =
-        DeliveryEngine::start(store.clone(), vec![spec(key.clone(), t, fast_retry(5), 1)]).await.unwrap();
+    let engine = DeliveryEngine::start(store.clone(), vec![spec(key.clone(), t, fast_retry(5), 1)])
+        .await
+        .unwrap();
     eventually("the receiver to get the request", || receiver.count() == 1).await;
     let in_flight = store.delivery(id).await.unwrap().unwrap();
     assert_eq!(in_flight.summary.state, DeliveryState::InFlight);
@@ -396,7 +405,8 @@ async fn shutdown_lets_in_flight_deliveries_finish_within_grace() {
             fast_retry(5),
             1,
         )],
-    ).await
+    )
+    .await
     .unwrap();
     eventually("the receiver to get a request", || receiver.count() == 1).await;
     engine.shutdown(Duration::from_secs(5)).await;
@@ -426,7 +436,8 @@ async fn many_deliveries_respect_concurrency_and_all_arrive_once() {
             fast_retry(5),
             4,
         )],
-    ).await
+    )
+    .await
     .unwrap();
     for id in &ids {
         wait_for(store.as_ref(), *id, "delivered", |d| {
@@ -483,7 +494,8 @@ async fn a_hanging_destination_does_not_starve_another_lane() {
                 2,
             ),
         ],
-    ).await
+    )
+    .await
     .unwrap();
     for id in &ids {
         wait_for(store.as_ref(), *id, "delivered", |d| {
@@ -527,7 +539,8 @@ async fn wake_for_unknown_lane_is_ignored_and_bad_specs_are_refused() {
             spec(key.clone(), target(url.clone()), fast_retry(1), 1),
             spec(key.clone(), target(url.clone()), fast_retry(1), 1),
         ],
-    ).await
+    )
+    .await
     .unwrap_err();
     assert!(
         matches!(err, ferry_delivery::EngineError::DuplicateLane { .. }),
@@ -536,7 +549,8 @@ async fn wake_for_unknown_lane_is_ignored_and_bad_specs_are_refused() {
     let err = DeliveryEngine::start(
         store.clone(),
         vec![spec(key.clone(), target(url), fast_retry(1), 0)],
-    ).await
+    )
+    .await
     .unwrap_err();
     assert!(
         matches!(err, ferry_delivery::EngineError::ZeroConcurrency { .. }),
@@ -546,4 +560,3 @@ async fn wake_for_unknown_lane_is_ignored_and_bad_specs_are_refused() {
     engine.wake(&lane("no", "such"));
     engine.shutdown(Duration::from_millis(10)).await;
 }
-

@@ -122,7 +122,8 @@ async fn attempts_durations_and_in_flight_are_recorded_per_lane() {
             spec(l2.clone(), target(refusing.url("/")), fast_retry(5), 1),
             spec(l3.clone(), slow, fast_retry(5), 1),
         ],
-    ).await
+    )
+    .await
     .unwrap();
     wait_for(store.as_ref(), d1, "delivered", |d| {
         d.summary.state == DeliveryState::Delivered

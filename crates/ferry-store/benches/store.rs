@@ -63,6 +63,7 @@ fn events(n: usize, payload: &Bytes, at: Millis) -> Vec<NewEvent> {
                     due_at: at,
                     order_key: None,
                 }],
+                dedupe_window: None,
             }
         })
         .collect()

@@ -48,6 +48,7 @@ async fn main() {
                         due_at: i as i64,
                         order_key: None,
                     }],
+                    dedupe_window: None,
                 };
                 store.append(vec![ev]).await.expect("append");
             }

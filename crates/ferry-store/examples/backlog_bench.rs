@@ -37,6 +37,7 @@ fn events(flow: &str, destination: &str, n: usize, first: usize) -> Vec<NewEvent
                     due_at: at,
                     order_key: None,
                 }],
+                dedupe_window: None,
             }
         })
         .collect()

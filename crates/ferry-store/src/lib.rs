@@ -7,9 +7,11 @@
 
 pub mod conformance;
 mod model;
+mod pull;
 pub mod sqlite;
 
 pub use model::*;
+pub use pull::*;
 
 use async_trait::async_trait;
 
@@ -40,8 +42,27 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait Store: Send + Sync + 'static {
     /// Append events with their deliveries. Each event is stored atomically with all of its
     /// deliveries, or recognised as a duplicate of an earlier event of the same flow with the
-    /// same `dedupe_key` (then nothing is written for it). Outcomes are in input order.
+    /// same `dedupe_key`, or as within the [window](NewEvent::dedupe_window) of an earlier
+    /// event of the same flow with the same window key (then nothing is written for it).
+    /// Outcomes are in input order.
     async fn append(&self, events: Vec<NewEvent>) -> StoreResult<Vec<AppendOutcome>>;
+
+    /// Append one page of a pull: its events (as [`Store::append`] does, every event of
+    /// `flow`) and the cursor after it, in one transaction: both are stored, or neither.
+    /// Refused ([`StoreError::Invalid`], nothing written) when an event is of another flow
+    /// or the stored cursor is not [`PullCheckpoint::from`].
+    async fn append_page(
+        &self,
+        flow: &str,
+        events: Vec<NewEvent>,
+        checkpoint: PullCheckpoint,
+    ) -> StoreResult<Vec<AppendOutcome>>;
+
+    /// The cursor and run record of pull flow `flow`; `None` before its first run.
+    async fn pull_state(&self, flow: &str) -> StoreResult<Option<PullState>>;
+
+    /// Record that a run of pull flow `flow` started or ended. Leaves the cursor alone.
+    async fn set_pull_run(&self, flow: &str, update: PullRunUpdate) -> StoreResult<()>;
 
     /// Claim up to `limit` deliveries of `lane` that are due at `now`: pending or retrying with
     /// `next_attempt_at <= now`, or in flight with an expired lease. Claimed deliveries become

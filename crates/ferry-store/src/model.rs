@@ -155,6 +155,25 @@ pub struct NewEvent {
     /// The raw body, exactly as received.
     pub payload: Bytes,
     pub deliveries: Vec<NewDelivery>,
+    /// A `dedupe` step's key and window: the event is dropped when its flow stored an event
+    /// with the same key whose window has not expired yet. `None`: no window check.
+    pub dedupe_window: Option<DedupeWindow>,
+}
+
+/// The key a `dedupe` step computed for an event, and how long it is remembered.
+///
+/// Checked and recorded in the same transaction as the append: an event is
+/// [`AppendOutcome::Deduplicated`] when its flow holds the same key with `expires_at` after
+/// the event's `received_at`; otherwise the event is stored and the key recorded with this
+/// event's `expires_at` (so the window runs from the first stored event: duplicates do not
+/// extend it). Expired keys are forgotten (and purged opportunistically).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DedupeWindow {
+    /// The key, as computed by the step (any string; compared exactly).
+    pub key: String,
+    /// Until when the key is remembered if this event is stored: normally
+    /// `received_at + window`.
+    pub expires_at: Millis,
 }
 
 /// One delivery created with its event.
@@ -178,14 +197,24 @@ pub enum AppendOutcome {
     /// The flow already holds an event with this dedupe key; nothing was written.
     /// Carries the id of the event stored first.
     Duplicate(EventId),
+    /// The flow stored an event with the same [`DedupeWindow`] key within its window;
+    /// nothing was written. Carries the id of that event.
+    Deduplicated(EventId),
 }
 
 impl AppendOutcome {
     /// The id of the stored event (new or earlier).
     pub fn event_id(self) -> EventId {
         match self {
-            AppendOutcome::Stored(id) | AppendOutcome::Duplicate(id) => id,
+            AppendOutcome::Stored(id)
+            | AppendOutcome::Duplicate(id)
+            | AppendOutcome::Deduplicated(id) => id,
         }
+    }
+
+    /// Whether the event was newly stored.
+    pub fn is_stored(self) -> bool {
+        matches!(self, AppendOutcome::Stored(_))
     }
 }
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use ferry_store::Store;
+use ferry_store::conformance::Reopen;
 use ferry_store::sqlite::{SqliteOptions, SqliteStore};
 
 async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -12,3 +13,25 @@ async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 ferry_store::conformance_suite!(fresh);
+
+/// Reopens the store of one temp dir.
+struct Reopener(tempfile::TempDir);
+
+#[async_trait::async_trait]
+impl Reopen for Reopener {
+    async fn reopen(&mut self, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        // Dropping the last handle stops the writer and releases the data-dir lock.
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .expect("close store");
+        let store = SqliteStore::open(self.0.path(), SqliteOptions::default()).expect("reopen");
+        Arc::new(store)
+    }
+}
+
+async fn reopenable() -> (Arc<dyn Store>, Reopener) {
+    let (store, dir) = fresh().await;
+    (store, Reopener(dir))
+}
+
+ferry_store::conformance_reopen_suite!(reopenable);

@@ -27,6 +27,7 @@ fn event(flow: &str, at: i64, key: Option<&str>) -> NewEvent {
             due_at: at,
             order_key: None,
         }],
+        dedupe_window: None,
     }
 }
 

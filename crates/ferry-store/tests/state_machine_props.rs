@@ -352,6 +352,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         headers: vec![("content-type".into(), "application/json".into())],
                         payload: Bytes::from_static(b"{\"n\":1}"),
                         deliveries,
+                        dedupe_window: None,
                     });
                 }
                 let got = store.append(events).await.expect("append");

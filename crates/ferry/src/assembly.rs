@@ -1,5 +1,6 @@
 //! Turns a validated [`Config`] into the runtime parts of the data path: one
-//! [`IngressRoute`] per webhook flow and one [`LaneSpec`] per (flow, destination).
+//! [`IngressRoute`] per webhook flow, one [`PullSpec`] per pull flow and one [`LaneSpec`]
+//! per (flow, destination).
 //! Secrets are resolved here, once, at start-up.
 
 use std::collections::BTreeMap;
@@ -13,12 +14,19 @@ use ferry_config::{
 };
 use ferry_delivery::{
     BatchFailure, BatchSpec, BreakerSettings, EgressPolicy, GateSpec, HttpTarget, LaneSpec,
-    RateLimitSpec, RetryPolicy,
+    RateLimitSpec, Render, RetryPolicy,
 };
+use ferry_schema::SchemaRegistry;
 use ferry_signature::{SignatureScheme, SigningKey, schemes};
 use ferry_store::LaneKey;
 use reqwest::header::{HeaderMap, HeaderName};
 use secrecy::ExposeSecret;
+
+use crate::ingress::dedupe::DedupeRule;
+use crate::ingress::steps::IngressSteps;
+use crate::ingress::validate::{self, ValidateRule};
+use crate::pull::PullSpec;
+use crate::render::{DestinationRender, DestinationTransforms};
 
 /// Everything ingress needs to accept events for one flow.
 #[derive(Debug)]
@@ -32,6 +40,14 @@ pub struct IngressRoute {
     pub max_body_bytes: usize,
     /// The lanes each accepted event fans out to.
     pub lanes: Vec<RouteLane>,
+    /// The flow's `validate` steps, run before anything is stored.
+    pub validate: Vec<ValidateRule>,
+    /// The config's schemas (shared by every route).
+    pub schemas: Arc<SchemaRegistry>,
+    /// The flow's `filter`, `route` and `split` steps, run after `validate`.
+    pub steps: IngressSteps,
+    /// The flow's `dedupe` step: the window key of each event the steps made.
+    pub dedupe: Option<DedupeRule>,
 }
 
 /// One lane an accepted event fans out to, with what ingress must know about it.
@@ -61,6 +77,10 @@ pub struct Assembly {
     /// Keyed by URL path segment (`/ingest/{path}`).
     pub routes: BTreeMap<String, Arc<IngressRoute>>,
     pub lanes: Vec<LaneSpec>,
+    /// One per pull flow.
+    pub pulls: Vec<Arc<PullSpec>>,
+    /// The config's compiled schemas.
+    pub schemas: Arc<SchemaRegistry>,
     /// Admin bearer token, if configured.
     pub admin_token: Option<secrecy::SecretString>,
 }
@@ -71,11 +91,51 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
     let secret = |r: &ferry_config::SecretRef| -> Result<secrecy::SecretString> {
         r.resolve(root).map_err(|e| anyhow!("{e}"))
     };
+    let schemas = Arc::new(SchemaRegistry::load(config).map_err(|problems| {
+        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        anyhow!("invalid schemas:\n{}", all.join("\n"))
+    })?);
+    let hub_egress = &config.settings.delivery.egress_allow;
     let mut routes = BTreeMap::new();
     let mut lanes = Vec::new();
+    let mut pulls = Vec::new();
     for (flow_name, flow) in &config.flows {
-        let Source::Webhook(src) = &flow.source else {
-            anyhow::bail!("flow `{flow_name}`: pull sources are not assembled yet");
+        let mut flow_lanes = Vec::new();
+        for (dest_name, dest) in &flow.destinations {
+            let key = LaneKey {
+                flow: flow_name.clone(),
+                destination: dest_name.clone(),
+            };
+            let transforms =
+                DestinationTransforms::compile(flow_name, dest_name, dest, &mut Vec::new())
+                    .map_err(|failures| compile_failures(&failures))?;
+            let render = DestinationRender::new(transforms, schemas.clone())
+                .map(|r| Arc::new(r) as Arc<dyn Render>);
+            let spec = build_lane(
+                key.clone(),
+                dest,
+                &config.settings.delivery.egress_allow,
+                &secret,
+                render,
+            )
+            .with_context(|| format!("flow `{flow_name}`, destination `{dest_name}`"))?;
+            lanes.push(spec);
+            flow_lanes.push(RouteLane {
+                key,
+                order_key: dest.ordering.as_ref().map(|o| o.key.clone()),
+                max_pending: dest.backlog.max_pending,
+                backlog_retry_after: dest.backlog.retry_after,
+            });
+        }
+        let src = match &flow.source {
+            Source::Webhook(src) => src,
+            // A pull flow has lanes like any flow, but no ingress route: its puller appends.
+            Source::Pull(src) => {
+                let spec = PullSpec::build(flow_name, src, flow_lanes, hub_egress, &secret)
+                    .with_context(|| format!("flow `{flow_name}`: pull source"))?;
+                pulls.push(Arc::new(spec));
+                continue;
+            }
         };
         let verifier = build_verifier(&src.signature, &secret)
             .with_context(|| format!("flow `{flow_name}`: source signature"))?;
@@ -87,27 +147,11 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
             ),
             Some(EventIdSource::JsonPointer(p)) => EventIdRule::JsonPointer(p.clone()),
         };
-        let mut flow_lanes = Vec::new();
-        for (dest_name, dest) in &flow.destinations {
-            let key = LaneKey {
-                flow: flow_name.clone(),
-                destination: dest_name.clone(),
-            };
-            let spec = build_lane(
-                key.clone(),
-                dest,
-                &config.settings.delivery.egress_allow,
-                &secret,
-            )
-            .with_context(|| format!("flow `{flow_name}`, destination `{dest_name}`"))?;
-            lanes.push(spec);
-            flow_lanes.push(RouteLane {
-                key,
-                order_key: dest.ordering.as_ref().map(|o| o.key.clone()),
-                max_pending: dest.backlog.max_pending,
-                backlog_retry_after: dest.backlog.retry_after,
-            });
-        }
+        // `ferry validate` compiled every program and template already; warnings were shown.
+        let steps = IngressSteps::compile(flow_name, flow, &mut Vec::new())
+            .map_err(|failures| compile_failures(&failures))?;
+        let dedupe = DedupeRule::compile(flow_name, flow, &mut Vec::new())
+            .map_err(|failures| compile_failures(&failures))?;
         let path = ferry_config::webhook_path(flow_name, src);
         routes.insert(
             path,
@@ -121,6 +165,10 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
                     .max_body_bytes
                     .unwrap_or(config.settings.ingress.max_body_bytes),
                 lanes: flow_lanes,
+                validate: validate::rules(&flow.steps),
+                schemas: schemas.clone(),
+                steps,
+                dedupe,
             }),
         );
     }
@@ -134,6 +182,8 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
     Ok(Assembly {
         routes,
         lanes,
+        pulls,
+        schemas,
         admin_token,
     })
 }
@@ -202,16 +252,25 @@ pub fn hub_egress_policy(config: &Config) -> Result<EgressPolicy> {
         .map_err(|e| anyhow!("settings.delivery.egress_allow: {e}"))
 }
 
+/// The programs and templates that do not compile, as one error.
+fn compile_failures(failures: &[crate::transforms::Failure]) -> anyhow::Error {
+    let all: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    anyhow!("programs or templates do not compile:\n{}", all.join("\n"))
+}
+
 fn build_lane(
     key: LaneKey,
     dest: &Destination,
     hub_egress: &[String],
     secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+    render: Option<Arc<dyn Render>>,
 ) -> Result<LaneSpec> {
     let http = &dest.http;
     let mut headers = HeaderMap::new();
     for (name, value) in &http.headers {
         let value = match value {
+            // A template is rendered per delivery (see `render`).
+            HeaderValue::Literal(v) if ferry_transform::is_template(v) => continue,
             HeaderValue::Literal(v) => v.clone(),
             HeaderValue::Secret(r) => secret(r)?.expose_secret().to_string(),
         };
@@ -242,6 +301,7 @@ fn build_lane(
             // The hub-wide allow-list plus the destination's own entries.
             egress: EgressPolicy::from_entries(hub_egress.iter().chain(&http.egress_allow))
                 .map_err(|e| anyhow!("egress_allow: {e}"))?,
+            format: http.format,
         },
         retry: RetryPolicy {
             max_attempts: dest.retry.max_attempts,
@@ -252,6 +312,7 @@ fn build_lane(
         concurrency: dest.concurrency,
         gate: gate_spec(dest),
         batch: dest.batch.as_ref().map(batch_spec),
+        render,
     })
 }
 

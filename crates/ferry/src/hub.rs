@@ -20,10 +20,11 @@ use tokio::task::JoinHandle;
 
 use crate::assembly::{assemble, hub_egress_policy};
 use crate::backlog::BacklogMonitor;
-use crate::notify::Notifier;
-use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
+use crate::notify::Notifier;
+use crate::pull::Pullers;
 use crate::{admin, ingress, telemetry};
+use tokio_util::sync::CancellationToken;
 
 /// How to run a hub.
 #[derive(Debug, Clone)]
@@ -42,8 +43,10 @@ pub struct RunningHub {
     engine: Arc<DeliveryEngine>,
     server: JoinHandle<std::io::Result<()>>,
     stop: oneshot::Sender<()>,
-    /// Stops the backlog monitor and the owner notifier.
+    /// Stops the backlog monitor, the owner notifier and the pullers.
     background: CancellationToken,
+    /// One task per pull flow.
+    pullers: Pullers,
     grace: Duration,
 }
 
@@ -72,15 +75,26 @@ impl RunningHub {
         let lane_keys: Vec<_> = assembly
             .routes
             .values()
-            .flat_map(|r| r.lanes.iter().map(|l| l.key.clone()))
+            .flat_map(|r| r.lanes.iter())
+            .chain(assembly.pulls.iter().flat_map(|p| p.lanes.iter()))
+            .map(|l| l.key.clone())
             .collect();
         let background = CancellationToken::new();
         let backlog = Arc::new(BacklogMonitor::default());
         backlog.refresh(dyn_store.as_ref(), &lane_keys).await;
         backlog.spawn(dyn_store.clone(), lane_keys.clone(), background.clone());
-        if let Some(notifier) = Notifier::from_config(&opts.config, hub_egress_policy(&opts.config)?)? {
+        if let Some(notifier) =
+            Notifier::from_config(&opts.config, hub_egress_policy(&opts.config)?)?
+        {
             notifier.spawn(engine.subscribe(), background.clone());
         }
+        let pullers = Pullers::start(
+            assembly.pulls,
+            dyn_store.clone(),
+            waker.clone(),
+            backlog.clone(),
+            background.clone(),
+        )?;
         let wake_all: Arc<dyn Fn() + Send + Sync> = {
             let engine = engine.clone();
             Arc::new(move || lane_keys.iter().for_each(|l| engine.wake(l)))
@@ -97,6 +111,7 @@ impl RunningHub {
                     store: dyn_store.clone(),
                     engine: engine.clone(),
                     wake_all,
+                    pulls: pullers.board(),
                 },
                 assembly.admin_token,
             ))
@@ -123,6 +138,7 @@ impl RunningHub {
             server,
             stop,
             background,
+            pullers,
             grace: opts.config.settings.delivery.shutdown_grace,
         })
     }
@@ -142,6 +158,8 @@ impl RunningHub {
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop.send(());
         self.background.cancel();
+        // A run stopped mid-way resumes from its committed cursor at the next start.
+        self.pullers.join().await;
         match self.server.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),

@@ -17,4 +17,7 @@ pub mod hub;
 pub mod ingress;
 pub mod notify;
 pub mod problem;
+pub mod pull;
+pub mod render;
 pub mod telemetry;
+pub mod transforms;

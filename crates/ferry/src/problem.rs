@@ -14,6 +14,9 @@ pub struct Problem {
     pub detail: String,
     pub flow: Option<String>,
     pub retry_after_secs: Option<u64>,
+    /// RFC 9457 extension members added to the body (e.g. `violations`), boxed to keep
+    /// `Problem` small on the error path.
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// The JSON body of a problem.
@@ -27,6 +30,8 @@ struct ProblemBody<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     flow: Option<&'a str>,
+    #[serde(flatten)]
+    extensions: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Problem {
@@ -44,12 +49,27 @@ impl Problem {
             detail: detail.into(),
             flow: None,
             retry_after_secs: None,
+            extensions: None,
         }
     }
 
     /// Name the flow the request was for.
     pub fn for_flow(mut self, flow: &str) -> Self {
         self.flow = Some(flow.to_string());
+        self
+    }
+
+    /// Add an extension member to the body, e.g. `violations`. The problem's own members
+    /// (`type`, `title`, `status`, `code`, `detail`, `flow`) cannot be replaced this way: such
+    /// a name is ignored.
+    pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        const OWN: &[&str] = &["type", "title", "status", "code", "detail", "flow"];
+        if OWN.contains(&name) {
+            return self;
+        }
+        self.extensions
+            .get_or_insert_default()
+            .insert(name.to_string(), value);
         self
     }
 
@@ -70,6 +90,7 @@ impl IntoResponse for Problem {
             code: self.code,
             detail: &self.detail,
             flow: self.flow.as_deref(),
+            extensions: self.extensions.as_deref(),
         })
         .unwrap_or_default();
         let mut resp = (status, body).into_response();

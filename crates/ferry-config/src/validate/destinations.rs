@@ -9,7 +9,7 @@ use crate::model::{Destination, HeaderValue};
 use crate::sources::FileId;
 
 /// Headers that carry credentials: written as literals, the credential sits in the config.
-const CREDENTIAL_HEADERS: &[&str] = &[
+pub(super) const CREDENTIAL_HEADERS: &[&str] = &[
     "authorization",
     "proxy-authorization",
     "x-api-key",
@@ -50,7 +50,10 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
     }
 
     let http = &dest.http;
-    if let Err((message, help)) = rules::destination_url(&http.url) {
+    // A URL template whose host is templated is reported by `transforms` (more usefully).
+    if !super::transforms::templated_origin(&http.url)
+        && let Err((message, help)) = rules::destination_url(&http.url)
+    {
         c.error(file, &at(&["http", "url"]), Part::Value, message, help);
     }
     if let Err((message, help)) = rules::method(&http.method) {

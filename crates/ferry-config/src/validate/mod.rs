@@ -2,12 +2,16 @@
 //! Each finding is located at the offending field of the file that declared it.
 
 mod catalog;
+mod dedupe;
 mod destinations;
 mod flows;
+mod pull;
 mod resilience;
 mod rules;
 mod secrets;
 mod settings;
+mod steps;
+mod transforms;
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::load::LoadOptions;
@@ -35,6 +39,10 @@ pub(crate) fn check(
     flows::check(&mut checker);
     destinations::check(&mut checker);
     resilience::check(&mut checker);
+    pull::check(&mut checker);
+    dedupe::check(&mut checker);
+    steps::check(&mut checker);
+    transforms::check(&mut checker);
     if opts.resolve_secrets {
         secrets::check(&mut checker);
     }

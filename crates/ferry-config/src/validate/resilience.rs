@@ -43,7 +43,7 @@ pub(super) fn check(c: &mut Checker) {
     }
 }
 
-fn egress(c: &mut Checker, file: FileId, base: &[&str], entries: &[String]) {
+pub(super) fn egress(c: &mut Checker, file: FileId, base: &[&str], entries: &[String]) {
     for (i, entry) in entries.iter().enumerate() {
         if let Err(message) = entry.parse::<EgressAllow>() {
             let index = i.to_string();
@@ -57,11 +57,11 @@ fn egress(c: &mut Checker, file: FileId, base: &[&str], entries: &[String]) {
 }
 
 /// The hub-wide allow-list; entries that do not parse are reported by [`egress`].
-fn hub_policy(c: &Checker) -> EgressPolicy {
+pub(super) fn hub_policy(c: &Checker) -> EgressPolicy {
     lenient_policy(&c.config.settings.delivery.egress_allow)
 }
 
-fn lenient_policy(entries: &[String]) -> EgressPolicy {
+pub(super) fn lenient_policy(entries: &[String]) -> EgressPolicy {
     let mut policy = EgressPolicy::new();
     for entry in entries.iter().filter_map(|e| e.parse::<EgressAllow>().ok()) {
         policy.allow(entry);
@@ -71,13 +71,19 @@ fn lenient_policy(entries: &[String]) -> EgressPolicy {
 
 /// Message and help for a URL the SSRF guard would refuse.
 fn refusal(refused: &EgressRefused, per_destination: bool) -> (String, Option<String>) {
-    let message = format!("calls to this URL would be refused: {refused}");
-    let entry = refused.suggestion();
     let place = if per_destination {
         "this destination's `http.egress_allow` (or `settings.delivery.egress_allow`)"
     } else {
         "`settings.delivery.egress_allow`"
     };
+    refusal_at(refused, place)
+}
+
+/// Message and help for a URL the SSRF guard would refuse, naming the allow-list (`place`)
+/// that would let it through.
+pub(super) fn refusal_at(refused: &EgressRefused, place: &str) -> (String, Option<String>) {
+    let message = format!("calls to this URL would be refused: {refused}");
+    let entry = refused.suggestion();
     let or = if refused.literal {
         "or a network containing it"
     } else {

@@ -104,6 +104,18 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                 usage,
             });
         }
+        if let Source::Pull(src) = &def.source {
+            for (header, value) in &src.headers {
+                if let HeaderValue::Secret(secret) = value {
+                    out.push(Found {
+                        file,
+                        path: own(&["flows", flow, "source", "pull", "headers", header]),
+                        secret,
+                        usage: Use::HeaderValue,
+                    });
+                }
+            }
+        }
         for (name, dest) in &def.destinations {
             for (header, value) in &dest.http.headers {
                 if let HeaderValue::Secret(secret) = value {

@@ -23,7 +23,9 @@ use rand::rngs::StdRng;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{debug, info, warn};
 
-use super::{Ctx, Finished, LEASE_SAFETY, auto_pause, conclude, duration_millis, release};
+use super::{
+    Ctx, Finished, LEASE_SAFETY, auto_pause, conclude, conclude_render, duration_millis, release,
+};
 use crate::batch::{
     BatchFailure, BatchSpec, Batcher, batch_id, body, failed_items, per_record, splits,
 };
@@ -31,6 +33,7 @@ use crate::classify::Verdict;
 use crate::gate::Admit;
 use crate::http::now_millis;
 use crate::outcome::AttemptResult;
+use crate::render;
 
 /// The largest `2xx` batch response read whole to find failed records (`failed_items`).
 const FAILED_ITEMS_BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -175,64 +178,117 @@ pub(super) async fn send_next(
 }
 
 /// Send `members` (admitted, holding a send permit) and decide each record's outcome.
+///
+/// Each record is rendered first ([`crate::render`]): a record whose rendering fails gets
+/// that failure as its attempt and stays out of the call; the others are sent together.
 async fn send(
     ctx: &Ctx,
     spec: &BatchSpec,
     members: &[Member],
     probe: bool,
 ) -> Vec<DeliveryOutcome> {
-    let records: Vec<&ClaimedDelivery> = members.iter().map(|m| &m.delivery).collect();
-    let lease_until = members.iter().map(|m| m.lease_until).min().unwrap_or(0);
-    let Some((call, results)) = call(ctx, spec, &records, lease_until, probe).await else {
-        return records.iter().map(|d| release(d)).collect();
-    };
-    let results: Vec<Option<AttemptResult>> =
-        if spec.on_failure == BatchFailure::Split && records.len() > 1 && splits(&call) {
-            info!(
-                flow = %ctx.key.flow,
-                destination = %ctx.key.destination,
-                records = records.len(),
-                status = call.status,
-                "batch call failed; sending its records one by one"
-            );
-            let mut out = Vec::with_capacity(members.len());
-            for member in members {
-                out.push(single(ctx, spec, member).await);
-            }
-            out
-        } else {
-            results.into_iter().map(Some).collect()
-        };
+    let mut bodies: Vec<Result<Bytes, AttemptResult>> = Vec::with_capacity(members.len());
+    for member in members {
+        bodies.push(
+            match render::render(ctx.render.as_deref(), &member.delivery).await {
+                Ok(Some(rendered)) => Ok(rendered.body),
+                Ok(None) => Ok(member.delivery.payload.clone()),
+                Err(failed) => Err(failed),
+            },
+        );
+    }
+    let sendable: Vec<(&Member, Bytes)> = members
+        .iter()
+        .zip(&bodies)
+        .filter_map(|(m, b)| b.as_ref().ok().map(|b| (m, b.clone())))
+        .collect();
+    let sent = send_rendered(ctx, spec, &sendable, probe).await;
     // Every record draws the same backoff jitter, so records of a batch that failed
     // together (with the same attempt count) are due again together and batched again.
     let seed: u64 = rand::random();
-    records
+    let mut sent = sent.into_iter();
+    members
         .iter()
-        .zip(results)
-        .map(|(delivery, result)| match result {
-            Some(result) => conclude(ctx, delivery, result, &mut StdRng::seed_from_u64(seed)),
-            None => release(delivery),
+        .zip(bodies)
+        .map(|(member, body)| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            match body {
+                Err(failed) => conclude_render(ctx, &member.delivery, failed, &mut rng),
+                Ok(_) => match sent.next().flatten() {
+                    Some(result) => conclude(ctx, &member.delivery, result, &mut rng),
+                    None => release(&member.delivery),
+                },
+            }
         })
         .collect()
 }
 
+/// Send the rendered records (admitted, holding a send permit): each record's result, in
+/// order; `None` for a record not sent (to be released).
+async fn send_rendered(
+    ctx: &Ctx,
+    spec: &BatchSpec,
+    records: &[(&Member, Bytes)],
+    probe: bool,
+) -> Vec<Option<AttemptResult>> {
+    if records.is_empty() {
+        if probe {
+            ctx.gate.cancel_probe();
+        }
+        return Vec::new();
+    }
+    let lease_until = records
+        .iter()
+        .map(|(m, _)| m.lease_until)
+        .min()
+        .unwrap_or(0);
+    let Some((call, results)) = call(ctx, spec, records, lease_until, probe).await else {
+        return vec![None; records.len()];
+    };
+    if spec.on_failure == BatchFailure::Split && records.len() > 1 && splits(&call) {
+        info!(
+            flow = %ctx.key.flow,
+            destination = %ctx.key.destination,
+            records = records.len(),
+            status = call.status,
+            "batch call failed; sending its records one by one"
+        );
+        let mut out = Vec::with_capacity(records.len());
+        for record in records {
+            out.push(single(ctx, spec, record).await);
+        }
+        out
+    } else {
+        results.into_iter().map(Some).collect()
+    }
+}
+
 /// One record of a split batch, in a call of its own (through the gate). `None`: not sent.
-async fn single(ctx: &Ctx, spec: &BatchSpec, member: &Member) -> Option<AttemptResult> {
+async fn single(ctx: &Ctx, spec: &BatchSpec, record: &(&Member, Bytes)) -> Option<AttemptResult> {
+    let member = record.0;
     let probe = match ctx.gate.admit(&member.delivery, &ctx.stop).await {
         Admit::Go { probe } => probe,
         Admit::Paused | Admit::Stopped => return None,
     };
-    let (_, mut results) = call(ctx, spec, &[&member.delivery], member.lease_until, probe).await?;
+    let (_, mut results) = call(
+        ctx,
+        spec,
+        std::slice::from_ref(record),
+        member.lease_until,
+        probe,
+    )
+    .await?;
     results.pop()
 }
 
-/// One batch call for `records` (admitted): build it, send it, let the gate learn from it.
+/// One batch call for `records` (admitted; each with its rendered body): build it, send it,
+/// let the gate learn from it.
 /// Returns the call's result and each record's. `None`: not sent (the lease is too close
 /// to its end, or shutdown aborted the call): the records are to be released.
 async fn call(
     ctx: &Ctx,
     spec: &BatchSpec,
-    records: &[&ClaimedDelivery],
+    records: &[(&Member, Bytes)],
     lease_until: Millis,
     probe: bool,
 ) -> Option<(AttemptResult, Vec<AttemptResult>)> {
@@ -247,8 +303,8 @@ async fn call(
         return None;
     }
     let n = records.len();
-    let id = batch_id(records.iter().map(|d| d.id.to_string()));
-    let payload = body(records.iter().map(|d| &d.payload[..]), spec.wrap.as_deref());
+    let id = batch_id(records.iter().map(|(m, _)| m.delivery.id.to_string()));
+    let payload = body(records.iter().map(|(_, b)| &b[..]), spec.wrap.as_deref());
     let keep = if spec.failed_items.is_some() {
         FAILED_ITEMS_BODY_LIMIT
     } else {

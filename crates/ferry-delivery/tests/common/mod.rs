@@ -206,6 +206,7 @@ pub fn target(url: Url) -> HttpTarget {
         connect_timeout: Duration::from_secs(2),
         signing_key: None,
         egress: loopback_allowed(),
+        format: Default::default(),
     }
 }
 
@@ -233,6 +234,7 @@ pub fn spec(key: LaneKey, target: HttpTarget, retry: RetryPolicy, concurrency: u
         concurrency,
         gate: Default::default(),
         batch: None,
+        render: None,
     }
 }
 
@@ -275,6 +277,7 @@ pub async fn append(
                 due_at: now,
                 order_key: None,
             }],
+            dedupe_window: None,
         }])
         .await
         .unwrap();

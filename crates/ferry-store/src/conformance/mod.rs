@@ -21,20 +21,28 @@
 //!
 //! Cases read `lane_counts`, `lane_backlog` and `lane_pauses` only for the flows they
 //! created, so a backend may run them against one shared database.
+//!
+//! Durability across a restart is checked by a second, smaller suite,
+//! [`conformance_reopen_suite!`](crate::conformance_reopen_suite), for backends that can
+//! close a store and open the same data again ([`Reopen`]).
 
 mod append;
 mod delivery;
 mod lanes;
 mod ordering;
+mod pull;
 mod reads;
 mod replay;
+mod windows;
 
 pub use append::*;
 pub use delivery::*;
 pub use lanes::*;
 pub use ordering::*;
+pub use pull::*;
 pub use reads::*;
 pub use replay::*;
+pub use windows::*;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -42,9 +50,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::{
-    AppendOutcome, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryOutcome,
-    DeliveryState, DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis,
-    NewDelivery, NewEvent, Next, Store, StoreError,
+    AppendOutcome, Attempt, ClaimedDelivery, DedupeWindow, DeliveryFilter, DeliveryId,
+    DeliveryOutcome, DeliveryState, DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey,
+    LanePause, Millis, NewDelivery, NewEvent, Next, PullCheckpoint, PullRunUpdate, PullState,
+    Store, StoreError,
 };
 
 /// Expands to one test per conformance case, each on a fresh store from `$factory` (an async
@@ -84,6 +93,13 @@ macro_rules! conformance_suite {
             order_key_replay_holds_later_deliveries_again,
             lane_backlog_counts_waiting_and_oldest,
             lane_pauses_set_overwrite_resume,
+            dedupe_window_within_window_deduplicated,
+            dedupe_window_after_window_stored_again,
+            dedupe_window_and_dedupe_key_together,
+            dedupe_window_rolled_back_with_its_call,
+            append_page_commits_events_with_cursor,
+            append_page_is_atomic_and_checks_its_cursor,
+            pull_runs_are_recorded,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -94,6 +110,37 @@ macro_rules! conformance_suite {
                     let (store, guard) = $factory().await;
                     $crate::conformance::$case(store).await;
                     drop(guard);
+                });
+            }
+        )*
+    };
+}
+
+/// A backend whose stores can be closed and opened again on the same data, for the cases
+/// of [`conformance_reopen_suite!`](crate::conformance_reopen_suite).
+#[async_trait::async_trait]
+pub trait Reopen: Send {
+    /// Close `store` (this is its last handle) and open the same data again.
+    async fn reopen(&mut self, store: Arc<dyn Store>) -> Arc<dyn Store>;
+}
+
+/// Expands to one test per durability case, each on a fresh store from `$factory` (an async
+/// fn returning `(Arc<dyn Store>, impl Reopen)`), on a multi-threaded Tokio runtime.
+#[macro_export]
+macro_rules! conformance_reopen_suite {
+    ($factory:expr) => {
+        $crate::conformance_reopen_suite!(@cases $factory;
+            dedupe_window_survives_reopen,
+            pull_state_survives_reopen,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::run_case(async {
+                    let (store, mut reopen) = $factory().await;
+                    $crate::conformance::$case(store, &mut reopen).await;
                 });
             }
         )*
@@ -147,6 +194,7 @@ fn event(flow: &str, at: Millis, destinations: &[&str]) -> NewEvent {
                 order_key: None,
             })
             .collect(),
+        dedupe_window: None,
     }
 }
 

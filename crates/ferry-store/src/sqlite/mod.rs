@@ -15,8 +15,10 @@ mod counts;
 mod ops;
 mod order;
 mod pauses;
+mod pull;
 mod reads;
 mod schema;
+mod windows;
 mod writer;
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -37,8 +39,8 @@ use writer::{Bounds, Command, Job, Stats};
 
 use crate::{
     AppendOutcome, ClaimedDelivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome,
-    DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis, NewEvent, Store,
-    StoreError, StoreResult, StoredEvent,
+    DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis, NewEvent,
+    PullCheckpoint, PullRunUpdate, PullState, Store, StoreError, StoreResult, StoredEvent,
 };
 
 /// The database file inside the data dir.
@@ -274,6 +276,41 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn append_page(
+        &self,
+        flow: &str,
+        events: Vec<NewEvent>,
+        checkpoint: PullCheckpoint,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        if let Some(other) = events.iter().find(|e| e.flow != flow) {
+            return Err(StoreError::Invalid(format!(
+                "a page of pull flow `{flow}` holds event {} of flow `{}`",
+                other.id, other.flow
+            )));
+        }
+        let cost = append_cost(&events) + 128;
+        let flow = flow.to_owned();
+        self.write(cost, move |c, n| {
+            pull::check_from(c, &flow, &checkpoint)?;
+            let outcomes = ops::append(c, n, &events)?;
+            let stored = outcomes.iter().filter(|o| o.is_stored()).count() as u64;
+            pull::advance(c, &flow, &checkpoint, stored)?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn pull_state(&self, flow: &str) -> StoreResult<Option<PullState>> {
+        let flow = flow.to_owned();
+        self.reads.run(move |c| pull::state(c, &flow)).await
+    }
+
+    async fn set_pull_run(&self, flow: &str, update: PullRunUpdate) -> StoreResult<()> {
+        let flow = flow.to_owned();
+        self.write(64, move |c, _| pull::set_run(c, &flow, &update))
+            .await
+    }
+
     async fn claim(
         &self,
         lane: &LaneKey,
@@ -390,6 +427,7 @@ mod tests {
                 "SELECT id FROM events WHERE flow = ?1 AND dedupe_key = ?2",
                 "events_dedupe",
             ),
+            (windows::EXPIRED, "dedupe_windows_expiry"),
         ] {
             let p = plan(&conn, sql);
             assert!(p.contains(&format!("INDEX {index} ")), "{sql}\n=> {p}");
@@ -479,6 +517,7 @@ mod tests {
                     due_at: T0 + i,
                     order_key: Some("k".into()),
                 }],
+                dedupe_window: None,
             })
             .collect();
         store.append(keyed.clone()).await.expect("append keyed");

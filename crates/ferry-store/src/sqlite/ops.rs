@@ -10,12 +10,15 @@ use super::codec::{
 };
 use super::counts::LaneDeltas;
 use super::order::{self, KeyOfLane};
+use super::windows;
 use crate::{
     AppendOutcome, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryOutcome, EventId,
     LaneKey, Millis, NewEvent, Next, StoreError, StoreResult,
 };
 
-/// Appends events with their deliveries; duplicates (same flow + dedupe key) write nothing.
+/// Appends events with their deliveries; duplicates (same flow + dedupe key) and events
+/// whose window key is still remembered write nothing. Appends that carry window keys purge
+/// a few expired ones.
 pub(crate) fn append(
     conn: &Connection,
     counts: &mut LaneDeltas,
@@ -40,8 +43,28 @@ pub(crate) fn append(
         .store()?;
 
     let mut outcomes = Vec::with_capacity(events.len());
+    let mut purge_at: Option<Millis> = None;
     for ev in events {
         let id = ev.id.0.as_bytes();
+        if let Some(window) = &ev.dedupe_window {
+            purge_at = purge_at.max(Some(ev.received_at));
+            // A re-send of the same event is a `Duplicate` whatever its window says.
+            let dup = match &ev.dedupe_key {
+                Some(key) => find_dup
+                    .query_row(params![ev.flow, key], |r| uuid_at(r, 0))
+                    .optional()
+                    .store()?,
+                None => None,
+            };
+            if let Some(existing) = dup {
+                outcomes.push(AppendOutcome::Duplicate(EventId(existing)));
+                continue;
+            }
+            if let Some(first) = windows::seen(conn, &ev.flow, window, ev.received_at)? {
+                outcomes.push(AppendOutcome::Deduplicated(first));
+                continue;
+            }
+        }
         let inserted = insert_event
             .execute(params![
                 id,
@@ -83,7 +106,13 @@ pub(crate) fn append(
                 })?;
             counts.add(&ev.flow, &d.destination, PENDING, 1);
         }
+        if let Some(window) = &ev.dedupe_window {
+            windows::remember(conn, &ev.flow, window, ev.id)?;
+        }
         outcomes.push(AppendOutcome::Stored(ev.id));
+    }
+    if let Some(now) = purge_at {
+        windows::purge(conn, now)?;
     }
     Ok(outcomes)
 }

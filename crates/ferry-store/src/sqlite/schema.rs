@@ -128,8 +128,44 @@ CREATE TABLE lane_pauses (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 3: scheduled pulls and `dedupe` step windows.
+///
+/// - `pull_state`: one row per pull flow, created by its first run or page. `cursor` moves
+///   only in the transaction that stores the page it follows (see `pull`); the run columns
+///   (`started_at`, `finished_at`, `success_at`, `last_error`, `running`) are written
+///   when a run starts and ends.
+/// - `dedupe_windows`: the keys `dedupe` steps remember, one row per (flow, key) with the
+///   event that recorded it and when the key expires. A key is checked and recorded in the
+///   transaction of the append (see `windows`); expired rows are purged a few at a time by
+///   later appends through `dedupe_windows_expiry`.
+///
+/// Both tables are new: a V2 file upgrades with nothing to convert.
+const V3: &str = r#"
+CREATE TABLE pull_state (
+    flow         TEXT    NOT NULL PRIMARY KEY,
+    cursor       TEXT,
+    last_page_at INTEGER,
+    started_at   INTEGER,
+    finished_at  INTEGER,
+    success_at   INTEGER,
+    last_error   TEXT,
+    running      INTEGER NOT NULL DEFAULT 0 CHECK (running IN (0, 1)),
+    pages        INTEGER NOT NULL DEFAULT 0,
+    records      INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE TABLE dedupe_windows (
+    flow       TEXT    NOT NULL,
+    key        TEXT    NOT NULL,
+    event_id   BLOB    NOT NULL CHECK (length(event_id) = 16),
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (flow, key)
+) WITHOUT ROWID;
+CREATE INDEX dedupe_windows_expiry ON dedupe_windows (expires_at);
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

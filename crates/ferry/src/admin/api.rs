@@ -25,6 +25,8 @@ pub struct AdminState {
     pub engine: Arc<DeliveryEngine>,
     /// Wakes every lane (after a replay).
     pub wake_all: Arc<dyn Fn() + Send + Sync>,
+    /// The pull flows and their pullers.
+    pub pulls: Arc<crate::pull::PullBoard>,
 }
 
 /// The admin routes, all behind the bearer token.
@@ -37,6 +39,7 @@ pub fn router(state: AdminState, token: Option<SecretString>) -> Router {
         .route("/admin/v1/deliveries/{id}", get(show_delivery))
         .route("/admin/v1/events/{id}", get(show_event))
         .route("/admin/v1/replay", post(replay))
+        .route("/admin/v1/pulls", get(pulls))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
             require_token,
@@ -334,4 +337,14 @@ async fn replay(
     tracing::info!(replayed, "replay requested through the admin API");
     (st.wake_all)();
     Ok(Json(ReplayResponse { replayed }))
+}
+
+/// `GET /admin/v1/pulls`: every pull flow with its cursor, runs and freshness.
+async fn pulls(State(st): State<AdminState>) -> ApiResult<PullsResponse> {
+    let pulls = st
+        .pulls
+        .views(st.store.as_ref())
+        .await
+        .map_err(store_error)?;
+    Ok(Json(PullsResponse { pulls }))
 }

@@ -56,6 +56,11 @@ impl AdminClient {
         self.send(self.http.get(self.url("/admin/v1/lanes")?)).await
     }
 
+    /// Every pull flow with its cursor, runs and freshness.
+    pub async fn pulls(&self) -> Result<PullsResponse> {
+        self.send(self.http.get(self.url("/admin/v1/pulls")?)).await
+    }
+
     /// A page of deliveries.
     pub async fn deliveries(&self, q: &ListQuery) -> Result<DeliveryPage> {
         self.send(self.http.get(self.url("/admin/v1/deliveries")?).query(q))

@@ -101,3 +101,42 @@ pub struct LaneControlResponse {
     pub changed: bool,
     pub lane: LaneView,
 }
+
+/// `GET /admin/v1/pulls`: every pull flow of the running config, sorted by flow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullsResponse {
+    pub pulls: Vec<PullView>,
+}
+
+/// One pull flow: where its cursor stands, its runs, and its freshness against its SLA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PullView {
+    pub flow: String,
+    /// The polled system.
+    pub system: String,
+    /// The cron schedule (UTC).
+    pub schedule: String,
+    /// How the last finished run ended: `ok`, `failed` (see `last_error`) or `never_run`.
+    pub status: String,
+    /// A run is under way.
+    pub running: bool,
+    /// Where the next page request resumes (the committed cursor); absent at the start.
+    pub cursor: Option<serde_json::Value>,
+    pub last_started_at: Option<i64>,
+    pub last_finished_at: Option<i64>,
+    pub last_success_at: Option<i64>,
+    /// When the next run is due, as this hub scheduled it.
+    pub next_run_at: Option<i64>,
+    /// Time since the last successful run; absent before the first.
+    pub seconds_since_success: Option<u64>,
+    /// The flow's freshness SLA (`freshness`), if it has one.
+    pub freshness_sla_seconds: Option<u64>,
+    /// A run succeeded, within the SLA if there is one.
+    pub fresh: bool,
+    /// Why the last run failed; absent when it succeeded.
+    pub last_error: Option<String>,
+    /// Pages committed, ever.
+    pub pages: u64,
+    /// Events stored from them, ever (records read again are not counted).
+    pub records: u64,
+}

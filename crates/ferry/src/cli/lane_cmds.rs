@@ -1,5 +1,5 @@
 //! `ferry status`, `ferry pause` and `ferry resume`: the lanes of a running hub, their
-//! backlog and their gates (circuit breaker, 429 hold, pause).
+//! backlog and their gates (circuit breaker, 429 hold, pause), and its pull flows.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use ferry_delivery::BreakerState;
 
 use super::HubTarget;
 use super::admin_cmds::client;
-use crate::admin::dto::LaneView;
+use crate::admin::dto::{LaneView, PullView};
 use crate::clock::{now_ms, rfc3339};
 
 /// `ferry status`.
@@ -45,18 +45,19 @@ pub struct PauseArgs {
     pub reason: Option<String>,
 }
 
-/// Print every lane.
+/// Print every lane, then every pull flow (if any).
 pub async fn status(args: StatusArgs) -> Result<ExitCode> {
-    let lanes = client(&args.target)?.lanes().await?.lanes;
+    let hub = client(&args.target)?;
+    let lanes = hub.lanes().await?.lanes;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&lanes)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let now = now_ms();
     if lanes.is_empty() {
         println!("no lanes");
         return Ok(ExitCode::SUCCESS);
     }
-    let now = now_ms();
     let mut table = Table::new();
     table
         .load_preset(UTF8_BORDERS_ONLY)
@@ -98,7 +99,56 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
             );
         }
     }
+    match hub.pulls().await {
+        Ok(pulls) if !pulls.pulls.is_empty() => print_pulls(&pulls.pulls, now),
+        Ok(_) => {}
+        Err(e) => println!("pulls: not available ({e})"),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pull flows: state, freshness against the SLA, next run; then the last errors.
+fn print_pulls(pulls: &[PullView], now: i64) {
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "pull",
+            "state",
+            "last success",
+            "sla",
+            "next run",
+            "records",
+        ]);
+    for p in pulls {
+        let since = p.seconds_since_success.map_or_else(
+            || "never".to_string(),
+            |s| format!("{} ago", age(s.saturating_mul(1000) as i64)),
+        );
+        let stale = if p.fresh { "" } else { " (stale)" };
+        let state = if p.running {
+            format!("{} (running)", p.status)
+        } else {
+            p.status.clone()
+        };
+        table.add_row([
+            p.flow.clone(),
+            state,
+            format!("{since}{stale}"),
+            p.freshness_sla_seconds
+                .map_or_else(|| "-".to_string(), |s| age(s.saturating_mul(1000) as i64)),
+            p.next_run_at
+                .map_or_else(|| "-".to_string(), |t| format!("in {}", age(t - now))),
+            p.records.to_string(),
+        ]);
+    }
+    println!("{table}");
+    for p in pulls {
+        if let Some(error) = &p.last_error {
+            println!("{} last run failed: {error}", p.flow);
+        }
+    }
 }
 
 /// What is holding a lane back, in a few words.

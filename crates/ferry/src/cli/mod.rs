@@ -44,7 +44,8 @@ pub enum Command {
     )]
     Replay(admin_cmds::ReplayArgs),
     /// Show every delivery lane of a running hub: backlog, oldest waiting delivery, circuit
-    /// breaker, 429 hold, pause.
+    /// breaker, 429 hold, pause; then its pull flows: last run, freshness against the SLA,
+    /// next run (`--json` prints the lanes only; pulls: `GET /admin/v1/pulls`).
     #[command(
         after_help = "Examples:\n  ferry status --config examples/quickstart\n  ferry status --json | jq '.[] | select(.gate.breaker != \"closed\")'"
     )]

@@ -25,15 +25,30 @@ pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
 }
 
-/// Load and validate a config directory, printing every problem; `None` when invalid.
+/// Load and validate a config directory and its schema files, and compile its VRL programs
+/// and templates, printing every problem; `None` when invalid. (The schema files, programs
+/// and templates are checked once the YAML is valid, as they are found through it.)
 pub fn load_config(dir: &Path, resolve_secrets: bool) -> Option<Config> {
     let color = std::io::stderr().is_terminal();
     match ferry_config::load_dir(dir, &LoadOptions { resolve_secrets }) {
         Ok(loaded) => {
-            if !loaded.warnings.is_empty() {
-                eprint!("{}", ferry_config::render(&loaded.warnings, color));
+            let mut all: Vec<_> = match ferry_schema::SchemaRegistry::load(&loaded.config) {
+                Ok(_) => Vec::new(),
+                Err(problems) => problems.iter().map(|p| p.to_diagnostic()).collect(),
+            };
+            // Every VRL program and template compiles, or is reported at its place.
+            let (errors, warnings): (Vec<_>, Vec<_>) =
+                crate::transforms::check(&loaded.config, &loaded.sources)
+                    .into_iter()
+                    .partition(|d| d.severity == ferry_config::Severity::Error);
+            all.extend(errors);
+            let valid = all.is_empty();
+            all.extend(loaded.warnings);
+            all.extend(warnings);
+            if !all.is_empty() {
+                eprint!("{}", ferry_config::render(&all, color));
             }
-            Some(loaded.config)
+            valid.then_some(loaded.config)
         }
         Err(errors) => {
             let mut all = errors.errors;

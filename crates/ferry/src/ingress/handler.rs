@@ -9,18 +9,28 @@ use bytes::Bytes;
 use ferry_store::{AppendOutcome, DeliveryId, EventId, NewDelivery, NewEvent};
 use serde::{Deserialize, Serialize};
 
-use super::inspect::{Inspected, inspect};
-use super::{IngressState, KEPT_HEADERS};
+use super::inspect::{Inspected, inspect_route};
+use super::steps::{Piece, Stepped};
+use super::{IngressState, KEPT_HEADERS, cloudevents, validate};
 use crate::assembly::IngressRoute;
 use crate::clock::now_ms;
 use crate::problem::Problem;
 
-/// The answer to an accepted (or duplicate) event.
+/// The answer to an accepted (or duplicate, or dropped) event.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct AcceptedBody {
-    pub event_id: String,
+    /// The stored event's id (the first one, when a `split` made several); `null` when a
+    /// `filter` dropped the event.
+    pub event_id: Option<String>,
+    /// Every event's id, when a `split` made the request into several events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_ids: Vec<String>,
     /// True when the flow already had this sender event id: nothing new was stored.
     pub duplicate: bool,
+    /// True when a `filter` step dropped the event: nothing was stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
+    /// Deliveries created.
     pub deliveries: usize,
 }
 
@@ -45,7 +55,11 @@ pub async fn ingest(
     metrics::counter!("ferry_ingress_received_total", "flow" => route.flow.clone()).increment(1);
     match accept(&state, &route, &headers, body).await {
         Ok((status, body)) => {
-            let outcome = if body.duplicate {
+            let outcome = if body.dropped {
+                metrics::counter!("ferry_ingress_dropped_total", "flow" => route.flow.clone())
+                    .increment(1);
+                "dropped"
+            } else if body.duplicate {
                 "duplicate"
             } else {
                 "accepted"
@@ -83,16 +97,26 @@ async fn accept(
             )
         })?;
     refuse_if_backlog_full(state, route)?;
-    let Inspected {
-        dedupe_key,
-        event_type,
-    } = inspect(
-        &payload,
-        &route.event_id,
-        headers,
-        route.event_type_pointer.as_deref(),
-    )?;
-    let kept = KEPT_HEADERS
+    // A CloudEvent's data is the payload (see `cloudevents`).
+    let cloud_event = cloudevents::decode(headers, &payload)?;
+    let payload = cloud_event.as_ref().map_or(payload, |ce| ce.data.clone());
+    let (
+        Inspected {
+            dedupe_key,
+            event_type,
+        },
+        value,
+    ) = inspect_route(route, headers, &payload, cloud_event.as_ref())?;
+    // `inspect_route` parses the payload whenever the route has `validate` steps.
+    if let Some(value) = &value {
+        validate::check(
+            &route.validate,
+            &route.schemas,
+            event_type.as_deref(),
+            value,
+        )?;
+    }
+    let kept: Vec<(String, String)> = KEPT_HEADERS
         .iter()
         .filter_map(|h| {
             headers
@@ -101,30 +125,97 @@ async fn accept(
                 .map(|v| (h.to_string(), v.to_string()))
         })
         .collect();
-    let order_keys = order_keys(route, &payload);
-    let event = NewEvent {
-        id: EventId::new(),
-        flow: route.flow.clone(),
-        source: route.source_system.clone(),
-        dedupe_key,
-        event_type,
-        received_at: now,
-        headers: kept,
-        payload,
-        deliveries: route
-            .lanes
-            .iter()
-            .zip(order_keys)
-            .map(|(lane, order_key)| NewDelivery {
-                id: DeliveryId::new(),
-                destination: lane.key.destination.clone(),
-                due_at: now,
-                order_key,
-            })
-            .collect(),
+    let kept = match &cloud_event {
+        Some(ce) => ce.kept_headers(kept),
+        None => kept,
     };
+    // `filter`, `route`, `split` (see `steps`): which events are stored, with which
+    // deliveries. Without steps: the payload as it came, to every destination.
+    let pieces = match &value {
+        Some(value) if !route.steps.is_empty() => {
+            match route
+                .steps
+                .run(value, &route.lanes)
+                .map_err(|failed| failed.problem())?
+            {
+                Stepped::Pieces(pieces) => pieces,
+                Stepped::Dropped { step } => {
+                    tracing::debug!(flow = %route.flow, step, "event dropped by a filter");
+                    return Ok((StatusCode::OK, AcceptedBody::dropped()));
+                }
+            }
+        }
+        _ => vec![Piece {
+            value: None,
+            suffix: String::new(),
+            lanes: vec![true; route.lanes.len()],
+        }],
+    };
+    let split = pieces.iter().any(|p| p.value.is_some());
+    let mut events = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        // `dedupe` (see `dedupe`): the store checks and records the key in the append.
+        let dedupe_window = match (&route.dedupe, &value) {
+            (Some(rule), Some(value)) => rule
+                .window(value, &piece, now)
+                .map_err(|failed| failed.problem())?,
+            _ => None,
+        };
+        let (bytes, keys) = match &piece.value {
+            Some(element) => (
+                Bytes::from(serde_json::to_vec(element).map_err(|e| {
+                    Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "step_failed",
+                        "Step failed",
+                        format!("a split element cannot be written as JSON: {e}"),
+                    )
+                })?),
+                order_keys(route, &[], Some(element)),
+            ),
+            None => (payload.clone(), order_keys(route, &payload, value.as_ref())),
+        };
+        events.push(NewEvent {
+            id: EventId::new(),
+            flow: route.flow.clone(),
+            source: route.source_system.clone(),
+            dedupe_key: dedupe_key.as_ref().map(|k| format!("{k}{}", piece.suffix)),
+            event_type: event_type.clone(),
+            received_at: now,
+            headers: kept.clone(),
+            payload: bytes,
+            deliveries: route
+                .lanes
+                .iter()
+                .zip(keys)
+                .zip(&piece.lanes)
+                .filter(|(_, chosen)| **chosen)
+                .map(|((lane, order_key), _)| NewDelivery {
+                    id: DeliveryId::new(),
+                    destination: lane.key.destination.clone(),
+                    due_at: now,
+                    order_key,
+                })
+                .collect(),
+            dedupe_window,
+        });
+    }
+    let deliveries: Vec<usize> = events.iter().map(|e| e.deliveries.len()).collect();
+    let woken: Vec<&ferry_store::LaneKey> = route
+        .lanes
+        .iter()
+        .filter(|lane| {
+            events.iter().any(|e| {
+                e.deliveries
+                    .iter()
+                    .any(|d| d.destination == lane.key.destination)
+            })
+        })
+        .map(|lane| &lane.key)
+        .collect();
     let started = std::time::Instant::now();
-    let outcome = state.store.append(vec![event]).await.map_err(|e| {
+    // One call: a split's events are stored together or not at all.
+    let outcome = state.store.append(events).await.map_err(|e| {
         tracing::error!(flow = %route.flow, error = %e, "store refused an event");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -135,34 +226,62 @@ async fn accept(
         .retry_after(1)
     })?;
     metrics::histogram!("ferry_ingress_commit_seconds").record(started.elapsed().as_secs_f64());
-    match outcome.first().copied() {
-        Some(AppendOutcome::Stored(id)) => {
-            for lane in &route.lanes {
-                (state.wake)(&lane.key);
-            }
-            Ok((
-                StatusCode::ACCEPTED,
-                AcceptedBody {
-                    event_id: id.to_string(),
-                    duplicate: false,
-                    deliveries: route.lanes.len(),
-                },
-            ))
-        }
-        Some(AppendOutcome::Duplicate(id)) => Ok((
-            StatusCode::OK,
-            AcceptedBody {
-                event_id: id.to_string(),
-                duplicate: true,
-                deliveries: 0,
-            },
-        )),
-        None => Err(Problem::new(
+    if outcome.is_empty() || outcome.len() != deliveries.len() {
+        return Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_unavailable",
             "Event not stored",
             "the store returned no outcome",
-        )),
+        ));
+    }
+    let mut ids = Vec::with_capacity(outcome.len());
+    let mut created = 0;
+    for (result, n) in outcome.iter().zip(&deliveries) {
+        match result {
+            AppendOutcome::Stored(id) => {
+                created += n;
+                ids.push(id.to_string());
+            }
+            // Same sender event id, or a `dedupe` step key seen within its window: nothing new.
+            AppendOutcome::Duplicate(id) | AppendOutcome::Deduplicated(id) => {
+                ids.push(id.to_string())
+            }
+        }
+    }
+    let duplicate = !outcome
+        .iter()
+        .any(|o| matches!(o, AppendOutcome::Stored(_)));
+    if !duplicate {
+        for lane in woken {
+            (state.wake)(lane);
+        }
+    }
+    Ok((
+        if duplicate {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        },
+        AcceptedBody {
+            event_id: ids.first().cloned(),
+            event_ids: if split { ids } else { Vec::new() },
+            duplicate,
+            dropped: false,
+            deliveries: created,
+        },
+    ))
+}
+
+impl AcceptedBody {
+    /// The answer when a `filter` dropped the event.
+    fn dropped() -> Self {
+        AcceptedBody {
+            event_id: None,
+            event_ids: Vec::new(),
+            duplicate: false,
+            dropped: true,
+            deliveries: 0,
+        }
     }
 }
 
@@ -190,18 +309,30 @@ fn refuse_if_backlog_full(state: &IngressState, route: &IngressRoute) -> Result<
 
 /// The ordering key of each lane (in route order): the value at the lane's `ordering.key`
 /// pointer, strings bare and anything else as JSON text. `None` for lanes that do not
-/// order, and for events without the field. The body was already checked to be JSON.
-fn order_keys(route: &IngressRoute, payload: &[u8]) -> Vec<Option<String>> {
+/// order, and for events without the field. The body was already checked to be JSON; it is
+/// parsed here unless `parsed` already holds it.
+fn order_keys(
+    route: &IngressRoute,
+    payload: &[u8],
+    parsed: Option<&serde_json::Value>,
+) -> Vec<Option<String>> {
     if route.lanes.iter().all(|l| l.order_key.is_none()) {
         return vec![None; route.lanes.len()];
     }
-    let value = serde_json::from_slice::<serde_json::Value>(payload).ok();
+    let owned;
+    let value = match parsed {
+        Some(v) => Some(v),
+        None => {
+            owned = serde_json::from_slice::<serde_json::Value>(payload).ok();
+            owned.as_ref()
+        }
+    };
     route
         .lanes
         .iter()
         .map(|lane| {
             let pointer = lane.order_key.as_deref()?;
-            match value.as_ref()?.pointer(pointer)? {
+            match value?.pointer(pointer)? {
                 serde_json::Value::String(s) => Some(s.clone()),
                 serde_json::Value::Null => None,
                 other => Some(other.to_string()),

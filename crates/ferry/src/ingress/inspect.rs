@@ -6,9 +6,10 @@
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 
+use super::cloudevents::CloudEvent;
 use super::event_id::read_event_id;
 use super::handler::check_json;
-use crate::assembly::EventIdRule;
+use crate::assembly::{EventIdRule, IngressRoute};
 use crate::problem::Problem;
 
 /// What ingress reads from an accepted body and its headers.
@@ -32,8 +33,21 @@ pub fn inspect(
     headers: &HeaderMap,
     event_type_pointer: Option<&str>,
 ) -> Result<Inspected, Problem> {
-    let needs_value =
-        event_type_pointer.is_some() || matches!(event_id, EventIdRule::JsonPointer(_));
+    inspect_value(body, event_id, headers, event_type_pointer, false).map(|(found, _)| found)
+}
+
+/// [`inspect`], also returning the parsed body when `want_value` (or when it was parsed
+/// anyway to read the event id or type), so later steps need not parse it again.
+pub(crate) fn inspect_value(
+    body: &[u8],
+    event_id: &EventIdRule,
+    headers: &HeaderMap,
+    event_type_pointer: Option<&str>,
+    want_value: bool,
+) -> Result<(Inspected, Option<serde_json::Value>), Problem> {
+    let needs_value = want_value
+        || event_type_pointer.is_some()
+        || matches!(event_id, EventIdRule::JsonPointer(_));
     let value = check_json(body, needs_value)?;
     let dedupe_key = read_event_id(event_id, headers, value.as_ref()).map_err(|e| {
         Problem::new(
@@ -47,10 +61,43 @@ pub fn inspect(
         (Some(ptr), Some(v)) => v.pointer(ptr).and_then(|t| t.as_str()).map(str::to_string),
         _ => None,
     };
-    Ok(Inspected {
-        dedupe_key,
-        event_type,
-    })
+    Ok((
+        Inspected {
+            dedupe_key,
+            event_type,
+        },
+        value,
+    ))
+}
+
+/// The inspection of an event for `route`: [`inspect_value`] on the payload (a CloudEvent's
+/// data), with a CloudEvent's `source` + `id` as the dedupe key and its `type` as the event
+/// type unless the flow configured its own `event_id` rule or `event_type` pointer. The
+/// parsed payload comes back whenever the route has `validate` steps (or VRL steps).
+pub(crate) fn inspect_route(
+    route: &IngressRoute,
+    headers: &HeaderMap,
+    payload: &[u8],
+    cloud_event: Option<&CloudEvent>,
+) -> Result<(Inspected, Option<serde_json::Value>), Problem> {
+    let id_from_event = cloud_event.is_some() && matches!(route.event_id, EventIdRule::Default);
+    let no_headers = HeaderMap::new();
+    let (mut found, value) = inspect_value(
+        payload,
+        &route.event_id,
+        if id_from_event { &no_headers } else { headers },
+        route.event_type_pointer.as_deref(),
+        !route.validate.is_empty() || !route.steps.is_empty() || route.dedupe.is_some(),
+    )?;
+    if let Some(ce) = cloud_event {
+        if id_from_event {
+            found.dedupe_key = Some(ce.dedupe_key());
+        }
+        if route.event_type_pointer.is_none() {
+            found.event_type = Some(ce.kind.clone());
+        }
+    }
+    Ok((found, value))
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! Ingress: `POST /ingest/{path}` — authenticate, check, dedupe, and commit the event with its
 //! deliveries before answering. A 2xx is sent only after the commit (fsync) returned.
 
+pub mod cloudevents;
+pub mod dedupe;
 mod event_id;
 mod handler;
 mod inspect;
+pub mod steps;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

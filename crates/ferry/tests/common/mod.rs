@@ -2,6 +2,8 @@
 //! senders, and an in-process hub.
 #![allow(dead_code)]
 
+pub mod pages;
+
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,6 +24,8 @@ pub const SOURCE_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// One request as a receiver saw it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Path and query, as requested.
+    pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
@@ -94,12 +98,17 @@ impl TestReceiver {
 
 async fn answer(
     State(inner): State<Arc<Mutex<ReceiverInner>>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let a = {
         let mut g = inner.lock().unwrap();
         g.received.push(Received {
+            path: uri
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             headers,
             body,
             at: Instant::now(),
@@ -129,6 +138,17 @@ async fn answer(
 /// `orders` whose source verifies Standard Webhooks and whose destinations are given as YAML
 /// (indented under `destinations:`).
 pub fn write_config(dir: &Path, destinations_yaml: &str) {
+    write_config_with(dir, Some("/type"), "", destinations_yaml);
+}
+
+/// [`write_config`] with the source's `event_type` pointer (`None`: none) and more of the
+/// flow (`flow_yaml`, indented by four spaces, e.g. `    steps:\n      - validate: {}\n`).
+pub fn write_config_with(
+    dir: &Path,
+    event_type: Option<&str>,
+    flow_yaml: &str,
+    destinations_yaml: &str,
+) {
     std::fs::create_dir_all(dir.join("flows")).unwrap();
     std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
     std::fs::write(dir.join("source-secret"), SOURCE_SECRET).unwrap();
@@ -140,10 +160,25 @@ pub fn write_config(dir: &Path, destinations_yaml: &str) {
     std::fs::write(
         dir.join("flows/orders.yaml"),
         format!(
-            "flows:\n  orders:\n    source:\n      webhook:\n        system: src\n        signature:\n          standard_webhooks: {{ secret: {{ file: source-secret }} }}\n        event_type: /type\n    destinations:\n{destinations_yaml}"
+            "flows:\n  orders:\n    source:\n      webhook:\n        system: src\n        signature:\n          standard_webhooks: {{ secret: {{ file: source-secret }} }}\n{}{flow_yaml}    destinations:\n{destinations_yaml}",
+            event_type
+                .map(|p| format!("        event_type: {p}\n"))
+                .unwrap_or_default()
         ),
     )
     .unwrap();
+}
+
+/// Declare `schemas` (name, file, JSON text) in `schemas.yaml` and write their files.
+pub fn write_schemas(dir: &Path, schemas: &[(&str, &str, &str)]) {
+    let mut yaml = String::from("schemas:\n");
+    for (name, file, text) in schemas {
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        yaml.push_str(&format!("  {name}: {{ file: {file} }}\n"));
+    }
+    std::fs::write(dir.join("schemas.yaml"), yaml).unwrap();
 }
 
 /// A destination block for `write_config` with fast retries.
@@ -206,6 +241,33 @@ pub async fn send(hub: SocketAddr, id: &str, body: &str) -> reqwest::Response {
         req = req.header(k, v);
     }
     req.send().await.unwrap()
+}
+
+/// POST a signed webhook to the hub's `orders` flow with these headers added (replacing the
+/// signed set's `content-type` when given).
+pub async fn send_with(
+    hub: SocketAddr,
+    id: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (k, v) in signed(id, body) {
+        map.insert(k, v.parse().unwrap());
+    }
+    for (k, v) in headers {
+        map.insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    client()
+        .post(format!("http://{hub}/ingest/orders"))
+        .headers(map)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
 }
 
 /// GET an admin API path with the token, as JSON.

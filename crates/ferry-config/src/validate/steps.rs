@@ -1,0 +1,110 @@
+//! Checks of schemas and the steps and contracts naming them: every schema file exists inside
+//! the config directory, and every schema a `validate` step or a destination `contract`
+//! names is declared under `schemas:` (what is inside the schema files is checked by
+//! `ferry-schema`). Also: a CloudEvents destination does not batch.
+
+use super::Checker;
+use crate::locate::Part;
+use crate::model::{Flow, Source};
+use crate::sources::FileId;
+use crate::steps::{BodyFormat, Step};
+
+pub(super) fn check(c: &mut Checker) {
+    schema_files(c);
+    for (name, flow) in &c.config.flows {
+        let Some(file) = c.flow_file(name) else {
+            continue;
+        };
+        flow_steps(c, file, name, flow);
+        for (dest, def) in &flow.destinations {
+            if let Some(contract) = &def.contract {
+                let field = ["flows", name, "destinations", dest, "contract", "schema"];
+                named_schema(c, file, &field, &contract.schema);
+            }
+            if def.http.format == BodyFormat::Cloudevents && def.batch.is_some() {
+                let field = ["flows", name, "destinations", dest, "http", "format"];
+                c.error(
+                    file,
+                    &field,
+                    Part::Value,
+                    "`format: cloudevents` sends one event per request, so it cannot be \
+                     combined with `batch`"
+                        .to_string(),
+                    Some("remove `batch`, or send `format: json`".to_string()),
+                );
+            }
+        }
+    }
+}
+
+fn schema_files(c: &mut Checker) {
+    for (name, def) in &c.config.schemas {
+        let Some(&file) = c.origins.schemas.get(name) else {
+            continue;
+        };
+        if let Err(e) = def.path_in(&c.config.root) {
+            c.error(
+                file,
+                &["schemas", name, "file"],
+                Part::Value,
+                e.message,
+                e.help,
+            );
+        }
+    }
+}
+
+fn flow_steps(c: &mut Checker, file: FileId, flow_name: &str, flow: &Flow) {
+    let has_type_pointer = matches!(&flow.source, Source::Webhook(w) if w.event_type.is_some());
+    for (i, step) in flow.steps.iter().enumerate() {
+        let Step::Validate(validate) = step else {
+            continue;
+        };
+        let index = i.to_string();
+        let at = ["flows", flow_name, "steps", index.as_str(), "validate"];
+        match &validate.schema {
+            Some(schema) => {
+                let field: Vec<&str> = at.iter().copied().chain(["schema"]).collect();
+                named_schema(c, file, &field, schema);
+            }
+            None if !has_type_pointer => c.warning(
+                file,
+                &at,
+                Part::Key,
+                "this `validate` step picks the schema by event type, but the source has no \
+                 `event_type` pointer: only CloudEvents requests carry a type, every other \
+                 event counts as of an unknown type"
+                    .to_string(),
+                Some(
+                    "set `event_type: /type` (a JSON pointer) on the webhook source, or name \
+                     the schema: `validate: { schema: ... }`"
+                        .to_string(),
+                ),
+            ),
+            None => {}
+        }
+    }
+}
+
+/// An error at `field` unless `schema` is declared under `schemas:`.
+fn named_schema(c: &mut Checker, file: FileId, field: &[&str], schema: &str) {
+    if c.origins.schemas.contains_key(schema) {
+        return;
+    }
+    let close = c.origins.schemas.keys().find(|declared| {
+        declared.len() <= 64
+            && schema.len() <= 64
+            && crate::describe::edit_distance(declared, schema) <= 2
+    });
+    let help = match close {
+        Some(name) => format!("did you mean `{name}`?"),
+        None => format!("declare it: `schemas: {{ {schema}: {{ file: schemas/{schema}.json }} }}`"),
+    };
+    c.error(
+        file,
+        field,
+        Part::Value,
+        format!("schema `{schema}` is not declared under `schemas:`"),
+        Some(help),
+    );
+}

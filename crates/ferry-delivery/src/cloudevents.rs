@@ -1,0 +1,142 @@
+//! CloudEvents 1.0 output: a destination with `http.format: cloudevents` receives each
+//! delivery as a structured-mode envelope (`content-type: application/cloudevents+json`):
+//!
+//! ```json
+//! {"specversion": "1.0", "id": "dlv_…", "source": "ferry/<flow>", "type": "order.created",
+//!  "time": "2026-11-24T08:00:00.000Z", "datacontenttype": "application/json", "data": {…}}
+//! ```
+//!
+//! `id` is the delivery id, the same on every retry and replay (like `webhook-id`), so a
+//! receiver dedupes on it. `type` is the event type, or `ferry.event` when the event has none;
+//! `time` is when Ferry accepted the event. A body that is not JSON (a rendered text body)
+//! goes in `data` as a string (`text/plain`), or base64-encoded in `data_base64` when it is
+//! not UTF-8 either.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use ferry_store::ClaimedDelivery;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// The structured-mode media type sent as `content-type`.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// The `type` of an event that has no event type.
+pub const DEFAULT_TYPE: &str = "ferry.event";
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    specversion: &'static str,
+    id: String,
+    source: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    time: String,
+    datacontenttype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Data<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_base64: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Data<'a> {
+    Json(&'a RawValue),
+    Text(&'a str),
+}
+
+/// The structured CloudEvents envelope of `delivery` with `body` (what would otherwise be
+/// sent: the stored or mapped event) as its data. Pure: the same delivery and body give the
+/// same bytes on every attempt.
+pub fn envelope(delivery: &ClaimedDelivery, body: &[u8]) -> Bytes {
+    let text = std::str::from_utf8(body).ok();
+    let json = text.and_then(|t| serde_json::from_str::<&RawValue>(t).ok());
+    let (datacontenttype, data, data_base64) = match (json, text) {
+        (Some(raw), _) => ("application/json", Some(Data::Json(raw)), None),
+        (None, Some(text)) => ("text/plain", Some(Data::Text(text)), None),
+        (None, None) => (
+            "application/octet-stream",
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(body)),
+        ),
+    };
+    let envelope = Envelope {
+        specversion: "1.0",
+        id: delivery.id.to_string(),
+        source: format!("ferry/{}", delivery.lane.flow),
+        kind: delivery.event_type.as_deref().unwrap_or(DEFAULT_TYPE),
+        time: rfc3339(delivery.received_at),
+        datacontenttype,
+        data,
+        data_base64,
+    };
+    // Serializing plain strings and an already-valid raw value cannot fail.
+    Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+}
+
+/// `millis` since the Unix epoch as RFC 3339 UTC with milliseconds.
+fn rfc3339(millis: i64) -> String {
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(millis).unwrap_or(0));
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_store::{DeliveryId, EventId, LaneKey};
+
+    fn delivery(event_type: Option<&str>) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id: DeliveryId::new(),
+            event_id: EventId::new(),
+            lane: LaneKey {
+                flow: "orders".into(),
+                destination: "crm".into(),
+            },
+            event_type: event_type.map(str::to_string),
+            received_at: 1_700_000_000_123,
+            headers: Vec::new(),
+            payload: Bytes::from_static(br#"{"a": 1}"#),
+            attempts: 0,
+            round_attempts: 0,
+            round_started_at: 0,
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> serde_json::Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn wraps_json_as_data() {
+        let d = delivery(Some("order.created"));
+        let got = parse(&envelope(&d, br#"{"a": 1}"#));
+        assert_eq!(
+            got,
+            serde_json::json!({
+                "specversion": "1.0",
+                "id": d.id.to_string(),
+                "source": "ferry/orders",
+                "type": "order.created",
+                "time": "2023-11-14T22:13:20.123Z",
+                "datacontenttype": "application/json",
+                "data": {"a": 1}
+            })
+        );
+        assert_eq!(envelope(&d, b"[1]"), envelope(&d, b"[1]"), "stable bytes");
+    }
+
+    #[test]
+    fn untyped_and_non_json_bodies() {
+        let d = delivery(None);
+        let got = parse(&envelope(&d, b"hello"));
+        assert_eq!(got["type"], DEFAULT_TYPE);
+        assert_eq!(got["datacontenttype"], "text/plain");
+        assert_eq!(got["data"], "hello");
+        let got = parse(&envelope(&d, &[0xff, 0x00]));
+        assert_eq!(got["data_base64"], "/wA=");
+        assert!(got.get("data").is_none());
+    }
+}

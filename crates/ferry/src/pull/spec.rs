@@ -1,0 +1,91 @@
+//! A pull source as the hub runs it: its config, with secrets resolved and the schedule
+//! parsed, once, at start-up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use ferry_config::{HeaderValue, PullCursor, PullSource, Schedule, SecretRef};
+use ferry_delivery::EgressPolicy;
+use reqwest::header::{HeaderMap, HeaderName};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::assembly::RouteLane;
+
+/// One pull flow, ready to run.
+#[derive(Debug)]
+pub struct PullSpec {
+    pub flow: String,
+    /// The polled system (the events' source).
+    pub source_system: String,
+    pub url: reqwest::Url,
+    /// Request headers, secrets resolved (and marked sensitive).
+    pub headers: HeaderMap,
+    pub schedule: Schedule,
+    /// JSON pointer to the page's array of records.
+    pub records: String,
+    /// JSON pointer to each record's id (the dedupe key).
+    pub record_id: Option<String>,
+    /// JSON pointer to each record's event type.
+    pub event_type: Option<String>,
+    pub cursor: PullCursor,
+    pub timeout: Duration,
+    pub max_pages: u32,
+    /// The freshness SLA.
+    pub freshness: Option<Duration>,
+    /// The hub's egress allow-list plus the source's own.
+    pub egress: EgressPolicy,
+    /// The lanes every record fans out to.
+    pub lanes: Vec<RouteLane>,
+}
+
+impl PullSpec {
+    /// Build the spec of flow `flow` from its source, resolving secrets with `secret`.
+    pub fn build(
+        flow: &str,
+        src: &PullSource,
+        lanes: Vec<RouteLane>,
+        hub_egress: &[String],
+        secret: &dyn Fn(&SecretRef) -> Result<SecretString>,
+    ) -> Result<PullSpec> {
+        let url = reqwest::Url::parse(&src.url).with_context(|| format!("url `{}`", src.url))?;
+        let schedule = Schedule::parse(&src.schedule).map_err(|e| anyhow!("schedule: {e}"))?;
+        Ok(PullSpec {
+            flow: flow.to_owned(),
+            source_system: src.system.clone(),
+            url,
+            headers: headers(&src.headers, secret)?,
+            schedule,
+            records: src.records.clone(),
+            record_id: src.record_id.clone(),
+            event_type: src.event_type.clone(),
+            cursor: src.cursor.clone(),
+            timeout: src.timeout,
+            max_pages: src.max_pages.max(1),
+            freshness: src.freshness,
+            egress: EgressPolicy::from_entries(hub_egress.iter().chain(&src.egress_allow))
+                .map_err(|e| anyhow!("egress_allow: {e}"))?,
+            lanes,
+        })
+    }
+}
+
+fn headers(
+    config: &BTreeMap<String, HeaderValue>,
+    secret: &dyn Fn(&SecretRef) -> Result<SecretString>,
+) -> Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in config {
+        let (text, sensitive) = match value {
+            HeaderValue::Literal(v) => (v.clone(), false),
+            HeaderValue::Secret(r) => (secret(r)?.expose_secret().to_owned(), true),
+        };
+        let mut value = reqwest::header::HeaderValue::from_str(&text)
+            .with_context(|| format!("header `{name}` has an invalid value"))?;
+        value.set_sensitive(sensitive);
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .with_context(|| format!("header name `{name}`"))?;
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}

@@ -1,0 +1,346 @@
+//! What a destination receives, computed when its delivery is sent: the destination's `map`
+//! (VRL), its outgoing `contract` (JSON Schema), and its templates (URL, header values,
+//! non-JSON body). Deliveries store the raw event, so a replay after a fix of the mapping
+//! sends the fixed payload.
+//!
+//! Order: `map` → `contract` → templates (they see the mapped event as `event`). A `map`
+//! that fails at run time or `abort`s, a template that fails, and a contract violation
+//! with `on_violation: dlq` dead-letter the delivery without a call, the reason recorded as
+//! the attempt's error (classes `map_failed`, `map_aborted`, `template_failed`,
+//! `contract_violation`). With `on_violation: warn` the payload is sent anyway, and the
+//! violation logged (JSON pointers only) and counted in
+//! `ferry_contract_violations_total{flow,destination}` (which counts violating payloads in
+//! both modes).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_config::{ContractConfig, Destination, HeaderValue as ConfigHeader, OnViolation};
+use ferry_delivery::{Render, RenderError, Rendered};
+use ferry_schema::SchemaRegistry;
+use ferry_store::ClaimedDelivery;
+use ferry_transform::{Applied, Event, Program, Template, TemplateContext, is_template};
+use reqwest::Url;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::transforms::{Failure, path};
+
+/// Most violations quoted in a contract violation's reason.
+const VIOLATIONS_QUOTED: usize = 5;
+
+/// The compiled transforms of one destination.
+#[derive(Debug, Default)]
+pub struct DestinationTransforms {
+    map: Option<Program>,
+    url: Option<Template>,
+    headers: Vec<(HeaderName, Template)>,
+    body: Option<Template>,
+    /// The `content-type` of a templated body: the destination's literal `content-type`
+    /// header, else `text/plain; charset=utf-8`.
+    body_content_type: Option<HeaderValue>,
+    contract: Option<ContractConfig>,
+}
+
+impl DestinationTransforms {
+    /// Compile the `map`, templates and contract of `dest`. Every program and template
+    /// that does not compile is reported; VRL's warnings go to `warnings`.
+    pub fn compile(
+        flow: &str,
+        name: &str,
+        dest: &Destination,
+        warnings: &mut Vec<Failure>,
+    ) -> Result<DestinationTransforms, Vec<Failure>> {
+        let base = ["flows", flow, "destinations", name];
+        let at = |more: &[&str]| -> Vec<String> {
+            let mut p = path(&base);
+            p.extend(more.iter().map(|s| (*s).to_string()));
+            p
+        };
+        let mut failures = Vec::new();
+        let mut out = DestinationTransforms {
+            contract: dest.contract.clone(),
+            ..Default::default()
+        };
+        if let Some(source) = &dest.map {
+            match Program::compile(source) {
+                Ok(program) => {
+                    if let Some(report) = program.warnings() {
+                        warnings.push(Failure::warning(at(&["map"]), "the `map`", report));
+                    }
+                    out.map = Some(program);
+                }
+                Err(e) => failures.push(Failure::program(at(&["map"]), "the `map`", e)),
+            }
+        }
+        let http = &dest.http;
+        if is_template(&http.url) {
+            match Template::compile_url(&http.url) {
+                Ok(t) => out.url = Some(t),
+                Err(e) => failures.push(Failure::template(
+                    at(&["http", "url"]),
+                    "the URL template",
+                    e,
+                )),
+            }
+        }
+        for (header, value) in &http.headers {
+            let ConfigHeader::Literal(text) = value else {
+                continue;
+            };
+            if !is_template(text) {
+                if header.eq_ignore_ascii_case("content-type") {
+                    out.body_content_type = HeaderValue::from_str(text).ok();
+                }
+                continue;
+            }
+            let Ok(name) = HeaderName::from_bytes(header.as_bytes()) else {
+                // `ferry validate` reports invalid header names.
+                continue;
+            };
+            match Template::compile(text) {
+                Ok(t) => out.headers.push((name, t)),
+                Err(e) => failures.push(Failure::template(
+                    at(&["http", "headers", header]),
+                    &format!("the `{header}` header template"),
+                    e,
+                )),
+            }
+        }
+        if let Some(body) = &http.body {
+            match Template::compile(body) {
+                Ok(t) => out.body = Some(t),
+                Err(e) => failures.push(Failure::template(
+                    at(&["http", "body"]),
+                    "the body template",
+                    e,
+                )),
+            }
+            if out.body_content_type.is_none() {
+                out.body_content_type = Some(HeaderValue::from_static("text/plain; charset=utf-8"));
+            }
+        }
+        if failures.is_empty() {
+            Ok(out)
+        } else {
+            Err(failures)
+        }
+    }
+
+    /// Whether a `map` is all there is to render (no templates): the mapped event then goes
+    /// from VRL straight to JSON text.
+    fn is_only_map(&self) -> bool {
+        self.url.is_none() && self.headers.is_empty() && self.body.is_none()
+    }
+
+    /// Whether the destination sends the stored payload as it is (nothing to render).
+    pub fn is_empty(&self) -> bool {
+        self.map.is_none()
+            && self.url.is_none()
+            && self.headers.is_empty()
+            && self.body.is_none()
+            && self.contract.is_none()
+    }
+}
+
+/// The [`Render`] of one destination.
+#[derive(Debug)]
+pub struct DestinationRender {
+    transforms: DestinationTransforms,
+    schemas: Arc<SchemaRegistry>,
+}
+
+impl DestinationRender {
+    /// A destination's render, or `None` when it has nothing to render.
+    pub fn new(
+        transforms: DestinationTransforms,
+        schemas: Arc<SchemaRegistry>,
+    ) -> Option<DestinationRender> {
+        (!transforms.is_empty()).then_some(DestinationRender {
+            transforms,
+            schemas,
+        })
+    }
+
+    /// Render `delivery` (synchronous: VRL and templates do no I/O).
+    pub fn render_now(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
+        let t = &self.transforms;
+        let invalid = |e: serde_json::Error| {
+            RenderError::permanent(
+                "payload_invalid",
+                format!("the stored event is not JSON: {e}"),
+            )
+        };
+        // The mapped event stays in VRL's representation: written to JSON once, at the end.
+        let mapped = match &t.map {
+            None => None,
+            Some(program) => {
+                let event = Event::from_slice(&delivery.payload).map_err(invalid)?;
+                match program.apply(event) {
+                    Ok(Applied::Done(event)) => Some(event),
+                    Ok(Applied::Aborted(message)) => {
+                        return Err(RenderError::permanent(
+                            "map_aborted",
+                            format!(
+                                "the `map` aborted{}",
+                                message.map(|m| format!(": {m}")).unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(RenderError::permanent(
+                            "map_failed",
+                            format!("the `map` failed: {e}"),
+                        ));
+                    }
+                }
+            }
+        };
+        // The event as JSON, read only when a contract or a template needs it.
+        let needs_json = t.contract.is_some() || !t.is_only_map();
+        let json: Option<Value> = match (&mapped, needs_json) {
+            (_, false) => None,
+            (Some(event), true) => Some(event.to_json().map_err(|e| {
+                RenderError::permanent("map_failed", format!("the `map` failed: {e}"))
+            })?),
+            (None, true) => Some(serde_json::from_slice(&delivery.payload).map_err(invalid)?),
+        };
+        if let (Some(contract), Some(event)) = (&t.contract, &json) {
+            self.check_contract(contract, delivery, event)?;
+        }
+        let null = Value::Null;
+        let event = json.as_ref().unwrap_or(&null);
+        let ids = (delivery.event_id.to_string(), delivery.id.to_string());
+        let ctx = TemplateContext {
+            event: &event,
+            event_id: &ids.0,
+            event_type: delivery.event_type.as_deref(),
+            flow: &delivery.lane.flow,
+            destination: &delivery.lane.destination,
+            delivery_id: &ids.1,
+        };
+        let failed = |what: &str, e: &dyn std::fmt::Display| {
+            RenderError::permanent("template_failed", format!("the {what} failed: {e}"))
+        };
+        let url = match &t.url {
+            None => None,
+            Some(template) => {
+                let text = template
+                    .render(&ctx)
+                    .map_err(|e| failed("URL template", &e))?;
+                Some(Url::parse(&text).map_err(|e| {
+                    failed("URL template", &format!("the result is not a URL ({e})"))
+                })?)
+            }
+        };
+        let mut headers = HeaderMap::new();
+        for (name, template) in &t.headers {
+            let what = format!("`{name}` header template");
+            let text = template.render(&ctx).map_err(|e| failed(&what, &e))?;
+            let value = HeaderValue::from_str(&text).map_err(|_| {
+                failed(
+                    &what,
+                    &"the result is not a header value (control characters or line breaks)",
+                )
+            })?;
+            headers.insert(name.clone(), value);
+        }
+        let (body, content_type) = match &t.body {
+            Some(template) => {
+                let text = template
+                    .render(&ctx)
+                    .map_err(|e| failed("body template", &e))?;
+                (Bytes::from(text), t.body_content_type.clone())
+            }
+            None => match &mapped {
+                Some(event) => {
+                    let json = event.to_json_vec().map_err(|e| {
+                        RenderError::permanent("map_failed", format!("the `map` failed: {e}"))
+                    })?;
+                    (
+                        Bytes::from(json),
+                        Some(HeaderValue::from_static("application/json")),
+                    )
+                }
+                None => (delivery.payload.clone(), None),
+            },
+        };
+        Ok(Rendered {
+            body,
+            url,
+            headers,
+            content_type,
+        })
+    }
+
+    fn check_contract(
+        &self,
+        contract: &ContractConfig,
+        delivery: &ClaimedDelivery,
+        event: &Value,
+    ) -> Result<(), RenderError> {
+        let Err(violations) = self.schemas.validate(&contract.schema, event) else {
+            return Ok(());
+        };
+        let lane = &delivery.lane;
+        metrics::counter!(
+            "ferry_contract_violations_total",
+            "flow" => lane.flow.clone(),
+            "destination" => lane.destination.clone()
+        )
+        .increment(1);
+        match contract.on_violation {
+            OnViolation::Warn => {
+                // Pointers only: violation messages quote values, which may be personal data.
+                let pointers: Vec<&str> = violations
+                    .iter()
+                    .take(VIOLATIONS_QUOTED)
+                    .map(|v| v.pointer.as_str())
+                    .collect();
+                tracing::warn!(
+                    delivery = %delivery.id,
+                    flow = %lane.flow,
+                    destination = %lane.destination,
+                    schema = %contract.schema,
+                    violations = violations.len(),
+                    pointers = ?pointers,
+                    "outgoing payload breaks its contract; sending it anyway (on_violation: warn)"
+                );
+                Ok(())
+            }
+            OnViolation::Dlq => {
+                let mut quoted: Vec<String> = violations
+                    .iter()
+                    .take(VIOLATIONS_QUOTED)
+                    .map(|v| {
+                        let at = if v.pointer.is_empty() {
+                            "(root)"
+                        } else {
+                            &v.pointer
+                        };
+                        format!("{at}: {}", v.message)
+                    })
+                    .collect();
+                if violations.len() > VIOLATIONS_QUOTED {
+                    quoted.push(format!("and {} more", violations.len() - VIOLATIONS_QUOTED));
+                }
+                Err(RenderError::permanent(
+                    "contract_violation",
+                    format!(
+                        "the payload breaks contract `{}`: {}",
+                        contract.schema,
+                        quoted.join("; ")
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Render for DestinationRender {
+    async fn render(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
+        self.render_now(delivery)
+    }
+}
