@@ -25,13 +25,39 @@ pub(crate) fn file_error(file: &Path, message: String, help: Option<String>) -> 
     }
 }
 
-/// The `.yaml` and `.yml` files under `dir`, recursively, sorted by relative path, each as
+/// The config files under `dir`: every `.yaml` and `.yml` file but the fixture files of
+/// `ferry test` (see [`is_test_file`]), recursively, sorted by relative path, each as
 /// `dir` joined with that path. Names starting with `.` are skipped, files and directories
 /// alike: editor and VCS files, and the `..data` links of a Kubernetes ConfigMap mount
 /// (whose files would otherwise be found twice). Symbolic links to files are followed,
 /// links to directories are not (no cycles). Unreadable subdirectories are reported and
 /// skipped; an unusable `dir` fails the whole call.
 pub(crate) fn discover(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Diagnostic>), Diagnostic> {
+    discover_matching(dir, |name| is_yaml(name) && !is_test_file(name))
+}
+
+/// The fixture files of `ferry test` under `dir` (`*.test.yaml`, `*.test.yml`), found like
+/// the config files of [`load_dir`](crate::load_dir) (same skipping rules), sorted by
+/// relative path. An unusable `dir` is an error; unreadable subdirectories are reported.
+pub fn discover_tests(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Diagnostic>), Diagnostic> {
+    discover_matching(dir, is_test_file)
+}
+
+/// Whether a file name is a fixture file of `ferry test` (`*.test.yaml`, `*.test.yml`):
+/// such files live beside the config but are not part of it.
+pub fn is_test_file(name: &str) -> bool {
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
+fn is_yaml(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
+/// The files under `dir` whose names satisfy `wanted` (see [`discover`]).
+fn discover_matching(
+    dir: &Path,
+    wanted: fn(&str) -> bool,
+) -> Result<(Vec<PathBuf>, Vec<Diagnostic>), Diagnostic> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -51,7 +77,7 @@ pub(crate) fn discover(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Diagnostic>), Di
     }
     let mut found = Vec::new();
     let mut errors = Vec::new();
-    walk(dir, Path::new(""), 0, &mut found, &mut errors);
+    walk(dir, Path::new(""), 0, wanted, &mut found, &mut errors);
     found.sort();
     Ok((found.into_iter().map(|rel| dir.join(rel)).collect(), errors))
 }
@@ -60,6 +86,7 @@ fn walk(
     root: &Path,
     rel: &Path,
     depth: usize,
+    wanted: fn(&str) -> bool,
     found: &mut Vec<PathBuf>,
     errors: &mut Vec<Diagnostic>,
 ) {
@@ -100,9 +127,9 @@ fn walk(
         let child = rel.join(&name);
         if kind.is_dir() {
             if depth < MAX_DIR_DEPTH {
-                walk(root, &child, depth + 1, found, errors);
+                walk(root, &child, depth + 1, wanted, found, errors);
             }
-        } else if (name_str.ends_with(".yaml") || name_str.ends_with(".yml"))
+        } else if wanted(name_str)
             && (kind.is_file() || (kind.is_symlink() && root.join(&child).is_file()))
         {
             found.push(child);
@@ -150,4 +177,51 @@ pub(crate) fn read(path: &Path) -> Result<String, Diagnostic> {
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(found: &[PathBuf], dir: &Path) -> Vec<String> {
+        found
+            .iter()
+            .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+            .collect()
+    }
+
+    /// Fixture files of `ferry test` live beside the flows they test but are not config.
+    #[test]
+    fn config_discovery_skips_test_files_and_test_discovery_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("flows")).unwrap();
+        for f in [
+            "ferry.yaml",
+            "flows/orders.yaml",
+            "flows/orders.test.yaml",
+            "flows/billing.yml",
+            "flows/billing.test.yml",
+            "flows/.hidden.test.yaml",
+            "notes.txt",
+        ] {
+            fs::write(root.join(f), "").unwrap();
+        }
+        let (config, errors) = discover(root).unwrap();
+        assert!(errors.is_empty());
+        assert_eq!(
+            names(&config, root),
+            ["ferry.yaml", "flows/billing.yml", "flows/orders.yaml"]
+        );
+        let (tests, _) = discover_tests(root).unwrap();
+        assert_eq!(
+            names(&tests, root),
+            ["flows/billing.test.yml", "flows/orders.test.yaml"]
+        );
+        assert!(is_test_file("orders.test.yaml"));
+        assert!(
+            !is_test_file("test.yaml"),
+            "a file named `test.yaml` is config"
+        );
+    }
 }

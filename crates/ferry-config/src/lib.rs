@@ -36,9 +36,10 @@ mod source_map;
 mod sources;
 mod steps;
 mod validate;
+mod yaml_file;
 
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
-pub use files::MAX_FILE_BYTES;
+pub use files::{MAX_FILE_BYTES, discover_tests, is_test_file};
 pub use load::{LoadOptions, Loaded, load_dir};
 pub use model::*;
 pub use render::render;
@@ -48,3 +49,4 @@ pub use schema_file::SchemaFileError;
 pub use secret::{INLINE_SECRET_MESSAGE, SecretError, SecretRef};
 pub use source_map::SourceMap;
 pub use steps::*;
+pub use yaml_file::read_yaml_file;

@@ -86,17 +86,21 @@ fn validate_by_type_without_a_type_pointer_is_a_warning() {
 }
 
 #[test]
-fn cloudevents_destinations_do_not_batch() {
-    let flows = flows("      []\n", "        batch: { max_items: 10 }\n").replace(
-        "http: { url: \"http://hook.test/x\" }",
-        "http: { url: \"http://hook.test/x\", format: cloudevents }",
-    );
-    let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", &flows)]);
+fn cloudevents_destinations_batch_as_bare_arrays() {
+    let cloudevents = |batch: &str| {
+        flows("      []\n", batch).replace(
+            "http: { url: \"http://hook.test/x\" }",
+            "http: { url: \"http://hook.test/x\", format: cloudevents }",
+        )
+    };
+    // Batched mode: allowed.
+    let flows_ok = cloudevents("        batch: { max_items: 10 }\n");
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", &flows_ok)]);
+    load(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
+    // Wrapped: a CloudEvents batch is an array by spec.
+    let flows_wrapped = cloudevents("        batch: { max_items: 10, wrap: records }\n");
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", &flows_wrapped)]);
     let errs = errors(load(tmp.path()));
-    let e = error_at(&errs, "flows.orders.destinations.crm.http.format");
-    assert!(
-        e.message.contains("cannot be combined with `batch`"),
-        "{}",
-        e.message
-    );
+    let e = error_at(&errs, "flows.orders.destinations.crm.batch.wrap");
+    assert!(e.message.contains("cannot be wrapped"), "{}", e.message);
 }

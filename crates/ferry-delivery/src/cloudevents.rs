@@ -11,6 +11,10 @@
 //! `time` is when Ferry accepted the event. A body that is not JSON (a rendered text body)
 //! goes in `data` as a string (`text/plain`), or base64-encoded in `data_base64` when it is
 //! not UTF-8 either.
+//!
+//! A batching destination sends CloudEvents in batched mode
+//! (`content-type: application/cloudevents-batch+json`): the body is a JSON array of these
+//! envelopes, one per record, each with its own delivery id as `id` ([`batch_body`]).
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -20,6 +24,9 @@ use serde_json::value::RawValue;
 
 /// The structured-mode media type sent as `content-type`.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// The batched-mode media type: the body is a JSON array of structured envelopes.
+pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 
 /// The `type` of an event that has no event type.
 pub const DEFAULT_TYPE: &str = "ferry.event";
@@ -75,6 +82,23 @@ pub fn envelope(delivery: &ClaimedDelivery, body: &[u8]) -> Bytes {
     Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
 }
 
+/// The batched-mode body of `records` (each a delivery and what it sends): a JSON array of
+/// their structured envelopes ([`envelope`]), in order. Pure, like [`envelope`].
+pub fn batch_body<'a>(records: impl IntoIterator<Item = (&'a ClaimedDelivery, &'a [u8])>) -> Bytes {
+    let envelopes: Vec<Bytes> = records
+        .into_iter()
+        .map(|(delivery, body)| envelope(delivery, body))
+        .collect();
+    crate::batch::body(envelopes.iter().map(|e| &e[..]), None)
+}
+
+/// The bytes the envelope of `delivery` adds around a JSON body: what a batcher counts on
+/// top of the stored payload's size.
+pub fn overhead(delivery: &ClaimedDelivery) -> usize {
+    // The envelope of the one-byte JSON document `0`, less that byte.
+    envelope(delivery, b"0").len().saturating_sub(1)
+}
+
 /// `millis` since the Unix epoch as RFC 3339 UTC with milliseconds.
 fn rfc3339(millis: i64) -> String {
     let at = std::time::UNIX_EPOCH
@@ -126,6 +150,22 @@ mod tests {
             })
         );
         assert_eq!(envelope(&d, b"[1]"), envelope(&d, b"[1]"), "stable bytes");
+    }
+
+    #[test]
+    fn batches_are_arrays_of_envelopes_with_their_own_ids() {
+        let (a, b) = (delivery(Some("order.created")), delivery(None));
+        let got = parse(&batch_body([(&a, &br#"{"a": 1}"#[..]), (&b, &b"[2]"[..])]));
+        let items = got.as_array().unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0], parse(&envelope(&a, br#"{"a": 1}"#)));
+        assert_eq!(items[1]["id"], b.id.to_string());
+        assert_eq!(items[1]["type"], DEFAULT_TYPE);
+        assert_eq!(items[1]["data"], serde_json::json!([2]));
+        assert_ne!(items[0]["id"], items[1]["id"]);
+        // The overhead is exact for JSON bodies.
+        let body = br#"{"a": 1}"#;
+        assert_eq!(envelope(&a, body).len(), body.len() + overhead(&a));
     }
 
     #[test]

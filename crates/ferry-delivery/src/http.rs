@@ -367,7 +367,8 @@ pub(crate) fn now_millis() -> Millis {
 impl HttpConnector {
     /// Make one batch call: `body` (the records as one JSON document) with `id` as
     /// `webhook-id` and `idempotency-key`, signed per Standard Webhooks when the target has
-    /// a key, `content-type` the target's or `application/json`. Never fails: errors are
+    /// a key, `content-type` the target's or `application/json` (with `format: cloudevents`
+    /// always `application/cloudevents-batch+json`). Never fails: errors are
     /// part of the [`AttemptResult`], classified like a single delivery's.
     ///
     /// With `keep_body > 0`, a `2xx` response body of at most `keep_body` bytes is returned
@@ -445,8 +446,16 @@ impl HttpConnector {
 
     fn batch_headers(&self, id: &str, timestamp: i64, body: &[u8]) -> HeaderMap {
         let mut headers = self.target.headers.clone();
-        if !headers.contains_key(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        match self.target.format {
+            // CloudEvents batched mode: the body is an array of structured envelopes.
+            BodyFormat::Cloudevents => {
+                let ce = HeaderValue::from_static(crate::cloudevents::BATCH_CONTENT_TYPE);
+                headers.insert(CONTENT_TYPE, ce);
+            }
+            BodyFormat::Json if !headers.contains_key(CONTENT_TYPE) => {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+            BodyFormat::Json => {}
         }
         // `bat_` + hex digits: always a valid header value.
         if let Ok(value) = HeaderValue::from_str(id) {

@@ -116,7 +116,9 @@ pub(crate) async fn run(cfg: LaneConfig) {
         render,
     } = cfg;
     let concurrency = concurrency.max(1);
-    let timeout = connector.target().timeout;
+    // One attempt's longest time: rendering (its lookups) and then the call.
+    let render_budget = render.as_ref().map_or(Duration::ZERO, |r| r.time_budget());
+    let timeout = connector.target().timeout.saturating_add(render_budget);
     let mut lease = timeout.saturating_mul(2).saturating_add(LEASE_MARGIN);
     let mut prefetch = concurrency.saturating_mul(PREFETCH_FACTOR);
     if let Some(spec) = &batch {
@@ -125,7 +127,10 @@ pub(crate) async fn run(cfg: LaneConfig) {
         lease = lease.saturating_add(spec.linger);
     }
     let batch = batch.map(|spec| {
-        let queue = Arc::new(std::sync::Mutex::new(batched::BatchQueue::new(&spec)));
+        let format = connector.target().format;
+        let queue = Arc::new(std::sync::Mutex::new(batched::BatchQueue::new(
+            &spec, format,
+        )));
         (Arc::new(spec), queue)
     });
     let ctx = Arc::new(Ctx {

@@ -11,7 +11,7 @@
 //! breaker learns nothing: the destination was not called.
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,6 +29,14 @@ use crate::outcome::AttemptResult;
 pub trait Render: Send + Sync + fmt::Debug {
     /// What `delivery` sends now, or why it cannot be sent.
     async fn render(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError>;
+
+    /// The longest one rendering may take: the time-outs of the lookups it makes (a
+    /// destination's `enrich`). The lane adds it to its claims' lease and to the time it
+    /// keeps free before a lease ends, so a slow lookup cannot let a claim expire while its
+    /// delivery is sent. Default: none (rendering does no I/O).
+    fn time_budget(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// What one delivery sends, as rendered.

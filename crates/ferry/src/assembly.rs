@@ -22,10 +22,11 @@ use ferry_store::LaneKey;
 use reqwest::header::{HeaderMap, HeaderName};
 use secrecy::ExposeSecret;
 
+use crate::enrich::Lookups;
 use crate::ingress::dedupe::DedupeRule;
 use crate::ingress::steps::IngressSteps;
 use crate::ingress::validate::{self, ValidateRule};
-use crate::pull::PullSpec;
+use crate::pull::{PullSpec, PullSteps};
 use crate::render::{DestinationRender, DestinationTransforms};
 
 /// Everything ingress needs to accept events for one flow.
@@ -88,9 +89,29 @@ pub struct Assembly {
 /// Build the ingress routes and delivery lanes of `config`, resolving every secret.
 pub fn assemble(config: &Config) -> Result<Assembly> {
     let root = &config.root;
-    let secret = |r: &ferry_config::SecretRef| -> Result<secrecy::SecretString> {
+    assemble_with(config, &|r: &ferry_config::SecretRef| {
         r.resolve(root).map_err(|e| anyhow!("{e}"))
-    };
+    })
+}
+
+/// What stands in for every secret in [`assemble_offline`]: a valid Standard Webhooks key
+/// (`whsec_` + base64), so every place a secret goes accepts it.
+const OFFLINE_SECRET: &str = "whsec_ZmVycnktdGVzdC1vZmZsaW5lLXNlY3JldA==";
+
+/// [`assemble`] without reading any secret: a placeholder stands in for each. For running
+/// the data path without a network or a store (`ferry test`), where nothing is verified,
+/// signed or sent, so a machine without the secrets (CI) can run it. Never serve with it.
+pub fn assemble_offline(config: &Config) -> Result<Assembly> {
+    assemble_with(config, &|_: &ferry_config::SecretRef| {
+        Ok(secrecy::SecretString::from(OFFLINE_SECRET))
+    })
+}
+
+/// [`assemble`], with secrets read by `secret`.
+fn assemble_with(
+    config: &Config,
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<Assembly> {
     let schemas = Arc::new(SchemaRegistry::load(config).map_err(|problems| {
         let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow!("invalid schemas:\n{}", all.join("\n"))
@@ -109,8 +130,16 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
             let transforms =
                 DestinationTransforms::compile(flow_name, dest_name, dest, &mut Vec::new())
                     .map_err(|failures| compile_failures(&failures))?;
-            let render = DestinationRender::new(transforms, schemas.clone())
-                .map(|r| Arc::new(r) as Arc<dyn Render>);
+            let render = match DestinationRender::new(transforms, schemas.clone()) {
+                Some(render) if dest.enrich.is_some() => {
+                    let lookups = enrich_lookups(dest, hub_egress, secret).with_context(|| {
+                        format!("flow `{flow_name}`, destination `{dest_name}`: enrich")
+                    })?;
+                    Some(render.with_lookups(lookups)?)
+                }
+                other => other,
+            }
+            .map(|r| Arc::new(r) as Arc<dyn Render>);
             let spec = build_lane(
                 key.clone(),
                 dest,
@@ -127,11 +156,23 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
                 backlog_retry_after: dest.backlog.retry_after,
             });
         }
+        // `ferry validate` compiled every program and template already; warnings were shown.
+        let steps = IngressSteps::compile(flow_name, flow, &mut Vec::new())
+            .map_err(|failures| compile_failures(&failures))?;
+        let dedupe = DedupeRule::compile(flow_name, flow, &mut Vec::new())
+            .map_err(|failures| compile_failures(&failures))?;
         let src = match &flow.source {
             Source::Webhook(src) => src,
-            // A pull flow has lanes like any flow, but no ingress route: its puller appends.
+            // A pull flow has lanes and steps like any flow, but no ingress route: its puller
+            // runs each record through the steps and appends.
             Source::Pull(src) => {
-                let spec = PullSpec::build(flow_name, src, flow_lanes, hub_egress, &secret)
+                let steps = PullSteps {
+                    validate: validate::rules(&flow.steps),
+                    schemas: schemas.clone(),
+                    steps,
+                    dedupe,
+                };
+                let spec = PullSpec::build(flow_name, src, flow_lanes, steps, hub_egress, &secret)
                     .with_context(|| format!("flow `{flow_name}`: pull source"))?;
                 pulls.push(Arc::new(spec));
                 continue;
@@ -147,11 +188,6 @@ pub fn assemble(config: &Config) -> Result<Assembly> {
             ),
             Some(EventIdSource::JsonPointer(p)) => EventIdRule::JsonPointer(p.clone()),
         };
-        // `ferry validate` compiled every program and template already; warnings were shown.
-        let steps = IngressSteps::compile(flow_name, flow, &mut Vec::new())
-            .map_err(|failures| compile_failures(&failures))?;
-        let dedupe = DedupeRule::compile(flow_name, flow, &mut Vec::new())
-            .map_err(|failures| compile_failures(&failures))?;
         let path = ferry_config::webhook_path(flow_name, src);
         routes.insert(
             path,
@@ -250,6 +286,29 @@ fn build_verifier(
 pub fn hub_egress_policy(config: &Config) -> Result<EgressPolicy> {
     EgressPolicy::from_entries(&config.settings.delivery.egress_allow)
         .map_err(|e| anyhow!("settings.delivery.egress_allow: {e}"))
+}
+
+/// What a destination's `enrich` lookups send (its `enrich.headers`, secrets resolved) and
+/// may reach (the destination's egress allow-list: the hub's plus `http.egress_allow`).
+fn enrich_lookups(
+    dest: &Destination,
+    hub_egress: &[String],
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<Lookups> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in dest.enrich.iter().flat_map(|e| &e.headers) {
+        let (text, sensitive) = match value {
+            HeaderValue::Literal(v) => (v.clone(), false),
+            HeaderValue::Secret(r) => (secret(r)?.expose_secret().to_owned(), true),
+        };
+        let mut value = reqwest::header::HeaderValue::from_str(&text)
+            .with_context(|| format!("header `{name}` has an invalid value"))?;
+        value.set_sensitive(sensitive);
+        headers.insert(HeaderName::from_bytes(name.as_bytes())?, value);
+    }
+    let egress = EgressPolicy::from_entries(hub_egress.iter().chain(&dest.http.egress_allow))
+        .map_err(|e| anyhow!("egress_allow: {e}"))?;
+    Ok(Lookups { headers, egress })
 }
 
 /// The programs and templates that do not compile, as one error.

@@ -13,6 +13,8 @@ pub mod backlog;
 pub mod cli;
 pub mod clock;
 pub mod demo;
+pub mod enrich;
+pub mod fixture;
 pub mod hub;
 pub mod ingress;
 pub mod notify;

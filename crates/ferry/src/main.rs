@@ -7,9 +7,10 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = ferry::cli::Cli::parse();
-    // The demo has its own live view; its logs would only interleave with it.
+    // The demo has its own live view; its logs would only interleave with it. `ferry test`
+    // reports what its tests' deliveries would log (contract warnings) itself.
     let default_level = match cli.command {
-        ferry::cli::Command::Demo(_) => "error",
+        ferry::cli::Command::Demo(_) | ferry::cli::Command::Test(_) => "error",
         _ => "info",
     };
     ferry::telemetry::init_logging(cli.log_json, default_level);

@@ -1,9 +1,11 @@
-//! What a destination receives, computed when its delivery is sent: the destination's `map`
-//! (VRL), its outgoing `contract` (JSON Schema), and its templates (URL, header values,
-//! non-JSON body). Deliveries store the raw event, so a replay after a fix of the mapping
-//! sends the fixed payload.
+//! What a destination receives, computed when its delivery is sent: the destination's
+//! `enrich` lookup ([`crate::enrich`]), its `map` (VRL), its outgoing `contract` (JSON
+//! Schema), and its templates (URL, header values, non-JSON body). Deliveries store the raw
+//! event, so a replay after a fix of the mapping sends the fixed payload.
 //!
-//! Order: `map` → `contract` → templates (they see the mapped event as `event`). A `map`
+//! Order: `enrich` → `map` → `contract` → templates (they see the mapped event as `event`).
+//! A failed lookup that may pass (a time-out, a `5xx`) retries the delivery later
+//! (`enrich_failed`); a `404` dead-letters it (`enrich_not_found`). A `map`
 //! that fails at run time or `abort`s, a template that fails, and a contract violation
 //! with `on_violation: dlq` dead-letter the delivery without a call, the reason recorded as
 //! the attempt's error (classes `map_failed`, `map_aborted`, `template_failed`,
@@ -13,6 +15,7 @@
 //! both modes).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,6 +28,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use crate::enrich::{EnrichPlan, Enricher, Lookups, fetch::ENRICH_FAILED, merge};
 use crate::transforms::{Failure, path};
 
 /// Most violations quoted in a contract violation's reason.
@@ -33,6 +37,7 @@ const VIOLATIONS_QUOTED: usize = 5;
 /// The compiled transforms of one destination.
 #[derive(Debug, Default)]
 pub struct DestinationTransforms {
+    enrich: Option<EnrichPlan>,
     map: Option<Program>,
     url: Option<Template>,
     headers: Vec<(HeaderName, Template)>,
@@ -44,8 +49,8 @@ pub struct DestinationTransforms {
 }
 
 impl DestinationTransforms {
-    /// Compile the `map`, templates and contract of `dest`. Every program and template
-    /// that does not compile is reported; VRL's warnings go to `warnings`.
+    /// Compile the `enrich` URL, `map`, templates and contract of `dest`. Every program and
+    /// template that does not compile is reported; VRL's warnings go to `warnings`.
     pub fn compile(
         flow: &str,
         name: &str,
@@ -63,6 +68,16 @@ impl DestinationTransforms {
             contract: dest.contract.clone(),
             ..Default::default()
         };
+        if let Some(enrich) = &dest.enrich {
+            match EnrichPlan::compile(enrich) {
+                Ok(plan) => out.enrich = Some(plan),
+                Err(e) => failures.push(Failure::template(
+                    at(&["enrich", "url"]),
+                    "the enrich URL template",
+                    e,
+                )),
+            }
+        }
         if let Some(source) = &dest.map {
             match Program::compile(source) {
                 Ok(program) => {
@@ -136,7 +151,8 @@ impl DestinationTransforms {
 
     /// Whether the destination sends the stored payload as it is (nothing to render).
     pub fn is_empty(&self) -> bool {
-        self.map.is_none()
+        self.enrich.is_none()
+            && self.map.is_none()
             && self.url.is_none()
             && self.headers.is_empty()
             && self.body.is_none()
@@ -149,6 +165,8 @@ impl DestinationTransforms {
 pub struct DestinationRender {
     transforms: DestinationTransforms,
     schemas: Arc<SchemaRegistry>,
+    /// The `enrich` lookup, once [`DestinationRender::with_lookups`] set it up.
+    enricher: Option<Enricher>,
 }
 
 impl DestinationRender {
@@ -160,11 +178,76 @@ impl DestinationRender {
         (!transforms.is_empty()).then_some(DestinationRender {
             transforms,
             schemas,
+            enricher: None,
         })
     }
 
-    /// Render `delivery` (synchronous: VRL and templates do no I/O).
+    /// Set up the destination's `enrich` lookups (nothing to do without one): its requests
+    /// send `lookups.headers` through a client guarded by `lookups.egress`.
+    pub fn with_lookups(mut self, lookups: Lookups) -> Result<Self, reqwest::Error> {
+        if let Some(plan) = self.transforms.enrich.take() {
+            self.enricher = Some(Enricher::new(plan, lookups)?);
+        }
+        Ok(self)
+    }
+
+    /// The destination's `enrich`, if it has one (e.g. to render its URL for a fixture).
+    pub fn enrich_plan(&self) -> Option<&EnrichPlan> {
+        match &self.enricher {
+            Some(enricher) => Some(enricher.plan()),
+            None => self.transforms.enrich.as_ref(),
+        }
+    }
+
+    /// Render `delivery` without its `enrich` lookup (synchronous: VRL and templates do no
+    /// I/O). [`Render::render`] looks up first.
     pub fn render_now(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
+        self.render_payload(delivery, &delivery.payload, None)
+    }
+
+    /// Render `delivery` with `found` as its `enrich` lookup's answer, merged into the event
+    /// as a lookup's would be (`None`, or a destination without `enrich`: as
+    /// [`DestinationRender::render_now`]). For running a flow without the network (`ferry
+    /// test`).
+    pub fn render_enriched(
+        &self,
+        delivery: &ClaimedDelivery,
+        found: Option<&Value>,
+    ) -> Result<Rendered, RenderError> {
+        match (self.enrich_plan(), found) {
+            (Some(plan), Some(found)) => {
+                let mut event = stored_event(delivery)?;
+                merge(&mut event, plan.into(), found)?;
+                self.render_value(delivery, &event)
+            }
+            _ => self.render_now(delivery),
+        }
+    }
+
+    /// Render the enriched `event` of `delivery`.
+    fn render_value(
+        &self,
+        delivery: &ClaimedDelivery,
+        event: &Value,
+    ) -> Result<Rendered, RenderError> {
+        let json = serde_json::to_vec(event).map_err(|e| {
+            RenderError::permanent(
+                ENRICH_FAILED,
+                format!("the enriched event cannot be written as JSON: {e}"),
+            )
+        })?;
+        let content_type = HeaderValue::from_static("application/json");
+        self.render_payload(delivery, &Bytes::from(json), Some(content_type))
+    }
+
+    /// Render `payload` (the stored event, or the enriched one with its `content_type`)
+    /// for `delivery`: `map`, `contract`, templates.
+    fn render_payload(
+        &self,
+        delivery: &ClaimedDelivery,
+        payload: &Bytes,
+        payload_content_type: Option<HeaderValue>,
+    ) -> Result<Rendered, RenderError> {
         let t = &self.transforms;
         let invalid = |e: serde_json::Error| {
             RenderError::permanent(
@@ -176,7 +259,7 @@ impl DestinationRender {
         let mapped = match &t.map {
             None => None,
             Some(program) => {
-                let event = Event::from_slice(&delivery.payload).map_err(invalid)?;
+                let event = Event::from_slice(payload).map_err(invalid)?;
                 match program.apply(event) {
                     Ok(Applied::Done(event)) => Some(event),
                     Ok(Applied::Aborted(message)) => {
@@ -204,7 +287,7 @@ impl DestinationRender {
             (Some(event), true) => Some(event.to_json().map_err(|e| {
                 RenderError::permanent("map_failed", format!("the `map` failed: {e}"))
             })?),
-            (None, true) => Some(serde_json::from_slice(&delivery.payload).map_err(invalid)?),
+            (None, true) => Some(serde_json::from_slice(payload).map_err(invalid)?),
         };
         if let (Some(contract), Some(event)) = (&t.contract, &json) {
             self.check_contract(contract, delivery, event)?;
@@ -263,7 +346,7 @@ impl DestinationRender {
                         Some(HeaderValue::from_static("application/json")),
                     )
                 }
-                None => (delivery.payload.clone(), None),
+                None => (payload.clone(), payload_content_type),
             },
         };
         Ok(Rendered {
@@ -341,6 +424,32 @@ impl DestinationRender {
 #[async_trait]
 impl Render for DestinationRender {
     async fn render(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
-        self.render_now(delivery)
+        if self.enrich_plan().is_none() {
+            return self.render_now(delivery);
+        }
+        let Some(enricher) = &self.enricher else {
+            return Err(RenderError::permanent(
+                ENRICH_FAILED,
+                "this destination's `enrich` has no lookup client (the hub did not set it up)",
+            ));
+        };
+        let mut event = stored_event(delivery)?;
+        enricher.enrich(delivery, &mut event).await?;
+        self.render_value(delivery, &event)
     }
+
+    fn time_budget(&self) -> Duration {
+        self.enrich_plan()
+            .map_or(Duration::ZERO, EnrichPlan::timeout)
+    }
+}
+
+/// The stored event of `delivery`, parsed.
+fn stored_event(delivery: &ClaimedDelivery) -> Result<Value, RenderError> {
+    serde_json::from_slice(&delivery.payload).map_err(|e| {
+        RenderError::permanent(
+            "payload_invalid",
+            format!("the stored event is not JSON: {e}"),
+        )
+    })
 }

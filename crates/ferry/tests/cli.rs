@@ -81,6 +81,7 @@ fn every_command_has_help_with_examples() {
     for cmd in [
         vec!["serve"],
         vec!["validate"],
+        vec!["test"],
         vec!["dlq", "list"],
         vec!["dlq", "replay"],
         vec!["replay"],

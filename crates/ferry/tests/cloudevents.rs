@@ -301,3 +301,76 @@ async fn cloudevents_in_and_out_keep_the_type() {
     assert_eq!(envelope["data"], json!({"order_id": 10}));
     hub.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batching_destinations_send_cloudevents_batches() {
+    let rx = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg");
+    let destination = format!(
+        "      sink:\n        system: dst\n        http:\n          url: {}\n          timeout: 2s\n          connect_timeout: 1s\n          format: cloudevents\n          signing:\n            standard_webhooks: {{ secret: {{ file: out-secret }} }}\n        batch: {{ max_items: 3, linger: 5s }}\n        map: .mapped = true\n        retry:\n          max_attempts: 3\n          initial_backoff: 20ms\n          max_backoff: 100ms\n",
+        rx.url("/in")
+    );
+    write_config_with(&cfg, Some("/type"), "", &destination);
+    std::fs::write(cfg.join("out-secret"), OUT_SECRET).unwrap();
+    let hub = start_hub(&cfg, &dir.path().join("data")).await;
+    for n in 1..=3 {
+        let body = json!({"type": "order.created", "order_id": n}).to_string();
+        assert_eq!(
+            send(hub.addr(), &format!("msg_{n}"), &body).await.status(),
+            202
+        );
+    }
+    // Three records fill the batch: one call, long before the linger.
+    wait_until(4, "one batch call", || async { rx.count() == 1 }).await;
+
+    let got = &rx.received()[0];
+    assert_eq!(
+        got.headers["content-type"],
+        "application/cloudevents-batch+json"
+    );
+    let webhook_id = got.headers["webhook-id"].to_str().unwrap();
+    assert!(webhook_id.starts_with("bat_"), "{webhook_id}");
+    let key = SigningKey::from_standard_webhooks(OUT_SECRET).unwrap();
+    let ts: i64 = got.headers["webhook-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = ferry_signature::standard_webhooks::sign(&key, webhook_id, ts, &got.body);
+    assert_eq!(got.headers["webhook-signature"], expected.as_str());
+
+    // A JSON array of structured envelopes, one per record, each with its delivery id.
+    let body: Value = serde_json::from_slice(&got.body).unwrap();
+    let envelopes = body.as_array().expect("a JSON array");
+    assert_eq!(envelopes.len(), 3, "{body}");
+    let mut ids: Vec<String> = Vec::new();
+    let mut orders: Vec<i64> = Vec::new();
+    for envelope in envelopes {
+        assert_eq!(envelope["specversion"], "1.0");
+        assert_eq!(envelope["source"], "ferry/orders");
+        assert_eq!(envelope["type"], "order.created");
+        assert_eq!(envelope["datacontenttype"], "application/json");
+        assert_eq!(
+            envelope["data"]["mapped"], true,
+            "mapped before the envelope"
+        );
+        ids.push(envelope["id"].as_str().unwrap().to_owned());
+        orders.push(envelope["data"]["order_id"].as_i64().unwrap());
+    }
+    orders.sort();
+    assert_eq!(orders, [1, 2, 3]);
+    wait_until(5, "three delivered", || async {
+        deliveries(hub.addr(), "state=delivered").await.len() == 3
+    })
+    .await;
+    let mut delivered: Vec<String> = deliveries(hub.addr(), "state=delivered")
+        .await
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_owned())
+        .collect();
+    delivered.sort();
+    ids.sort();
+    assert_eq!(ids, delivered, "each envelope's id is its delivery id");
+    hub.shutdown().await.unwrap();
+}

@@ -548,3 +548,69 @@ async fn sigkill_mid_run_resumes_from_the_committed_cursor() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pulled_records_go_through_the_flow_steps() {
+    let api = PageServer::start(Paging::Offset, 10, 4).await;
+    let (sink, big) = (TestReceiver::start().await, TestReceiver::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg");
+    // A filter drops `r1`; a second filter fails at run time on `r3` (`to_int!` of "r3");
+    // a route sends records updated at 1006 or later to `big` too.
+    let steps = "    steps:
+      - filter: .id != \"r1\"
+      - filter: .id != \"r3\" || to_int!(.id) > 0
+      - route:
+          big: .updated >= 1006 ?? false
+";
+    let destinations = format!(
+        "{}{}",
+        http_destination("sink", &sink.url("/in"), 3),
+        http_destination("big", &big.url("/in"), 3)
+    );
+    write_pull_config(
+        &cfg,
+        &api.url(),
+        YEARLY,
+        &cursor_yaml(Paging::Offset, 4),
+        steps,
+        &destinations,
+    );
+    let hub = start_hub(&cfg, &dir.path().join("data")).await;
+    let addr = hub.addr();
+
+    // The skipped records do not hold the cursor back: the run reads every page.
+    wait_view(addr, 20, "a successful run to the end", |v| {
+        v["status"] == "ok" && v["cursor"] == serde_json::json!({"offset": 10})
+    })
+    .await;
+    wait_until(10, "8 records to sink, 4 to big", || async {
+        distinct(&sink) == 8 && distinct(&big) == 4
+    })
+    .await;
+    let mut to_sink = received_ids(&sink);
+    to_sink.sort();
+    assert_eq!(to_sink, ["r0", "r2", "r4", "r5", "r6", "r7", "r8", "r9"]);
+    let mut to_big = received_ids(&big);
+    to_big.sort();
+    assert_eq!(to_big, ["r6", "r7", "r8", "r9"]);
+    assert_eq!(view(addr).await["records"], 8);
+    // One event per kept record, with a delivery per destination its route chose.
+    assert_eq!(deliveries(addr, "flow=pulled&limit=100").await.len(), 12);
+
+    let metrics = client()
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "ferry_pull_records_skipped_total{flow=\"pulled\",reason=\"filtered\"} 1",
+        "ferry_pull_records_skipped_total{flow=\"pulled\",reason=\"step_failed\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from /metrics");
+    }
+    hub.shutdown().await.unwrap();
+}

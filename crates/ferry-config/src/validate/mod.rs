@@ -4,6 +4,7 @@
 mod catalog;
 mod dedupe;
 mod destinations;
+mod enrich;
 mod flows;
 mod pull;
 mod resilience;
@@ -38,6 +39,7 @@ pub(crate) fn check(
     catalog::check(&mut checker);
     flows::check(&mut checker);
     destinations::check(&mut checker);
+    enrich::check(&mut checker);
     resilience::check(&mut checker);
     pull::check(&mut checker);
     dedupe::check(&mut checker);

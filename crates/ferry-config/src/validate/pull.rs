@@ -17,20 +17,9 @@ pub(super) fn check(c: &mut Checker) {
         let (Some(file), Source::Pull(src)) = (c.flow_file(name), &flow.source) else {
             continue;
         };
+        // Its `steps` run on each record like a webhook flow's on each event: they are
+        // checked with every flow's steps.
         source(c, file, name, src);
-        if !flow.steps.is_empty() {
-            c.error(
-                file,
-                &["flows", name, "steps"],
-                Part::Key,
-                "a pull flow's records do not go through `steps` yet".to_owned(),
-                Some(
-                    "remove `steps:` from this flow, or shape records per destination with \
-                     `map`"
-                        .to_owned(),
-                ),
-            );
-        }
     }
 }
 

@@ -136,6 +136,26 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                     });
                 }
             }
+            let enrich_headers = dest.enrich.iter().flat_map(|e| &e.headers);
+            for (header, value) in enrich_headers {
+                if let HeaderValue::Secret(secret) = value {
+                    let path = own(&[
+                        "flows",
+                        flow,
+                        "destinations",
+                        name,
+                        "enrich",
+                        "headers",
+                        header,
+                    ]);
+                    out.push(Found {
+                        file,
+                        path,
+                        secret,
+                        usage: Use::HeaderValue,
+                    });
+                }
+            }
             if let Some(OutboundSigning::StandardWebhooks { secret }) = &dest.http.signing {
                 let path = own(&[
                     "flows",

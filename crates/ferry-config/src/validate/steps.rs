@@ -1,7 +1,8 @@
 //! Checks of schemas and the steps and contracts naming them: every schema file exists inside
 //! the config directory, and every schema a `validate` step or a destination `contract`
 //! names is declared under `schemas:` (what is inside the schema files is checked by
-//! `ferry-schema`). Also: a CloudEvents destination does not batch.
+//! `ferry-schema`). Also: a CloudEvents destination that batches sends a bare array (no
+//! `wrap`).
 
 use super::Checker;
 use crate::locate::Part;
@@ -21,16 +22,18 @@ pub(super) fn check(c: &mut Checker) {
                 let field = ["flows", name, "destinations", dest, "contract", "schema"];
                 named_schema(c, file, &field, &contract.schema);
             }
-            if def.http.format == BodyFormat::Cloudevents && def.batch.is_some() {
-                let field = ["flows", name, "destinations", dest, "http", "format"];
+            let wrapped = def.batch.as_ref().is_some_and(|b| b.wrap.is_some());
+            if def.http.format == BodyFormat::Cloudevents && wrapped {
+                let field = ["flows", name, "destinations", dest, "batch", "wrap"];
                 c.error(
                     file,
                     &field,
                     Part::Value,
-                    "`format: cloudevents` sends one event per request, so it cannot be \
-                     combined with `batch`"
+                    "a CloudEvents batch (`format: cloudevents` with `batch`) is a JSON array \
+                     of envelopes by spec (`application/cloudevents-batch+json`), so it \
+                     cannot be wrapped in an object"
                         .to_string(),
-                    Some("remove `batch`, or send `format: json`".to_string()),
+                    Some("remove `wrap`, or send `format: json`".to_string()),
                 );
             }
         }
@@ -55,7 +58,10 @@ fn schema_files(c: &mut Checker) {
 }
 
 fn flow_steps(c: &mut Checker, file: FileId, flow_name: &str, flow: &Flow) {
-    let has_type_pointer = matches!(&flow.source, Source::Webhook(w) if w.event_type.is_some());
+    let has_type_pointer = match &flow.source {
+        Source::Webhook(w) => w.event_type.is_some(),
+        Source::Pull(p) => p.event_type.is_some(),
+    };
     for (i, step) in flow.steps.iter().enumerate() {
         let Step::Validate(validate) = step else {
             continue;

@@ -10,13 +10,19 @@
 //! response, or its own call's under `on_failure: split`) and goes through
 //! [`crate::outcome::decide`] like a single delivery: attempts, retries and the dead-letter
 //! queue work per record.
+//!
+//! With `format: cloudevents` a call is a CloudEvents batch
+//! ([`crate::cloudevents::batch_body`]): a JSON array of one structured envelope per
+//! record, each with its own delivery id; the batcher counts each envelope's bytes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ferry_config::BodyFormat;
 use ferry_store::{ClaimedDelivery, DeliveryOutcome, Millis};
+use futures_util::stream::{self, StreamExt};
 use metrics::Label;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -30,6 +36,7 @@ use crate::batch::{
     BatchFailure, BatchSpec, Batcher, batch_id, body, failed_items, per_record, splits,
 };
 use crate::classify::Verdict;
+use crate::cloudevents;
 use crate::gate::Admit;
 use crate::http::now_millis;
 use crate::outcome::AttemptResult;
@@ -37,6 +44,10 @@ use crate::render;
 
 /// The largest `2xx` batch response read whole to find failed records (`failed_items`).
 const FAILED_ITEMS_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Records of one batch rendered at once: their renderings' lookups (`enrich`) overlap
+/// instead of adding up.
+const RENDER_CONCURRENCY: usize = 16;
 
 /// A claimed delivery waiting in a batch, with its prefetch slot and lease.
 pub(super) struct Member {
@@ -54,23 +65,31 @@ pub(super) struct BatchQueue {
     batcher: Batcher<Member>,
     complete: VecDeque<Vec<Member>>,
     open_requested: bool,
+    /// The lane's body format: CloudEvents records take their envelope's bytes too.
+    format: BodyFormat,
 }
 
 /// The queue, shared by the lane loop and its sender tasks.
 pub(super) type SharedQueue = Arc<Mutex<BatchQueue>>;
 
 impl BatchQueue {
-    pub(super) fn new(spec: &BatchSpec) -> Self {
+    pub(super) fn new(spec: &BatchSpec, format: BodyFormat) -> Self {
         Self {
             batcher: Batcher::new(spec),
             complete: VecDeque::new(),
             open_requested: false,
+            format,
         }
     }
 
     /// Add a claimed delivery. Returns how many sender tasks to start.
     pub(super) fn push(&mut self, member: Member, now: Instant) -> usize {
-        let size = member.delivery.payload.len();
+        let size = match self.format {
+            BodyFormat::Json => member.delivery.payload.len(),
+            BodyFormat::Cloudevents => {
+                member.delivery.payload.len() + cloudevents::overhead(&member.delivery)
+            }
+        };
         let mut start = 0;
         for batch in self.batcher.push(member, size, now) {
             self.complete.push_back(batch);
@@ -179,24 +198,23 @@ pub(super) async fn send_next(
 
 /// Send `members` (admitted, holding a send permit) and decide each record's outcome.
 ///
-/// Each record is rendered first ([`crate::render`]): a record whose rendering fails gets
-/// that failure as its attempt and stays out of the call; the others are sent together.
+/// Each record is rendered first ([`crate::render`], up to [`RENDER_CONCURRENCY`] at once):
+/// a record whose rendering fails gets that failure as its attempt and stays out of the
+/// call; the others are sent together.
 async fn send(
     ctx: &Ctx,
     spec: &BatchSpec,
     members: &[Member],
     probe: bool,
 ) -> Vec<DeliveryOutcome> {
-    let mut bodies: Vec<Result<Bytes, AttemptResult>> = Vec::with_capacity(members.len());
-    for member in members {
-        bodies.push(
-            match render::render(ctx.render.as_deref(), &member.delivery).await {
-                Ok(Some(rendered)) => Ok(rendered.body),
-                Ok(None) => Ok(member.delivery.payload.clone()),
-                Err(failed) => Err(failed),
-            },
-        );
-    }
+    // By index: a closure over `&Member` would have to be general over its lifetime, which
+    // the spawned task's `Send` check cannot see through.
+    let renderer = ctx.render.as_deref();
+    let bodies: Vec<Result<Bytes, AttemptResult>> = stream::iter(0..members.len())
+        .map(|i| render_body(renderer, &members[i].delivery))
+        .buffered(RENDER_CONCURRENCY)
+        .collect()
+        .await;
     let sendable: Vec<(&Member, Bytes)> = members
         .iter()
         .zip(&bodies)
@@ -221,6 +239,19 @@ async fn send(
             }
         })
         .collect()
+}
+
+/// What `delivery` sends: its rendering, or the stored payload when the lane renders
+/// nothing; `Err` is the failed rendering's attempt.
+async fn render_body(
+    renderer: Option<&dyn render::Render>,
+    delivery: &ClaimedDelivery,
+) -> Result<Bytes, AttemptResult> {
+    match render::render(renderer, delivery).await {
+        Ok(Some(rendered)) => Ok(rendered.body),
+        Ok(None) => Ok(delivery.payload.clone()),
+        Err(failed) => Err(failed),
+    }
 }
 
 /// Send the rendered records (admitted, holding a send permit): each record's result, in
@@ -304,7 +335,14 @@ async fn call(
     }
     let n = records.len();
     let id = batch_id(records.iter().map(|(m, _)| m.delivery.id.to_string()));
-    let payload = body(records.iter().map(|(_, b)| &b[..]), spec.wrap.as_deref());
+    // A CloudEvents batch is an array by spec: `wrap` does not apply (`ferry validate`
+    // refuses the combination).
+    let payload = match ctx.connector.target().format {
+        BodyFormat::Json => body(records.iter().map(|(_, b)| &b[..]), spec.wrap.as_deref()),
+        BodyFormat::Cloudevents => {
+            cloudevents::batch_body(records.iter().map(|(m, b)| (&m.delivery, &b[..])))
+        }
+    };
     let keep = if spec.failed_items.is_some() {
         FAILED_ITEMS_BODY_LIMIT
     } else {
@@ -412,14 +450,17 @@ mod tests {
     }
 
     fn queue(max_items: usize) -> BatchQueue {
-        BatchQueue::new(&BatchSpec {
-            max_items,
-            max_bytes: 1 << 20,
-            linger: Duration::from_millis(100),
-            wrap: None,
-            on_failure: BatchFailure::RetryBatch,
-            failed_items: None,
-        })
+        BatchQueue::new(
+            &BatchSpec {
+                max_items,
+                max_bytes: 1 << 20,
+                linger: Duration::from_millis(100),
+                wrap: None,
+                on_failure: BatchFailure::RetryBatch,
+                failed_items: None,
+            },
+            BodyFormat::Json,
+        )
     }
 
     #[test]
@@ -442,6 +483,29 @@ mod tests {
         assert_eq!(&q.take()[0].delivery.payload[..], b"1");
         assert_eq!(&q.take()[0].delivery.payload[..], b"3");
         assert!(q.take().is_empty());
+    }
+
+    #[test]
+    fn cloudevents_records_count_their_envelopes() {
+        // Room for two envelopes of a 10-byte record, not three.
+        let envelope = 10 + cloudevents::overhead(&member(b"[1,2,3,45]").delivery);
+        let spec = BatchSpec {
+            max_items: 100,
+            max_bytes: 2 + 3 * envelope + 1,
+            linger: Duration::from_millis(100),
+            wrap: None,
+            on_failure: BatchFailure::RetryBatch,
+            failed_items: None,
+        };
+        let t0 = Instant::now();
+        // As plain JSON, ten records fit.
+        let mut ce = BatchQueue::new(&spec, BodyFormat::Cloudevents);
+        let started: usize = (0..3).map(|_| ce.push(member(b"[1,2,3,45]"), t0)).sum();
+        assert_eq!(started, 1, "the third record closes a batch of two");
+        assert_eq!(ce.take().len(), 2);
+        let mut json = BatchQueue::new(&spec, BodyFormat::Json);
+        let started: usize = (0..10).map(|_| json.push(member(b"[1,2,3,45]"), t0)).sum();
+        assert_eq!(started, 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod admin_cmds;
 mod lane_cmds;
 mod serve;
+mod test_cmd;
 mod validate;
 
 use std::path::PathBuf;
@@ -34,6 +35,14 @@ pub enum Command {
         after_help = "Examples:\n  ferry validate examples/quickstart\n  ferry validate ./ferry --skip-secrets   # in CI, where secrets are not set"
     )]
     Validate(validate::ValidateArgs),
+    /// Run the fixture tests beside the flows (`*.test.yaml`): input events in, expected
+    /// outputs per destination, drops, routes and refusals checked, through the hub's own
+    /// code, without a network, a store or secrets. Exit 0 when all pass, 1 when one fails,
+    /// 2 when the config is invalid.
+    #[command(
+        after_help = "Examples:\n  ferry test examples/quickstart\n  ferry test ./ferry --filter big-order\n  ferry test ./ferry --json | jq '.tests[] | select(.passed | not)'"
+    )]
+    Test(test_cmd::TestArgs),
     /// Browse and replay the dead-letter queue of a running hub.
     #[command(subcommand)]
     Dlq(admin_cmds::DlqCommand),
@@ -83,6 +92,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => serve::run(a).await,
         Command::Validate(a) => validate::run(a),
+        Command::Test(a) => test_cmd::run(a).await,
         Command::Dlq(c) => admin_cmds::dlq(c).await,
         Command::Replay(a) => admin_cmds::replay(a).await,
         Command::Status(a) => lane_cmds::status(a).await,

@@ -22,6 +22,14 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../../../examples/quickstart/flows/shop-orders.yaml"),
     ),
     (
+        "schemas/order.created.json",
+        include_str!("../../../../examples/quickstart/schemas/order.created.json"),
+    ),
+    (
+        "schemas/warehouse.order.json",
+        include_str!("../../../../examples/quickstart/schemas/warehouse.order.json"),
+    ),
+    (
         "secrets/admin-token",
         include_str!("../../../../examples/quickstart/secrets/admin-token"),
     ),

@@ -6,12 +6,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ferry_store::{AppendOutcome, DeliveryId, EventId, NewDelivery, NewEvent};
+use ferry_store::AppendOutcome;
 use serde::{Deserialize, Serialize};
 
-use super::inspect::{Inspected, inspect_route};
-use super::steps::{Piece, Stepped};
-use super::{IngressState, KEPT_HEADERS, cloudevents, validate};
+use super::IngressState;
+use super::pipeline::{self, Processed};
 use crate::assembly::IngressRoute;
 use crate::clock::now_ms;
 use crate::problem::Problem;
@@ -97,109 +96,16 @@ async fn accept(
             )
         })?;
     refuse_if_backlog_full(state, route)?;
-    // A CloudEvent's data is the payload (see `cloudevents`).
-    let cloud_event = cloudevents::decode(headers, &payload)?;
-    let payload = cloud_event.as_ref().map_or(payload, |ce| ce.data.clone());
-    let (
-        Inspected {
-            dedupe_key,
-            event_type,
-        },
-        value,
-    ) = inspect_route(route, headers, &payload, cloud_event.as_ref())?;
-    // `inspect_route` parses the payload whenever the route has `validate` steps.
-    if let Some(value) = &value {
-        validate::check(
-            &route.validate,
-            &route.schemas,
-            event_type.as_deref(),
-            value,
-        )?;
-    }
-    let kept: Vec<(String, String)> = KEPT_HEADERS
-        .iter()
-        .filter_map(|h| {
-            headers
-                .get(*h)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| (h.to_string(), v.to_string()))
-        })
-        .collect();
-    let kept = match &cloud_event {
-        Some(ce) => ce.kept_headers(kept),
-        None => kept,
-    };
-    // `filter`, `route`, `split` (see `steps`): which events are stored, with which
-    // deliveries. Without steps: the payload as it came, to every destination.
-    let pieces = match &value {
-        Some(value) if !route.steps.is_empty() => {
-            match route
-                .steps
-                .run(value, &route.lanes)
-                .map_err(|failed| failed.problem())?
-            {
-                Stepped::Pieces(pieces) => pieces,
-                Stepped::Dropped { step } => {
-                    tracing::debug!(flow = %route.flow, step, "event dropped by a filter");
-                    return Ok((StatusCode::OK, AcceptedBody::dropped()));
-                }
-            }
+    // CloudEvents, body checks, `validate`, `filter`/`route`/`split`, `dedupe`: the events
+    // to store with their deliveries (see `pipeline`).
+    let received = pipeline::receive(route, headers, payload)?;
+    let (events, split) = match pipeline::process(route, received, now)? {
+        Processed::Events { events, split } => (events, split),
+        Processed::Dropped { step } => {
+            tracing::debug!(flow = %route.flow, step, "event dropped by a filter");
+            return Ok((StatusCode::OK, AcceptedBody::dropped()));
         }
-        _ => vec![Piece {
-            value: None,
-            suffix: String::new(),
-            lanes: vec![true; route.lanes.len()],
-        }],
     };
-    let split = pieces.iter().any(|p| p.value.is_some());
-    let mut events = Vec::with_capacity(pieces.len());
-    for piece in pieces {
-        // `dedupe` (see `dedupe`): the store checks and records the key in the append.
-        let dedupe_window = match (&route.dedupe, &value) {
-            (Some(rule), Some(value)) => rule
-                .window(value, &piece, now)
-                .map_err(|failed| failed.problem())?,
-            _ => None,
-        };
-        let (bytes, keys) = match &piece.value {
-            Some(element) => (
-                Bytes::from(serde_json::to_vec(element).map_err(|e| {
-                    Problem::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "step_failed",
-                        "Step failed",
-                        format!("a split element cannot be written as JSON: {e}"),
-                    )
-                })?),
-                order_keys(route, &[], Some(element)),
-            ),
-            None => (payload.clone(), order_keys(route, &payload, value.as_ref())),
-        };
-        events.push(NewEvent {
-            id: EventId::new(),
-            flow: route.flow.clone(),
-            source: route.source_system.clone(),
-            dedupe_key: dedupe_key.as_ref().map(|k| format!("{k}{}", piece.suffix)),
-            event_type: event_type.clone(),
-            received_at: now,
-            headers: kept.clone(),
-            payload: bytes,
-            deliveries: route
-                .lanes
-                .iter()
-                .zip(keys)
-                .zip(&piece.lanes)
-                .filter(|(_, chosen)| **chosen)
-                .map(|((lane, order_key), _)| NewDelivery {
-                    id: DeliveryId::new(),
-                    destination: lane.key.destination.clone(),
-                    due_at: now,
-                    order_key,
-                })
-                .collect(),
-            dedupe_window,
-        });
-    }
     let deliveries: Vec<usize> = events.iter().map(|e| e.deliveries.len()).collect();
     let woken: Vec<&ferry_store::LaneKey> = route
         .lanes
@@ -305,40 +211,6 @@ fn refuse_if_backlog_full(state: &IngressState, route: &IngressRoute) -> Result<
         }
     }
     Ok(())
-}
-
-/// The ordering key of each lane (in route order): the value at the lane's `ordering.key`
-/// pointer, strings bare and anything else as JSON text. `None` for lanes that do not
-/// order, and for events without the field. The body was already checked to be JSON; it is
-/// parsed here unless `parsed` already holds it.
-fn order_keys(
-    route: &IngressRoute,
-    payload: &[u8],
-    parsed: Option<&serde_json::Value>,
-) -> Vec<Option<String>> {
-    if route.lanes.iter().all(|l| l.order_key.is_none()) {
-        return vec![None; route.lanes.len()];
-    }
-    let owned;
-    let value = match parsed {
-        Some(v) => Some(v),
-        None => {
-            owned = serde_json::from_slice::<serde_json::Value>(payload).ok();
-            owned.as_ref()
-        }
-    };
-    route
-        .lanes
-        .iter()
-        .map(|lane| {
-            let pointer = lane.order_key.as_deref()?;
-            match value?.pointer(pointer)? {
-                serde_json::Value::String(s) => Some(s.clone()),
-                serde_json::Value::Null => None,
-                other => Some(other.to_string()),
-            }
-        })
-        .collect()
 }
 
 /// Read the body, refusing anything over `limit` bytes (by `Content-Length` first, then while

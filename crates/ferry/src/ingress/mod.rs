@@ -6,6 +6,7 @@ pub mod dedupe;
 mod event_id;
 mod handler;
 mod inspect;
+pub mod pipeline;
 pub mod steps;
 pub mod validate;
 

@@ -1,8 +1,9 @@
 //! Scheduled pulls: a flow whose source is an HTTP API polled on a cron schedule.
 //!
 //! Each pull flow has one task. At each run it reads the committed cursor from the store,
-//! asks the API for the page there ([`page`], through the egress guard), turns each record
-//! into an event with deliveries to every destination of the flow, and commits the page's
+//! asks the API for the page there ([`page`], through the egress guard), runs each record
+//! through the flow's steps like a posted event ([`record`]: `validate`, `filter`, `route`,
+//! `split`, `dedupe`; a record they refuse or drop is skipped), and commits the page's
 //! events together with the cursor after the page ([`ferry_store::Store::append_page`]),
 //! then wakes the lanes. So a crash at any moment either kept a page and its cursor or
 //! neither: the next run resumes from the committed cursor without a gap, and a record read
@@ -15,12 +16,15 @@
 //! - `ferry_pull_runs_total{outcome="success|failure"}` (counter);
 //! - `ferry_pull_pages_total`, `ferry_pull_records_total` (counters): pages committed, events
 //!   stored from them (records read again are not counted);
+//! - `ferry_pull_records_skipped_total{reason}` (counter): records the steps left out,
+//!   `reason` `filtered`, `schema_violation`, `unknown_event_type` or `step_failed`;
 //! - `ferry_pull_seconds_since_success` (gauge, once a run succeeded) and
 //!   `ferry_pull_freshness_sla_seconds` (gauge, for flows with a `freshness` SLA): alert when
 //!   the first exceeds the second.
 
 pub mod cursor;
 pub mod page;
+pub mod record;
 pub mod run;
 pub mod schedule;
 pub mod spec;
@@ -35,7 +39,7 @@ use ferry_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use spec::PullSpec;
+pub use spec::{PullSpec, PullSteps};
 pub use status::PullBoard;
 
 use self::page::PageClient;
@@ -156,7 +160,7 @@ async fn flow_loop(ctx: PullCtx, board: Arc<PullBoard>, stop: CancellationToken)
                 failures = 0;
                 metrics::counter!("ferry_pull_runs_total", "flow" => flow.clone(), "outcome" => "success")
                     .increment(1);
-                tracing::info!(flow = %flow, pages = s.pages, stored = s.stored, duplicates = s.duplicates, truncated = s.truncated, seconds, "pull run finished");
+                tracing::info!(flow = %flow, pages = s.pages, stored = s.stored, duplicates = s.duplicates, skipped = s.skipped, truncated = s.truncated, seconds, "pull run finished");
             }
             Err(error) => {
                 failures = failures.saturating_add(1);

@@ -1,18 +1,17 @@
 //! One run of a pull flow: from the committed cursor, page after page, each page's records
 //! committed as events together with the cursor after the page, until the last page or the
-//! page limit.
+//! page limit. Each record goes through the flow's steps first ([`super::record`]); the
+//! records they skip are left out of the page's commit, never holding the cursor back.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use ferry_store::{
-    DeliveryId, EventId, NewDelivery, NewEvent, PullCheckpoint, PullRunUpdate, Store,
-};
+use ferry_store::{PullCheckpoint, PullRunUpdate, Store};
 use serde_json::Value;
 
 use super::PullSpec;
-use super::cursor::{Position, scalar_text};
+use super::cursor::Position;
 use super::page::PageClient;
+use super::record::{self, Record};
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
 use crate::ingress::LaneWaker;
@@ -34,6 +33,8 @@ pub struct RunSummary {
     pub stored: u64,
     /// Records already stored (read again).
     pub duplicates: u64,
+    /// Records the flow's steps filtered out or refused (not stored).
+    pub skipped: u64,
     /// The run ended at `max_pages` with more pages to go.
     pub truncated: bool,
 }
@@ -85,11 +86,18 @@ async fn pages(ctx: &PullCtx) -> Result<RunSummary, String> {
             .map_err(|e| e.message)?;
         let records = records(&body, &spec.records)?;
         let now = now_ms();
-        let events = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| event(spec, r, now).map_err(|e| format!("record {i} of the page: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut events = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            match record::process(spec, r, now)
+                .map_err(|e| format!("record {i} of the page: {e}"))?
+            {
+                Record::Events(made) => events.extend(made),
+                Record::Skipped(skip) => {
+                    record::report(spec, i, &skip);
+                    summary.skipped += 1;
+                }
+            }
+        }
         let advance = position.advance(&spec.cursor, &body, &records);
         let to = advance.next.to_text();
         let checkpoint = PullCheckpoint {
@@ -145,70 +153,5 @@ fn records(body: &Value, pointer: &str) -> Result<Vec<Value>, String> {
         Some(Value::Array(items)) => Ok(items.clone()),
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(_) => Err(format!("the page has no array of records at `{pointer}`")),
-    }
-}
-
-/// One event for `record`, fanned out to every destination of the flow.
-fn event(spec: &PullSpec, record: &Value, now: i64) -> Result<NewEvent, String> {
-    let dedupe_key = match &spec.record_id {
-        None => None,
-        Some(pointer) => {
-            let id = record
-                .pointer(pointer)
-                .and_then(key_text)
-                .ok_or_else(|| format!("it has no id at `{pointer}`"))?;
-            Some(match &spec.cursor {
-                // A record updated again is a new event; the same version is a duplicate.
-                ferry_config::PullCursor::UpdatedSince { field, .. } => {
-                    match record.pointer(field).and_then(scalar_text) {
-                        Some(version) => format!("{id}@{version}"),
-                        None => id,
-                    }
-                }
-                _ => id,
-            })
-        }
-    };
-    let event_type = spec
-        .event_type
-        .as_deref()
-        .and_then(|p| record.pointer(p))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let payload = serde_json::to_vec(record).map_err(|e| e.to_string())?;
-    let deliveries = spec
-        .lanes
-        .iter()
-        .map(|lane| NewDelivery {
-            id: DeliveryId::new(),
-            destination: lane.key.destination.clone(),
-            due_at: now,
-            order_key: lane
-                .order_key
-                .as_deref()
-                .and_then(|p| record.pointer(p))
-                .and_then(key_text),
-        })
-        .collect();
-    Ok(NewEvent {
-        id: EventId::new(),
-        flow: spec.flow.clone(),
-        source: spec.source_system.clone(),
-        dedupe_key,
-        event_type,
-        received_at: now,
-        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-        payload: Bytes::from(payload),
-        deliveries,
-        dedupe_window: None,
-    })
-}
-
-/// A key read from a record: a string as it is, `null` as none, anything else as JSON.
-fn key_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
     }
 }

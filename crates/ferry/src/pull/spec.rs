@@ -1,16 +1,36 @@
 //! A pull source as the hub runs it: its config, with secrets resolved and the schedule
-//! parsed, once, at start-up.
+//! parsed, once, at start-up; and the flow's steps, compiled, which every record goes
+//! through like a posted event.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use ferry_config::{HeaderValue, PullCursor, PullSource, Schedule, SecretRef};
 use ferry_delivery::EgressPolicy;
+use ferry_schema::SchemaRegistry;
 use reqwest::header::{HeaderMap, HeaderName};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::assembly::RouteLane;
+use crate::ingress::dedupe::DedupeRule;
+use crate::ingress::pipeline::FlowSteps;
+use crate::ingress::steps::IngressSteps;
+use crate::ingress::validate::ValidateRule;
+
+/// A flow's steps, compiled: what each record goes through before it is stored.
+#[derive(Debug, Default)]
+pub struct PullSteps {
+    /// The `validate` steps.
+    pub validate: Vec<ValidateRule>,
+    /// The config's schemas.
+    pub schemas: Arc<SchemaRegistry>,
+    /// The `filter`, `route` and `split` steps.
+    pub steps: IngressSteps,
+    /// The `dedupe` step.
+    pub dedupe: Option<DedupeRule>,
+}
 
 /// One pull flow, ready to run.
 #[derive(Debug)]
@@ -35,8 +55,10 @@ pub struct PullSpec {
     pub freshness: Option<Duration>,
     /// The hub's egress allow-list plus the source's own.
     pub egress: EgressPolicy,
-    /// The lanes every record fans out to.
+    /// The lanes every record fans out to (a `route` step picks among them).
     pub lanes: Vec<RouteLane>,
+    /// The flow's steps.
+    pub steps: PullSteps,
 }
 
 impl PullSpec {
@@ -45,6 +67,7 @@ impl PullSpec {
         flow: &str,
         src: &PullSource,
         lanes: Vec<RouteLane>,
+        steps: PullSteps,
         hub_egress: &[String],
         secret: &dyn Fn(&SecretRef) -> Result<SecretString>,
     ) -> Result<PullSpec> {
@@ -66,7 +89,21 @@ impl PullSpec {
             egress: EgressPolicy::from_entries(hub_egress.iter().chain(&src.egress_allow))
                 .map_err(|e| anyhow!("egress_allow: {e}"))?,
             lanes,
+            steps,
         })
+    }
+
+    /// The flow's steps and lanes, as the ingress pipeline runs them.
+    pub fn flow_steps(&self) -> FlowSteps<'_> {
+        FlowSteps {
+            flow: &self.flow,
+            source_system: &self.source_system,
+            lanes: &self.lanes,
+            validate: &self.steps.validate,
+            schemas: &self.steps.schemas,
+            steps: &self.steps.steps,
+            dedupe: self.steps.dedupe.as_ref(),
+        }
     }
 }
 

@@ -1,0 +1,436 @@
+//! `ferry test` as a user runs it: fixture files beside a config, run by the binary —
+//! passing, and failing on purpose (a wrong output, drop, route, refusal, split, contract),
+//! with the exit codes (0 all passed, 1 a failure, 2 an invalid config).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// A config with one flow per feature under test (no secrets, no network).
+const CONFIG: &str = r#"
+systems:
+  shop: { owner: team-commerce }
+  crm: { owner: team-growth }
+  wh: { owner: team-data }
+schemas:
+  order: { file: schemas/order.json }
+  crm.customer: { file: schemas/crm.customer.json }
+flows:
+  orders:
+    source: { webhook: { system: shop, signature: { none: {} }, event_type: /type } }
+    steps:
+      - validate: { schema: order }
+      - filter: .test != true
+      - route:
+          crm: .total > 100 ?? false
+    destinations:
+      crm:
+        system: crm
+        http: { url: "https://api.crm.example/customers/{{ event.customer_id }}" }
+        map: |
+          . = { "customer_id": .customer.id, "total": .total }
+        contract: { schema: crm.customer, on_violation: dlq }
+      warehouse:
+        system: wh
+        http: { url: https://wh.example/orders }
+  lines:
+    source: { webhook: { system: shop, signature: { none: {} } } }
+    steps:
+      - split: array!(.items)
+      - route:
+          big: .qty > 5 ?? false
+    destinations:
+      all:
+        system: wh
+        http: { url: https://wh.example/lines }
+        map: '.sku = upcase!(.sku)'
+      big:
+        system: wh
+        http: { url: https://wh.example/big }
+  warned:
+    source: { webhook: { system: shop, signature: { none: {} } } }
+    destinations:
+      crm:
+        system: crm
+        http: { url: https://api.crm.example/loose }
+        contract: { schema: crm.customer, on_violation: warn }
+  cloud:
+    source: { webhook: { system: shop, signature: { none: {} } } }
+    destinations:
+      wh: { system: wh, http: { url: https://wh.example/cloud } }
+  enriched:
+    source: { webhook: { system: shop, signature: { none: {} } } }
+    destinations:
+      crm:
+        system: crm
+        http: { url: https://api.crm.example/orders }
+        enrich: { url: "https://api.crm.example/customers/{{ event.customer.id }}", into: customer }
+        map: '. = { "id": .id, "tier": .customer.tier }'
+  invoices:
+    source:
+      pull:
+        system: shop
+        url: https://api.shop.example/invoices
+        schedule: "*/15 * * * *"
+        records: /data
+        record_id: /id
+        cursor: { page_token: { next: /next, param: page } }
+    destinations:
+      wh:
+        system: wh
+        http: { url: https://wh.example/invoices }
+        map: '.pulled = true'
+"#;
+
+const ORDER_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["id", "total"],
+  "properties": {
+    "id": { "type": "string" },
+    "total": { "type": "number", "minimum": 0 },
+    "customer": { "type": "object" }
+  }
+}"#;
+
+const CRM_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["customer_id", "total"],
+  "additionalProperties": false,
+  "properties": {
+    "customer_id": { "type": "string" },
+    "total": { "type": "number" }
+  }
+}"#;
+
+/// Tests that pass: every kind of expectation.
+const PASSING_ORDERS: &str = r#"
+tests:
+  big-order-goes-to-crm:
+    input: { "id": "o1", "type": "order.created", "total": 250, "customer": { "id": "c1" } }
+    expect:
+      events: 1
+      event_type: order.created
+      routes: [crm, warehouse]
+      outputs:
+        crm: { "customer_id": "c1", "total": 250.0 }
+        warehouse: { assert: [".total == 250", "exists(.customer.id)"] }
+      url: { crm: "https://api.crm.example/customers/c1" }
+  small-order-skips-crm:
+    input: { "id": "o2", "total": 20 }
+    expect:
+      routes: [warehouse]
+      outputs:
+        warehouse: { equals: { "id": "o2", "total": 20 } }
+  test-orders-are-dropped:
+    input: { "id": "o3", "total": 500, "test": true }
+    expect: { dropped: true }
+  order-without-total-is-refused:
+    input: { "id": "o4" }
+    expect: { rejected: schema_violation }
+  order-without-customer-breaks-the-crm-contract:
+    input: { "id": "o5", "total": 300 }
+    expect:
+      dead: { crm: contract_violation }
+      outputs: { warehouse: { "id": "o5", "total": 300 } }
+"#;
+
+const PASSING_LINES: &str = r#"
+tests:
+  lines-are-split:
+    input: { "items": [ { "sku": "a", "qty": 1 }, { "sku": "b", "qty": 9 } ] }
+    expect:
+      events: 2
+      routes: [[all], [all, big]]
+      outputs:
+        all: [ { "sku": "A", "qty": 1 }, { "sku": "B", "qty": 9 } ]
+        big: [ { "sku": "b", "qty": 9 } ]
+  empty-order-is-dropped:
+    input: { "items": [] }
+    expect: { dropped: true }
+"#;
+
+const PASSING_OTHERS: &str = r#"
+tests:
+  loose-contract-warns-but-sends:
+    flow: warned
+    input: { "customer_id": 7 }
+    expect:
+      outputs: { crm: { "customer_id": 7 } }
+  cloudevent-binary-mode:
+    flow: cloud
+    headers:
+      ce-specversion: "1.0"
+      ce-id: evt-1
+      ce-source: /shop
+      ce-type: order.created
+    input: { "id": "o9" }
+    expect:
+      event_type: order.created
+      outputs: { wh: { "id": "o9" } }
+  pulled-record-is-mapped:
+    flow: invoices
+    input: { "id": "in_1", "amount": 5 }
+    expect:
+      outputs: { wh: { "id": "in_1", "amount": 5, "pulled": true } }
+  pulled-record-without-its-id-fails-the-run:
+    flow: invoices
+    input: { "amount": 5 }
+    expect: { rejected: record_invalid }
+  lookup-answer-comes-from-the-fixture:
+    flow: enriched
+    input: { "id": "o7", "customer": { "id": "c7" } }
+    enrich:
+      crm: { "tier": "gold" }
+    expect:
+      outputs: { crm: { "id": "o7", "tier": "gold" } }
+"#;
+
+fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+/// A config directory with `CONFIG`, its schemas and the given fixture files.
+fn config_dir(fixtures: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |rel: &str, text: &str| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    write("config.yaml", CONFIG);
+    write("schemas/order.json", ORDER_SCHEMA);
+    write("schemas/crm.customer.json", CRM_SCHEMA);
+    for (rel, text) in fixtures {
+        write(rel, text);
+    }
+    dir
+}
+
+fn run_tests(dir: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out: Output = ferry().arg("test").arg(dir).args(extra).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn passing_fixtures_exit_0_with_an_ok_line_each() {
+    let dir = config_dir(&[
+        ("flows/orders.test.yaml", PASSING_ORDERS),
+        ("flows/lines.test.yml", PASSING_LINES),
+        ("more.test.yaml", PASSING_OTHERS),
+    ]);
+    let (code, stdout, stderr) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    for name in [
+        "big-order-goes-to-crm",
+        "small-order-skips-crm",
+        "test-orders-are-dropped",
+        "order-without-total-is-refused",
+        "order-without-customer-breaks-the-crm-contract",
+        "lines-are-split",
+        "empty-order-is-dropped",
+        "loose-contract-warns-but-sends",
+        "cloudevent-binary-mode",
+        "lookup-answer-comes-from-the-fixture",
+        "pulled-record-is-mapped",
+        "pulled-record-without-its-id-fails-the-run",
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("ok") && l.ends_with(name)),
+            "no ok line for {name}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("12 passed, 0 failed"), "{stdout}");
+    // The `warn` contract's violation is shown, and the test still passes.
+    assert!(
+        stdout.contains("warning: `crm`: the output breaks contract `crm.customer`"),
+        "{stdout}"
+    );
+    // The config loader does not read fixture files as config.
+    let out = ferry().arg("validate").arg(dir.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_wrong_output_exits_1_with_a_diff_naming_the_field() {
+    let wrong = PASSING_ORDERS.replace(
+        r#"crm: { "customer_id": "c1", "total": 250.0 }"#,
+        r#"crm: { "customer_id": "c2", "total": 250 }"#,
+    );
+    let dir = config_dir(&[("flows/orders.test.yaml", &wrong)]);
+    let (code, stdout, stderr) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("FAILED  flows/orders.test.yaml: big-order-goes-to-crm"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("`crm`: output differs at /customer_id"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(r#"-   "customer_id": "c2","#), "{stdout}");
+    assert!(stdout.contains(r#"+   "customer_id": "c1","#), "{stdout}");
+    assert!(stdout.contains("4 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn wrong_drop_route_refusal_and_assertion_expectations_fail() {
+    let fixtures = r#"
+tests:
+  stored-not-dropped:
+    input: { "id": "o1", "total": 250, "customer": { "id": "c1" } }
+    expect: { dropped: true }
+  wrong-routes:
+    input: { "id": "o2", "total": 20 }
+    expect: { routes: [crm, warehouse] }
+  accepted-not-refused:
+    input: { "id": "o3", "total": 20 }
+    expect: { rejected: schema_violation }
+  dropped-not-stored:
+    input: { "id": "o4", "total": 20, "test": true }
+    expect: { routes: [warehouse] }
+  false-assertion:
+    input: { "id": "o5", "total": 20 }
+    expect:
+      outputs: { warehouse: { assert: [".total == 21"] } }
+  unknown-destination:
+    input: { "id": "o6", "total": 20 }
+    expect:
+      outputs: { erp: {} }
+"#;
+    let dir = config_dir(&[("flows/orders.test.yaml", fixtures)]);
+    let (code, stdout, stderr) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    for expected in [
+        "expected dropped, but it was stored: 1 event with deliveries to [crm, warehouse]",
+        "routes: expected [crm, warehouse], got [warehouse]",
+        "expected rejected `schema_violation`, but it was accepted",
+        "the input was not stored: it was dropped by step 1 (`filter`)",
+        "`warehouse`: assertion `.total == 21` is false",
+        "flow `orders` has no destination `erp`",
+    ] {
+        assert!(stdout.contains(expected), "missing `{expected}`:\n{stdout}");
+    }
+    assert!(stdout.contains("0 passed, 6 failed"), "{stdout}");
+}
+
+#[test]
+fn split_outputs_are_checked_per_delivery() {
+    let wrong = PASSING_LINES.replace(
+        r#"{ "sku": "B", "qty": 9 } ]"#,
+        r#"{ "sku": "B", "qty": 8 } ]"#,
+    );
+    let dir = config_dir(&[("flows/lines.test.yaml", &wrong)]);
+    let (code, stdout, _) = run_tests(dir.path(), &["--filter", "split"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("`all` (delivery 2 of 2): output differs at /qty"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+
+    let not_a_list = PASSING_LINES.replace(
+        r#"big: [ { "sku": "b", "qty": 9 } ]"#,
+        r#"big: { "sku": "b", "qty": 9 }"#,
+    );
+    let dir = config_dir(&[("flows/lines.test.yaml", &not_a_list)]);
+    let (code, stdout, _) = run_tests(dir.path(), &["--filter", "split"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("`expect.outputs.big` must be a list"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_contract_violation_is_caught() {
+    let fixtures = r#"
+tests:
+  crm-output-breaks-its-contract:
+    input: { "id": "o1", "total": 300, "customer": { "id": 42 } }
+    expect:
+      outputs: { crm: { "customer_id": 42, "total": 300 } }
+"#;
+    let dir = config_dir(&[("flows/orders.test.yaml", fixtures)]);
+    let (code, stdout, _) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "`crm`: the delivery would be dead-lettered (contract_violation): the payload \
+             breaks contract `crm.customer`: /customer_id"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn enrich_without_a_fixture_response_is_an_error() {
+    let fixtures = r#"
+tests:
+  no-lookup-answer:
+    flow: enriched
+    input: { "id": "o7", "customer": { "id": "c7" } }
+"#;
+    let dir = config_dir(&[("e.test.yaml", fixtures)]);
+    let (code, stdout, _) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("error: destination `crm` looks data up with `enrich`"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_output_lists_every_test() {
+    let dir = config_dir(&[("flows/orders.test.yaml", PASSING_ORDERS)]);
+    let (code, stdout, _) = run_tests(dir.path(), &["--json", "--filter", "big-order"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["passed"], 1);
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["tests"][0]["name"], "big-order-goes-to-crm");
+    assert_eq!(report["tests"][0]["flow"], "orders");
+}
+
+#[test]
+fn unreadable_fixtures_and_no_tests_fail() {
+    let dir = config_dir(&[("flows/orders.test.yaml", "tests:\n  t:\n    inptu: {}\n")]);
+    let (code, stdout, stderr) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stderr.contains("orders.test.yaml:3"), "{stderr}");
+    assert!(stderr.contains("inptu"), "{stderr}");
+
+    let dir = config_dir(&[]);
+    let (code, stdout, _) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("no test found"), "{stdout}");
+}
+
+#[test]
+fn an_invalid_config_exits_2() {
+    let dir = config_dir(&[("flows/orders.test.yaml", PASSING_ORDERS)]);
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "flows:\n  bad:\n    source: { webhook: { system: nowhere, signature: { none: {} } } }\n    destinations: {}\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("no test was run"), "{stderr}");
+}
+
+#[test]
+fn the_example_tests_pass() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    let (code, stdout, stderr) = run_tests(&examples, &[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
