@@ -393,21 +393,7 @@ impl DestinationRender {
                 Ok(())
             }
             OnViolation::Dlq => {
-                let mut quoted: Vec<String> = violations
-                    .iter()
-                    .take(VIOLATIONS_QUOTED)
-                    .map(|v| {
-                        let at = if v.pointer.is_empty() {
-                            "(root)"
-                        } else {
-                            &v.pointer
-                        };
-                        format!("{at}: {}", v.message)
-                    })
-                    .collect();
-                if violations.len() > VIOLATIONS_QUOTED {
-                    quoted.push(format!("and {} more", violations.len() - VIOLATIONS_QUOTED));
-                }
+                let quoted = quote_violations(&violations);
                 Err(RenderError::permanent(
                     "contract_violation",
                     format!(
@@ -452,4 +438,25 @@ fn stored_event(delivery: &ClaimedDelivery) -> Result<Value, RenderError> {
             format!("the stored event is not JSON: {e}"),
         )
     })
+}
+
+/// The first violations of a contract as `pointer: message` lines (`(root)` for the whole
+/// document), then `and N more`: what a dead-letter reason or a `ferry test` warning quotes.
+pub(crate) fn quote_violations(violations: &[ferry_schema::Violation]) -> Vec<String> {
+    let mut quoted: Vec<String> = violations
+        .iter()
+        .take(VIOLATIONS_QUOTED)
+        .map(|v| {
+            let at = if v.pointer.is_empty() {
+                "(root)"
+            } else {
+                &v.pointer
+            };
+            format!("{at}: {}", v.message)
+        })
+        .collect();
+    if violations.len() > VIOLATIONS_QUOTED {
+        quoted.push(format!("and {} more", violations.len() - VIOLATIONS_QUOTED));
+    }
+    quoted
 }

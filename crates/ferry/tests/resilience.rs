@@ -32,17 +32,6 @@ async fn lane(hub: std::net::SocketAddr, destination: &str) -> Value {
         .unwrap_or_else(|| panic!("no lane {destination} in {lanes}"))
 }
 
-async fn metrics_text(hub: std::net::SocketAddr) -> String {
-    client()
-        .get(format!("http://{hub}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 async fn count_in_state(hub: std::net::SocketAddr, destination: &str, state: &str) -> usize {
     deliveries(
         hub,

@@ -61,17 +61,6 @@ async fn problem(resp: reqwest::Response, status: u16, code: &str) -> Value {
     body
 }
 
-async fn metrics(hub: std::net::SocketAddr) -> String {
-    client()
-        .get(format!("http://{hub}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_violation_lists_every_pointer_and_nothing_is_stored() {
     let (_d, rx, hub) = hub_with("accept").await;
@@ -96,7 +85,7 @@ async fn a_violation_lists_every_pointer_and_nothing_is_stored() {
         "{problem}"
     );
     assert!(deliveries(hub.addr(), "flow=orders").await.is_empty());
-    let text = metrics(hub.addr()).await;
+    let text = metrics_text(hub.addr()).await;
     assert!(
         text.lines()
             .any(|l| l.starts_with("ferry_ingress_rejected_total")

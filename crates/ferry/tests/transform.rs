@@ -49,17 +49,6 @@ async fn post(hub: std::net::SocketAddr, id: &str, body: Value) -> (u16, Value) 
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn metrics(hub: std::net::SocketAddr) -> String {
-    client()
-        .get(format!("http://{hub}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn bodies(rx: &TestReceiver) -> Vec<Value> {
     rx.received()
         .iter()
@@ -92,7 +81,7 @@ async fn a_filter_drops_events_without_storing_them() {
         1,
         "the dropped event has no delivery"
     );
-    let m = metrics(hub.addr()).await;
+    let m = metrics_text(hub.addr()).await;
     assert!(
         m.lines()
             .any(|l| l.starts_with("ferry_ingress_dropped_total{flow=\"orders\"}")),
@@ -504,7 +493,7 @@ async fn outgoing_contracts_dead_letter_or_warn() {
         error.contains("crm.customer") && error.contains("email"),
         "{error}"
     );
-    let m = metrics(hub.addr()).await;
+    let m = metrics_text(hub.addr()).await;
     assert!(
         m.lines()
             .any(|l| l.starts_with("ferry_contract_violations_total{")

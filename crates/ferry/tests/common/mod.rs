@@ -318,3 +318,15 @@ pub async fn deliveries(hub: SocketAddr, query: &str) -> Vec<serde_json::Value> 
         .cloned()
         .unwrap_or_default()
 }
+
+/// The hub's `/metrics` page as text.
+pub async fn metrics_text(hub: std::net::SocketAddr) -> String {
+    client()
+        .get(format!("http://{hub}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
