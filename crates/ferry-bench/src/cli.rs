@@ -11,6 +11,8 @@ use crate::faults::Outage;
 
 /// Events sent when neither `--events` nor `--duration` is given.
 pub const DEFAULT_EVENTS: u64 = 100_000;
+/// Most destinations `run --destinations` generates.
+pub const MAX_DESTINATIONS: i64 = 16;
 
 /// Load tool for Ferry: signed webhooks in, a local receiver out, throughput and latency
 /// reported.
@@ -35,11 +37,13 @@ pub enum Command {
     /// Start a hub (`ferry serve`) with a bench config, load it, stop it and report.
     #[command(after_help = "\
 The hub gets a generated config in a temporary directory: flow `bench` with a Standard
-Webhooks source and one HTTP destination pointing at ferry-bench's own receiver. Its store
-lives in that directory too (removed afterwards unless --keep-data).
+Webhooks source and one HTTP destination pointing at ferry-bench's own receiver (or, with
+--destinations N, N destinations with a receiver each, some of which may hang or be down).
+Its store lives in that directory too (removed afterwards unless --keep-data).
 
-Exit status: 0 when every accepted event reached the receiver, 3 when some did not (the
-report is printed either way), 1 when the run could not be carried out.
+Exit status: 0 when every accepted event reached the receiver of every destination that is
+neither hanging nor down, 3 when some did not (the report is printed either way), 1 when
+the run could not be carried out.
 
 Examples:
   ferry-bench run
@@ -47,7 +51,10 @@ Examples:
   ferry-bench run --connections 4 --events 20000 --json > latency.json
   ferry-bench run --rate 10000 --duration 60s --connections 128
   ferry-bench run --ferry ./target/release/ferry --keep-data
-  ferry-bench run --fail-ratio 0.2 --429-ratio 0.05 --reset-ratio 0.02 --latency 2ms")]
+  ferry-bench run --fail-ratio 0.2 --429-ratio 0.05 --reset-ratio 0.02 --latency 2ms
+  ferry-bench run --destinations 3 --hang-destination 2 --hub-timeout 30s --rate 3000 --duration 90s
+  ferry-bench run --destinations 3 --down-destination 2 --max-pending 2000000 \\
+      --events 1100000 --sample-every 5s")]
     Run(RunArgs),
     /// Load an already running hub; its flow's destination must point at this tool's receiver.
     #[command(after_help = "\
@@ -161,6 +168,34 @@ pub struct HubOpts {
     /// `crash`, else the hub's own defaults].
     #[arg(long, value_enum)]
     pub breaker: Option<Breaker>,
+    /// `backlog.max_pending` of every destination: deliveries waiting beyond which ingress
+    /// answers 503 [default: the hub's, 1000000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pending: Option<u64>,
+}
+
+/// Several destinations in the generated flow, each delivering to a receiver of its own.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Destinations")]
+pub struct DestinationOpts {
+    /// Destinations of the bench flow (`d1`..`dN`; one is called `sink`). Every event goes
+    /// to each of them, and each has its own receiver; the receiver faults above apply to
+    /// every destination that is neither hanging nor down.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=MAX_DESTINATIONS))]
+    pub destinations: u16,
+    /// Destination N's receiver accepts the connection and the request, and never answers:
+    /// the hub gives up after its destination timeout (see --hub-timeout). Repeatable.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_DESTINATIONS))]
+    pub hang_destination: Vec<u16>,
+    /// Destination N has no receiver: nothing listens on its port, connections are
+    /// refused. Repeatable.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=MAX_DESTINATIONS))]
+    pub down_destination: Vec<u16>,
+    /// Every this long (e.g. `5s`), record accepted and delivered counts, the hub's RSS and
+    /// each destination's backlog (`ferry_backlog_depth` and `ferry_breaker_state` from its
+    /// `/metrics`); the report shows the timeline.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub sample_every: Option<Duration>,
 }
 
 /// Circuit breaker settings written into the generated hub config.
@@ -240,6 +275,8 @@ pub struct RunArgs {
     pub hub: HubOpts,
     #[command(flatten)]
     pub faults: FaultOpts,
+    #[command(flatten)]
+    pub destinations: DestinationOpts,
 }
 
 #[derive(Debug, Args)]

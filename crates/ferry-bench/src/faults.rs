@@ -133,6 +133,17 @@ impl FaultTally {
     pub fn total_answers(&self) -> u64 {
         self.status_500 + self.status_429 + self.status_503 + self.hang + self.reset
     }
+
+    /// Add another receiver's tally.
+    pub fn add(&mut self, other: &FaultTally) {
+        self.status_500 += other.status_500;
+        self.status_429 += other.status_429;
+        self.status_503 += other.status_503;
+        self.hang += other.hang;
+        self.reset += other.reset;
+        self.outages += other.outages;
+        self.outage_resets += other.outage_resets;
+    }
 }
 
 impl FaultCounts {
@@ -226,9 +237,17 @@ pub struct Faults {
 
 impl Faults {
     /// No faults: every request is answered 200 at once.
-    #[cfg(test)]
     pub fn none() -> Self {
         Self::build(FaultConfig::default(), Duration::ZERO, Duration::ZERO, 0)
+    }
+
+    /// A receiver that never answers: every request hangs until the client gives up.
+    pub fn hanging() -> Self {
+        let config = FaultConfig {
+            hang_ratio: 1.0,
+            ..FaultConfig::default()
+        };
+        Self::build(config, Duration::ZERO, Duration::ZERO, 0)
     }
 
     /// Validate `opts`; `seed` makes the draws repeatable.
@@ -406,5 +425,9 @@ mod tests {
         assert!(Faults::new(&o, 1).is_err());
         o.too_many_ratio = -0.1;
         assert!(Faults::new(&o, 1).is_err());
+        let h = Faults::hanging();
+        assert!(h.any());
+        assert!((0..100).all(|_| h.draw() == (Answer::Hang, Duration::ZERO)));
+        assert_eq!(h.config().describe(), "hang 100%");
     }
 }

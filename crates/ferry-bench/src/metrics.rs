@@ -21,10 +21,57 @@ pub struct Timing {
     pub mean_us: f64,
 }
 
-/// `GET /metrics` on the hub (`target`'s address and path prefix); `None` on any failure.
-pub async fn scrape(target: &Target) -> Option<BTreeMap<String, Timing>> {
-    let text = get(target, "/metrics", None).await?;
-    Some(timings(&text))
+/// The text of the hub's `/metrics` (`target`'s address and path prefix); `None` on any
+/// failure.
+pub async fn text(target: &Target) -> Option<String> {
+    get(target, "/metrics", None).await
+}
+
+/// `value` of the label `name` in a series' label set (`{a="x",b="y"}`), if present.
+fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
+    let inner = labels.trim().strip_prefix('{')?.strip_suffix('}')?;
+    // Label values here are flow and destination names: no quotes or commas inside.
+    inner.split(',').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().trim_matches('"'))
+    })
+}
+
+/// The samples of metric `name` for each `destination` label, summed over the other
+/// labels (and restricted to `extra = value` when given), e.g.
+/// `ferry_backlog_depth` → `{"d1": 0, "d2": 41200}`.
+pub fn by_destination(
+    text: &str,
+    name: &str,
+    extra: Option<(&str, &str)>,
+) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let Some(labels) = series.trim().strip_prefix(name) else {
+            continue;
+        };
+        if !labels.starts_with('{') {
+            continue;
+        }
+        if let Some((k, v)) = extra
+            && label(labels, k) != Some(v)
+        {
+            continue;
+        }
+        if let Some(dest) = label(labels, "destination") {
+            *out.entry(dest.to_string()).or_default() += value;
+        }
+    }
+    out
 }
 
 /// `GET {prefix}{path}` on the hub, with a bearer token if given; the body of a 2xx
@@ -119,5 +166,32 @@ ferry_idle_seconds_count 0
         let d = t["ferry_delivery_attempt_duration_seconds"];
         assert_eq!(d.count, 1000.0);
         assert!((d.mean_us - 2000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn series_by_destination() {
+        let text = "\
+# TYPE ferry_backlog_depth gauge
+ferry_backlog_depth{flow=\"bench\",destination=\"d1\"} 3
+ferry_backlog_depth{flow=\"bench\",destination=\"d2\"} 41200
+ferry_backlog_depth_other{flow=\"bench\",destination=\"d2\"} 7
+ferry_delivery_attempts_total{flow=\"bench\",destination=\"d2\",outcome=\"retry\"} 12
+ferry_delivery_attempts_total{flow=\"bench\",destination=\"d2\",outcome=\"dead\"} 1
+ferry_delivery_attempts_total{outcome=\"retry\",destination=\"d1\",flow=\"bench\"} 2
+ferry_backlog_depth 9
+";
+        let b = by_destination(text, "ferry_backlog_depth", None);
+        assert_eq!(b.len(), 2);
+        assert_eq!((b["d1"], b["d2"]), (3.0, 41200.0));
+        let all = by_destination(text, "ferry_delivery_attempts_total", None);
+        assert_eq!((all["d1"], all["d2"]), (2.0, 13.0));
+        let retries = by_destination(
+            text,
+            "ferry_delivery_attempts_total",
+            Some(("outcome", "retry")),
+        );
+        assert_eq!((retries["d1"], retries["d2"]), (2.0, 12.0));
+        assert_eq!(label("{a=\"x\", b=\"y\"}", "b"), Some("y"));
+        assert_eq!(label("{a=\"x\"}", "c"), None);
     }
 }

@@ -104,6 +104,51 @@ pub struct SinkStats {
     pub unparsable_example: Option<String>,
 }
 
+impl SinkStats {
+    /// Nothing received.
+    pub fn empty() -> Self {
+        Self {
+            requests: 0,
+            unique: 0,
+            e2e_us: new_histogram(),
+            first: None,
+            last: None,
+            duplicate_ids: 0,
+            redelivered_events: 0,
+            missing_id: 0,
+            foreign: 0,
+            unparsable: 0,
+            unparsable_example: None,
+        }
+    }
+
+    /// The counters of several receivers added up (`unique` counts each event once per
+    /// receiver), the latencies merged, the window from the first to the last arrival.
+    pub fn merged<'a>(all: impl IntoIterator<Item = &'a SinkStats>) -> Self {
+        let mut m = Self::empty();
+        for s in all {
+            m.requests += s.requests;
+            m.unique += s.unique;
+            // Both histograms auto-resize, so adding cannot fail on range.
+            let _ = m.e2e_us.add(&s.e2e_us);
+            m.first = match (m.first, s.first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            m.last = m.last.max(s.last);
+            m.duplicate_ids += s.duplicate_ids;
+            m.redelivered_events += s.redelivered_events;
+            m.missing_id += s.missing_id;
+            m.foreign += s.foreign;
+            m.unparsable += s.unparsable;
+            if m.unparsable_example.is_none() {
+                m.unparsable_example.clone_from(&s.unparsable_example);
+            }
+        }
+        m
+    }
+}
+
 pub fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 1 h at 3 significant digits; auto-resize keeps larger outliers recordable.
     let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3)
@@ -152,6 +197,11 @@ impl Sink {
 
     pub fn unique(&self) -> u64 {
         self.unique.load(Ordering::Relaxed)
+    }
+
+    /// The end-to-end latencies (µs) of the events received so far.
+    pub fn e2e_us(&self) -> Histogram<u64> {
+        self.lock().e2e_us.clone()
     }
 
     /// Count a request answered with a fault (not a delivery).
@@ -493,6 +543,15 @@ mod tests {
         assert_eq!(e1.other_id_example.as_deref(), Some("dlv_9"));
         assert_eq!(e1.body_hash, payload::body_hash(&t.body(sent, 1)));
         assert_eq!((events[&2].other_ids, events[&2].other_bodies), (0, 1));
+
+        let other = Sink::new(clock, "0123456789abcdef");
+        other.record(&headers("dlv_7"), &t.body(sent, 7));
+        let (a, b) = (sink.stats(), other.stats());
+        let m = SinkStats::merged([&a, &b]);
+        assert_eq!((m.requests, m.unique, m.e2e_us.len()), (8, 3, 3));
+        assert_eq!((m.duplicate_ids, m.foreign), (2, 1));
+        assert_eq!((m.first, m.last), (a.first, b.last));
+        assert_eq!(SinkStats::merged([]).unique, 0);
     }
 
     fn faults(f: impl FnOnce(&mut FaultOpts)) -> Arc<Faults> {

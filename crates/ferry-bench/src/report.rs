@@ -6,9 +6,11 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::destinations::Role;
 use crate::faults::{FaultConfig, FaultTally};
 use crate::metrics::Timing;
 use crate::procfs::ThreadGroup;
+use crate::sampler::{self, Sample};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -28,12 +30,47 @@ pub struct Report {
     pub errors: BTreeMap<String, u64>,
     /// First response body per failing status.
     pub error_examples: BTreeMap<String, String>,
-    /// Faults the receiver injected, if any.
+    /// Faults the receiver injected, if any (summed over the healthy destinations).
     pub receiver_faults: Option<ReceiverFaults>,
+    /// Each destination of the flow and what its receiver got. With more than one, the
+    /// `events`, `throughput` and end-to-end figures above add up the healthy ones.
+    pub destinations: Vec<DestinationReport>,
+    /// The timeline (`run --sample-every`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
     pub drain: Drain,
     pub hub: Option<HubUsage>,
     pub bench: BenchUsage,
     pub machine: MachineUsage,
+}
+
+/// One destination of the bench flow: its receiver's view, and the hub's at the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationReport {
+    /// Its name in the hub's config.
+    pub name: String,
+    pub role: Role,
+    pub receiver: String,
+    /// What its receiver was told to do wrong.
+    pub faults: String,
+    pub faults_answered: FaultTally,
+    /// Distinct events its receiver answered 200.
+    pub delivered: u64,
+    /// Requests its receiver got, whatever the answer.
+    pub receiver_requests: u64,
+    /// Accepted events that never reached it.
+    pub accepted_not_delivered: u64,
+    /// First accept to its last delivery.
+    pub delivery_window_secs: f64,
+    pub delivered_per_sec: f64,
+    /// Send to first arrival at its receiver.
+    pub end_to_end: Latency,
+    /// `ferry_backlog_depth` just before the hub was stopped.
+    pub backlog_at_end: Option<f64>,
+    /// `ferry_breaker_state` then: 0 closed, 1 half-open, 2 open.
+    pub breaker_at_end: Option<f64>,
+    /// `ferry_delivery_attempts_total` by outcome (`delivered`, `retry`, `dead`).
+    pub attempts: BTreeMap<String, f64>,
 }
 
 /// What the receiver was told to do wrong, and what it did.
@@ -83,6 +120,9 @@ pub struct MachineUsage {
     pub busy_cores_sending: Option<f64>,
     /// Of those, cores used by processes other than the hub and ferry-bench.
     pub other_cores_sending: Option<f64>,
+    /// [`crate::probe::cpu`] just before sending and after the drain, in ms: a slower
+    /// CPU than usual (busy host) shows here.
+    pub cpu_probe_ms: [f64; 2],
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,6 +401,11 @@ impl Report {
             let _ = writeln!(o, "faults      {} (seed {})", f.config.describe(), f.seed);
             let _ = writeln!(o, "            answered: {}", f.tally_line());
         }
+        if self.destinations.len() > 1 {
+            render_destinations(&mut o, &self.destinations);
+        }
+        let names: Vec<String> = self.destinations.iter().map(|d| d.name.clone()).collect();
+        sampler::render(&mut o, &names, &self.samples);
         let _ = writeln!(
             o,
             "drain       {} after {:.2} s",
@@ -434,6 +479,11 @@ impl Report {
             mc.loadavg_1m_before
                 .map_or_else(|| "?".into(), |l| format!("{l:.2}")),
         );
+        let _ = writeln!(
+            o,
+            "            CPU probe {:.1} ms before, {:.1} ms after (the same work each time: larger = slower CPU)",
+            mc.cpu_probe_ms[0], mc.cpu_probe_ms[1]
+        );
         if mc.other_cores_sending.is_some_and(|c| c >= 0.1) {
             let _ = writeln!(
                 o,
@@ -441,6 +491,51 @@ impl Report {
             );
         }
         o
+    }
+}
+
+fn breaker_name(b: Option<f64>) -> &'static str {
+    match b.map(|b| b.round() as i64) {
+        Some(0) => "closed",
+        Some(1) => "half-open",
+        Some(2) => "open",
+        _ => "?",
+    }
+}
+
+/// One line per destination: deliveries, rate, latency, and the hub's backlog and breaker.
+fn render_destinations(o: &mut String, dests: &[DestinationReport]) {
+    let _ = writeln!(
+        o,
+        "destination {:>4} {:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  attempts (delivered/retry/dead)",
+        "", "role", "delivered", "dlv/s", "e2e p50", "p99", "max", "backlog", "breaker"
+    );
+    for d in dests {
+        let attempts = |k: &str| d.attempts.get(k).map_or(0.0, |v| *v);
+        let lat = |us: u64| {
+            if d.end_to_end.count == 0 {
+                "-".to_string()
+            } else {
+                dur(us)
+            }
+        };
+        let _ = writeln!(
+            o,
+            "            {:>4} {:<8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}  {:.0}/{:.0}/{:.0}",
+            d.name,
+            d.role.as_str(),
+            d.delivered,
+            grouped(d.delivered_per_sec),
+            lat(d.end_to_end.p50_us),
+            lat(d.end_to_end.p99_us),
+            lat(d.end_to_end.max_us),
+            d.backlog_at_end
+                .map_or_else(|| "?".to_string(), |b| format!("{b:.0}")),
+            breaker_name(d.breaker_at_end),
+            attempts("delivered"),
+            attempts("retry"),
+            attempts("dead"),
+        );
     }
 }
 

@@ -12,16 +12,18 @@ use tokio::task::JoinSet;
 
 use crate::cli::{DEFAULT_EVENTS, FaultOpts, HubOpts, LoadArgs, LoadOpts, RunArgs};
 use crate::clock::{Clock, unix_secs};
-use crate::faults::Faults;
+use crate::destinations::{self, Destination};
+use crate::faults::{FaultTally, Faults};
 use crate::hub::{self, Hub, HubSpec, Tuning};
 use crate::payload::{self, Template};
 use crate::receiver::{self, Sink, SinkStats};
 use crate::report::{
-    BenchUsage, Drain, Events, HubUsage, Latencies, Latency, MachineUsage, ReceiverFaults, Report,
-    RunConfig, Throughput,
+    BenchUsage, DestinationReport, Drain, Events, HubUsage, Latencies, Latency, MachineUsage,
+    ReceiverFaults, Report, RunConfig, Throughput,
 };
+use crate::sampler::{Sample, Sampler, Watched};
 use crate::sender::{self, Plan, Shared, Target, WorkerResult};
-use crate::{metrics, procfs};
+use crate::{metrics, probe, procfs};
 
 /// Exit status when some accepted event never reached the receiver.
 const EXIT_UNDELIVERED: u8 = 3;
@@ -58,8 +60,15 @@ struct Measured {
     send: WorkerResult,
     send_end: Instant,
     drain_end: Instant,
+    /// Accepted events missing at the drained (healthy) destinations, summed.
     missing: u64,
+    /// The drained destinations' receivers, merged.
     sink: SinkStats,
+    /// Every destination's receiver and its missing events, in order.
+    each: Vec<(SinkStats, u64)>,
+    samples: Vec<Sample>,
+    /// [`probe::cpu`] before sending and after the drain.
+    probes: [Duration; 2],
     cpu: [CpuSample; 3],
     bench_threads: usize,
     loadavg_before: Option<f64>,
@@ -115,10 +124,11 @@ pub fn receiver_addr(faults: &Faults) -> anyhow::Result<SocketAddr> {
     }
 }
 
-/// The hub to start for `run` and `crash`; `chaos` when deliveries fail on purpose.
+/// The hub to start for `run` and `crash`, one destination per receiver; `chaos` when
+/// deliveries fail on purpose.
 pub fn hub_spec(
     opts: &HubOpts,
-    receiver: SocketAddr,
+    receivers: Vec<SocketAddr>,
     listen: SocketAddr,
     chaos: bool,
 ) -> anyhow::Result<HubSpec> {
@@ -126,6 +136,7 @@ pub fn hub_spec(
     let tuning = Tuning {
         timeout: opts.hub_timeout.unwrap_or(base.timeout),
         breaker: opts.breaker.unwrap_or(base.breaker),
+        max_pending: opts.max_pending,
         ..base
     };
     anyhow::ensure!(
@@ -138,7 +149,7 @@ pub fn hub_spec(
     };
     Ok(HubSpec {
         ferry,
-        receiver,
+        receivers,
         concurrency: opts.hub_concurrency,
         data_root: opts.data_root.clone(),
         keep: opts.keep_data,
@@ -147,44 +158,65 @@ pub fn hub_spec(
     })
 }
 
-fn progress(shared: Arc<Shared>, sink: Arc<Sink>) -> tokio::task::JoinHandle<()> {
+/// A progress line on stderr every second; with several destinations, the deliveries of
+/// each.
+fn progress(shared: Arc<Shared>, sinks: Vec<(String, Arc<Sink>)>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = shared.plan.start;
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::from_std(start + Duration::from_secs(1)),
             Duration::from_secs(1),
         );
-        let (mut last_ok, mut last_dlv) = (0, 0);
+        let mut last_ok = 0;
+        let mut last_dlv = vec![0; sinks.len()];
         loop {
             tick.tick().await;
             let ok = shared.ok.load(std::sync::atomic::Ordering::Relaxed);
             let sent = shared.sent.load(std::sync::atomic::Ordering::Relaxed);
             let failed = shared.failed.load(std::sync::atomic::Ordering::Relaxed);
-            let dlv = sink.unique();
+            let mut delivered = String::new();
+            for ((name, sink), last) in sinks.iter().zip(last_dlv.iter_mut()) {
+                let dlv = sink.unique();
+                let label = if sinks.len() == 1 {
+                    "delivered".to_string()
+                } else {
+                    name.clone()
+                };
+                delivered.push_str(&format!("  {label} {dlv:>8} ({:>6}/s)", dlv - *last));
+                *last = dlv;
+            }
             eprintln!(
-                "[{:>6.1}s] sent {sent:>8}  accepted {ok:>8} ({:>6}/s)  delivered {dlv:>8} ({:>6}/s)  failed {failed}",
+                "[{:>6.1}s] sent {sent:>8}  accepted {ok:>8} ({:>6}/s){delivered}  failed {failed}",
                 start.elapsed().as_secs_f64(),
                 ok - last_ok,
-                dlv - last_dlv,
             );
-            (last_ok, last_dlv) = (ok, dlv);
+            last_ok = ok;
         }
     })
 }
 
-/// Send the planned events, then wait for their deliveries.
+/// Accepted events that have not reached the drained destinations, summed.
+fn missing_at(drained: &[&Destination], accepted: &[u64]) -> u64 {
+    drained.iter().map(|d| d.sink.missing(accepted)).sum()
+}
+
+/// Send the planned events, then wait for their deliveries at every healthy destination;
+/// sample the run every `sample_every` if given.
+#[allow(clippy::too_many_arguments)]
 async fn measure(
     load: &Load,
     target: Target,
     key: SigningKey,
     run: &str,
     clock: Clock,
-    sink: Arc<Sink>,
+    dests: &[Destination],
     hub_pid: Option<u32>,
+    sample_every: Option<Duration>,
 ) -> anyhow::Result<Measured> {
     let opts = &load.opts;
     let template = Template::new(run, opts.body_bytes)?;
     let loadavg_before = procfs::loadavg_1m();
+    let probe_before = probe::cpu();
     let cpu0 = CpuSample::take(hub_pid);
     let start = Instant::now();
     let plan = Plan {
@@ -196,13 +228,28 @@ async fn measure(
     };
     let shared = Arc::new(Shared::new(
         plan,
-        target,
+        target.clone(),
         template,
         key,
         run.to_string(),
         clock,
     ));
-    let ticker = (!opts.quiet).then(|| progress(shared.clone(), sink.clone()));
+    let sinks: Vec<(String, Arc<Sink>)> = dests
+        .iter()
+        .map(|d| (d.name.clone(), d.sink.clone()))
+        .collect();
+    let ticker = (!opts.quiet).then(|| progress(shared.clone(), sinks.clone()));
+    let sampler = sample_every.map(|every| {
+        Sampler::spawn(
+            every,
+            Watched {
+                shared: shared.clone(),
+                destinations: sinks,
+                target,
+                hub_pid,
+            },
+        )
+    });
 
     let mut tasks = JoinSet::new();
     for _ in 0..opts.connections {
@@ -218,28 +265,32 @@ async fn measure(
     let send_end = Instant::now();
     let cpu1 = CpuSample::take(hub_pid);
 
-    // Wait until every accepted event has arrived, or deliveries stop for drain_timeout.
+    // Wait until every accepted event has arrived at every healthy destination, or
+    // deliveries to them stop for drain_timeout.
     send.accepted.sort_unstable();
-    let mut last_requests = sink.requests();
+    let drained: Vec<&Destination> = dests.iter().filter(|d| d.drained()).collect();
+    let requests = || drained.iter().map(|d| d.sink.requests()).sum::<u64>();
+    let accepted = send.accepted.len() as u64;
+    let mut last_requests = requests();
     let mut last_change = Instant::now();
     let mut last_check: Option<Instant> = None;
     let missing = loop {
         let now = Instant::now();
-        if sink.unique() >= send.accepted.len() as u64
+        if drained.iter().all(|d| d.sink.unique() >= accepted)
             && last_check.is_none_or(|t| now.duration_since(t) >= Duration::from_millis(200))
         {
             last_check = Some(now);
-            let missing = sink.missing(&send.accepted);
+            let missing = missing_at(&drained, &send.accepted);
             if missing == 0 {
                 break 0;
             }
         }
-        let requests = sink.requests();
-        if requests != last_requests {
-            last_requests = requests;
+        let r = requests();
+        if r != last_requests {
+            last_requests = r;
             last_change = now;
         } else if now.duration_since(last_change) >= opts.drain_timeout {
-            break sink.missing(&send.accepted);
+            break missing_at(&drained, &send.accepted);
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
@@ -248,13 +299,32 @@ async fn measure(
     if let Some(t) = ticker {
         t.abort();
     }
+    let samples = match sampler {
+        Some(s) => s.finish().await,
+        None => Vec::new(),
+    };
+    let probe_after = probe::cpu();
+    let each: Vec<(SinkStats, u64)> = dests
+        .iter()
+        .map(|d| (d.sink.stats(), d.sink.missing(&send.accepted)))
+        .collect();
+    let sink = SinkStats::merged(
+        dests
+            .iter()
+            .zip(&each)
+            .filter(|(d, _)| d.drained())
+            .map(|(_, (s, _))| s),
+    );
     Ok(Measured {
         start,
         send,
         send_end,
         drain_end,
         missing,
-        sink: sink.stats(),
+        sink,
+        each,
+        samples,
+        probes: [probe_before, probe_after],
         cpu: [cpu0, cpu1, cpu2],
         bench_threads: load.bench_threads,
         loadavg_before,
@@ -265,41 +335,102 @@ async fn measure(
 struct Meta<'a> {
     mode: &'static str,
     target: &'a Target,
-    receiver: SocketAddr,
+    dests: &'a [Destination],
     run: &'a str,
     started_at_unix: i64,
     hub_concurrency: Option<usize>,
+    /// The receiver faults of the command line.
     faults: &'a Faults,
     seed: u64,
+    /// The hub's `/metrics` at the end of the run (empty if unknown).
+    end_metrics: &'a str,
+}
+
+fn per_sec(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}
+
+/// From the first accept (or arrival) to the last arrival at `sink`.
+fn delivery_window(send: &WorkerResult, sink: &SinkStats) -> f64 {
+    let first = match (send.first_ok, sink.first) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match (first, sink.last) {
+        (Some(f), Some(l)) => l.saturating_duration_since(f).as_secs_f64(),
+        _ => 0.0,
+    }
+}
+
+/// Each destination's line of the report.
+fn destination_reports(meta: &Meta<'_>, m: &Measured) -> Vec<DestinationReport> {
+    let backlog = metrics::by_destination(meta.end_metrics, "ferry_backlog_depth", None);
+    let breaker = metrics::by_destination(meta.end_metrics, "ferry_breaker_state", None);
+    meta.dests
+        .iter()
+        .zip(&m.each)
+        .map(|(d, (stats, missing))| {
+            let window = delivery_window(&m.send, stats);
+            let attempts = ["delivered", "retry", "dead"]
+                .into_iter()
+                .filter_map(|outcome| {
+                    let by = metrics::by_destination(
+                        meta.end_metrics,
+                        "ferry_delivery_attempts_total",
+                        Some(("outcome", outcome)),
+                    );
+                    Some((outcome.to_string(), *by.get(&d.name)?))
+                })
+                .collect();
+            DestinationReport {
+                name: d.name.clone(),
+                role: d.role,
+                receiver: format!("http://{}/sink", d.addr),
+                faults: d.faults.config().describe(),
+                faults_answered: d.faults.counts.tally(),
+                delivered: stats.unique,
+                receiver_requests: stats.requests,
+                accepted_not_delivered: *missing,
+                delivery_window_secs: window,
+                delivered_per_sec: per_sec(stats.unique, window),
+                end_to_end: Latency::from_histogram(&stats.e2e_us),
+                backlog_at_end: backlog.get(&d.name).copied(),
+                breaker_at_end: breaker.get(&d.name).copied(),
+                attempts,
+            }
+        })
+        .collect()
 }
 
 fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage>) -> Report {
     let Meta {
         mode,
         target,
-        receiver,
+        dests,
         run,
         started_at_unix,
         hub_concurrency,
         faults,
         seed,
+        end_metrics: _,
     } = *meta;
     let s = &m.send;
     let sink = &m.sink;
     let accepted = s.accepted.len() as u64;
     let send_end = s.last_done.unwrap_or(m.send_end);
     let send_window = send_end.saturating_duration_since(m.start).as_secs_f64();
-    let first = match (s.first_ok, sink.first) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let delivery_window = match (first, sink.last) {
-        (Some(f), Some(l)) => l.saturating_duration_since(f).as_secs_f64(),
-        _ => 0.0,
-    };
-    let per_sec = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+    let delivery_window = delivery_window(s, sink);
     let failed: u64 = s.errors.values().sum();
-    let delivered_accepted = accepted - m.missing;
+    let drained = dests.iter().filter(|d| d.drained()).count() as u64;
+    let delivered_accepted = (accepted * drained).saturating_sub(m.missing);
+    let mut answered = FaultTally::default();
+    for d in dests.iter().filter(|d| d.drained()) {
+        answered.add(&d.faults.counts.tally());
+    }
+    let receivers: Vec<String> = dests
+        .iter()
+        .map(|d| format!("http://{}/sink", d.addr))
+        .collect();
     let [cpu0, cpu1, cpu2] = &m.cpu;
     let hub = hub.map(|mut h| {
         h.cpu_cores_sending = cores(cpu0, cpu1, |c| c.hub);
@@ -316,11 +447,12 @@ fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage
         other_cores_sending: busy
             .zip(cores(cpu0, cpu1, mine))
             .map(|(b, m)| (b - m).max(0.0)),
+        cpu_probe_ms: m.probes.map(|d| d.as_secs_f64() * 1e3),
     };
     Report {
         mode,
         target: target.url(),
-        receiver: format!("http://{receiver}/sink"),
+        receiver: receivers.join(", "),
         run_id: run.to_string(),
         started_at_unix,
         config: RunConfig {
@@ -371,8 +503,10 @@ fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage
         receiver_faults: faults.any().then(|| ReceiverFaults {
             config: faults.config().clone(),
             seed,
-            answered: faults.counts.tally(),
+            answered,
         }),
+        destinations: destination_reports(meta, m),
+        samples: m.samples.clone(),
         drain: Drain {
             complete: m.missing == 0,
             waited_secs: m
@@ -430,21 +564,25 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let started_at_unix = unix_secs();
     let clock = Clock::new();
     let run_id = payload::new_run_id();
-    let sink = Arc::new(Sink::new(clock, &run_id));
-    let receiver = receiver::start(receiver_addr(&faults)?, sink.clone(), faults.clone()).await?;
+    let dests = destinations::start(&args.destinations, &args.faults, seed, clock, &run_id).await?;
     let spec = hub_spec(
         &args.hub,
-        receiver,
+        dests.iter().map(|d| d.addr).collect(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
         faults.any(),
     )?;
     let mut hub = Hub::start(&spec).await?;
     if !load.opts.quiet {
+        let receivers: Vec<String> = dests
+            .iter()
+            .map(|d| format!("{} http://{}/sink ({})", d.name, d.addr, d.role.as_str()))
+            .collect();
         eprintln!(
-            "ferry-bench: hub pid {} on http://{} (log {}), receiver on http://{receiver}/sink",
+            "ferry-bench: hub pid {} on http://{} (log {}), receivers: {}",
             hub.pid,
             hub.addr,
-            hub.log_path().display()
+            hub.log_path().display(),
+            receivers.join(", ")
         );
     }
     let target = Target::local(hub.addr, hub::FLOW)?;
@@ -456,12 +594,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         key,
         &run_id,
         clock,
-        sink,
+        &dests,
         Some(hub.pid),
+        args.destinations.sample_every,
     )
     .await;
     let mut usage = hub_usage(Some(hub.pid));
-    usage.metrics = metrics::scrape(&target).await.unwrap_or_default();
+    let end_metrics = metrics::text(&target).await.unwrap_or_default();
+    usage.metrics = metrics::timings(&end_metrics);
     let alive = hub.running();
     let log = hub.log_path();
     let stopped = hub.stop().await;
@@ -487,12 +627,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let meta = Meta {
         mode: "run",
         target: &target,
-        receiver,
+        dests: &dests,
         run: &run_id,
         started_at_unix,
         hub_concurrency: Some(args.hub.hub_concurrency),
         faults: &faults,
         seed,
+        end_metrics: &end_metrics,
     };
     let report = build_report(&meta, &load, &measured, Some(usage));
     emit(&report, load.opts.json)
@@ -521,30 +662,36 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             target.url()
         );
     }
+    let dests = [Destination::healthy("sink", receiver, sink, faults.clone())];
     let measured = measure(
         &load,
         target.clone(),
         key,
         &run_id,
         clock,
-        sink,
+        &dests,
         args.hub_pid,
+        None,
     )
     .await?;
-    let scraped = metrics::scrape(&target).await;
-    let usage = (args.hub_pid.is_some() || scraped.is_some()).then(|| HubUsage {
-        metrics: scraped.unwrap_or_default(),
+    let end_metrics = metrics::text(&target).await;
+    let usage = (args.hub_pid.is_some() || end_metrics.is_some()).then(|| HubUsage {
+        metrics: end_metrics
+            .as_deref()
+            .map(metrics::timings)
+            .unwrap_or_default(),
         ..hub_usage(args.hub_pid)
     });
     let meta = Meta {
         mode: "load",
         target: &target,
-        receiver,
+        dests: &dests,
         run: &run_id,
         started_at_unix,
         hub_concurrency: None,
         faults: &faults,
         seed,
+        end_metrics: end_metrics.as_deref().unwrap_or(""),
     };
     let report = build_report(&meta, &load, &measured, usage);
     emit(&report, load.opts.json)
@@ -662,18 +809,25 @@ mod tests {
 
         let target = Target::local(hub_addr, "bench").unwrap();
         let load = Load::new(opts).unwrap();
-        let m = measure(&load, target.clone(), key, &run, clock, sink, None)
+        let dests = [Destination::healthy(
+            "sink",
+            receiver,
+            sink,
+            Arc::new(Faults::none()),
+        )];
+        let m = measure(&load, target.clone(), key, &run, clock, &dests, None, None)
             .await
             .unwrap();
         let meta = Meta {
             mode: "load",
             target: &target,
-            receiver,
+            dests: &dests,
             run: &run,
             started_at_unix: 0,
             hub_concurrency: None,
             faults: &Faults::none(),
             seed: 0,
+            end_metrics: "",
         };
         build_report(&meta, &load, &m, None)
     }
@@ -742,7 +896,13 @@ mod tests {
         o.drain_timeout = Duration::from_millis(100);
         let load = Load::new(o).unwrap();
         let target = Target::local(addr, "bench").unwrap();
-        let m = measure(&load, target, key, &run, clock, sink, None)
+        let dests = [Destination::healthy(
+            "sink",
+            addr,
+            sink,
+            Arc::new(Faults::none()),
+        )];
+        let m = measure(&load, target, key, &run, clock, &dests, None, None)
             .await
             .unwrap();
         assert_eq!(m.send.accepted.len(), 0);
