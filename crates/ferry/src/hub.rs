@@ -53,6 +53,9 @@ pub struct RunningHub {
 impl RunningHub {
     /// Open the store, recover, start the delivery lanes and serve HTTP.
     pub async fn start(opts: HubOptions) -> Result<Self> {
+        // The recorder must exist before the lanes start: they set gauges (breaker state,
+        // paused) once, at start, and a gauge set before the recorder is installed is lost.
+        let _ = telemetry::metrics_handle();
         let assembly = assemble(&opts.config)?;
         let store = Arc::new(
             SqliteStore::open(&opts.data_dir, SqliteOptions::default())

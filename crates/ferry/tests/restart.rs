@@ -129,7 +129,15 @@ async fn sigkill_under_load_loses_no_acknowledged_event_and_sigterm_exits_cleanl
         acked_all.extend(acked);
     }
 
-    let (child, _addr) = spawn_ferry(&cfg, &data, &log);
+    let (child, addr) = spawn_ferry(&cfg, &data, &log);
+    // Gauges the lanes set once, at start, are on /metrics of a freshly started process.
+    let metrics = metrics_text(addr).await;
+    for want in [
+        "ferry_breaker_state{flow=\"orders\",destination=\"sink\"} 0",
+        "ferry_lane_paused{flow=\"orders\",destination=\"sink\"} 0",
+    ] {
+        assert!(metrics.contains(want), "missing `{want}` in:\n{metrics}");
+    }
     let expected: HashSet<String> = acked_all.iter().cloned().collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
