@@ -52,6 +52,7 @@ Examples:
   ferry-bench run --rate 10000 --duration 60s --connections 128
   ferry-bench run --ferry ./target/release/ferry --keep-data
   ferry-bench run --fail-ratio 0.2 --429-ratio 0.05 --reset-ratio 0.02 --latency 2ms
+  ferry-bench run --deliver-after-load --connections 64 --events 100000
   ferry-bench run --destinations 3 --hang-destination 2 --hub-timeout 30s --rate 3000 --duration 90s
   ferry-bench run --destinations 3 --down-destination 2 --max-pending 2000000 \\
       --events 1100000 --sample-every 5s")]
@@ -277,6 +278,11 @@ pub struct RunArgs {
     pub faults: FaultOpts,
     #[command(flatten)]
     pub destinations: DestinationOpts,
+    /// Measure ingest and delivery apart: every destination is paused (admin API) while
+    /// the events are sent, so the hub only accepts; then resumed, so it only delivers.
+    /// Delivered/s is then the drain of that backlog (first to last arrival).
+    #[arg(long)]
+    pub deliver_after_load: bool,
 }
 
 #[derive(Debug, Args)]

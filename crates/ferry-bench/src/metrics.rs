@@ -77,12 +77,30 @@ pub fn by_destination(
 /// `GET {prefix}{path}` on the hub, with a bearer token if given; the body of a 2xx
 /// answer, `None` on any failure.
 pub async fn get(target: &Target, path: &str, bearer: Option<&str>) -> Option<String> {
-    tokio::time::timeout(Duration::from_secs(5), fetch(target, path, bearer))
-        .await
-        .ok()?
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        fetch(http::Method::GET, target, path, bearer),
+    )
+    .await
+    .ok()?
 }
 
-async fn fetch(target: &Target, path: &str, bearer: Option<&str>) -> Option<String> {
+/// `POST` with an empty body to the admin API (e.g. pause a lane); the answer's text.
+pub async fn post(target: &Target, path: &str, bearer: Option<&str>) -> Option<String> {
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        fetch(http::Method::POST, target, path, bearer),
+    )
+    .await
+    .ok()?
+}
+
+async fn fetch(
+    method: http::Method,
+    target: &Target,
+    path: &str,
+    bearer: Option<&str>,
+) -> Option<String> {
     let stream = tokio::net::TcpStream::connect(target.addr).await.ok()?;
     let (mut tx, conn) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
@@ -92,7 +110,10 @@ async fn fetch(target: &Target, path: &str, bearer: Option<&str>) -> Option<Stri
         let _ = conn.await;
     });
     let prefix = target.path.split("/ingest/").next().unwrap_or("");
-    let mut req = Request::get(format!("{prefix}{path}")).header(HOST, target.host.clone());
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("{prefix}{path}"))
+        .header(HOST, target.host.clone());
     if let Some(token) = bearer {
         req = req.header(AUTHORIZATION, format!("Bearer {token}"));
     }

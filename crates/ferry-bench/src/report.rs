@@ -180,8 +180,11 @@ pub struct Throughput {
     pub send_window_secs: f64,
     /// 2xx answers per second over the send window.
     pub accepted_per_sec: f64,
-    /// First accept to last delivery.
+    /// First accept (or the resume of paused lanes) to last delivery.
     pub delivery_window_secs: f64,
+    /// Where the delivery window starts: `first accept`, or `resume` with
+    /// `--deliver-after-load` (deliveries did not overlap ingest).
+    pub delivery_window_from: &'static str,
     /// Distinct delivered events per second over the delivery window.
     pub delivered_per_sec: f64,
 }
@@ -358,9 +361,10 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "            delivered {:>9}/s  over {:.3} s (first accept → last delivery)",
+            "            delivered {:>9}/s  over {:.3} s ({} → last delivery)",
             grouped(t.delivered_per_sec),
-            t.delivery_window_secs
+            t.delivery_window_secs,
+            t.delivery_window_from
         );
 
         let _ = writeln!(

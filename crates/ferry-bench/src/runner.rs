@@ -67,6 +67,8 @@ struct Measured {
     /// Every destination's receiver and its missing events, in order.
     each: Vec<(SinkStats, u64)>,
     samples: Vec<Sample>,
+    /// When the lanes were resumed (`--deliver-after-load`): deliveries start here.
+    resumed_at: Option<Instant>,
     /// [`probe::cpu`] before sending and after the drain.
     probes: [Duration; 2],
     cpu: [CpuSample; 3],
@@ -195,6 +197,18 @@ fn progress(shared: Arc<Shared>, sinks: Vec<(String, Arc<Sink>)>) -> tokio::task
     })
 }
 
+/// Pause or resume (`action`) every destination's lane of the bench flow through the hub's
+/// admin API.
+async fn set_lanes(target: &Target, dests: &[Destination], action: &str) -> anyhow::Result<()> {
+    for d in dests {
+        let path = format!("/admin/v1/lanes/{}/{}/{action}", hub::FLOW, d.name);
+        metrics::post(target, &path, Some(hub::ADMIN_TOKEN))
+            .await
+            .with_context(|| format!("could not {action} destination {} (POST {path})", d.name))?;
+    }
+    Ok(())
+}
+
 /// Accepted events that have not reached the drained destinations, summed.
 fn missing_at(drained: &[&Destination], accepted: &[u64]) -> u64 {
     drained.iter().map(|d| d.sink.missing(accepted)).sum()
@@ -212,8 +226,12 @@ async fn measure(
     dests: &[Destination],
     hub_pid: Option<u32>,
     sample_every: Option<Duration>,
+    pause_during_load: bool,
 ) -> anyhow::Result<Measured> {
     let opts = &load.opts;
+    if pause_during_load {
+        set_lanes(&target, dests, "pause").await?;
+    }
     let template = Template::new(run, opts.body_bytes)?;
     let loadavg_before = procfs::loadavg_1m();
     let probe_before = probe::cpu();
@@ -245,7 +263,7 @@ async fn measure(
             Watched {
                 shared: shared.clone(),
                 destinations: sinks,
-                target,
+                target: target.clone(),
                 hub_pid,
             },
         )
@@ -264,6 +282,12 @@ async fn measure(
     }
     let send_end = Instant::now();
     let cpu1 = CpuSample::take(hub_pid);
+    let resumed_at = if pause_during_load {
+        set_lanes(&target, dests, "resume").await?;
+        Some(Instant::now())
+    } else {
+        None
+    };
 
     // Wait until every accepted event has arrived at every healthy destination, or
     // deliveries to them stop for drain_timeout.
@@ -324,6 +348,7 @@ async fn measure(
         sink,
         each,
         samples,
+        resumed_at,
         probes: [probe_before, probe_after],
         cpu: [cpu0, cpu1, cpu2],
         bench_threads: load.bench_threads,
@@ -350,9 +375,10 @@ fn per_sec(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
-/// From the first accept (or arrival) to the last arrival at `sink`.
-fn delivery_window(send: &WorkerResult, sink: &SinkStats) -> f64 {
-    let first = match (send.first_ok, sink.first) {
+/// From the first accept (or arrival; or the resume of paused lanes) to the last arrival
+/// at `sink`.
+fn delivery_window(m: &Measured, sink: &SinkStats) -> f64 {
+    let first = match (m.resumed_at.or(m.send.first_ok), sink.first) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
@@ -370,7 +396,7 @@ fn destination_reports(meta: &Meta<'_>, m: &Measured) -> Vec<DestinationReport> 
         .iter()
         .zip(&m.each)
         .map(|(d, (stats, missing))| {
-            let window = delivery_window(&m.send, stats);
+            let window = delivery_window(m, stats);
             let attempts = ["delivered", "retry", "dead"]
                 .into_iter()
                 .filter_map(|outcome| {
@@ -419,7 +445,7 @@ fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage
     let accepted = s.accepted.len() as u64;
     let send_end = s.last_done.unwrap_or(m.send_end);
     let send_window = send_end.saturating_duration_since(m.start).as_secs_f64();
-    let delivery_window = delivery_window(s, sink);
+    let delivery_window = delivery_window(m, sink);
     let failed: u64 = s.errors.values().sum();
     let drained = dests.iter().filter(|d| d.drained()).count() as u64;
     let delivered_accepted = (accepted * drained).saturating_sub(m.missing);
@@ -487,6 +513,11 @@ fn build_report(meta: &Meta<'_>, load: &Load, m: &Measured, hub: Option<HubUsage
             send_window_secs: send_window,
             accepted_per_sec: per_sec(accepted, send_window),
             delivery_window_secs: delivery_window,
+            delivery_window_from: if m.resumed_at.is_some() {
+                "lanes resumed"
+            } else {
+                "first accept"
+            },
             delivered_per_sec: per_sec(sink.unique, delivery_window),
         },
         latency: Latencies {
@@ -597,6 +628,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         &dests,
         Some(hub.pid),
         args.destinations.sample_every,
+        args.deliver_after_load,
     )
     .await;
     let mut usage = hub_usage(Some(hub.pid));
@@ -672,6 +704,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         &dests,
         args.hub_pid,
         None,
+        false,
     )
     .await?;
     let end_metrics = metrics::text(&target).await;
@@ -815,9 +848,19 @@ mod tests {
             sink,
             Arc::new(Faults::none()),
         )];
-        let m = measure(&load, target.clone(), key, &run, clock, &dests, None, None)
-            .await
-            .unwrap();
+        let m = measure(
+            &load,
+            target.clone(),
+            key,
+            &run,
+            clock,
+            &dests,
+            None,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
         let meta = Meta {
             mode: "load",
             target: &target,
@@ -902,7 +945,7 @@ mod tests {
             sink,
             Arc::new(Faults::none()),
         )];
-        let m = measure(&load, target, key, &run, clock, &dests, None, None)
+        let m = measure(&load, target, key, &run, clock, &dests, None, None, false)
             .await
             .unwrap();
         assert_eq!(m.send.accepted.len(), 0);
