@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of the system allocator: the hub allocates per request and per
+/// delivery on every worker thread, and glibc's malloc cost ~8% of the hub's CPU at load
+/// (docs/benchmarks.md, "Where the time goes").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = ferry::cli::Cli::parse();
     // The demo has its own live view; its logs would only interleave with it. `ferry test`
