@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::batch::BatchSpec;
+use crate::fresh::FreshLane;
 use crate::gate::{Gate, GateSpec, GateStatus, LaneEvent, SharedGate};
 use crate::http::{HttpConnector, HttpTarget, now_millis};
 use crate::lane::{self, LaneConfig};
@@ -105,6 +106,7 @@ pub struct DeliveryEngine {
     store: Arc<dyn Store>,
     wakers: HashMap<LaneKey, Arc<Notify>>,
     gates: HashMap<LaneKey, SharedGate>,
+    fresh: HashMap<LaneKey, FreshLane>,
     events: broadcast::Sender<LaneEvent>,
     /// Cancelled: stop claiming. A child of `abort`.
     stop: CancellationToken,
@@ -140,6 +142,7 @@ impl DeliveryEngine {
         let abort = CancellationToken::new();
         let stop = abort.child_token();
         let mut wakers = HashMap::with_capacity(lanes.len());
+        let mut fresh_lanes = HashMap::with_capacity(lanes.len());
         let mut configs = Vec::with_capacity(lanes.len());
         for spec in lanes {
             let LaneSpec {
@@ -182,6 +185,13 @@ impl DeliveryEngine {
                 events.clone(),
             ));
             gates.insert(key.clone(), gate.clone());
+            // Deliveries claimed at ingress: for lanes that send one at a time, unordered.
+            let fresh = (batch.is_none() && !gate.ordered()).then(|| {
+                let lease = lane::lease(&connector, render.as_ref(), None);
+                let (lane, rx) = FreshLane::new(&key, concurrency, lease, gate.clone());
+                fresh_lanes.insert(key.clone(), lane);
+                rx
+            });
             configs.push(LaneConfig {
                 store: store.clone(),
                 key,
@@ -195,6 +205,7 @@ impl DeliveryEngine {
                 gate,
                 batch,
                 render,
+                fresh,
             });
         }
         let lanes = configs
@@ -209,6 +220,7 @@ impl DeliveryEngine {
             store,
             wakers,
             gates,
+            fresh: fresh_lanes,
             events,
             stop,
             abort,
@@ -222,6 +234,12 @@ impl DeliveryEngine {
         if let Some(wake) = self.wakers.get(lane) {
             wake.notify_one();
         }
+    }
+
+    /// The lanes ingress may hand deliveries to directly, claimed in their append (see
+    /// [`FreshLane`]): those that send one at a time and keep no per-key order.
+    pub fn fresh_lanes(&self) -> HashMap<LaneKey, FreshLane> {
+        self.fresh.clone()
     }
 
     /// The lanes this engine runs.

@@ -129,6 +129,14 @@ struct State {
     rate_limit_waits: u64,
 }
 
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("lane", &self.lane)
+            .finish_non_exhaustive()
+    }
+}
+
 /// One lane's gate, shared by the lane loop and its delivery tasks.
 pub(crate) struct Gate {
     lane: LaneKey,
@@ -448,6 +456,20 @@ impl Gate {
         if let Some(Limiter::Keyed { limiter, .. }) = &self.limiter {
             limiter.retain_recent();
         }
+    }
+
+    /// Whether ingress may claim a delivery for this lane in its append (see `fresh`): not
+    /// paused, not held by a `429`, breaker closed (or off), and no per-key ordering. A
+    /// delivery so claimed still passes [`Gate::admit`] before it is sent.
+    pub(crate) fn takes_fresh(&self) -> bool {
+        if self.ordered {
+            return false;
+        }
+        let now = Instant::now();
+        let state = self.state();
+        state.paused.is_none()
+            && state.hold_until.is_none_or(|u| u <= now)
+            && state.breaker.capacity(now).is_none()
     }
 
     /// Whether deliveries of this lane are ordered per key.

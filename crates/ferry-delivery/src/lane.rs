@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use crate::batch::BatchSpec;
+use crate::fresh::Fresh;
 use crate::gate::{Admit, SharedGate};
 use crate::http::{HttpConnector, now_millis};
 use crate::outcome::{AttemptResult, OutcomeKind, decide};
@@ -75,6 +76,24 @@ pub(crate) struct LaneConfig {
     pub batch: Option<BatchSpec>,
     /// Computes what each delivery sends.
     pub render: Option<Arc<dyn Render>>,
+    /// Deliveries ingress claimed for this lane in their append (see `fresh`).
+    pub fresh: Option<mpsc::Receiver<Fresh>>,
+}
+
+/// How long a claim of this lane lasts: beyond the worst-case wait for a send permit and the
+/// send itself (rendering included), and a batch's linger.
+pub(crate) fn lease(
+    connector: &HttpConnector,
+    render: Option<&Arc<dyn Render>>,
+    batch: Option<&BatchSpec>,
+) -> Duration {
+    let render_budget = render.map_or(Duration::ZERO, |r| r.time_budget());
+    let timeout = connector.target().timeout.saturating_add(render_budget);
+    let lease = timeout.saturating_mul(2).saturating_add(LEASE_MARGIN);
+    match batch {
+        Some(spec) => lease.saturating_add(spec.linger),
+        None => lease,
+    }
 }
 
 /// What a delivery task shares with its lane.
@@ -114,17 +133,17 @@ pub(crate) async fn run(cfg: LaneConfig) {
         gate,
         batch,
         render,
+        mut fresh,
     } = cfg;
     let concurrency = concurrency.max(1);
     // One attempt's longest time: rendering (its lookups) and then the call.
     let render_budget = render.as_ref().map_or(Duration::ZERO, |r| r.time_budget());
     let timeout = connector.target().timeout.saturating_add(render_budget);
-    let mut lease = timeout.saturating_mul(2).saturating_add(LEASE_MARGIN);
+    let lease = lease(&connector, render.as_ref(), batch.as_ref());
     let mut prefetch = concurrency.saturating_mul(PREFETCH_FACTOR);
     if let Some(spec) = &batch {
         // One full batch per send plus the one being filled; records may linger first.
         prefetch = prefetch.max(spec.max_items.max(1).saturating_mul(concurrency + 1));
-        lease = lease.saturating_add(spec.linger);
     }
     let batch = batch.map(|spec| {
         let format = connector.target().format;
@@ -160,6 +179,12 @@ pub(crate) async fn run(cfg: LaneConfig) {
     ));
     let mut tasks = JoinSet::new();
     let mut backoff = StoreBackoff::default();
+    // The store may hold due deliveries of this lane from this instant on: now after a
+    // wake-up (an append through the store, a committed retry, a replay, a resume), else
+    // the next due time it reported, or the safety poll.
+    let mut store_check_at = Instant::now();
+    // A delivery claimed at ingress that arrived while the lane was idle.
+    let mut waiting_fresh: Option<Fresh> = None;
 
     loop {
         reap(&mut tasks, &key);
@@ -208,100 +233,152 @@ pub(crate) async fn run(cfg: LaneConfig) {
             }
         }
         let wanted = free.len();
-        let now = now_millis();
-        let lease_until = now.saturating_add(duration_millis(lease));
-        let claimed = match store.claim(&key, now, wanted, lease_until).await {
-            Ok(claimed) => {
-                backoff.reset();
-                claimed
-            }
-            Err(err) => {
-                drop(free);
-                let pause = backoff.next();
-                warn!(flow = %key.flow, destination = %key.destination, error = %err, pause_ms = pause.as_millis() as u64, "claiming deliveries failed; backing off");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(pause) => continue,
+        // The store first whenever it may hold due deliveries, so that older work is never
+        // starved by deliveries claimed at ingress.
+        let mut got = 0;
+        if Instant::now() >= store_check_at {
+            let now = now_millis();
+            let lease_until = now.saturating_add(duration_millis(lease));
+            let claimed = match store.claim(&key, now, wanted, lease_until).await {
+                Ok(claimed) => {
+                    backoff.reset();
+                    claimed
+                }
+                Err(err) => {
+                    drop(free);
+                    let pause = backoff.next();
+                    warn!(flow = %key.flow, destination = %key.destination, error = %err, pause_ms = pause.as_millis() as u64, "claiming deliveries failed; backing off");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(pause) => continue,
+                    }
+                }
+            };
+            got = claimed.len();
+            if let Some((spec, queue)) = &batch {
+                let senders: usize = {
+                    let mut queue = batched::lock(queue);
+                    let now = Instant::now();
+                    claimed
+                        .into_iter()
+                        .map(|delivery| {
+                            let member = batched::Member {
+                                delivery,
+                                slot: free.pop(),
+                                lease_until,
+                            };
+                            queue.push(member, now)
+                        })
+                        .sum()
+                };
+                for _ in 0..senders {
+                    tasks.spawn(batched::send_next(
+                        ctx.clone(),
+                        spec.clone(),
+                        queue.clone(),
+                        tx.clone(),
+                    ));
+                }
+            } else {
+                for delivery in claimed {
+                    let slot = free.pop();
+                    tasks.spawn(deliver(
+                        ctx.clone(),
+                        delivery,
+                        slot,
+                        lease_until,
+                        tx.clone(),
+                    ));
                 }
             }
-        };
-        let got = claimed.len();
-        let full = got >= wanted;
-        if let Some((spec, queue)) = &batch {
-            let senders: usize = {
-                let mut queue = batched::lock(queue);
-                let now = Instant::now();
-                claimed
-                    .into_iter()
-                    .map(|delivery| {
-                        let member = batched::Member {
-                            delivery,
-                            slot: free.pop(),
-                            lease_until,
-                        };
-                        queue.push(member, now)
-                    })
-                    .sum()
+            store_check_at = if got >= wanted {
+                // There may be more due right now.
+                Instant::now()
+            } else if got > 0 {
+                // Busy: every new delivery or committed retry wakes the lane, so the next
+                // due time is only needed when the claim found nothing.
+                Instant::now() + idle_poll
+            } else {
+                gate.retain_recent();
+                let next_due = match store.next_due(&key).await {
+                    Ok(next) => next,
+                    Err(err) => {
+                        warn!(flow = %key.flow, destination = %key.destination, error = %err, "reading the next due time failed");
+                        None
+                    }
+                };
+                let pause = next_due.map_or(idle_poll, |at| {
+                    let ms = at.saturating_sub(now_millis()).max(0);
+                    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+                        .clamp(MIN_IDLE, idle_poll.max(MIN_IDLE))
+                });
+                Instant::now() + pause
             };
-            for _ in 0..senders {
-                tasks.spawn(batched::send_next(
-                    ctx.clone(),
-                    spec.clone(),
-                    queue.clone(),
-                    tx.clone(),
-                ));
-            }
-        } else {
-            for delivery in claimed {
-                let slot = free.pop();
-                tasks.spawn(deliver(
-                    ctx.clone(),
-                    delivery,
-                    slot,
-                    lease_until,
-                    tx.clone(),
-                ));
-            }
+        }
+        // Then deliveries claimed at ingress, into the slots left.
+        while !free.is_empty() {
+            let next = waiting_fresh
+                .take()
+                .or_else(|| fresh.as_mut().and_then(|rx| rx.try_recv().ok()));
+            let Some(Fresh {
+                delivery,
+                lease_until,
+            }) = next
+            else {
+                break;
+            };
+            got += 1;
+            tasks.spawn(deliver(
+                ctx.clone(),
+                delivery,
+                free.pop(),
+                lease_until,
+                tx.clone(),
+            ));
         }
         drop(free);
-        if full {
-            // There may be more due right now: claim again as soon as slots free up.
+        if got >= wanted {
+            // Every slot found work: there may be more right now.
             continue;
         }
-        // Nothing more due now: sleep until woken, until the next delivery is due, or for
-        // the safety poll, whichever comes first. After a partial claim the lane is busy and
-        // every new delivery or committed retry wakes it, so the read of the next due time is
-        // only needed when the claim found nothing.
-        let next_due = if got > 0 {
-            None
-        } else {
-            match store.next_due(&key).await {
-                Ok(next) => next,
-                Err(err) => {
-                    warn!(flow = %key.flow, destination = %key.destination, error = %err, "reading the next due time failed");
-                    None
-                }
-            }
-        };
-        if got == 0 {
-            gate.retain_recent();
-        }
-        let pause = next_due.map_or(idle_poll, |at| {
-            let ms = at.saturating_sub(now_millis()).max(0);
-            Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
-                .clamp(MIN_IDLE, idle_poll.max(MIN_IDLE))
-        });
+        // Nothing more to do now: sleep until woken, until a delivery claimed at ingress
+        // arrives, until the store may have due work, or until the batch's linger ends.
+        let pause = store_check_at
+            .saturating_duration_since(Instant::now())
+            .max(MIN_IDLE);
         let linger = batch
             .as_ref()
             .and_then(|(_, queue)| batched::lock(queue).deadline());
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = wake.notified() => {}
+            _ = wake.notified() => store_check_at = Instant::now(),
+            received = next_fresh(&mut fresh) => match received {
+                Some(f) => waiting_fresh = Some(f),
+                // Ingress is gone (shutting down): only the store is left.
+                None => fresh = None,
+            },
             _ = tokio::time::sleep(pause) => {}
             _ = sleep_until(linger) => {}
         }
     }
 
+    // Deliveries claimed at ingress that the lane never took: released like the queued
+    // ones (each is in flight in the store). Ingress can no longer add any.
+    if let Some(rx) = fresh.as_mut() {
+        rx.close();
+        let left = waiting_fresh
+            .take()
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()));
+        for f in left {
+            let _ = tx
+                .send(Finished {
+                    outcome: release(&f.delivery),
+                    slot: None,
+                })
+                .await;
+        }
+    }
     // Stopped: queued deliveries release themselves at once, in-flight ones finish (or are
     // aborted and released when `abort` fires). Then the flusher commits what is left.
     while let Some(joined) = tasks.join_next().await {
@@ -594,6 +671,14 @@ fn duration_millis(d: Duration) -> Millis {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The next delivery claimed at ingress; never, for a lane without that queue.
+async fn next_fresh(fresh: &mut Option<mpsc::Receiver<Fresh>>) -> Option<Fresh> {
+    match fresh {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -714,6 +799,7 @@ mod tests {
             )),
             batch: None,
             render,
+            fresh: None,
         }));
         Running {
             store,
@@ -743,6 +829,7 @@ mod tests {
                     destination: key.destination.clone(),
                     due_at: now,
                     order_key: None,
+                    claimed_until: None,
                 }],
                 dedupe_window: None,
             }])
@@ -854,6 +941,7 @@ mod tests {
                     destination: key.destination.clone(),
                     due_at: now,
                     order_key: None,
+                    claimed_until: None,
                 }],
                 dedupe_window: None,
             }])

@@ -62,6 +62,7 @@ fn events(n: usize, payload: &Bytes, at: Millis) -> Vec<NewEvent> {
                     destination: "sink".into(),
                     due_at: at,
                     order_key: None,
+                    claimed_until: None,
                 }],
                 dedupe_window: None,
             }

@@ -47,6 +47,7 @@ async fn main() {
                         destination: "sink".into(),
                         due_at: i as i64,
                         order_key: None,
+                        claimed_until: None,
                     }],
                     dedupe_window: None,
                 };

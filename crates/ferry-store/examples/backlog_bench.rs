@@ -36,6 +36,7 @@ fn events(flow: &str, destination: &str, n: usize, first: usize) -> Vec<NewEvent
                     destination: destination.into(),
                     due_at: at,
                     order_key: None,
+                    claimed_until: None,
                 }],
                 dedupe_window: None,
             }

@@ -187,6 +187,12 @@ pub struct NewDelivery {
     /// order: one is claimable only while no earlier-appended delivery of its lane with the
     /// same key is still waiting (pending, in flight or retrying). `None`: no ordering.
     pub order_key: Option<String>,
+    /// Claimed by its lane in the append itself, with this lease end (as [`Store::claim`]
+    /// would claim it): stored in flight, so it is never claimed again while the lease
+    /// lasts, and the caller hands it to the lane directly rather than through a claim.
+    /// Only for deliveries without an order key (an ordered one must queue behind its
+    /// key); `None`: stored pending, due at `due_at`.
+    pub claimed_until: Option<Millis>,
 }
 
 /// What happened to one appended event.

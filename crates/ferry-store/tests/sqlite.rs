@@ -26,6 +26,7 @@ fn event(flow: &str, at: i64, key: Option<&str>) -> NewEvent {
             destination: "dest".to_owned(),
             due_at: at,
             order_key: None,
+            claimed_until: None,
         }],
         dedupe_window: None,
     }

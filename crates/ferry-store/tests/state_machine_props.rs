@@ -306,6 +306,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             destination: DESTINATIONS[d].to_owned(),
                             due_at: now + spec.due_in,
                             order_key: order_key.clone(),
+                            claimed_until: None,
                         })
                         .collect();
                     match spec

@@ -108,6 +108,7 @@ impl RunningHub {
                 store: dyn_store.clone(),
                 wake: waker,
                 backlog,
+                fresh: Arc::new(engine.fresh_lanes()),
             }))
             .merge(admin::router(
                 admin::AdminState {

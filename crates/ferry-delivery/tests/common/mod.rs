@@ -276,6 +276,7 @@ pub async fn append(
                 destination: lane.destination.clone(),
                 due_at: now,
                 order_key: None,
+                claimed_until: None,
             }],
             dedupe_window: None,
         }])

@@ -120,6 +120,67 @@ pub async fn claim_respects_lease(store: Arc<dyn Store>) {
     );
 }
 
+/// A delivery claimed in its append is stored in flight with its lease, counted in flight,
+/// not claimable until the lease ends, and its outcome completes it like a claimed one. An
+/// ordered delivery cannot be claimed in its append, and the refusal stores nothing.
+pub async fn append_can_claim_for_the_lane(store: Arc<dyn Store>) {
+    let store = &*store;
+    let f = flow("fresh");
+    let mut ev = event(&f, T0, &["a", "b"]);
+    ev.deliveries[0].claimed_until = Some(T0 + 1000);
+    append_ok(store, vec![ev.clone()]).await;
+    let (la, lb) = (lane(&f, "a"), lane(&f, "b"));
+    let fresh = ev.deliveries[0].id;
+    let s = summary(store, fresh).await;
+    assert_eq!(
+        (s.state, s.next_attempt_at, s.attempts),
+        (DeliveryState::InFlight, Some(T0 + 1000), 0)
+    );
+    assert_eq!(
+        state(store, ev.deliveries[1].id).await,
+        DeliveryState::Pending
+    );
+    let counts = lane_of(store, &la).await;
+    assert_eq!((counts.pending, counts.in_flight), (0, 1));
+    assert!(
+        claim_ids(store, &la, T0 + 999, 10).await.is_empty(),
+        "claimed in the append: not claimable while its lease lasts"
+    );
+    assert_eq!(
+        claim_ids(store, &lb, T0, 10).await,
+        vec![ev.deliveries[1].id],
+        "the other lane's delivery is pending as usual"
+    );
+    store
+        .complete(
+            vec![outcome(
+                fresh,
+                Some(attempt(T0 + 5, Some(200), "delivered", None)),
+                Next::Delivered,
+            )],
+            T0 + 10,
+        )
+        .await
+        .expect("complete");
+    let s = summary(store, fresh).await;
+    assert_eq!((s.state, s.attempts), (DeliveryState::Delivered, 1));
+    let counts = lane_of(store, &la).await;
+    assert_eq!((counts.in_flight, counts.delivered), (0, 1));
+
+    // Not for ordered deliveries: refused, nothing stored.
+    let mut bad = ordered(event(&f, T0, &["a"]), "k");
+    bad.deliveries[0].claimed_until = Some(T0 + 1000);
+    let err = store.append(vec![bad.clone()]).await.expect_err("refused");
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(
+        store
+            .delivery(bad.deliveries[0].id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
+
 /// Delivered, Retry, Dead and Release move in-flight deliveries and record attempts with
 /// every field; counters follow.
 pub async fn complete_records_outcomes(store: Arc<dyn Store>) {

@@ -69,6 +69,7 @@ macro_rules! conformance_suite {
             concurrent_appends_all_stored,
             claim_returns_due_oldest_first_within_limit,
             claim_respects_lease,
+            append_can_claim_for_the_lane,
             complete_records_outcomes,
             retry_claimable_only_at_its_time,
             complete_on_non_in_flight_keeps_state,
@@ -192,6 +193,7 @@ fn event(flow: &str, at: Millis, destinations: &[&str]) -> NewEvent {
                 destination: (*d).to_owned(),
                 due_at: at,
                 order_key: None,
+                claimed_until: None,
             })
             .collect(),
         dedupe_window: None,

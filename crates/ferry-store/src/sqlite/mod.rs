@@ -516,6 +516,7 @@ mod tests {
                     destination: "d".into(),
                     due_at: T0 + i,
                     order_key: Some("k".into()),
+                    claimed_until: None,
                 }],
                 dedupe_window: None,
             })

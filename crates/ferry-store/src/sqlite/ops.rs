@@ -38,7 +38,7 @@ pub(crate) fn append(
         .prepare_cached(
             "INSERT INTO deliveries (id, event_id, flow, destination, state, next_attempt_at,
                  round_started_at, created_at, updated_at, received_at, order_key, held)
-             VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?6, ?6, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7, ?7, ?8, ?9)",
         )
         .store()?;
 
@@ -86,9 +86,20 @@ pub(crate) fn append(
             continue;
         }
         for d in &ev.deliveries {
-            let held = match &d.order_key {
-                Some(key) => order::held_on_append(conn, &ev.flow, &d.destination, key)?,
-                None => false,
+            let held = match (&d.order_key, d.claimed_until) {
+                (Some(_), Some(_)) => {
+                    return Err(StoreError::Invalid(format!(
+                        "delivery {} has an order key and cannot be claimed in its append",
+                        d.id
+                    )));
+                }
+                (Some(key), None) => order::held_on_append(conn, &ev.flow, &d.destination, key)?,
+                (None, _) => false,
+            };
+            // Claimed in the append: in flight until its lease ends, like a claim leaves it.
+            let (state, next_attempt_at) = match d.claimed_until {
+                Some(lease_until) => (IN_FLIGHT, lease_until),
+                None => (PENDING, d.due_at),
             };
             insert_delivery
                 .execute(params![
@@ -96,7 +107,8 @@ pub(crate) fn append(
                     id,
                     ev.flow,
                     d.destination,
-                    d.due_at,
+                    state,
+                    next_attempt_at,
                     ev.received_at,
                     d.order_key,
                     held,
@@ -104,7 +116,7 @@ pub(crate) fn append(
                 .map_err(|e| {
                     invalid_or_backend(e, || format!("delivery {} is already stored", d.id))
                 })?;
-            counts.add(&ev.flow, &d.destination, PENDING, 1);
+            counts.add(&ev.flow, &d.destination, state, 1);
         }
         if let Some(window) = &ev.dedupe_window {
             windows::remember(conn, &ev.flow, window, ev.id)?;

@@ -6,7 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use ferry_store::AppendOutcome;
+use ferry_delivery::FreshSlot;
+use ferry_store::{AppendOutcome, ClaimedDelivery, NewEvent};
 use serde::{Deserialize, Serialize};
 
 use super::IngressState;
@@ -106,6 +107,11 @@ async fn accept(
             return Ok((StatusCode::OK, AcceptedBody::dropped()));
         }
     };
+    let mut events = events;
+    // Where a lane can take a delivery right away, claim it in the append and hand it over
+    // after the commit (see `ferry_delivery::FreshLane`); the others wait in the store and
+    // their lanes are woken.
+    let handed = claim_for_lanes(state, route, &mut events, now);
     let deliveries: Vec<usize> = events.iter().map(|e| e.deliveries.len()).collect();
     let woken: Vec<&ferry_store::LaneKey> = route
         .lanes
@@ -114,7 +120,7 @@ async fn accept(
             events.iter().any(|e| {
                 e.deliveries
                     .iter()
-                    .any(|d| d.destination == lane.key.destination)
+                    .any(|d| d.destination == lane.key.destination && d.claimed_until.is_none())
             })
         })
         .map(|lane| &lane.key)
@@ -154,6 +160,13 @@ async fn accept(
             }
         }
     }
+    // Committed: hand the stored events' claimed deliveries to their lanes. Those of events
+    // that were not stored (duplicates) were not stored either; their places are freed.
+    for (event, slot, delivery) in handed {
+        if matches!(outcome.get(event), Some(AppendOutcome::Stored(_))) {
+            slot.send(delivery);
+        }
+    }
     let duplicate = !outcome
         .iter()
         .any(|o| matches!(o, AppendOutcome::Stored(_)));
@@ -176,6 +189,59 @@ async fn accept(
             deliveries: created,
         },
     ))
+}
+
+/// Reserve a place in the lane for every delivery whose lane takes it right away, mark the
+/// delivery claimed with that lane's lease, and return what to hand over after the commit:
+/// the event's index, the place, and the delivery as a claim would have returned it.
+fn claim_for_lanes(
+    state: &IngressState,
+    route: &IngressRoute,
+    events: &mut [NewEvent],
+    now: ferry_store::Millis,
+) -> Vec<(usize, FreshSlot, ClaimedDelivery)> {
+    let mut handed = Vec::new();
+    if state.fresh.is_empty() {
+        return handed;
+    }
+    for (index, event) in events.iter_mut().enumerate() {
+        let NewEvent {
+            id,
+            event_type,
+            received_at,
+            headers,
+            payload,
+            deliveries,
+            ..
+        } = event;
+        for d in deliveries.iter_mut().filter(|d| d.order_key.is_none()) {
+            let Some(lane) = route
+                .lanes
+                .iter()
+                .find(|l| l.key.destination == d.destination)
+            else {
+                continue;
+            };
+            let Some(slot) = state.fresh.get(&lane.key).and_then(|f| f.try_reserve(now)) else {
+                continue;
+            };
+            d.claimed_until = Some(slot.lease_until());
+            let claimed = ClaimedDelivery {
+                id: d.id,
+                event_id: *id,
+                lane: lane.key.clone(),
+                event_type: event_type.clone(),
+                received_at: *received_at,
+                headers: headers.clone(),
+                payload: payload.clone(),
+                attempts: 0,
+                round_attempts: 0,
+                round_started_at: *received_at,
+            };
+            handed.push((index, slot, claimed));
+        }
+    }
+    handed
 }
 
 impl AcceptedBody {

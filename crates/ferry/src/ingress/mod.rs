@@ -10,7 +10,7 @@ pub mod pipeline;
 pub mod steps;
 pub mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Router;
@@ -33,6 +33,8 @@ pub struct IngressState {
     pub wake: LaneWaker,
     /// Lane backlogs, for the bounded-backlog refusal.
     pub backlog: Arc<crate::backlog::BacklogMonitor>,
+    /// Lanes that take deliveries claimed in their append (see `ferry_delivery::FreshLane`).
+    pub fresh: Arc<HashMap<LaneKey, ferry_delivery::FreshLane>>,
 }
 
 /// The ingress routes.

@@ -232,6 +232,7 @@ pub fn process_flow(
                     destination: lane.key.destination.clone(),
                     due_at: now,
                     order_key,
+                    claimed_until: None,
                 })
                 .collect(),
             dedupe_window,
