@@ -126,6 +126,19 @@ async fn fetch(
     String::from_utf8(body.to_vec()).ok()
 }
 
+/// `ferry_store_commits_total` and `ferry_store_commands_total`, when both are there.
+pub fn store_commits(text: &str) -> Option<(f64, f64)> {
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    Some((
+        value("ferry_store_commits_total")?,
+        value("ferry_store_commands_total")?,
+    ))
+}
+
 /// Means of the `NAME_sum` / `NAME_count` pairs whose NAME ends in `_seconds`.
 pub fn timings(text: &str) -> BTreeMap<String, Timing> {
     let mut sums: BTreeMap<&str, (f64, f64)> = BTreeMap::new();

@@ -260,6 +260,9 @@ pub struct HubUsage {
     pub threads: BTreeMap<String, ThreadGroup>,
     /// Mean of every `*_seconds` histogram of its `/metrics` at the end (if reachable).
     pub metrics: BTreeMap<String, Timing>,
+    /// The store's group commit at the end: `ferry_store_commits_total` and
+    /// `ferry_store_commands_total` (store calls carried by those commits).
+    pub store_commits: Option<(f64, f64)>,
     /// How it stopped (run mode).
     pub exit: Option<String>,
     pub stop_secs: Option<f64>,
@@ -453,6 +456,17 @@ impl Report {
                     .map(|(n, t)| format!("{n} {} (n {})", dur(t.mean_us.round() as u64), t.count))
                     .collect();
                 let _ = writeln!(o, "            /metrics means: {}", list.join(", "));
+            }
+            if let Some((commits, commands)) = h.store_commits {
+                let per = if commits > 0.0 {
+                    commands / commits
+                } else {
+                    0.0
+                };
+                let _ = writeln!(
+                    o,
+                    "            store: {commits:.0} commits carrying {commands:.0} calls ({per:.1} per commit, since the hub started)"
+                );
             }
             if let Some(exit) = &h.exit {
                 let _ = writeln!(

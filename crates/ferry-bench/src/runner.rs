@@ -581,6 +581,7 @@ fn hub_usage(pid: Option<u32>) -> HubUsage {
         cpu_secs: None,
         threads: p.as_deref().map(procfs::thread_cpu).unwrap_or_default(),
         metrics: BTreeMap::new(),
+        store_commits: None,
         exit: None,
         stop_secs: None,
         data_dir: None,
@@ -634,6 +635,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut usage = hub_usage(Some(hub.pid));
     let end_metrics = metrics::text(&target).await.unwrap_or_default();
     usage.metrics = metrics::timings(&end_metrics);
+    usage.store_commits = metrics::store_commits(&end_metrics);
     let alive = hub.running();
     let log = hub.log_path();
     let stopped = hub.stop().await;
@@ -713,6 +715,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .map(metrics::timings)
             .unwrap_or_default(),
+        store_commits: end_metrics.as_deref().and_then(metrics::store_commits),
         ..hub_usage(args.hub_pid)
     });
     let meta = Meta {

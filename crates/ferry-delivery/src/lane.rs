@@ -108,7 +108,48 @@ struct Ctx {
     abort: CancellationToken,
     timeout_ms: Millis,
     labels: Vec<Label>,
+    /// The lane's per-attempt metric handles.
+    metrics: LaneMetrics,
     render: Option<Arc<dyn Render>>,
+}
+
+/// Handles of the metrics every attempt records, registered once per lane: the `metrics`
+/// macros would otherwise build and look up the labelled key on every call.
+struct LaneMetrics {
+    in_flight: metrics::Gauge,
+    attempt_seconds: metrics::Histogram,
+    delivered: metrics::Counter,
+    retry: metrics::Counter,
+    dead: metrics::Counter,
+}
+
+impl LaneMetrics {
+    fn new(labels: &[Label]) -> Self {
+        let attempts = |kind: OutcomeKind| {
+            let mut labels = labels.to_vec();
+            labels.push(Label::new("outcome", kind.as_str()));
+            metrics::counter!("ferry_delivery_attempts_total", labels)
+        };
+        LaneMetrics {
+            in_flight: metrics::gauge!("ferry_delivery_in_flight", labels.iter()),
+            attempt_seconds: metrics::histogram!(
+                "ferry_delivery_attempt_duration_seconds",
+                labels.iter()
+            ),
+            delivered: attempts(OutcomeKind::Delivered),
+            retry: attempts(OutcomeKind::Retry),
+            dead: attempts(OutcomeKind::Dead),
+        }
+    }
+
+    /// `ferry_delivery_attempts_total` for this outcome.
+    fn attempts(&self, kind: OutcomeKind) -> &metrics::Counter {
+        match kind {
+            OutcomeKind::Delivered => &self.delivered,
+            OutcomeKind::Retry => &self.retry,
+            OutcomeKind::Dead => &self.dead,
+        }
+    }
 }
 
 /// A finished delivery on its way to the flusher, still holding its prefetch slot.
@@ -152,11 +193,13 @@ pub(crate) async fn run(cfg: LaneConfig) {
         )));
         (Arc::new(spec), queue)
     });
+    let labels = vec![
+        Label::new("flow", key.flow.clone()),
+        Label::new("destination", key.destination.clone()),
+    ];
     let ctx = Arc::new(Ctx {
-        labels: vec![
-            Label::new("flow", key.flow.clone()),
-            Label::new("destination", key.destination.clone()),
-        ],
+        metrics: LaneMetrics::new(&labels),
+        labels,
         store: store.clone(),
         gate: gate.clone(),
         key: key.clone(),
@@ -463,7 +506,7 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
             return release(delivery);
         }
     };
-    let in_flight = metrics::gauge!("ferry_delivery_in_flight", ctx.labels.iter());
+    let in_flight = &ctx.metrics.in_flight;
     in_flight.increment(1.0);
     let result = tokio::select! {
         biased;
@@ -482,7 +525,8 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
     if let Some(pause) = ctx.gate.record(&result, probe) {
         auto_pause(ctx, pause).await;
     }
-    metrics::histogram!("ferry_delivery_attempt_duration_seconds", ctx.labels.iter())
+    ctx.metrics
+        .attempt_seconds
         .record(result.latency.as_secs_f64());
     conclude(ctx, delivery, result, &mut rand::rng())
 }
@@ -524,9 +568,7 @@ fn conclude_with(
         result.error.clone()
     };
     let decision = decide(delivery, &ctx.retry, result, now_millis(), rng);
-    let mut labels = ctx.labels.clone();
-    labels.push(Label::new("outcome", decision.kind.as_str()));
-    metrics::counter!("ferry_delivery_attempts_total", labels).increment(1);
+    ctx.metrics.attempts(decision.kind).increment(1);
     debug!(
         delivery = %delivery.id,
         flow = %ctx.key.flow,

@@ -49,6 +49,8 @@ pub struct IngressRoute {
     pub steps: IngressSteps,
     /// The flow's `dedupe` step: the window key of each event the steps made.
     pub dedupe: Option<DedupeRule>,
+    /// The flow's ingress counters.
+    pub counters: crate::ingress::counters::RouteCounters,
 }
 
 /// One lane an accepted event fans out to, with what ingress must know about it.
@@ -205,6 +207,7 @@ fn assemble_with(
                 schemas: schemas.clone(),
                 steps,
                 dedupe,
+                counters: crate::ingress::counters::RouteCounters::new(flow_name),
             }),
         );
     }

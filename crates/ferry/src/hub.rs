@@ -119,7 +119,7 @@ impl RunningHub {
                 },
                 assembly.admin_token,
             ))
-            .merge(ops_router(dyn_store.clone()));
+            .merge(ops_router(dyn_store.clone(), store.clone()));
 
         let listen = opts.listen.unwrap_or(opts.config.settings.listen);
         let listener = tokio::net::TcpListener::bind(listen)
@@ -188,9 +188,12 @@ impl RunningHub {
     }
 }
 
-/// `/healthz` (the process answers), `/readyz` (the store commits), `/metrics` (Prometheus).
-fn ops_router(store: Arc<dyn Store>) -> Router {
+/// `/healthz` (the process answers), `/readyz` (the store commits), `/metrics` (Prometheus,
+/// with the store's group-commit counters read at each scrape).
+fn ops_router(store: Arc<dyn Store>, sqlite: Arc<SqliteStore>) -> Router {
     let handle = telemetry::metrics_handle();
+    let commits = metrics::counter!("ferry_store_commits_total");
+    let commands = metrics::counter!("ferry_store_commands_total");
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -213,6 +216,10 @@ fn ops_router(store: Arc<dyn Store>) -> Router {
             "/metrics",
             get(move || {
                 let handle = handle.clone();
+                // Commands per commit is group commit's batching (docs/benchmarks.md).
+                let stats = sqlite.commit_stats();
+                commits.absolute(stats.commits);
+                commands.absolute(stats.commands);
                 async move {
                     (
                         [(

@@ -657,6 +657,8 @@ async fn metrics_expose_every_lane_figure_with_flow_and_destination_labels() {
         format!("ferry_backlog_oldest_age_seconds{{{lane}}} 0"),
         format!("ferry_breaker_state{{{lane}}} 0"),
         format!("ferry_lane_paused{{{lane}}} 0"),
+        "ferry_store_commits_total ".to_string(),
+        "ferry_store_commands_total ".to_string(),
     ] {
         assert!(m.contains(&want), "missing `{want}` in:\n{m}");
     }

@@ -348,7 +348,7 @@ async fn call(
     } else {
         0
     };
-    let in_flight = metrics::gauge!("ferry_delivery_in_flight", ctx.labels.iter());
+    let in_flight = &ctx.metrics.in_flight;
     in_flight.increment(1.0);
     let sent = tokio::select! {
         biased;
@@ -366,7 +366,8 @@ async fn call(
     if let Some(pause) = ctx.gate.record(&result, probe) {
         auto_pause(ctx, pause).await;
     }
-    metrics::histogram!("ferry_delivery_attempt_duration_seconds", ctx.labels.iter())
+    ctx.metrics
+        .attempt_seconds
         .record(result.latency.as_secs_f64());
     metrics::histogram!("ferry_batch_size", ctx.labels.iter()).record(n as f64);
     let mut labels: Vec<Label> = ctx.labels.clone();

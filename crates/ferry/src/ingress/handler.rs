@@ -52,20 +52,18 @@ pub async fn ingest(
         )
         .into_response();
     };
-    metrics::counter!("ferry_ingress_received_total", "flow" => route.flow.clone()).increment(1);
+    let counters = &route.counters;
+    counters.received.increment(1);
     match accept(&state, &route, &headers, body).await {
         Ok((status, body)) => {
-            let outcome = if body.dropped {
-                metrics::counter!("ferry_ingress_dropped_total", "flow" => route.flow.clone())
-                    .increment(1);
-                "dropped"
+            if body.dropped {
+                counters.dropped.increment(1);
+                counters.dropped_outcome.increment(1);
             } else if body.duplicate {
-                "duplicate"
+                counters.duplicate.increment(1);
             } else {
-                "accepted"
-            };
-            metrics::counter!("ferry_ingress_accepted_total", "flow" => route.flow.clone(), "outcome" => outcome)
-                .increment(1);
+                counters.accepted.increment(1);
+            }
             (status, Json(body)).into_response()
         }
         Err(problem) => {

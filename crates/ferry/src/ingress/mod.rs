@@ -2,6 +2,7 @@
 //! deliveries before answering. A 2xx is sent only after the commit (fsync) returned.
 
 pub mod cloudevents;
+pub mod counters;
 pub mod dedupe;
 mod event_id;
 mod handler;
