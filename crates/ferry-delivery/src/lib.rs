@@ -30,7 +30,9 @@
 //! - `ferry_delivery_in_flight` (gauge): sends in progress;
 //! - `ferry_batch_size` (histogram): records per call of a batching lane;
 //! - `ferry_batch_calls_total{result}` (counter): batch calls by result class (`ok`,
-//!   `http_5xx`, `timeout`, ...).
+//!   `http_5xx`, `timeout`, ...);
+//! - `ferry_deliveries_claimed_at_ingress_total` (counter): deliveries ingress claimed in
+//!   their append and handed to the lane directly ([`FreshLane`]).
 //!
 //! # Logs
 //!
