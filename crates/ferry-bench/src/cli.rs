@@ -211,8 +211,9 @@ pub enum Breaker {
     Off,
 }
 
-/// Faults injected by the receiver. A faulty answer never counts as a delivery.
-#[derive(Debug, Clone, Args)]
+/// Faults injected by the receiver. A faulty answer never counts as a delivery. `Default`:
+/// none.
+#[derive(Debug, Clone, Default, Args)]
 #[command(next_help_heading = "Receiver faults")]
 pub struct FaultOpts {
     /// Share of deliveries answered with 500 (0 to 1).

@@ -163,16 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn down_refuses_and_hanging_listens() {
-        let fault_opts = FaultOpts {
-            fail_ratio: 0.0,
-            too_many_ratio: 0.0,
-            hang_ratio: 0.0,
-            reset_ratio: 0.0,
-            latency: None,
-            latency_jitter: None,
-            outage: None,
-            seed: None,
-        };
+        let fault_opts = FaultOpts::default();
         let run = crate::payload::new_run_id();
         let d = start(&opts(3, &[2], &[3]), &fault_opts, 1, Clock::new(), &run)
             .await

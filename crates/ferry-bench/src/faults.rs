@@ -347,16 +347,7 @@ mod tests {
     use super::*;
 
     fn opts() -> FaultOpts {
-        FaultOpts {
-            fail_ratio: 0.0,
-            too_many_ratio: 0.0,
-            hang_ratio: 0.0,
-            reset_ratio: 0.0,
-            latency: None,
-            latency_jitter: None,
-            outage: None,
-            seed: None,
-        }
+        FaultOpts::default()
     }
 
     #[test]

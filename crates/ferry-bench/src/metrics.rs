@@ -27,6 +27,17 @@ pub async fn text(target: &Target) -> Option<String> {
     get(target, "/metrics", None).await
 }
 
+/// Every sample of a Prometheus text exposition: the series (name and labels) and its
+/// value; comments and unparsable lines are skipped.
+fn samples(text: &str) -> impl Iterator<Item = (&str, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            Some((series.trim(), value.trim().parse::<f64>().ok()?))
+        })
+}
+
 /// `value` of the label `name` in a series' label set (`{a="x",b="y"}`), if present.
 fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
     let inner = labels.trim().strip_prefix('{')?.strip_suffix('}')?;
@@ -46,17 +57,8 @@ pub fn by_destination(
     extra: Option<(&str, &str)>,
 ) -> BTreeMap<String, f64> {
     let mut out: BTreeMap<String, f64> = BTreeMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let Some(labels) = series.trim().strip_prefix(name) else {
+    for (series, value) in samples(text) {
+        let Some(labels) = series.strip_prefix(name) else {
             continue;
         };
         if !labels.starts_with('{') {
@@ -128,11 +130,7 @@ async fn fetch(
 
 /// `ferry_store_commits_total` and `ferry_store_commands_total`, when both are there.
 pub fn store_commits(text: &str) -> Option<(f64, f64)> {
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
+    let value = |name: &str| samples(text).find_map(|(series, v)| (series == name).then_some(v));
     Some((
         value("ferry_store_commits_total")?,
         value("ferry_store_commands_total")?,
@@ -142,16 +140,7 @@ pub fn store_commits(text: &str) -> Option<(f64, f64)> {
 /// Means of the `NAME_sum` / `NAME_count` pairs whose NAME ends in `_seconds`.
 pub fn timings(text: &str) -> BTreeMap<String, Timing> {
     let mut sums: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
+    for (series, value) in samples(text) {
         let name = series.split('{').next().unwrap_or(series).trim();
         if let Some(base) = name.strip_suffix("_seconds_sum") {
             sums.entry(base).or_default().0 += value;

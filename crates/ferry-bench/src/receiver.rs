@@ -555,16 +555,7 @@ mod tests {
     }
 
     fn faults(f: impl FnOnce(&mut FaultOpts)) -> Arc<Faults> {
-        let mut o = FaultOpts {
-            fail_ratio: 0.0,
-            too_many_ratio: 0.0,
-            hang_ratio: 0.0,
-            reset_ratio: 0.0,
-            latency: None,
-            latency_jitter: None,
-            outage: None,
-            seed: None,
-        };
+        let mut o = FaultOpts::default();
         f(&mut o);
         Arc::new(Faults::new(&o, 42).unwrap())
     }

@@ -278,7 +278,7 @@ pub struct BenchUsage {
     pub peak_rss_bytes: Option<u64>,
 }
 
-fn dur(us: u64) -> String {
+pub(crate) fn dur(us: u64) -> String {
     if us < 1_000 {
         format!("{us} µs")
     } else if us < 1_000_000 {
@@ -288,7 +288,7 @@ fn dur(us: u64) -> String {
     }
 }
 
-fn mib(b: u64) -> String {
+pub(crate) fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
 }
 
@@ -512,7 +512,7 @@ impl Report {
     }
 }
 
-fn breaker_name(b: Option<f64>) -> &'static str {
+pub(crate) fn breaker_name(b: Option<f64>) -> &'static str {
     match b.map(|b| b.round() as i64) {
         Some(0) => "closed",
         Some(1) => "half-open",

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::receiver::{self, Sink};
+use crate::report::{breaker_name, dur, mib};
 use crate::sender::{Shared, Target};
 use crate::{metrics, procfs};
 
@@ -205,29 +206,6 @@ pub fn rss_by_backlog(samples: &[Sample]) -> Vec<(f64, f64, u64)> {
     out
 }
 
-fn micros(us: u64) -> String {
-    if us < 1_000 {
-        format!("{us} µs")
-    } else if us < 1_000_000 {
-        format!("{:.1} ms", us as f64 / 1e3)
-    } else {
-        format!("{:.2} s", us as f64 / 1e6)
-    }
-}
-
-fn mib(b: u64) -> String {
-    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
-}
-
-fn breaker(b: Option<f64>) -> &'static str {
-    match b.map(|b| b.round() as i64) {
-        Some(0) => "closed",
-        Some(1) => "half",
-        Some(2) => "open",
-        _ => "?",
-    }
-}
-
 /// The timeline as a table: one line per sample.
 pub fn render(o: &mut String, names: &[String], samples: &[Sample]) {
     if samples.is_empty() {
@@ -262,14 +240,14 @@ pub fn render(o: &mut String, names: &[String], samples: &[Sample]) {
                 .map_or_else(|| "?".to_string(), |b| format!("{b:.0}"));
             let p99 = d
                 .e2e_window_us
-                .map_or_else(|| "-".to_string(), |[_, p99, _]| micros(p99));
+                .map_or_else(|| "-".to_string(), |[_, p99, _]| dur(p99));
             let _ = write!(
                 line,
                 " │ {:>10.0} {:>9} {:>9} {:>7}",
                 d.delivered_per_sec,
                 p99,
                 backlog,
-                breaker(d.breaker)
+                breaker_name(d.breaker)
             );
         }
         let _ = writeln!(o, "{line}");
@@ -345,7 +323,7 @@ mod tests {
         render(&mut o, &["d1".into(), "d2".into()], &samples);
         assert!(o.contains("open"), "{o}");
         assert!(o.contains("≥1000000 (1000000): 70.0 MiB"), "{o}");
-        assert!(o.contains("2.5 ms"), "{o}");
+        assert!(o.contains("2.50 ms"), "{o}");
         assert!(rss_by_backlog(&[]).is_empty());
         // Every milestone above 0 first reached in one sample: listed once.
         let jump = [sample(0.0, 0.0, 50), sample(1.0, 4_453.0, 60)];
