@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferry_store::{ClaimedDelivery, DeliveryOutcome, LaneKey, Millis, Next, Store, StoreError};
+use futures_util::FutureExt as _;
 use metrics::Label;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -279,6 +280,11 @@ pub(crate) async fn run(cfg: LaneConfig) {
         // The store first whenever it may hold due deliveries, so that older work is never
         // starved by deliveries claimed at ingress.
         let mut got = 0;
+        // A wake-up that came while every slot was busy (the lane did not wait for it): the
+        // store has work again — a retry, a delivery that found the lane's queue full.
+        if wake.notified().now_or_never().is_some() {
+            store_check_at = Instant::now();
+        }
         if Instant::now() >= store_check_at {
             let now = now_millis();
             let lease_until = now.saturating_add(duration_millis(lease));
