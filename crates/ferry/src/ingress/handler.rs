@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use ferry_delivery::FreshSlot;
-use ferry_store::{AppendOutcome, ClaimedDelivery, NewEvent};
+use ferry_store::{AppendOutcome, ClaimedDelivery, NewEvent, StoreError};
 use serde::{Deserialize, Serialize};
 
 use super::IngressState;
@@ -125,7 +125,7 @@ async fn accept(
         .collect();
     let started = std::time::Instant::now();
     // One call: a split's events are stored together or not at all.
-    let outcome = state.store.append(events).await.map_err(|e| {
+    let outcome = append(state, events, handed).await.map_err(|e| {
         tracing::error!(flow = %route.flow, error = %e, "store refused an event");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -158,13 +158,6 @@ async fn accept(
             }
         }
     }
-    // Committed: hand the stored events' claimed deliveries to their lanes. Those of events
-    // that were not stored (duplicates) were not stored either; their places are freed.
-    for (event, slot, delivery) in handed {
-        if matches!(outcome.get(event), Some(AppendOutcome::Stored(_))) {
-            slot.send(delivery);
-        }
-    }
     let duplicate = !outcome
         .iter()
         .any(|o| matches!(o, AppendOutcome::Stored(_)));
@@ -187,6 +180,33 @@ async fn accept(
             deliveries: created,
         },
     ))
+}
+
+/// Append `events` and, once committed, hand the stored events' claimed deliveries to their
+/// lanes (those of events that were not stored, duplicates, were not stored either; their
+/// places are freed). With deliveries to hand over this runs in a task of its own, so that
+/// it completes even if the sender hangs up meanwhile: a claimed delivery of a committed
+/// append that never reached its lane would wait for its lease to end.
+async fn append(
+    state: &IngressState,
+    events: Vec<NewEvent>,
+    handed: Vec<(usize, FreshSlot, ClaimedDelivery)>,
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    if handed.is_empty() {
+        return state.store.append(events).await;
+    }
+    let store = state.store.clone();
+    let task = tokio::spawn(async move {
+        let outcome = store.append(events).await?;
+        for (event, slot, delivery) in handed {
+            if matches!(outcome.get(event), Some(AppendOutcome::Stored(_))) {
+                slot.send(delivery);
+            }
+        }
+        Ok(outcome)
+    });
+    task.await
+        .map_err(|e| StoreError::Backend(format!("the append task failed: {e}")))?
 }
 
 /// Reserve a place in the lane for every delivery whose lane takes it right away, mark the
