@@ -81,6 +81,12 @@ pub(crate) struct LaneConfig {
     pub fresh: Option<mpsc::Receiver<Fresh>>,
 }
 
+/// One attempt's longest time: rendering (its lookups) and then the call.
+fn attempt_timeout(connector: &HttpConnector, render: Option<&Arc<dyn Render>>) -> Duration {
+    let render_budget = render.map_or(Duration::ZERO, |r| r.time_budget());
+    connector.target().timeout.saturating_add(render_budget)
+}
+
 /// How long a claim of this lane lasts: beyond the worst-case wait for a send permit and the
 /// send itself (rendering included), and a batch's linger.
 pub(crate) fn lease(
@@ -88,9 +94,9 @@ pub(crate) fn lease(
     render: Option<&Arc<dyn Render>>,
     batch: Option<&BatchSpec>,
 ) -> Duration {
-    let render_budget = render.map_or(Duration::ZERO, |r| r.time_budget());
-    let timeout = connector.target().timeout.saturating_add(render_budget);
-    let lease = timeout.saturating_mul(2).saturating_add(LEASE_MARGIN);
+    let lease = attempt_timeout(connector, render)
+        .saturating_mul(2)
+        .saturating_add(LEASE_MARGIN);
     match batch {
         Some(spec) => lease.saturating_add(spec.linger),
         None => lease,
@@ -178,9 +184,7 @@ pub(crate) async fn run(cfg: LaneConfig) {
         mut fresh,
     } = cfg;
     let concurrency = concurrency.max(1);
-    // One attempt's longest time: rendering (its lookups) and then the call.
-    let render_budget = render.as_ref().map_or(Duration::ZERO, |r| r.time_budget());
-    let timeout = connector.target().timeout.saturating_add(render_budget);
+    let timeout = attempt_timeout(&connector, render.as_ref());
     let lease = lease(&connector, render.as_ref(), batch.as_ref());
     let mut prefetch = concurrency.saturating_mul(PREFETCH_FACTOR);
     if let Some(spec) = &batch {
