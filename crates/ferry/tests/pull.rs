@@ -6,10 +6,9 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::pages::{PageServer, Paging, cursor_yaml, write_pull_config};
@@ -416,34 +415,6 @@ async fn freshness_goes_stale_past_the_sla_and_status_shows_it() {
         assert!(stdout.contains(needle), "`{needle}` not in:\n{stdout}");
     }
     hub.shutdown().await.unwrap();
-}
-
-/// Start `ferry serve` and return it with the address it printed.
-fn spawn_ferry(cfg: &Path, data: &Path, log: &Path) -> (Child, SocketAddr) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines.next().expect("ferry printed nothing").unwrap();
-    let addr = line
-        .strip_prefix("ferry listening on http://")
-        .unwrap_or_else(|| panic!("unexpected: {line}"))
-        .parse()
-        .unwrap();
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
 }
 
 /// The page index of a token request (`tok-<start>` / page size); `None` for the first.

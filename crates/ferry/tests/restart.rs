@@ -4,42 +4,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// Start `ferry serve` and return it with the address it printed.
-fn spawn_ferry(cfg: &Path, data: &Path, log: &Path) -> (Child, SocketAddr) {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = lines.next().expect("ferry printed nothing").unwrap();
-    let addr = line
-        .strip_prefix("ferry listening on http://")
-        .unwrap_or_else(|| panic!("unexpected: {line}"));
-    let addr = addr.parse().unwrap();
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
 
 /// Send signed events from `workers` tasks until `stop`; return the sender ids acknowledged 2xx.
 async fn load(hub: SocketAddr, prefix: &str, workers: usize, stop_after: Duration) -> Vec<String> {

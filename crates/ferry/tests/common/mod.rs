@@ -330,3 +330,35 @@ pub async fn metrics_text(hub: std::net::SocketAddr) -> String {
         .await
         .unwrap()
 }
+
+/// Start the real `ferry serve` binary on `cfg` and `data` (its stderr appended to `log`)
+/// and return it with the address it printed. Its stdout keeps being drained, so the child
+/// never blocks on a full pipe.
+pub fn spawn_ferry(cfg: &Path, data: &Path, log: &Path) -> (std::process::Child, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = lines.next().expect("ferry printed nothing").unwrap();
+    let addr = line
+        .strip_prefix("ferry listening on http://")
+        .unwrap_or_else(|| panic!("unexpected: {line}"))
+        .parse()
+        .unwrap();
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
