@@ -12,6 +12,10 @@
 //! goes in `data` as a string (`text/plain`), or base64-encoded in `data_base64` when it is
 //! not UTF-8 either.
 //!
+//! The event's **extension attributes** (kept at ingress as `ce-<name>` headers, e.g.
+//! `ce-traceparent`, `ce-partitionkey`) are passed on as members of the envelope, as text.
+//! The attributes CloudEvents defines are Ferry's own in the envelope and are not copied.
+//!
 //! A batching destination sends CloudEvents in batched mode
 //! (`content-type: application/cloudevents-batch+json`): the body is a JSON array of these
 //! envelopes, one per record, each with its own delivery id as `id` ([`batch_body`]).
@@ -31,6 +35,21 @@ pub const BATCH_CONTENT_TYPE: &str = "application/cloudevents-batch+json";
 /// The `type` of an event that has no event type.
 pub const DEFAULT_TYPE: &str = "ferry.event";
 
+/// The attributes CloudEvents 1.0 defines, and the members that carry the data: any other
+/// attribute is an extension.
+pub const DEFINED_ATTRIBUTES: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "datacontenttype",
+    "dataschema",
+    "subject",
+    "time",
+    "data",
+    "data_base64",
+];
+
 #[derive(Serialize)]
 struct Envelope<'a> {
     specversion: &'static str,
@@ -44,6 +63,9 @@ struct Envelope<'a> {
     data: Option<Data<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_base64: Option<String>,
+    /// The event's extension attributes, by name.
+    #[serde(flatten)]
+    extensions: std::collections::BTreeMap<&'a str, &'a str>,
 }
 
 #[derive(Serialize)]
@@ -77,9 +99,23 @@ pub fn envelope(delivery: &ClaimedDelivery, body: &[u8]) -> Bytes {
         datacontenttype,
         data,
         data_base64,
+        extensions: extensions(delivery),
     };
     // Serializing plain strings and an already-valid raw value cannot fail.
     Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+}
+
+/// The extension attributes kept with the event: its `ce-<name>` headers other than the
+/// attributes CloudEvents defines.
+fn extensions(delivery: &ClaimedDelivery) -> std::collections::BTreeMap<&str, &str> {
+    delivery
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = name.strip_prefix("ce-")?;
+            (!DEFINED_ATTRIBUTES.contains(&name)).then_some((name, value.as_str()))
+        })
+        .collect()
 }
 
 /// The batched-mode body of `records` (each a delivery and what it sends): a JSON array of
@@ -131,6 +167,31 @@ mod tests {
 
     fn parse(bytes: &[u8]) -> serde_json::Value {
         serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn passes_extension_attributes_on_but_not_the_defined_ones() {
+        let mut d = delivery(Some("order.created"));
+        d.headers = vec![
+            ("content-type".into(), "application/json".into()),
+            ("ce-id".into(), "sender-id".into()),
+            ("ce-source".into(), "/shop".into()),
+            ("ce-subject".into(), "o/1".into()),
+            ("ce-partitionkey".into(), "c-42".into()),
+            ("ce-traceparent".into(), "00-abc-def-01".into()),
+        ];
+        let got = parse(&envelope(&d, br#"{"a": 1}"#));
+        assert_eq!(got["partitionkey"], "c-42");
+        assert_eq!(got["traceparent"], "00-abc-def-01");
+        assert_eq!(got["id"], d.id.to_string(), "the delivery id stays the id");
+        assert_eq!(got["source"], "ferry/orders");
+        assert!(got.get("subject").is_none());
+        assert!(got.get("content-type").is_none());
+        assert_eq!(
+            got.as_object().unwrap().len(),
+            9,
+            "Ferry's seven members and the two extensions: {got}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! CloudEvents through the real server: structured and binary mode accepted (the data stored
 //! as the payload, deduped by `source` + `id`), invalid events refused with the attribute
-//! named, validation by the CloudEvents `type`, and CloudEvents output with a stable id.
+//! named, validation by the CloudEvents `type`, CloudEvents output with a stable id, and
+//! extension attributes passed from the event in to the envelope out.
 
 mod common;
 
@@ -372,5 +373,122 @@ async fn batching_destinations_send_cloudevents_batches() {
     delivered.sort();
     ids.sort();
     assert_eq!(ids, delivered, "each envelope's id is its delivery id");
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn extension_attributes_pass_from_the_event_in_to_the_envelope_out() {
+    let rx = TestReceiver::start().await;
+    let (_d, hub) = hub("", &rx, "cloudevents").await;
+    // Structured mode: a string, an integer, a boolean, and a null (absent).
+    let mut body: Value =
+        serde_json::from_str(&structured("X-1", json!({"order_id": 11}))).unwrap();
+    body["partitionkey"] = json!("customer-42");
+    body["sequence"] = json!(7);
+    body["replayed"] = json!(false);
+    body["ignored"] = Value::Null;
+    let first = accepted(post_structured(hub.addr(), "m1", &body.to_string()).await).await;
+    let event = admin_get(
+        hub.addr(),
+        &format!("/admin/v1/events/{}", first["event_id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(header(&event, "ce-partitionkey"), Some("customer-42"));
+    assert_eq!(header(&event, "ce-sequence"), Some("7"));
+    assert_eq!(header(&event, "ce-ignored"), None);
+    // Binary mode: every other `ce-*` header, percent-decoded.
+    let binary = send_with(
+        hub.addr(),
+        "m2",
+        r#"{"order_id": 12}"#,
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "X-2"),
+            ("ce-source", "https://shop.example/orders"),
+            ("ce-type", "order.created"),
+            (
+                "ce-traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("ce-region", "eu%20west"),
+            ("content-type", "application/json"),
+        ],
+    )
+    .await;
+    accepted(binary).await;
+
+    wait_until(5, "both deliveries", || async { rx.count() == 2 }).await;
+    let envelopes: Vec<Value> = rx
+        .received()
+        .iter()
+        .map(|got| serde_json::from_slice(&got.body).unwrap())
+        .collect();
+    let of = |order: i64| {
+        envelopes
+            .iter()
+            .find(|e| e["data"]["order_id"] == order)
+            .unwrap_or_else(|| panic!("no envelope for order {order}: {envelopes:?}"))
+    };
+    let structured_out = of(11);
+    assert_eq!(structured_out["partitionkey"], "customer-42");
+    assert_eq!(structured_out["sequence"], "7");
+    assert_eq!(structured_out["replayed"], "false");
+    assert!(structured_out.get("ignored").is_none());
+    // Ferry's own attributes are not overwritten by the event's.
+    assert_eq!(structured_out["source"], "ferry/orders");
+    assert!(structured_out.get("subject").is_none());
+    let binary_out = of(12);
+    assert_eq!(
+        binary_out["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    assert_eq!(binary_out["region"], "eu west");
+    hub.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_extension_attributes_are_refused_and_nothing_is_stored() {
+    let rx = TestReceiver::start().await;
+    let (_d, hub) = hub("", &rx, "json").await;
+    let with = |name: &str, value: Value| {
+        let mut body: Value =
+            serde_json::from_str(&structured("Y-1", json!({"order_id": 1}))).unwrap();
+        body[name] = value;
+        body.to_string()
+    };
+    for (i, (body, attribute)) in [
+        (with("Partition_Key", json!("p")), "Partition_Key"),
+        (with("nested", json!({"a": 1})), "nested"),
+        (with("ratio", json!(0.5)), "ratio"),
+        (
+            with("averyveryverylongname1", json!("x")),
+            "averyveryverylongname1",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resp = post_structured(hub.addr(), &format!("bad{i}"), &body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["code"], "cloudevents_invalid", "{problem}");
+        assert_eq!(problem["attribute"], attribute, "{problem}");
+    }
+    let too_many = {
+        let mut body: Value =
+            serde_json::from_str(&structured("Y-2", json!({"order_id": 2}))).unwrap();
+        for i in 0..33 {
+            body[format!("ext{i}")] = json!("v");
+        }
+        body.to_string()
+    };
+    let resp = post_structured(hub.addr(), "bad-many", &too_many).await;
+    assert_eq!(resp.status(), 400);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["attribute"], "extensions", "{problem}");
+    assert!(
+        deliveries(hub.addr(), "").await.is_empty(),
+        "a refused CloudEvent stores nothing"
+    );
     hub.shutdown().await.unwrap();
 }

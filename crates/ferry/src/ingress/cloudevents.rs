@@ -9,15 +9,20 @@
 //! destinations see the same document whatever the mode the sender chose; the attributes are
 //! kept with the event as `ce-*` headers (`ce-id`, `ce-source`, `ce-type`, `ce-specversion`,
 //! and `ce-subject`, `ce-time`, `ce-dataschema` when given), and `content-type` becomes the
-//! data's (`datacontenttype`, default `application/json`). `type` is the event type and
-//! `source` + `id` the dedupe key, unless the flow reads them its own way (`event_type`,
-//! `event_id`). Only JSON data is accepted.
+//! data's (`datacontenttype`, default `application/json`). **Extension attributes** (any
+//! other attribute: `traceparent`, `partitionkey`, a sender's own) are kept the same way,
+//! as `ce-<name>` text, so a CloudEvents destination passes them on (see
+//! `ferry_delivery::cloudevents`). `type` is the event type and `source` + `id` the dedupe
+//! key, unless the flow reads them its own way (`event_type`, `event_id`). Only JSON data is
+//! accepted.
 
 use axum::http::{HeaderMap, StatusCode, header};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use ferry_delivery::cloudevents::DEFINED_ATTRIBUTES;
 
 use super::event_id::MAX_EVENT_ID_LEN;
 use crate::problem::Problem;
@@ -30,6 +35,11 @@ const BATCHED: &str = "application/cloudevents-batch+json";
 const MAX_ATTRIBUTE_LEN: usize = 1024;
 /// Optional attributes kept with the event (as `ce-<name>` headers).
 const KEPT_OPTIONAL: &[&str] = &["subject", "time", "dataschema"];
+/// Most extension attributes kept per event; an event with more is refused.
+const MAX_EXTENSIONS: usize = 32;
+/// Longest extension attribute name (CloudEvents: names SHOULD NOT exceed 20 characters;
+/// Ferry refuses longer ones).
+const MAX_EXTENSION_NAME: usize = 20;
 
 /// A decoded CloudEvent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +174,16 @@ fn structured(body: &Bytes) -> Result<CloudEvent, Problem> {
     let mut optional = Vec::new();
     for name in KEPT_OPTIONAL {
         if let Some(value) = attribute(name)? {
-            optional.push((*name, value));
+            optional.push(((*name).to_string(), value));
+        }
+    }
+    for (name, raw) in envelope
+        .iter()
+        .filter(|(n, _)| !DEFINED_ATTRIBUTES.contains(&n.as_str()))
+    {
+        check_extension_name(name)?;
+        if let Some(value) = extension_value(name, raw)? {
+            optional.push((name.clone(), value));
         }
     }
     finish(
@@ -175,6 +194,43 @@ fn structured(body: &Bytes) -> Result<CloudEvent, Problem> {
         content_type,
         optional,
     )
+}
+
+/// An extension attribute's value in structured mode, as text: a string as is, an integer
+/// or a boolean in its JSON spelling (binary mode carries every value as text, so this is
+/// how Ferry keeps them). `null` means the attribute is absent. Anything else is refused.
+fn extension_value(name: &str, raw: &RawValue) -> Result<Option<String>, Problem> {
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::Null) => Ok(None),
+        Ok(Value::String(s)) => Ok(Some(s)),
+        Ok(Value::Bool(b)) => Ok(Some(b.to_string())),
+        Ok(Value::Number(n)) if n.is_i64() => Ok(Some(n.to_string())),
+        _ => Err(invalid(
+            name,
+            format!("extension attribute `{name}` must be a string, an integer or a boolean"),
+        )),
+    }
+}
+
+/// CloudEvents: attribute names are lower-case ASCII letters and digits; Ferry also bounds
+/// their length.
+fn check_extension_name(name: &str) -> Result<(), Problem> {
+    let valid = !name.is_empty()
+        && name.len() <= MAX_EXTENSION_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if valid {
+        return Ok(());
+    }
+    let shown = shorten(name);
+    Err(invalid(
+        &shown,
+        format!(
+            "`{shown}` is not a CloudEvents attribute name (lower-case letters and digits, \
+             at most {MAX_EXTENSION_NAME})"
+        ),
+    ))
 }
 
 /// Binary mode: the attributes are `ce-*` headers (percent-encoded), the body is the data.
@@ -221,8 +277,29 @@ fn binary(headers: &HeaderMap, body: &Bytes) -> Result<CloudEvent, Problem> {
     let mut optional = Vec::new();
     for name in KEPT_OPTIONAL {
         if let Some(value) = attribute(name)? {
-            optional.push((*name, value));
+            optional.push(((*name).to_string(), value));
         }
+    }
+    // Every other `ce-*` header is an extension attribute (header names arrive lower-case).
+    for (header_name, value) in headers.iter() {
+        let Some(name) = header_name.as_str().strip_prefix("ce-") else {
+            continue;
+        };
+        if DEFINED_ATTRIBUTES.contains(&name) {
+            continue;
+        }
+        check_extension_name(name)?;
+        let text = value
+            .to_str()
+            .ok()
+            .and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok())
+            .ok_or_else(|| {
+                invalid(
+                    name,
+                    format!("header `ce-{name}` is not percent-encoded UTF-8 text"),
+                )
+            })?;
+        optional.push((name.to_string(), text.trim().to_string()));
     }
     finish(
         id.unwrap_or_default(),
@@ -310,8 +387,20 @@ fn finish(
     kind: String,
     data: Bytes,
     content_type: Option<String>,
-    optional: Vec<(&str, String)>,
+    optional: Vec<(String, String)>,
 ) -> Result<CloudEvent, Problem> {
+    let extensions = optional
+        .iter()
+        .filter(|(name, _)| !KEPT_OPTIONAL.contains(&name.as_str()))
+        .count();
+    if extensions > MAX_EXTENSIONS {
+        return Err(invalid(
+            "extensions",
+            format!(
+                "the CloudEvent has {extensions} extension attributes; at most {MAX_EXTENSIONS} are accepted"
+            ),
+        ));
+    }
     for (name, value) in &optional {
         if value.len() > MAX_ATTRIBUTE_LEN {
             return Err(invalid(
@@ -396,6 +485,81 @@ mod tests {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    #[test]
+    fn extension_attributes_are_kept_as_text_in_either_mode() {
+        let ce = structured_event(
+            r#"{"specversion":"1.0","id":"A-1","source":"/shop","type":"t","data":1,
+                "partitionkey":"c-1","sequence":3,"sampled":true,"gone":null}"#,
+        )
+        .unwrap()
+        .unwrap();
+        for kept in [
+            ("ce-partitionkey", "c-1"),
+            ("ce-sequence", "3"),
+            ("ce-sampled", "true"),
+        ] {
+            assert!(
+                ce.attributes
+                    .contains(&(kept.0.to_string(), kept.1.to_string())),
+                "{kept:?} in {:?}",
+                ce.attributes
+            );
+        }
+        assert!(!ce.attributes.iter().any(|(n, _)| n == "ce-gone"));
+
+        let ce = decode(
+            &headers(&[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "B-1"),
+                ("ce-source", "/shop"),
+                ("ce-type", "t"),
+                ("ce-traceparent", "00-x-y-01"),
+                ("ce-note", "caf%C3%A9"),
+            ]),
+            &Bytes::from_static(b"{}"),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            ce.attributes
+                .contains(&("ce-traceparent".to_string(), "00-x-y-01".to_string()))
+        );
+        assert!(
+            ce.attributes
+                .contains(&("ce-note".to_string(), "caf\u{e9}".to_string()))
+        );
+    }
+
+    #[test]
+    fn malformed_extension_attributes_are_refused_by_name() {
+        for (body, attribute) in [
+            (r#""Upper":"x""#, "Upper"),
+            (r#""with_underscore":"x""#, "with_underscore"),
+            (r#""obj":{"a":1}"#, "obj"),
+            (r#""list":[1]"#, "list"),
+            (r#""float":1.5"#, "float"),
+            (r#""name21charactersxxxxx":"x""#, "name21charactersxxxxx"),
+        ] {
+            let event =
+                format!(r#"{{"specversion":"1.0","id":"A","source":"/s","type":"t",{body}}}"#);
+            let p = structured_event(&event).unwrap_err();
+            assert_eq!(p.code, "cloudevents_invalid");
+            assert_eq!(attribute_of(&p), attribute, "{event}");
+        }
+        let binary = decode(
+            &headers(&[
+                ("ce-specversion", "1.0"),
+                ("ce-id", "B-1"),
+                ("ce-source", "/shop"),
+                ("ce-type", "t"),
+                ("ce-bad_name", "x"),
+            ]),
+            &Bytes::from_static(b"{}"),
+        )
+        .unwrap_err();
+        assert_eq!(attribute_of(&binary), "bad_name");
     }
 
     #[test]
