@@ -236,20 +236,10 @@ fn check_extension_name(name: &str) -> Result<(), Problem> {
 /// Binary mode: the attributes are `ce-*` headers (percent-encoded), the body is the data.
 fn binary(headers: &HeaderMap, body: &Bytes) -> Result<CloudEvent, Problem> {
     let attribute = |name: &'static str| -> Result<Option<String>, Problem> {
-        let Some(value) = headers.get(format!("ce-{name}")) else {
-            return Ok(None);
-        };
-        let text = value
-            .to_str()
-            .ok()
-            .and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok())
-            .ok_or_else(|| {
-                invalid(
-                    name,
-                    format!("header `ce-{name}` is not percent-encoded UTF-8 text"),
-                )
-            })?;
-        Ok(Some(text.trim().to_string()))
+        headers
+            .get(format!("ce-{name}"))
+            .map(|value| header_text(name, value))
+            .transpose()
     };
     let specversion = attribute("specversion")?;
     let id = attribute("id")?;
@@ -289,17 +279,7 @@ fn binary(headers: &HeaderMap, body: &Bytes) -> Result<CloudEvent, Problem> {
             continue;
         }
         check_extension_name(name)?;
-        let text = value
-            .to_str()
-            .ok()
-            .and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok())
-            .ok_or_else(|| {
-                invalid(
-                    name,
-                    format!("header `ce-{name}` is not percent-encoded UTF-8 text"),
-                )
-            })?;
-        optional.push((name.to_string(), text.trim().to_string()));
+        optional.push((name.to_string(), header_text(name, value)?));
     }
     finish(
         id.unwrap_or_default(),
@@ -309,6 +289,21 @@ fn binary(headers: &HeaderMap, body: &Bytes) -> Result<CloudEvent, Problem> {
         content_type,
         optional,
     )
+}
+
+/// The value of header `ce-<name>`: percent-encoded UTF-8 text, decoded and trimmed.
+fn header_text(name: &str, value: &axum::http::HeaderValue) -> Result<String, Problem> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| percent_encoding::percent_decode_str(v).decode_utf8().ok())
+        .map(|text| text.trim().to_string())
+        .ok_or_else(|| {
+            invalid(
+                name,
+                format!("header `ce-{name}` is not percent-encoded UTF-8 text"),
+            )
+        })
 }
 
 /// `specversion` is `1.0`; `id`, `source` and `type` are present, non-empty and bounded;
