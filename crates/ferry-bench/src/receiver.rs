@@ -70,15 +70,9 @@ struct Inner {
     events: HashMap<u64, Seen>,
     /// Hashes of every `webhook-id` seen (this run).
     ids: HashSet<u64>,
-    e2e_us: Histogram<u64>,
-    first: Option<Instant>,
-    last: Option<Instant>,
-    duplicate_ids: u64,
-    redelivered_events: u64,
-    missing_id: u64,
-    foreign: u64,
-    unparsable: u64,
-    unparsable_example: Option<String>,
+    /// The counters (`requests` and `unique` are kept apart, as atomics, and filled in by
+    /// [`Sink::stats`]).
+    counts: SinkStats,
 }
 
 /// A copy of the receiver's counters.
@@ -173,15 +167,7 @@ impl Sink {
             inner: Mutex::new(Inner {
                 events: HashMap::new(),
                 ids: HashSet::new(),
-                e2e_us: new_histogram(),
-                first: None,
-                last: None,
-                duplicate_ids: 0,
-                redelivered_events: 0,
-                missing_id: 0,
-                foreign: 0,
-                unparsable: 0,
-                unparsable_example: None,
+                counts: SinkStats::empty(),
             }),
         }
     }
@@ -201,7 +187,7 @@ impl Sink {
 
     /// The end-to-end latencies (µs) of the events received so far.
     pub fn e2e_us(&self) -> Histogram<u64> {
-        self.lock().e2e_us.clone()
+        self.lock().counts.e2e_us.clone()
     }
 
     /// Count a request answered with a fault (not a delivery).
@@ -215,16 +201,16 @@ impl Sink {
         let now_ns = self.clock.wall_ns(now);
         self.requests.fetch_add(1, Ordering::Relaxed);
         let Some(p) = payload::probe(body) else {
-            let mut g = self.lock();
-            g.unparsable += 1;
-            if g.unparsable_example.is_none() {
+            let counts = &mut self.lock().counts;
+            counts.unparsable += 1;
+            if counts.unparsable_example.is_none() {
                 let text = String::from_utf8_lossy(body);
-                g.unparsable_example = Some(text.chars().take(EXAMPLE_CHARS).collect());
+                counts.unparsable_example = Some(text.chars().take(EXAMPLE_CHARS).collect());
             }
             return;
         };
         if p.run != self.run.as_slice() {
-            self.lock().foreign += 1;
+            self.lock().counts.foreign += 1;
             return;
         }
         let hash = payload::body_hash(body);
@@ -233,10 +219,10 @@ impl Sink {
         let mut guard = self.lock();
         let g = &mut *guard;
         match id {
-            None => g.missing_id += 1,
+            None => g.counts.missing_id += 1,
             Some(id) => {
                 if !g.ids.insert(id_hash(id)) {
-                    g.duplicate_ids += 1;
+                    g.counts.duplicate_ids += 1;
                 }
             }
         }
@@ -246,7 +232,7 @@ impl Sink {
                 if *seen.first_id != *id_str {
                     seen.other_ids = seen.other_ids.saturating_add(1);
                     seen.other_id_example.get_or_insert_with(|| id_str.into());
-                    g.redelivered_events += 1;
+                    g.counts.redelivered_events += 1;
                 }
                 if seen.body_hash != hash {
                     seen.other_bodies = seen.other_bodies.saturating_add(1);
@@ -265,9 +251,9 @@ impl Sink {
                     },
                 );
                 let us = now_ns.saturating_sub(p.sent_ns) / 1_000;
-                g.e2e_us.saturating_record(us.max(1));
-                g.first.get_or_insert(now);
-                g.last = Some(now);
+                g.counts.e2e_us.saturating_record(us.max(1));
+                g.counts.first.get_or_insert(now);
+                g.counts.last = Some(now);
                 self.unique.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -298,15 +284,7 @@ impl Sink {
         SinkStats {
             requests: self.requests(),
             unique: g.events.len() as u64,
-            e2e_us: g.e2e_us.clone(),
-            first: g.first,
-            last: g.last,
-            duplicate_ids: g.duplicate_ids,
-            redelivered_events: g.redelivered_events,
-            missing_id: g.missing_id,
-            foreign: g.foreign,
-            unparsable: g.unparsable,
-            unparsable_example: g.unparsable_example.clone(),
+            ..g.counts.clone()
         }
     }
 }
