@@ -422,15 +422,9 @@ pub(crate) async fn run(cfg: LaneConfig) {
         let left = waiting_fresh
             .take()
             .into_iter()
-            .chain(std::iter::from_fn(|| rx.try_recv().ok()));
-        for f in left {
-            let _ = tx
-                .send(Finished {
-                    outcome: release(&f.delivery),
-                    slot: None,
-                })
-                .await;
-        }
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            .map(|f| (f.delivery, None));
+        release_all(&tx, left).await;
     }
     // Stopped: queued deliveries release themselves at once, in-flight ones finish (or are
     // aborted and released when `abort` fires). Then the flusher commits what is left.
@@ -440,15 +434,7 @@ pub(crate) async fn run(cfg: LaneConfig) {
     if let Some((_, queue)) = &batch {
         // Records of a batch that never got a sender.
         let left = batched::lock(queue).drain();
-        for member in left {
-            let outcome = release(&member.delivery);
-            let _ = tx
-                .send(Finished {
-                    outcome,
-                    slot: member.slot,
-                })
-                .await;
-        }
+        release_all(&tx, left.into_iter().map(|m| (m.delivery, m.slot))).await;
     }
     drop(tx);
     if let Err(err) = flusher.await {
@@ -620,6 +606,19 @@ async fn auto_pause(ctx: &Ctx, pause: ferry_store::LanePause) {
         Err(err) => {
             error!(flow = %ctx.key.flow, destination = %ctx.key.destination, error = %err, "recording the auto-pause failed; the lane keeps delivering");
         }
+    }
+}
+
+/// Hand the flusher a release of each delivery a stopping lane still holds, with its prefetch
+/// slot if it has one.
+async fn release_all(
+    tx: &mpsc::Sender<Finished>,
+    left: impl IntoIterator<Item = (ClaimedDelivery, Option<OwnedSemaphorePermit>)>,
+) {
+    for (delivery, slot) in left {
+        let outcome = release(&delivery);
+        // The flusher outlives the lane loop; should it be gone, the claims expire instead.
+        let _ = tx.send(Finished { outcome, slot }).await;
     }
 }
 
