@@ -14,7 +14,7 @@ use crate::cli::Breaker;
 /// The bench flow's Standard Webhooks secret.
 pub const SOURCE_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// The generated config's admin token (`GET /admin/v1/lanes` after a crash run).
-pub const ADMIN_TOKEN: &str = "ferry-bench-admin-token";
+pub const ADMIN_TOKEN: &str = "ferry-bench-admin-token-5a3c9e1f7b2d4086";
 /// The bench flow's name, hence its ingest path segment.
 pub const FLOW: &str = "bench";
 

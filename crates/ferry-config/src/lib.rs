@@ -46,7 +46,10 @@ pub use render::render;
 pub use resilience::*;
 pub use schedule::Schedule;
 pub use schema_file::SchemaFileError;
-pub use secret::{INLINE_SECRET_MESSAGE, SecretError, SecretRef};
+pub use secret::{
+    INLINE_SECRET_MESSAGE, MIN_CREDENTIAL_BYTES, MIN_TOKEN_BYTES, SecretError, SecretRef,
+    SecretUse, check_strength,
+};
 pub use source_map::SourceMap;
 pub use steps::*;
 pub use yaml_file::read_yaml_file;

@@ -59,6 +59,12 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     #[serde(default)]
     pub notifications: NotificationSettings,
+    /// `/metrics` (Prometheus).
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    /// Limits of the HTTP server: timeouts, connections, memory held by request bodies.
+    #[serde(default)]
+    pub server: ServerSettings,
 }
 
 impl Default for Settings {
@@ -70,8 +76,83 @@ impl Default for Settings {
             ingress: IngressSettings::default(),
             delivery: DeliverySettings::default(),
             notifications: NotificationSettings::default(),
+            metrics: MetricsSettings::default(),
+            server: ServerSettings::default(),
         }
     }
+}
+
+/// `/metrics` (Prometheus exposition).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Bearer token a scraper must present on `/metrics` (at least 32 bytes). Without one,
+    /// `/metrics` is open to whoever reaches its listener (see `settings.admin.listen` to
+    /// keep it off the public one).
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+}
+
+/// Limits of the HTTP server, against slow or half-sent requests and connection floods.
+/// They apply to every listener (ingress, and the admin listener if separate).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Most connections open at once; a connection beyond it is answered `503` with
+    /// `Retry-After` and closed. Default 1024.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A request's headers must arrive within this time of the connection opening (or of
+    /// the request's first byte on a kept-alive connection). Default 10s.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// A request body must arrive within this time of its headers. Default 30s.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// Slowest accepted body upload, in bytes per second, counted from the headers after a
+    /// 2 s grace: a body arriving slower is refused `408`. Default 4096.
+    #[serde(default = "default_min_body_rate")]
+    pub min_body_rate: u64,
+    /// A connection with no bytes read or written for this long is closed (kept-alive
+    /// connections between requests, connections that never send anything). Default 60s.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Most bytes of request bodies held in memory at once, over all requests; a body that
+    /// does not fit is refused `503` with `Retry-After`. Default 64 MiB.
+    #[serde(default = "default_body_memory")]
+    pub body_memory: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
+            min_body_rate: default_min_body_rate(),
+            idle_timeout: default_idle_timeout(),
+            body_memory: default_body_memory(),
+        }
+    }
+}
+
+const fn default_max_connections() -> usize {
+    1024
+}
+const fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+const fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+const fn default_min_body_rate() -> u64 {
+    4096
+}
+const fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+const fn default_body_memory() -> usize {
+    64 * 1024 * 1024
 }
 
 fn default_listen() -> SocketAddr {
@@ -82,10 +163,15 @@ fn default_listen() -> SocketAddr {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
-    /// Bearer token that every admin call must present. Without one, the admin API refuses
-    /// every call.
+    /// Bearer token that every admin call must present (at least 32 bytes of entropy, e.g.
+    /// `openssl rand -hex 32`). Without one, the admin API refuses every call.
     #[serde(default)]
     pub token: Option<SecretRef>,
+    /// A separate address for the admin API and `/metrics` (e.g. `127.0.0.1:9090`), so that
+    /// only ingress (`/ingest/...`) and `/healthz`, `/readyz` face the network on `listen`.
+    /// Default: everything on `listen`.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// Inbound webhook handling shared by all flows.

@@ -26,6 +26,10 @@ pub enum SecretRef {
 pub enum SecretError {
     #[error("environment variable `{0}` is not set (or is empty)")]
     EnvMissing(String),
+    /// The reference resolved, but to nothing but whitespace: an empty secret would let
+    /// anyone in (an empty HMAC key, an empty token), so it is refused.
+    #[error("secret file `{0}` is empty (or only whitespace)")]
+    FileEmpty(PathBuf),
     #[error("cannot read secret file `{path}`: {error}")]
     File {
         path: PathBuf,
@@ -34,11 +38,12 @@ pub enum SecretError {
 }
 
 impl SecretRef {
-    /// Read the secret now. File contents are trimmed of surrounding whitespace.
+    /// Read the secret now. Values are trimmed of surrounding whitespace; a value that is
+    /// empty after trimming is an error (fail closed), whatever the secret is for.
     pub fn resolve(&self, config_root: &Path) -> Result<SecretString, SecretError> {
         match self {
             SecretRef::Env(name) => match std::env::var(name) {
-                Ok(v) if !v.is_empty() => Ok(SecretString::from(v)),
+                Ok(v) if !v.trim().is_empty() => Ok(SecretString::from(v.trim().to_string())),
                 _ => Err(SecretError::EnvMissing(name.clone())),
             },
             SecretRef::File(p) => {
@@ -47,12 +52,95 @@ impl SecretRef {
                 } else {
                     config_root.join(p)
                 };
-                std::fs::read_to_string(&path)
-                    .map(|s| SecretString::from(s.trim().to_string()))
-                    .map_err(|error| SecretError::File { path, error })
+                let text = std::fs::read_to_string(&path).map_err(|error| SecretError::File {
+                    path: path.clone(),
+                    error,
+                })?;
+                match text.trim() {
+                    "" => Err(SecretError::FileEmpty(path)),
+                    trimmed => Ok(SecretString::from(trimmed.to_string())),
+                }
             }
         }
     }
+}
+
+/// What a secret is for, which decides how strong it must be ([`check_strength`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretUse {
+    /// The admin API's bearer token: it opens replay, pause and every delivery's payload.
+    AdminToken,
+    /// A token that only reads `/metrics`.
+    MetricsToken,
+    /// A key or credential an inbound request is checked against: an HMAC key (Stripe,
+    /// GitHub, generic HMAC), a bearer token or a Basic password.
+    InboundCredential,
+    /// A Standard Webhooks secret (`whsec_` + base64); the strength applies to the decoded key.
+    StandardWebhooksKey,
+    /// A value sent as an outbound header (a vendor's API key): the vendor decides its form,
+    /// so only emptiness is refused (by [`SecretRef::resolve`]).
+    HeaderValue,
+}
+
+/// Fewest bytes of an admin or metrics token: 32 random bytes, e.g. `openssl rand -hex 32`.
+pub const MIN_TOKEN_BYTES: usize = 32;
+/// Fewest bytes of a key or credential that inbound requests are checked against.
+pub const MIN_CREDENTIAL_BYTES: usize = 16;
+/// Fewest distinct bytes in a token: `aaaa…` or `0000…` is long but guessable.
+const MIN_DISTINCT_BYTES: usize = 8;
+
+impl SecretUse {
+    /// The fewest bytes a secret for this use must have (after trimming, and for Standard
+    /// Webhooks after base64 decoding).
+    pub const fn min_bytes(self) -> usize {
+        match self {
+            SecretUse::AdminToken | SecretUse::MetricsToken => MIN_TOKEN_BYTES,
+            SecretUse::InboundCredential | SecretUse::StandardWebhooksKey => MIN_CREDENTIAL_BYTES,
+            SecretUse::HeaderValue => 1,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            SecretUse::AdminToken => "an admin token",
+            SecretUse::MetricsToken => "a metrics token",
+            SecretUse::InboundCredential => "a webhook signing secret or credential",
+            SecretUse::StandardWebhooksKey => "a Standard Webhooks key (decoded)",
+            SecretUse::HeaderValue => "a header value",
+        }
+    }
+}
+
+/// Why a resolved secret is too weak for `usage`, if it is; `key` is the secret's bytes as
+/// used (for Standard Webhooks, the decoded key). The message never includes the value.
+pub fn check_strength(usage: SecretUse, key: &[u8]) -> Result<(), String> {
+    let min = usage.min_bytes();
+    if key.len() < min {
+        let hint = match usage {
+            SecretUse::AdminToken | SecretUse::MetricsToken => {
+                " of entropy: generate one with `openssl rand -hex 32`"
+            }
+            _ => "",
+        };
+        return Err(format!(
+            "the secret is {} bytes; {} needs at least {min} bytes{hint}",
+            key.len(),
+            usage.describe(),
+        ));
+    }
+    if matches!(usage, SecretUse::AdminToken | SecretUse::MetricsToken) {
+        let mut seen = [false; 256];
+        key.iter().for_each(|&b| seen[usize::from(b)] = true);
+        let distinct = seen.iter().filter(|s| **s).count();
+        if distinct < MIN_DISTINCT_BYTES {
+            return Err(format!(
+                "the secret repeats {distinct} distinct characters; {} needs at least 32 bytes \
+                 of entropy: generate one with `openssl rand -hex 32`",
+                usage.describe(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 const KEYS: &[&str] = &["env", "file"];

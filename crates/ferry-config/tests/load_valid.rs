@@ -63,7 +63,7 @@ fn valid_dir() -> tempfile::TempDir {
         ("flows/README.md", "not yaml: [ignored"),
         (".hidden.yaml", "this: [is not loaded"),
         ("secrets/billing", &format!("{WHSEC}\n")),
-        ("secrets/crm-token", "t0ken"),
+        ("secrets/crm-token", "t0ken-crm-0123456789"),
     ])
 }
 

@@ -52,8 +52,8 @@ impl SigningKey {
         Ok(Self(bytes))
     }
 
-    /// The raw key bytes.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
+    /// The raw key bytes (for strength checks; never log them).
+    pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 }
@@ -147,6 +147,14 @@ pub trait SignatureScheme: Send + Sync + fmt::Debug {
         body: &[u8],
         now_unix: i64,
     ) -> Result<(), VerifyError>;
+
+    /// What can be checked before the body is read: the signature headers are present and
+    /// well formed, and a signed timestamp is inside the tolerance. A request that fails
+    /// here is refused without reading (or buffering) its body. Never accepts by itself:
+    /// [`verify`](Self::verify) must still pass. The default checks nothing.
+    fn check_headers(&self, _headers: &http::HeaderMap, _now_unix: i64) -> Result<(), VerifyError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use ferry_config::{
-    Config, Destination, EventIdSource, HeaderValue, HmacEncoding, OutboundSigning,
-    SignatureConfig, Source,
+    Config, Destination, EventIdSource, HeaderValue, HmacEncoding, OutboundSigning, SecretUse,
+    SignatureConfig, Source, check_strength,
 };
 use ferry_delivery::{
     BatchFailure, BatchSpec, BreakerSettings, EgressPolicy, GateSpec, HttpTarget, LaneSpec,
@@ -86,6 +86,8 @@ pub struct Assembly {
     pub schemas: Arc<SchemaRegistry>,
     /// Admin bearer token, if configured.
     pub admin_token: Option<secrecy::SecretString>,
+    /// The token `/metrics` requires, if configured.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 /// Build the ingress routes and delivery lanes of `config`, resolving every secret.
@@ -211,19 +213,30 @@ fn assemble_with(
             }),
         );
     }
-    let admin_token = config
-        .settings
-        .admin
-        .token
-        .as_ref()
-        .map(&secret)
-        .transpose()?;
+    let token = |r: &Option<ferry_config::SecretRef>, usage, field| -> Result<_> {
+        let Some(r) = r else { return Ok(None) };
+        let value = secret(r)?;
+        check_strength(usage, value.expose_secret().as_bytes())
+            .map_err(|e| anyhow!("{field}: {e}"))?;
+        Ok(Some(value))
+    };
+    let admin_token = token(
+        &config.settings.admin.token,
+        SecretUse::AdminToken,
+        "settings.admin.token",
+    )?;
+    let metrics_token = token(
+        &config.settings.metrics.token,
+        SecretUse::MetricsToken,
+        "settings.metrics.token",
+    )?;
     Ok(Assembly {
         routes,
         lanes,
         pulls,
         schemas,
         admin_token,
+        metrics_token,
     })
 }
 
@@ -231,13 +244,21 @@ fn build_verifier(
     cfg: &SignatureConfig,
     secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
 ) -> Result<Box<dyn SignatureScheme>> {
-    let bytes = |r| -> Result<Vec<u8>> { Ok(secret(r)?.expose_secret().as_bytes().to_vec()) };
+    // Fail closed: `ferry validate` refuses weak secrets, and so does assembly, so that no
+    // path into the hub verifies against an empty or guessable key.
+    let bytes = |r| -> Result<Vec<u8>> {
+        let value = secret(r)?.expose_secret().as_bytes().to_vec();
+        check_strength(SecretUse::InboundCredential, &value).map_err(|e| anyhow!("{e}"))?;
+        Ok(value)
+    };
     Ok(match cfg {
         SignatureConfig::StandardWebhooks {
             secret: s,
             tolerance,
         } => {
             let key = SigningKey::from_standard_webhooks(secret(s)?.expose_secret())
+                .map_err(|e| anyhow!("standard_webhooks secret: {e}"))?;
+            check_strength(SecretUse::StandardWebhooksKey, key.as_bytes())
                 .map_err(|e| anyhow!("standard_webhooks secret: {e}"))?;
             Box::new(schemes::StandardWebhooks {
                 key,

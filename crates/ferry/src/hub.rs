@@ -15,15 +15,16 @@ use ferry_config::Config;
 use ferry_delivery::DeliveryEngine;
 use ferry_store::Store;
 use ferry_store::sqlite::{SqliteOptions, SqliteStore};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::admin::TokenGate;
 use crate::assembly::{assemble, hub_egress_policy};
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
 use crate::notify::Notifier;
 use crate::pull::Pullers;
-use crate::{admin, ingress, telemetry};
+use crate::server::{BodyLimits, ConnectionLimits};
+use crate::{admin, ingress, server, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// How to run a hub.
@@ -39,10 +40,14 @@ pub struct HubOptions {
 /// A started hub.
 pub struct RunningHub {
     addr: SocketAddr,
+    /// The admin listener's address, when `settings.admin.listen` puts it apart.
+    admin_addr: Option<SocketAddr>,
     store: Arc<SqliteStore>,
     engine: Arc<DeliveryEngine>,
-    server: JoinHandle<std::io::Result<()>>,
-    stop: oneshot::Sender<()>,
+    /// One task per listener.
+    servers: Vec<JoinHandle<()>>,
+    /// Stops the listeners.
+    stop: CancellationToken,
     /// Stops the backlog monitor, the owner notifier and the pullers.
     background: CancellationToken,
     /// One task per pull flow.
@@ -102,44 +107,67 @@ impl RunningHub {
             let engine = engine.clone();
             Arc::new(move || lane_keys.iter().for_each(|l| engine.wake(l)))
         };
-        let app = Router::new()
+        let settings = &opts.config.settings;
+        let public = Router::new()
             .merge(ingress::router(ingress::IngressState {
                 routes: Arc::new(assembly.routes),
                 store: dyn_store.clone(),
                 wake: waker,
                 backlog,
                 fresh: Arc::new(engine.fresh_lanes()),
+                body: Arc::new(BodyLimits::from_settings(&settings.server)),
             }))
-            .merge(admin::router(
-                admin::AdminState {
-                    store: dyn_store.clone(),
-                    engine: engine.clone(),
-                    wake_all,
-                    pulls: pullers.board(),
-                },
-                assembly.admin_token,
-            ))
-            .merge(ops_router(dyn_store.clone(), store.clone()));
+            .merge(ops_router(dyn_store.clone()));
+        // The operator's side: the admin API and `/metrics`, on the public listener or on
+        // `settings.admin.listen`.
+        let operator = admin::router(
+            admin::AdminState {
+                store: dyn_store.clone(),
+                engine: engine.clone(),
+                wake_all,
+                pulls: pullers.board(),
+            },
+            TokenGate::admin(assembly.admin_token),
+        )
+        .merge(metrics_router(
+            store.clone(),
+            TokenGate::metrics(assembly.metrics_token),
+        ));
 
-        let listen = opts.listen.unwrap_or(opts.config.settings.listen);
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+        let limits = ConnectionLimits::from_settings(&settings.server);
+        let stop = CancellationToken::new();
+        let listen = opts.listen.unwrap_or(settings.listen);
+        let listener = server::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let mut servers = Vec::new();
+        let admin_addr = match settings.admin.listen {
+            Some(admin_listen) => {
+                let admin_listener = server::bind(admin_listen).await?;
+                let admin_addr = admin_listener.local_addr()?;
+                // Health answers there too, for a probe that only reaches the admin side.
+                let admin_app = operator.merge(ops_router(dyn_store.clone()));
+                servers.push(spawn_server(admin_listener, admin_app, &limits, &stop));
+                servers.push(spawn_server(listener, public, &limits, &stop));
+                tracing::info!(%admin_addr, "admin API and /metrics listen apart");
+                Some(admin_addr)
+            }
+            None => {
+                servers.push(spawn_server(
+                    listener,
+                    public.merge(operator),
+                    &limits,
+                    &stop,
+                ));
+                None
+            }
+        };
         tracing::info!(%addr, data_dir = %opts.data_dir.display(), "ferry is serving");
         Ok(Self {
             addr,
+            admin_addr,
             store,
             engine,
-            server,
+            servers,
             stop,
             background,
             pullers,
@@ -152,6 +180,12 @@ impl RunningHub {
         self.addr
     }
 
+    /// Where the admin API and `/metrics` listen: `settings.admin.listen`'s bound address,
+    /// or the main address when they share it.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr.unwrap_or(self.addr)
+    }
+
     /// The store (for in-process observers such as `ferry demo`).
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
@@ -160,14 +194,14 @@ impl RunningHub {
     /// Graceful stop: stop accepting, let in-flight requests and deliveries finish (up to the
     /// grace period), release what is left back to the store, close the store.
     pub async fn shutdown(self) -> Result<()> {
-        let _ = self.stop.send(());
+        self.stop.cancel();
         self.background.cancel();
         // A run stopped mid-way resumes from its committed cursor at the next start.
         self.pullers.join().await;
-        match self.server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server ended with an error"),
-            Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+        for server in self.servers {
+            if let Err(e) = server.await {
+                tracing::warn!(error = %e, "HTTP server task failed");
+            }
         }
         match Arc::into_inner(self.engine) {
             Some(engine) => engine.shutdown(self.grace).await,
@@ -188,12 +222,21 @@ impl RunningHub {
     }
 }
 
-/// `/healthz` (the process answers), `/readyz` (the store commits), `/metrics` (Prometheus,
-/// with the store's group-commit counters read at each scrape).
-fn ops_router(store: Arc<dyn Store>, sqlite: Arc<SqliteStore>) -> Router {
-    let handle = telemetry::metrics_handle();
-    let commits = metrics::counter!("ferry_store_commits_total");
-    let commands = metrics::counter!("ferry_store_commands_total");
+/// Serve `app` on `listener` until `stop` is cancelled.
+fn spawn_server(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &ConnectionLimits,
+    stop: &CancellationToken,
+) -> JoinHandle<()> {
+    let stop = stop.clone();
+    tokio::spawn(server::serve(listener, app, limits.clone(), async move {
+        stop.cancelled().await
+    }))
+}
+
+/// `/healthz` (the process answers) and `/readyz` (the store commits).
+fn ops_router(store: Arc<dyn Store>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -212,6 +255,15 @@ fn ops_router(store: Arc<dyn Store>, sqlite: Arc<SqliteStore>) -> Router {
                 }
             }),
         )
+}
+
+/// `/metrics` (Prometheus, with the store's group-commit counters read at each scrape),
+/// behind `gate` when `settings.metrics.token` is set.
+fn metrics_router(sqlite: Arc<SqliteStore>, gate: TokenGate) -> Router {
+    let handle = telemetry::metrics_handle();
+    let commits = metrics::counter!("ferry_store_commits_total");
+    let commands = metrics::counter!("ferry_store_commands_total");
+    Router::new()
         .route(
             "/metrics",
             get(move || {
@@ -231,4 +283,8 @@ fn ops_router(store: Arc<dyn Store>, sqlite: Arc<SqliteStore>) -> Router {
                 }
             }),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            admin::require_token,
+        ))
 }

@@ -1,5 +1,6 @@
-//! Resolving every secret reference, each failure located at its field; Standard Webhooks
-//! secrets must also be base64 (after an optional `whsec_` prefix).
+//! Resolving every secret reference, each failure located at its field. Fail closed: an empty
+//! secret, or one too short for what it guards ([`check_strength`]), is an error; Standard
+//! Webhooks secrets must also be base64 (after an optional `whsec_` prefix).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -8,16 +9,8 @@ use secrecy::ExposeSecret;
 use super::Checker;
 use crate::locate::Part;
 use crate::model::{HeaderValue, OutboundSigning, SignatureConfig, Source};
-use crate::secret::{SecretError, SecretRef};
+use crate::secret::{SecretError, SecretRef, SecretUse as Use, check_strength};
 use crate::sources::FileId;
-
-/// What a secret is used for, which decides what its value must look like.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Use {
-    Plain,
-    StandardWebhooks,
-    HeaderValue,
-}
 
 struct Found<'a> {
     file: FileId,
@@ -39,11 +32,11 @@ pub(super) fn check(c: &mut Checker) {
         };
         let value = value.expose_secret();
         let problem = match found.usage {
-            Use::Plain => None,
-            Use::StandardWebhooks => standard_webhooks_problem(value),
+            Use::StandardWebhooksKey => standard_webhooks_problem(value),
             Use::HeaderValue => http::HeaderValue::from_str(value)
                 .err()
                 .map(|_| "the secret is not a valid header value (it holds control characters or line breaks)".to_string()),
+            usage => check_strength(usage, value.as_bytes()).err(),
         };
         if let Some(message) = problem {
             let help = Some(format!("check the value of {}", describe(found.secret)));
@@ -62,7 +55,15 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
             file,
             path: own(&["settings", "admin", "token"]),
             secret: token,
-            usage: Use::Plain,
+            usage: Use::AdminToken,
+        });
+    }
+    if let (Some(file), Some(token)) = (c.origins.settings, &config.settings.metrics.token) {
+        out.push(Found {
+            file,
+            path: own(&["settings", "metrics", "token"]),
+            secret: token,
+            usage: Use::MetricsToken,
         });
     }
     if let (Some(file), Some(hook)) = (c.origins.settings, &config.settings.notifications.webhook)
@@ -72,7 +73,7 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
             file,
             path: own(&["settings", "notifications", "webhook", "secret"]),
             secret,
-            usage: Use::StandardWebhooks,
+            usage: Use::StandardWebhooksKey,
         });
     }
     for (flow, def) in &config.flows {
@@ -83,9 +84,9 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
             && let Some((field, secret)) = src.signature.secret()
         {
             let usage = if matches!(src.signature, SignatureConfig::StandardWebhooks { .. }) {
-                Use::StandardWebhooks
+                Use::StandardWebhooksKey
             } else {
-                Use::Plain
+                Use::InboundCredential
             };
             let scheme = src.signature.scheme();
             let path = own(&[
@@ -171,7 +172,7 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                     file,
                     path,
                     secret,
-                    usage: Use::StandardWebhooks,
+                    usage: Use::StandardWebhooksKey,
                 });
             }
         }
@@ -184,7 +185,7 @@ fn standard_webhooks_problem(value: &str) -> Option<String> {
     let encoded = value.strip_prefix("whsec_").unwrap_or(value);
     match STANDARD.decode(encoded) {
         Ok(bytes) if bytes.is_empty() => Some("the Standard Webhooks secret is empty".to_string()),
-        Ok(_) => None,
+        Ok(bytes) => check_strength(Use::StandardWebhooksKey, &bytes).err(),
         Err(_) => Some(
             "the Standard Webhooks secret is not valid base64 (after the optional `whsec_` prefix)"
                 .to_string(),
@@ -200,6 +201,9 @@ fn help_for(error: &SecretError) -> Option<String> {
         }
         SecretError::File { .. } => {
             "relative `file:` paths are resolved against the config directory".to_string()
+        }
+        SecretError::FileEmpty(_) => {
+            "an empty secret would let anyone in; write the secret into the file".to_string()
         }
     })
 }

@@ -54,11 +54,17 @@ impl SignatureScheme for Basic {
             .ok_or_else(|| malformed(AUTHORIZATION, "Basic credentials lack a `:` separator"))?;
         let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
         let ok = user.ct_eq(self.username.as_bytes()) & pass.ct_eq(&self.password);
-        if bool::from(ok) {
+        // An empty configured password matches nothing (fail closed).
+        if bool::from(ok) && !self.password.is_empty() {
             Ok(())
         } else {
             Err(VerifyError::BadCredentials)
         }
+    }
+
+    /// The credentials are all in the headers: check them fully before any body is read.
+    fn check_headers(&self, headers: &HeaderMap, now_unix: i64) -> Result<(), VerifyError> {
+        self.verify(headers, b"", now_unix)
     }
 }
 
@@ -135,6 +141,15 @@ mod tests {
         assert_eq!(
             check(&basic("no-colon")).unwrap_err().code(),
             "signature_malformed"
+        );
+    }
+
+    #[test]
+    fn empty_configured_password_matches_nothing() {
+        let h = headers(&[("authorization", &basic("ferry:"))]);
+        assert_eq!(
+            Basic::new("ferry", "").verify(&h, b"", 0),
+            Err(VerifyError::BadCredentials)
         );
     }
 

@@ -44,6 +44,11 @@ impl SignatureScheme for Bearer {
             Err(VerifyError::BadCredentials)
         }
     }
+
+    /// The credentials are all in the headers: check them fully before any body is read.
+    fn check_headers(&self, headers: &HeaderMap, now_unix: i64) -> Result<(), VerifyError> {
+        self.verify(headers, b"", now_unix)
+    }
 }
 
 #[cfg(test)]

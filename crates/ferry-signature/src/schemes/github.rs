@@ -2,7 +2,7 @@
 
 use http::HeaderMap;
 
-use super::hmac::{Encoding, verify_body_digest};
+use super::hmac::{Encoding, read_body_digest, verify_body_digest};
 use crate::{SignatureScheme, SigningKey, VerifyError};
 
 const HEADER: &str = "x-hub-signature-256";
@@ -36,6 +36,10 @@ impl SignatureScheme for GitHub {
             Some(PREFIX),
             body,
         )
+    }
+
+    fn check_headers(&self, headers: &HeaderMap, _now_unix: i64) -> Result<(), VerifyError> {
+        read_body_digest(headers, HEADER, Encoding::Hex, Some(PREFIX)).map(|_| ())
     }
 }
 
@@ -99,6 +103,37 @@ mod tests {
                 header: HEADER.into(),
                 reason: "digest is not valid hex".into()
             })
+        );
+    }
+
+    /// A body "signed" with an empty key must not pass, whatever the configured key is.
+    #[test]
+    fn empty_key_matches_nothing() {
+        let empty = SigningKey::from_bytes(Vec::new());
+        let tag = hex::encode(crate::schemes::hmac_sha256(&empty, &[BODY]));
+        let h = headers(&[("x-hub-signature-256", &format!("sha256={tag}"))]);
+        assert_eq!(
+            GitHub::new(empty).verify(&h, BODY, 0),
+            Err(VerifyError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn headers_are_checked_before_the_body() {
+        assert_eq!(
+            scheme().check_headers(&headers(&[(HEADER, SIG)]), 0),
+            Ok(())
+        );
+        assert_eq!(
+            scheme().check_headers(&HeaderMap::new(), 0),
+            Err(VerifyError::MissingHeader(HEADER.into()))
+        );
+        assert_eq!(
+            scheme()
+                .check_headers(&headers(&[(HEADER, "sha256=zz")]), 0)
+                .unwrap_err()
+                .code(),
+            "signature_malformed"
         );
     }
 

@@ -59,6 +59,22 @@ pub(crate) fn verify_body_digest(
     prefix: Option<&str>,
     body: &[u8],
 ) -> Result<(), VerifyError> {
+    let tag = read_body_digest(headers, header, encoding, prefix)?;
+    if hmac_matches_any(key, &[body], [tag.as_slice()]) {
+        Ok(())
+    } else {
+        Err(VerifyError::Mismatch)
+    }
+}
+
+/// The digest in `header`: present, with `prefix`, decoding to an HMAC-SHA256 tag. Checked
+/// before the body is read, and again by [`verify_body_digest`].
+pub(crate) fn read_body_digest(
+    headers: &HeaderMap,
+    header: &str,
+    encoding: Encoding,
+    prefix: Option<&str>,
+) -> Result<Vec<u8>, VerifyError> {
     let mut value = header_bytes(headers, header)?;
     if let Some(prefix) = prefix {
         value = value
@@ -83,11 +99,7 @@ pub(crate) fn verify_body_digest(
             ),
         ));
     }
-    if hmac_matches_any(key, &[body], [tag.as_slice()]) {
-        Ok(())
-    } else {
-        Err(VerifyError::Mismatch)
-    }
+    Ok(tag)
 }
 
 impl SignatureScheme for GenericHmac {
@@ -104,6 +116,16 @@ impl SignatureScheme for GenericHmac {
             self.prefix.as_deref(),
             body,
         )
+    }
+
+    fn check_headers(&self, headers: &HeaderMap, _now_unix: i64) -> Result<(), VerifyError> {
+        read_body_digest(
+            headers,
+            self.header.as_str(),
+            self.encoding,
+            self.prefix.as_deref(),
+        )
+        .map(|_| ())
     }
 }
 

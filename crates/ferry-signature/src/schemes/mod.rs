@@ -44,12 +44,15 @@ pub(crate) fn hmac_sha256(key: &SigningKey, parts: &[&[u8]]) -> Vec<u8> {
 /// True if any candidate equals the HMAC-SHA256 tag of `parts`.
 ///
 /// The body is hashed once; each candidate is checked with the constant-time
-/// `Mac::verify_slice`.
+/// `Mac::verify_slice`. An empty key matches nothing: anyone can compute a MAC under it.
 pub(crate) fn hmac_matches_any<'a>(
     key: &SigningKey,
     parts: &[&[u8]],
     candidates: impl IntoIterator<Item = &'a [u8]>,
 ) -> bool {
+    if key.as_bytes().is_empty() {
+        return false;
+    }
     let mac = mac_over(key, parts);
     candidates
         .into_iter()

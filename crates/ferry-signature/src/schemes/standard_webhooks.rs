@@ -108,6 +108,34 @@ impl SignatureScheme for StandardWebhooks {
     }
 
     fn verify(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), VerifyError> {
+        let signed = self.signed_headers(headers, now_unix)?;
+        let content: [&[u8]; 5] = [signed.id, b".", signed.timestamp.as_bytes(), b".", body];
+        let signatures = signed.signatures;
+        if hmac_matches_any(&self.key, &content, signatures.iter().map(Vec::as_slice)) {
+            Ok(())
+        } else {
+            Err(VerifyError::Mismatch)
+        }
+    }
+
+    fn check_headers(&self, headers: &HeaderMap, now_unix: i64) -> Result<(), VerifyError> {
+        self.signed_headers(headers, now_unix).map(|_| ())
+    }
+}
+
+/// The signed headers of a request, parsed and with the timestamp inside the tolerance.
+struct SignedHeaders<'a> {
+    id: &'a [u8],
+    timestamp: &'a str,
+    signatures: Vec<Vec<u8>>,
+}
+
+impl StandardWebhooks {
+    fn signed_headers<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        now_unix: i64,
+    ) -> Result<SignedHeaders<'a>, VerifyError> {
         let names = if WEBHOOK.any_present(headers) || !SVIX.any_present(headers) {
             &WEBHOOK
         } else {
@@ -120,13 +148,11 @@ impl SignatureScheme for StandardWebhooks {
         let timestamp = parse_timestamp(names.timestamp, raw_timestamp)?;
         let signatures = v1_signatures(names.signature, signature)?;
         check_window(timestamp, now_unix, self.tolerance_secs)?;
-
-        let content: [&[u8]; 5] = [id, b".", raw_timestamp.as_bytes(), b".", body];
-        if hmac_matches_any(&self.key, &content, signatures.iter().map(Vec::as_slice)) {
-            Ok(())
-        } else {
-            Err(VerifyError::Mismatch)
-        }
+        Ok(SignedHeaders {
+            id,
+            timestamp: raw_timestamp,
+            signatures,
+        })
     }
 }
 

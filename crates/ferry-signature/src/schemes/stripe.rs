@@ -93,10 +93,7 @@ impl SignatureScheme for StripeStyle {
     }
 
     fn verify(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), VerifyError> {
-        let header = self.header.as_str();
-        let parsed = parse(header, header_str(headers, header)?)?;
-        let timestamp = parse_timestamp(header, parsed.timestamp)?;
-        check_window(timestamp, now_unix, self.tolerance_secs)?;
+        let parsed = self.signed_header(headers, now_unix)?;
 
         let content: [&[u8]; 3] = [parsed.timestamp.as_bytes(), b".", body];
         let candidates = parsed.signatures.iter().map(Vec::as_slice);
@@ -105,6 +102,25 @@ impl SignatureScheme for StripeStyle {
         } else {
             Err(VerifyError::Mismatch)
         }
+    }
+
+    fn check_headers(&self, headers: &HeaderMap, now_unix: i64) -> Result<(), VerifyError> {
+        self.signed_header(headers, now_unix).map(|_| ())
+    }
+}
+
+impl StripeStyle {
+    /// The signature header, parsed, with its timestamp inside the tolerance.
+    fn signed_header<'a>(
+        &self,
+        headers: &'a HeaderMap,
+        now_unix: i64,
+    ) -> Result<Parsed<'a>, VerifyError> {
+        let header = self.header.as_str();
+        let parsed = parse(header, header_str(headers, header)?)?;
+        let timestamp = parse_timestamp(header, parsed.timestamp)?;
+        check_window(timestamp, now_unix, self.tolerance_secs)?;
+        Ok(parsed)
     }
 }
 

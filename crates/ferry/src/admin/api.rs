@@ -10,9 +10,8 @@ use ferry_delivery::{ControlError, DeliveryEngine};
 use ferry_store::{
     DeliveryFilter, DeliveryId, DeliveryState, EventId, LaneCounts, LaneKey, Store, StoredEvent,
 };
-use secrecy::SecretString;
 
-use super::auth::require_token;
+use super::auth::{TokenGate, require_token};
 use super::dto::*;
 use crate::clock::{now_ms, parse_time};
 use crate::problem::Problem;
@@ -30,7 +29,7 @@ pub struct AdminState {
 }
 
 /// The admin routes, all behind the bearer token.
-pub fn router(state: AdminState, token: Option<SecretString>) -> Router {
+pub fn router(state: AdminState, gate: TokenGate) -> Router {
     Router::new()
         .route("/admin/v1/lanes", get(lanes))
         .route("/admin/v1/lanes/{flow}/{destination}/pause", post(pause))
@@ -40,10 +39,7 @@ pub fn router(state: AdminState, token: Option<SecretString>) -> Router {
         .route("/admin/v1/events/{id}", get(show_event))
         .route("/admin/v1/replay", post(replay))
         .route("/admin/v1/pulls", get(pulls))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(token),
-            require_token,
-        ))
+        .layer(axum::middleware::from_fn_with_state(gate, require_token))
         .with_state(state)
 }
 

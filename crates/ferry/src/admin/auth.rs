@@ -1,9 +1,14 @@
-//! Bearer-token check for the admin API, in constant time.
+//! Bearer-token gates for the admin API and `/metrics`: the token compared in constant time,
+//! the `Bearer` scheme matched case-insensitively (RFC 9110), an empty token refused before
+//! any comparison, and a client that keeps presenting wrong tokens locked out with `429`.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
@@ -11,44 +16,260 @@ use subtle::ConstantTimeEq;
 
 use crate::problem::Problem;
 
-/// Refuse the request unless it carries the admin token.
-pub async fn require_token(
-    State(token): State<Arc<Option<SecretString>>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = token.as_ref() else {
-        metrics::counter!("ferry_admin_rejected_total", "reason" => "no_token_configured")
-            .increment(1);
-        return Problem::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "Admin API disabled",
-            "no admin token is configured (settings.admin.token); every admin call is refused",
-        )
-        .into_response();
-    };
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let ok =
-        presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes())));
-    if !ok {
-        metrics::counter!("ferry_admin_rejected_total", "reason" => "unauthorized").increment(1);
-        return Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "admin_unauthorized",
-            "Unauthorized",
-            if presented.is_none() {
-                "admin calls need `Authorization: Bearer <token>`"
-            } else {
-                "the bearer token is not the admin token"
-            },
-        )
-        .into_response();
+/// Wrong tokens a client may present within [`LOCKOUT_WINDOW`] before it is refused `429`.
+pub const MAX_FAILURES: u32 = 10;
+/// The window over which wrong tokens are counted, and how long a lockout lasts.
+pub const LOCKOUT_WINDOW: Duration = Duration::from_secs(60);
+/// Most client addresses remembered at once; beyond it, expired entries are dropped first
+/// and, if none has expired, the table is cleared (memory stays bounded under a flood).
+const MAX_CLIENTS: usize = 10_000;
+
+/// One gate: what it guards (for messages and metric labels) and the token it requires.
+#[derive(Clone)]
+pub struct TokenGate {
+    inner: Arc<GateInner>,
+}
+
+struct GateInner {
+    /// `admin` or `metrics`.
+    what: &'static str,
+    /// `None`: no token configured. The admin API then refuses every call; `/metrics` is
+    /// then open (see `settings.metrics.token`).
+    token: Option<SecretString>,
+    /// Whether a missing configured token means "refuse everything" (admin) or "open".
+    required: bool,
+    failures: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+/// Wrong tokens from one client address in the current window.
+#[derive(Clone, Copy)]
+struct Failures {
+    since: Instant,
+    count: u32,
+}
+
+impl TokenGate {
+    /// The admin API's gate: without a configured token every call is refused.
+    pub fn admin(token: Option<SecretString>) -> Self {
+        Self::new("admin", token, true)
     }
-    next.run(req).await
+
+    /// `/metrics`' gate: without a configured token, `/metrics` is open.
+    pub fn metrics(token: Option<SecretString>) -> Self {
+        Self::new("metrics", token, false)
+    }
+
+    fn new(what: &'static str, token: Option<SecretString>, required: bool) -> Self {
+        // An empty configured token is no token (fail closed); validation refuses it anyway.
+        let token = token.filter(|t| !t.expose_secret().trim().is_empty());
+        Self {
+            inner: Arc::new(GateInner {
+                what,
+                token,
+                required,
+                failures: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Check one request: `Ok` to let it through, else the refusal to answer with.
+    fn check(&self, headers: &HeaderMap, client: IpAddr, now: Instant) -> Result<(), Problem> {
+        let inner = &self.inner;
+        let Some(token) = &inner.token else {
+            if !inner.required {
+                return Ok(());
+            }
+            self.count_rejection("no_token_configured");
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "admin_disabled",
+                "Admin API disabled",
+                "no admin token is configured (settings.admin.token); every admin call is refused",
+            ));
+        };
+        if let Some(retry_after) = self.locked_out(client, now) {
+            self.count_rejection("locked_out");
+            return Err(Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_bad_tokens",
+                "Too many wrong tokens",
+                format!(
+                    "this address presented {MAX_FAILURES} wrong tokens within {}s; retry later",
+                    LOCKOUT_WINDOW.as_secs()
+                ),
+            )
+            .retry_after(retry_after.as_secs().max(1)));
+        }
+        let presented = bearer_token(headers);
+        let matches = presented.is_some_and(|p| {
+            // Refused before any comparison: an empty token never matches.
+            !p.is_empty() && bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes()))
+        });
+        if matches {
+            return Ok(());
+        }
+        self.record_failure(client, now);
+        self.count_rejection("unauthorized");
+        Err(Problem::new(
+            StatusCode::UNAUTHORIZED,
+            if inner.what == "admin" {
+                "admin_unauthorized"
+            } else {
+                "metrics_unauthorized"
+            },
+            "Unauthorized",
+            match presented {
+                None => format!("{} calls need `Authorization: Bearer <token>`", inner.what),
+                Some("") => "the bearer token is empty".to_string(),
+                Some(_) => format!("the bearer token is not the {} token", inner.what),
+            },
+        ))
+    }
+
+    fn count_rejection(&self, reason: &'static str) {
+        let name = if self.inner.what == "admin" {
+            "ferry_admin_rejected_total"
+        } else {
+            "ferry_metrics_rejected_total"
+        };
+        metrics::counter!(name, "reason" => reason).increment(1);
+    }
+
+    /// How long until `client` may try again, if it is locked out now.
+    fn locked_out(&self, client: IpAddr, now: Instant) -> Option<Duration> {
+        let failures = self.inner.failures.lock().ok()?;
+        let f = failures.get(&client)?;
+        let ends = f.since + LOCKOUT_WINDOW;
+        (f.count >= MAX_FAILURES && now < ends).then(|| ends - now)
+    }
+
+    fn record_failure(&self, client: IpAddr, now: Instant) {
+        let Ok(mut failures) = self.inner.failures.lock() else {
+            return;
+        };
+        if failures.len() >= MAX_CLIENTS && !failures.contains_key(&client) {
+            failures.retain(|_, f| now < f.since + LOCKOUT_WINDOW);
+            if failures.len() >= MAX_CLIENTS {
+                failures.clear();
+            }
+        }
+        let entry = failures.entry(client).or_insert(Failures {
+            since: now,
+            count: 0,
+        });
+        if now >= entry.since + LOCKOUT_WINDOW {
+            *entry = Failures {
+                since: now,
+                count: 0,
+            };
+        }
+        entry.count = entry.count.saturating_add(1);
+    }
+}
+
+/// The credentials of `Authorization: Bearer <token>`, the scheme matched case-insensitively;
+/// `Some("")` when the scheme is there with no token, `None` when there is no bearer header.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+}
+
+/// The client's address, as the server recorded it for the connection.
+fn client_ip(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// Middleware: let the request through only if `gate` accepts it.
+pub async fn require_token(State(gate): State<TokenGate>, req: Request, next: Next) -> Response {
+    match gate.check(req.headers(), client_ip(&req), Instant::now()) {
+        Ok(()) => next.run(req).await,
+        Err(problem) => problem.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        h
+    }
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        let gate = TokenGate::admin(Some(TOKEN.into()));
+        let now = Instant::now();
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let h = with_auth(&format!("{scheme} {TOKEN}"));
+            assert!(gate.check(&h, ip(1), now).is_ok(), "{scheme}");
+        }
+        assert!(gate.check(&with_auth(TOKEN), ip(1), now).is_err());
+    }
+
+    #[test]
+    fn an_empty_token_is_refused() {
+        let gate = TokenGate::admin(Some(TOKEN.into()));
+        let now = Instant::now();
+        for value in ["Bearer ", "Bearer", "bearer    "] {
+            let err = gate.check(&with_auth(value), ip(1), now).unwrap_err();
+            assert_eq!(err.status, 401, "{value:?}");
+        }
+        // And an empty configured token refuses everything rather than matching "".
+        let gate = TokenGate::admin(Some("  ".into()));
+        let err = gate.check(&with_auth("Bearer "), ip(1), now).unwrap_err();
+        assert_eq!(err.status, 403);
+    }
+
+    #[test]
+    fn repeated_wrong_tokens_lock_the_address_out_even_for_the_right_token() {
+        let gate = TokenGate::admin(Some(TOKEN.into()));
+        let now = Instant::now();
+        for _ in 0..MAX_FAILURES {
+            let err = gate
+                .check(&with_auth("Bearer wrong"), ip(1), now)
+                .unwrap_err();
+            assert_eq!(err.status, 401);
+        }
+        let right = with_auth(&format!("Bearer {TOKEN}"));
+        let err = gate.check(&right, ip(1), now).unwrap_err();
+        assert_eq!(err.status, 429);
+        assert_eq!(err.code, "too_many_bad_tokens");
+        // Another address is not affected, and the lockout ends with its window.
+        assert!(gate.check(&right, ip(2), now).is_ok());
+        assert!(gate.check(&right, ip(1), now + LOCKOUT_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn metrics_are_open_without_a_token_and_gated_with_one() {
+        let now = Instant::now();
+        assert!(
+            TokenGate::metrics(None)
+                .check(&HeaderMap::new(), ip(1), now)
+                .is_ok()
+        );
+        let gate = TokenGate::metrics(Some(TOKEN.into()));
+        assert_eq!(
+            gate.check(&HeaderMap::new(), ip(1), now)
+                .unwrap_err()
+                .status,
+            401
+        );
+        assert!(
+            gate.check(&with_auth(&format!("Bearer {TOKEN}")), ip(1), now)
+                .is_ok()
+        );
+    }
 }

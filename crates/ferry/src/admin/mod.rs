@@ -1,5 +1,5 @@
 //! The operator API (`/admin/v1/...`): browse deliveries and the dead-letter queue, replay.
-//! Every route requires `Authorization: Bearer <settings.admin.token>`.
+//! Every route requires `Authorization: Bearer <settings.admin.token>` ([`TokenGate`]).
 
 mod api;
 mod auth;
@@ -7,3 +7,4 @@ pub mod client;
 pub mod dto;
 
 pub use api::{AdminState, router};
+pub use auth::{TokenGate, require_token};

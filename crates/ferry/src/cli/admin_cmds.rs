@@ -110,7 +110,12 @@ pub fn client(target: &HubTarget) -> Result<AdminClient> {
         let Some(config) = super::serve::load_config(dir, true) else {
             bail!("the config in {} is invalid", dir.display());
         };
-        let mut listen = config.settings.listen;
+        // The admin API answers on `settings.admin.listen` when it is set apart.
+        let mut listen = config
+            .settings
+            .admin
+            .listen
+            .unwrap_or(config.settings.listen);
         if listen.ip().is_unspecified() {
             listen.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }

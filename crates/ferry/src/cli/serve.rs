@@ -79,6 +79,12 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
     })
     .await?;
     println!("ferry listening on http://{}", hub.addr());
+    if hub.admin_addr() != hub.addr() {
+        println!(
+            "ferry admin API and /metrics on http://{}",
+            hub.admin_addr()
+        );
+    }
     let _ = std::io::stdout().flush();
     wait_for_signal().await;
     tracing::info!("stopping: draining in-flight work");

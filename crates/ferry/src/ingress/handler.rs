@@ -3,9 +3,9 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+
 use ferry_delivery::FreshSlot;
 use ferry_store::{AppendOutcome, ClaimedDelivery, NewEvent, StoreError};
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,7 @@ use super::pipeline::{self, Processed};
 use crate::assembly::IngressRoute;
 use crate::clock::now_ms;
 use crate::problem::Problem;
+use crate::server::read_body;
 
 /// The answer to an accepted (or duplicate, or dropped) event.
 #[derive(Debug, Serialize, Deserialize)]
@@ -81,19 +82,26 @@ async fn accept(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, AcceptedBody), Problem> {
-    let payload = read_body(headers, body, route.max_body_bytes).await?;
+    let refused = |e: ferry_signature::VerifyError| {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            e.code(),
+            "Webhook authentication failed",
+            e.to_string(),
+        )
+    };
+    // What the signature headers alone can refuse is refused before the body is read.
+    route
+        .verifier
+        .check_headers(headers, now_ms() / 1000)
+        .map_err(refused)?;
+    // `_held` keeps the body's bytes counted in the memory budget until the answer.
+    let (payload, _held) = read_body(headers, body, route.max_body_bytes, &state.body).await?;
     let now = now_ms();
     route
         .verifier
         .verify(headers, &payload, now / 1000)
-        .map_err(|e| {
-            Problem::new(
-                StatusCode::UNAUTHORIZED,
-                e.code(),
-                "Webhook authentication failed",
-                e.to_string(),
-            )
-        })?;
+        .map_err(refused)?;
     refuse_if_backlog_full(state, route)?;
     // CloudEvents, body checks, `validate`, `filter`/`route`/`split`, `dedupe`: the events
     // to store with their deliveries (see `pipeline`).
@@ -295,46 +303,6 @@ fn refuse_if_backlog_full(state: &IngressState, route: &IngressRoute) -> Result<
         }
     }
     Ok(())
-}
-
-/// Read the body, refusing anything over `limit` bytes (by `Content-Length` first, then while
-/// reading, so a lying or absent length cannot get past the limit).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Problem> {
-    let too_large = |what: String| {
-        Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "Body too large",
-            what,
-        )
-    };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        && len > limit as u64
-    {
-        return Err(too_large(format!(
-            "the body is {len} bytes; this flow accepts at most {limit}"
-        )));
-    }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            || e.to_string().contains("length limit");
-        if is_limit {
-            too_large(format!(
-                "the body exceeds this flow's limit of {limit} bytes"
-            ))
-        } else {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                "body_unreadable",
-                "Body unreadable",
-                format!("reading the body failed: {e}"),
-            )
-        }
-    })
 }
 
 /// Check the body is one JSON document. Parse it into a value only when something must be

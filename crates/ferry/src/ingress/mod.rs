@@ -36,6 +36,8 @@ pub struct IngressState {
     pub backlog: Arc<crate::backlog::BacklogMonitor>,
     /// Lanes that take deliveries claimed in their append (see `ferry_delivery::FreshLane`).
     pub fresh: Arc<HashMap<LaneKey, ferry_delivery::FreshLane>>,
+    /// How bodies are read: deadline, minimum rate, memory budget (`settings.server`).
+    pub body: Arc<crate::server::BodyLimits>,
 }
 
 /// The ingress routes.

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use ferry::hub::{HubOptions, RunningHub};
 use ferry_signature::SigningKey;
 
-pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0f1e2d3c4b5a69788796a5b4";
 pub const SOURCE_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// One request as a receiver saw it.
@@ -361,4 +361,22 @@ pub fn spawn_ferry(cfg: &Path, data: &Path, log: &Path) -> (std::process::Child,
         .unwrap();
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
+}
+
+/// Send signed `body` as event `id` until the hub answers `status` (up to 30 s); its body.
+pub async fn wait_for_status(hub: SocketAddr, id: &str, body: &str, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = send(hub, id, body).await;
+        let got = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        if got == status {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {status} within 30s; last {got}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,0 +1,154 @@
+//! The HTTP server, bounded: at most `max_connections` connections per listener (one more is
+//! answered `503` and closed), a deadline for each request's headers, an idle timeout for
+//! connections, and bodies read within a deadline, a minimum rate and a global memory budget
+//! ([`body`]). `axum::serve` offers none of these knobs, so connections are accepted and
+//! driven here, the way it does it, with hyper's own builder.
+
+pub mod body;
+mod idle;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tower::ServiceExt;
+
+pub use body::{BodyBudget, BodyLimits, BudgetHold, read_body};
+use idle::IdleTimeout;
+
+/// The connection-level limits of `settings.server`.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The limits of `settings.server`.
+    pub fn from_settings(s: &ferry_config::ServerSettings) -> Self {
+        Self {
+            max_connections: s.max_connections.max(1),
+            header_timeout: s.header_timeout,
+            idle_timeout: s.idle_timeout,
+        }
+    }
+}
+
+/// The problem a connection over the cap is told before it is closed.
+const REFUSAL_BODY: &str = "{\"type\":\"urn:ferry:problem:too_many_connections\",\
+\"title\":\"Too many connections\",\"status\":503,\"code\":\"too_many_connections\",\
+\"detail\":\"the server holds settings.server.max_connections connections; retry later\"}";
+
+/// Serve `app` on `listener` until `shutdown` resolves, then stop accepting, let open
+/// connections finish their requests, and return.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    // Connections hold a receiver; shutdown is announced by dropping the sender, and waits
+    // for every receiver to be dropped.
+    let (stop_tx, stop_rx) = watch::channel(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    accept_failed(&e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("ferry_http_connections_refused_total").increment(1);
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(IdleTimeout::new(stream, limits.idle_timeout));
+        let service = app.clone().map_request(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            req.map(axum::body::Body::new)
+        });
+        let service = TowerToHyperService::new(service);
+        let builder = builder.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(io, service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => finished(result),
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    finished(conn.await);
+                }
+            }
+            drop(slot);
+            drop(stop);
+        });
+    }
+    drop(stop_rx);
+    drop(listener);
+    // Tell every connection to finish gracefully, and wait until all are gone.
+    let _ = stop_tx.send(());
+    stop_tx.closed().await;
+}
+
+fn finished(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(e) = result {
+        tracing::trace!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Tell a connection over the cap why it is refused, briefly, and close it.
+async fn refuse(mut stream: TcpStream) {
+    let refusal = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
+        REFUSAL_BODY.len()
+    );
+    let write = async {
+        stream.write_all(refusal.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// An accept error: out of file descriptors or memory are waited out (the connections that
+/// hold them end by themselves); others are logged.
+async fn accept_failed(e: &std::io::Error) {
+    metrics::counter!("ferry_http_accept_errors_total").increment(1);
+    tracing::warn!(error = %e, "accepting a connection failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Bind `addr`, naming it in the error.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    use anyhow::Context as _;
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
