@@ -394,3 +394,95 @@ async fn a_client_guessing_admin_tokens_is_locked_out() {
         "lockouts are counted"
     );
 }
+
+/// Start `ferry serve` under `ulimit -n {nofile}`: the child, its main and admin addresses.
+fn spawn_limited(cfg: &Path, data: &Path, nofile: u32) -> (Killed, SocketAddr, SocketAddr) {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n {nofile} && exec \"$0\" serve --config \"$1\" --data-dir \"$2\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .arg(cfg)
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(data.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = |prefix: &str| -> SocketAddr {
+        let line = lines.next().expect("ferry printed nothing").unwrap();
+        let rest = line
+            .split_once(prefix)
+            .unwrap_or_else(|| panic!("{line}"))
+            .1;
+        rest.parse().unwrap()
+    };
+    let public = addr("listening on http://");
+    let admin = addr("/metrics on http://");
+    std::thread::spawn(move || for _ in lines {});
+    (Killed(child), public, admin)
+}
+
+/// More connections than the process has file descriptors: the cap (fitted to the limit)
+/// refuses the excess cleanly, and deliveries and the admin side keep working.
+#[tokio::test]
+async fn a_connection_flood_beyond_the_fd_limit_does_not_starve_deliveries() {
+    let receiver = TestReceiver::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    write_config(
+        cfg.path(),
+        &http_destination("crm", &receiver.url("/crm"), 5),
+    );
+    let settings = std::fs::read_to_string(cfg.path().join("ferry.yaml"))
+        .unwrap()
+        .replace(
+            "    token: { file: admin-token }\n",
+            "    token: { file: admin-token }\n    listen: 127.0.0.1:0\n",
+        );
+    std::fs::write(cfg.path().join("ferry.yaml"), settings).unwrap();
+    let (_child, hub, admin) = spawn_limited(cfg.path(), data.path(), 300);
+
+    admin_post(
+        admin,
+        "/admin/v1/lanes/orders/crm/pause",
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(
+        send(hub, "before-flood", r#"{"type":"t"}"#).await.status(),
+        202
+    );
+
+    // 400 connections against a limit of 300 descriptors.
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        flood.push(TcpStream::connect(hub).unwrap());
+    }
+    let (closed, answer) = closes_within(flood.last_mut().unwrap(), 30);
+    assert!(closed);
+    assert!(
+        String::from_utf8_lossy(&answer).contains("too_many_connections"),
+        "the excess is refused with a reason"
+    );
+
+    // The delivery held back during the flood goes out once resumed: the hub still had
+    // descriptors for its outbound call and its store.
+    admin_post(
+        admin,
+        "/admin/v1/lanes/orders/crm/resume",
+        serde_json::json!({}),
+    )
+    .await;
+    wait_until(30, "the delivery reaches the receiver", || async {
+        receiver.count() == 1
+    })
+    .await;
+    let log = std::fs::read_to_string(data.path().join("log")).unwrap();
+    assert!(log.contains("max_connections lowered"), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(flood);
+}

@@ -35,15 +35,58 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
 }
 
+/// File descriptors kept out of the connection cap for everything else the hub opens: the
+/// store's files, outbound connections to destinations, the admin listener.
+pub const RESERVED_FDS: usize = 256;
+
 impl ConnectionLimits {
-    /// The limits of `settings.server`.
+    /// The limits of `settings.server`, with the connection cap lowered where the process's
+    /// file-descriptor limit could not hold it plus [`RESERVED_FDS`] (so that a flood of
+    /// connections is refused cleanly instead of starving deliveries and the store of
+    /// descriptors).
     pub fn from_settings(s: &ferry_config::ServerSettings) -> Self {
+        let configured = s.max_connections.max(1);
+        let max_connections = match open_files_limit() {
+            Some(limit) => fit_to_fd_limit(configured, limit),
+            None => configured,
+        };
+        if max_connections < configured {
+            tracing::warn!(
+                configured,
+                max_connections,
+                "settings.server.max_connections lowered to fit the open-files limit \
+                 (ulimit -n) with {RESERVED_FDS} descriptors kept for the store and deliveries"
+            );
+        }
         Self {
-            max_connections: s.max_connections.max(1),
+            max_connections,
             header_timeout: s.header_timeout,
             idle_timeout: s.idle_timeout,
         }
     }
+}
+
+/// The connection cap that `limit` open files can hold besides [`RESERVED_FDS`] (at least
+/// 16, so a hub with a tiny limit still serves).
+fn fit_to_fd_limit(configured: usize, limit: usize) -> usize {
+    configured.min(limit.saturating_sub(RESERVED_FDS).max(16))
+}
+
+/// The soft limit on open files of this process, where the system tells it (Linux: the
+/// `Max open files` line of `/proc/self/limits`; read there rather than through `getrlimit`,
+/// which needs `unsafe` FFI or another dependency).
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files(&limits)
+}
+
+fn parse_open_files(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The problem a connection over the cap is told before it is closed.
@@ -151,4 +194,23 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_descriptors_for_the_rest_of_the_hub() {
+        assert_eq!(fit_to_fd_limit(1024, 20_000), 1024);
+        assert_eq!(fit_to_fd_limit(1024, 1024), 768);
+        assert_eq!(fit_to_fd_limit(1024, 100), 16);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(parse_open_files(limits), Some(1024));
+        assert_eq!(
+            parse_open_files("Max open files  unlimited unlimited files"),
+            None
+        );
+    }
 }
