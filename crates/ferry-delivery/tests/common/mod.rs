@@ -1,6 +1,8 @@
 //! Test helpers: scripted loopback receivers (axum and raw TCP), a real store, polling.
 #![allow(dead_code)]
 
+pub mod recording;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
