@@ -204,7 +204,7 @@ impl Notifier {
                         log_refused(kind, lane, refused);
                         break;
                     }
-                    tracing::warn!(kind, attempt, error = %e, "owner notification failed");
+                    tracing::warn!(kind, attempt, error = %describe(e), "owner notification failed");
                 }
             }
             if attempt < TRIES {
@@ -218,6 +218,23 @@ impl Notifier {
         metrics::counter!("ferry_notifications_total", "outcome" => "failed").increment(1);
         tracing::error!(kind, flow = %lane.flow, destination = %lane.destination, "owner notification could not be delivered");
     }
+}
+
+/// A failed try's error and its causes on one line, without the URL: a notification
+/// webhook's URL often is its secret (a chat service's incoming-webhook path).
+fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Log that the egress guard refused the notification webhook's address, with the reason.
@@ -365,6 +382,37 @@ mod tests {
             !logs.contains("owner notification failed"),
             "retried: {logs}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_try_is_logged_with_its_cause_but_without_the_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let mut notifier = notifier(&format!("http://{addr}/services/T0/B0/s3cr3t-path"));
+        notifier.client = GuardedClient::new(
+            EgressPolicy::from_entries(["127.0.0.0/8"]).unwrap(),
+            TIMEOUT,
+        )
+        .unwrap();
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // Stopping: one try, no backoff.
+        let stop = CancellationToken::new();
+        stop.cancel();
+        notifier.send(&paused(), &stop).await;
+        let logs = captured.text();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("owner notification failed"))
+            .unwrap_or_else(|| panic!("{logs}"));
+        assert!(!logs.contains("s3cr3t-path"), "{logs}");
+        assert!(line.to_lowercase().contains("refused"), "{line}");
     }
 
     #[tokio::test]
