@@ -20,10 +20,12 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
 
 fn refused_quickly(text: &str) -> Vec<ferry_config::Diagnostic> {
     let tmp = dir(&[("bomb.yaml", text), ("ok.yaml", SYSTEMS)]);
+    // Generous for a busy machine: unbounded expansion would take far longer (or run out of
+    // memory), and the limit error below is the real proof.
     let start = Instant::now();
     let errs = errors(load(tmp.path()));
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(60),
         "took {:?}",
         start.elapsed()
     );

@@ -1,5 +1,7 @@
-//! What an HTTP response means for a delivery: delivered, retry later, or give up.
+//! What an HTTP response means for a delivery: delivered, retry later, or give up; and which
+//! failed calls never reached the destination because this host ran out of a resource.
 
+use std::error::Error;
 use std::time::{Duration, SystemTime};
 
 /// The longest wait a receiver's `Retry-After` can impose (larger values are capped).
@@ -17,6 +19,107 @@ pub enum Verdict {
     },
     /// The receiver refused the delivery for good: retrying cannot help.
     Permanent,
+    /// The call could not be made because this host ran out of a resource (file
+    /// descriptors, socket buffers, memory): the destination was not asked, so the attempt
+    /// does not count. Try again soon.
+    Local {
+        /// The resource that ran out.
+        cause: LocalFailure,
+    },
+}
+
+impl Verdict {
+    /// The local cause, when the call failed on this host rather than at the destination.
+    pub fn local_failure(self) -> Option<LocalFailure> {
+        match self {
+            Verdict::Local { cause } => Some(cause),
+            _ => None,
+        }
+    }
+}
+
+/// The error class recorded for a call that failed on this host ([`Verdict::Local`]).
+pub const LOCAL_FAILURE: &str = "local_failure";
+
+/// `errno` values of the local resource exhaustions, as [`std::io::Error::raw_os_error`]
+/// reports them. `libc` is not a dependency of this crate, so they are spelt out here, from
+/// the C headers of the systems Ferry runs on.
+mod errno {
+    /// `ENOMEM`: out of memory (the same on Linux, macOS and the BSDs).
+    pub const ENOMEM: i32 = 12;
+    /// `ENFILE`: the system-wide table of open files is full (same everywhere).
+    pub const ENFILE: i32 = 23;
+    /// `EMFILE`: this process has as many descriptors open as its limit allows (same
+    /// everywhere).
+    pub const EMFILE: i32 = 24;
+    /// `ENOBUFS`: no buffer space for the socket (Linux and Android).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub const ENOBUFS: i32 = 105;
+    /// `ENOBUFS`: no buffer space for the socket (macOS and the BSDs).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub const ENOBUFS: i32 = 55;
+}
+
+/// A resource of this host whose exhaustion made a call fail before it reached the
+/// destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LocalFailure {
+    /// `EMFILE`: the process's file-descriptor limit is reached.
+    ProcessFileLimit,
+    /// `ENFILE`: the system's file table is full.
+    SystemFileLimit,
+    /// `ENOBUFS`: no socket buffer space.
+    NoBufferSpace,
+    /// `ENOMEM`: out of memory.
+    OutOfMemory,
+}
+
+impl LocalFailure {
+    /// The stable name, used as the metrics label `reason`: `emfile`, `enfile`, `enobufs`
+    /// or `enomem`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalFailure::ProcessFileLimit => "emfile",
+            LocalFailure::SystemFileLimit => "enfile",
+            LocalFailure::NoBufferSpace => "enobufs",
+            LocalFailure::OutOfMemory => "enomem",
+        }
+    }
+
+    /// The exhaustion an OS error code stands for, if it is one. Only Unix codes are known:
+    /// elsewhere this is always `None`.
+    pub fn from_os_error(code: i32) -> Option<Self> {
+        if !cfg!(unix) {
+            return None;
+        }
+        match code {
+            errno::EMFILE => Some(LocalFailure::ProcessFileLimit),
+            errno::ENFILE => Some(LocalFailure::SystemFileLimit),
+            errno::ENOBUFS => Some(LocalFailure::NoBufferSpace),
+            errno::ENOMEM => Some(LocalFailure::OutOfMemory),
+            _ => None,
+        }
+    }
+}
+
+/// The local resource exhaustion behind `err`, if that is why it failed: the first
+/// [`std::io::Error`] in its [`source`](Error::source) chain whose OS error code is
+/// `EMFILE`, `ENFILE`, `ENOBUFS` or `ENOMEM`. An `io::Error` that wraps another error is
+/// looked into as well (its own `source` skips the wrapped error).
+pub fn local_failure(err: &(dyn Error + 'static)) -> Option<LocalFailure> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(found) = io.raw_os_error().and_then(LocalFailure::from_os_error) {
+                return Some(found);
+            }
+            if let Some(found) = io.get_ref().and_then(|inner| local_failure(inner)) {
+                return Some(found);
+            }
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Classify an HTTP status.
@@ -73,6 +176,89 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fmt;
+    use std::io;
+
+    /// An error with a message and a cause, like hyper's and reqwest's wrappers.
+    #[derive(Debug)]
+    struct Wrapper(&'static str, Box<dyn Error + Send + Sync>);
+
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl Error for Wrapper {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&*self.1)
+        }
+    }
+
+    /// `reqwest::Error` -> hyper's client error -> `ConnectError("tcp open error")` ->
+    /// `io::Error`, the chain of a connect that failed for lack of a descriptor.
+    fn connect_chain(io: io::Error) -> Wrapper {
+        Wrapper(
+            "error sending request",
+            Box::new(Wrapper(
+                "client error (Connect)",
+                Box::new(Wrapper("tcp open error", Box::new(io))),
+            )),
+        )
+    }
+
+    #[test]
+    fn resource_exhaustion_is_found_down_the_chain() {
+        let cases = [
+            (errno::EMFILE, LocalFailure::ProcessFileLimit, "emfile"),
+            (errno::ENFILE, LocalFailure::SystemFileLimit, "enfile"),
+            (errno::ENOBUFS, LocalFailure::NoBufferSpace, "enobufs"),
+            (errno::ENOMEM, LocalFailure::OutOfMemory, "enomem"),
+        ];
+        for (code, cause, name) in cases {
+            let err = connect_chain(io::Error::from_raw_os_error(code));
+            assert_eq!(local_failure(&err), Some(cause), "{code}");
+            assert_eq!(cause.as_str(), name);
+            // The io::Error itself, at the top of the chain.
+            assert_eq!(
+                local_failure(&io::Error::from_raw_os_error(code)),
+                Some(cause)
+            );
+        }
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            io::Error::from_raw_os_error(errno::EMFILE).to_string(),
+            "Too many open files (os error 24)",
+            "the constant is the system's"
+        );
+    }
+
+    #[test]
+    fn an_io_error_wrapping_the_os_error_is_looked_into() {
+        let wrapped = io::Error::other(Wrapper(
+            "accept",
+            Box::new(io::Error::from_raw_os_error(errno::EMFILE)),
+        ));
+        assert_eq!(
+            local_failure(&connect_chain(wrapped)),
+            Some(LocalFailure::ProcessFileLimit)
+        );
+        let direct = io::Error::other(io::Error::from_raw_os_error(errno::ENOBUFS));
+        assert_eq!(local_failure(&direct), Some(LocalFailure::NoBufferSpace));
+    }
+
+    #[test]
+    fn other_failures_are_the_destination_s() {
+        for err in [
+            io::Error::from(io::ErrorKind::ConnectionRefused),
+            io::Error::from_raw_os_error(111), // ECONNREFUSED on Linux
+            io::Error::from_raw_os_error(110), // ETIMEDOUT on Linux
+            io::Error::other("Too many open files"), // words are not an OS error
+        ] {
+            assert_eq!(local_failure(&connect_chain(err)), None);
+        }
+        assert_eq!(local_failure(&Wrapper("no io", Box::new(fmt::Error))), None);
+    }
 
     #[test]
     fn status_table() {

@@ -322,7 +322,17 @@ impl Gate {
 
     /// Learn from one call's result. Returns a pause to apply when the lane has now been
     /// failing for longer than its auto-pause time.
+    ///
+    /// A call that failed on this host ([`Verdict::Local`]) never reached the destination
+    /// and teaches nothing: the breaker, the failure clock and the hold are left alone (a
+    /// probe is given back).
     pub(crate) fn record(&self, result: &AttemptResult, probe: bool) -> Option<LanePause> {
+        if result.verdict.local_failure().is_some() {
+            if probe {
+                self.cancel_probe();
+            }
+            return None;
+        }
         let now = Instant::now();
         let wall = now_millis();
         let breaker_failure = matches!(
@@ -539,6 +549,87 @@ fn humanize(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::{LOCAL_FAILURE, LocalFailure};
+
+    /// A gate whose breaker opens at the first failure and which pauses the lane as soon as
+    /// it fails at all.
+    fn touchy_gate() -> Gate {
+        let spec = GateSpec {
+            breaker: BreakerSettings {
+                min_requests: 1,
+                failure_ratio: 0.5,
+                probes: 1,
+                ..Default::default()
+            },
+            auto_pause_after: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let lane = LaneKey {
+            flow: "f".into(),
+            destination: "d".into(),
+        };
+        Gate::new(lane, spec, None, broadcast::channel(4).0)
+    }
+
+    fn failed(verdict: Verdict, error_class: &'static str) -> AttemptResult {
+        AttemptResult {
+            started_at: 0,
+            latency: Duration::from_millis(1),
+            status: None,
+            verdict,
+            error_class,
+            error: Some("Too many open files (os error 24)".into()),
+            response_excerpt: None,
+        }
+    }
+
+    #[test]
+    fn a_local_failure_teaches_the_gate_nothing() {
+        let gate = touchy_gate();
+        let local = failed(
+            Verdict::Local {
+                cause: LocalFailure::ProcessFileLimit,
+            },
+            LOCAL_FAILURE,
+        );
+        for _ in 0..20 {
+            assert_eq!(gate.record(&local, false), None, "no auto-pause");
+        }
+        let status = gate.status();
+        assert_eq!(status.breaker, BreakerState::Closed);
+        assert_eq!((status.window_calls, status.window_failures), (0, 0));
+        assert_eq!(status.failing_since, None);
+        // The same failure from the destination opens the breaker and pauses the lane.
+        let connect = failed(Verdict::Retry { retry_after: None }, "connect");
+        assert!(gate.record(&connect, false).is_some(), "auto-pause");
+        assert_eq!(gate.status().breaker, BreakerState::Open);
+    }
+
+    #[test]
+    fn a_local_failure_gives_its_probe_back() {
+        let gate = touchy_gate();
+        let connect = failed(Verdict::Retry { retry_after: None }, "connect");
+        gate.record(&connect, false);
+        // Half-open once the cool-down is over: one probe may go.
+        let later = Instant::now() + Duration::from_secs(3600);
+        let (admission, _) = gate.state().breaker.admit(later);
+        assert_eq!(admission, Admission::Probe);
+        assert_eq!(gate.state().breaker.capacity(later), Some(0));
+        let local = failed(
+            Verdict::Local {
+                cause: LocalFailure::OutOfMemory,
+            },
+            LOCAL_FAILURE,
+        );
+        assert_eq!(gate.record(&local, true), None);
+        let state = gate.state();
+        assert_eq!(state.breaker.state(), BreakerState::HalfOpen);
+        assert_eq!(
+            state.breaker.capacity(later),
+            Some(1),
+            "the probe may go again"
+        );
+    }
 
     #[test]
     fn rate_keys() {

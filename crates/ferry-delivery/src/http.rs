@@ -12,7 +12,9 @@ use ferry_store::{ClaimedDelivery, Millis};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Url};
 
-use crate::classify::{Verdict, classify_status, parse_retry_after, status_class};
+use crate::classify::{
+    LOCAL_FAILURE, Verdict, classify_status, local_failure, parse_retry_after, status_class,
+};
 use crate::egress::{
     EGRESS_REFUSED, EgressPolicy, EgressRefused, guarded_client_builder, refusal_of,
 };
@@ -303,9 +305,13 @@ fn describe_status(status: u16) -> String {
     }
 }
 
-/// Error class and verdict of a failed request.
+/// Error class and verdict of a failed request. A request that failed because this host ran
+/// out of a resource (too many open files...) is [`Verdict::Local`]: it never reached the
+/// destination.
 fn classify_error(err: &reqwest::Error) -> (&'static str, Verdict) {
-    if err.is_timeout() {
+    if let Some(cause) = local_failure(err) {
+        (LOCAL_FAILURE, Verdict::Local { cause })
+    } else if err.is_timeout() {
         ("timeout", Verdict::Retry { retry_after: None })
     } else if err.is_connect() || err.is_dns() {
         ("connect", Verdict::Retry { retry_after: None })

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use crate::batch::BatchSpec;
+use crate::classify::LocalFailure;
 use crate::fresh::Fresh;
 use crate::gate::{Admit, SharedGate};
 use crate::http::{HttpConnector, now_millis};
@@ -149,13 +150,84 @@ impl LaneMetrics {
         }
     }
 
-    /// `ferry_delivery_attempts_total` for this outcome.
-    fn attempts(&self, kind: OutcomeKind) -> &metrics::Counter {
+    /// `ferry_delivery_attempts_total` for this outcome; `None` for a local failure, which
+    /// is not an attempt.
+    fn attempts(&self, kind: OutcomeKind) -> Option<&metrics::Counter> {
         match kind {
-            OutcomeKind::Delivered => &self.delivered,
-            OutcomeKind::Retry => &self.retry,
-            OutcomeKind::Dead => &self.dead,
+            OutcomeKind::Delivered => Some(&self.delivered),
+            OutcomeKind::Retry => Some(&self.retry),
+            OutcomeKind::Dead => Some(&self.dead),
+            OutcomeKind::Local => None,
         }
+    }
+}
+
+/// Rate-limits a warning: at most one per interval, telling how many were left out since the
+/// last one.
+pub(crate) struct LogThrottle {
+    every: Duration,
+    state: std::sync::Mutex<ThrottleState>,
+}
+
+struct ThrottleState {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogThrottle {
+    /// A throttle letting one warning through per `every`.
+    pub(crate) const fn new(every: Duration) -> Self {
+        Self {
+            every,
+            state: std::sync::Mutex::new(ThrottleState {
+                last: None,
+                suppressed: 0,
+            }),
+        }
+    }
+
+    /// Whether to log at `now`: `Some(n)` with the number of warnings left out since the
+    /// last one logged, or `None` (this one is left out and counted).
+    pub(crate) fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let due = state
+            .last
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.every);
+        if due {
+            state.last = Some(now);
+            Some(std::mem::take(&mut state.suppressed))
+        } else {
+            state.suppressed += 1;
+            None
+        }
+    }
+}
+
+/// How often, at most, a local failure is logged as a warning (process-wide: when the host
+/// runs out of descriptors, every lane fails at once).
+const LOCAL_FAILURE_WARN_EVERY: Duration = Duration::from_secs(30);
+static LOCAL_FAILURE_WARNINGS: LogThrottle = LogThrottle::new(LOCAL_FAILURE_WARN_EVERY);
+
+/// Count a delivery put back because its call failed on this host, and warn now and then.
+fn note_local_failure(
+    ctx: &Ctx,
+    delivery: &ClaimedDelivery,
+    cause: LocalFailure,
+    error: Option<&str>,
+) {
+    let mut labels = ctx.labels.clone();
+    labels.push(Label::new("reason", cause.as_str()));
+    metrics::counter!("ferry_delivery_local_failures_total", labels).increment(1);
+    debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, reason = cause.as_str(), error, "call failed on this host; delivery put back without spending an attempt");
+    if let Some(suppressed) = LOCAL_FAILURE_WARNINGS.admit(Instant::now()) {
+        warn!(
+            flow = %ctx.key.flow,
+            destination = %ctx.key.destination,
+            reason = cause.as_str(),
+            error,
+            similar_since_last_warning = suppressed,
+            "outbound calls fail because this host ran out of a resource (see the `reason`: emfile = the process's file-descriptor limit); the destination is not blamed: deliveries are put back without spending attempts and the circuit breaker is left alone"
+        );
     }
 }
 
@@ -518,12 +590,15 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
         }
         return release(delivery);
     };
+    // The gate ignores a call that failed on this host (see `Gate::record`).
     if let Some(pause) = ctx.gate.record(&result, probe) {
         auto_pause(ctx, pause).await;
     }
-    ctx.metrics
-        .attempt_seconds
-        .record(result.latency.as_secs_f64());
+    if result.verdict.local_failure().is_none() {
+        ctx.metrics
+            .attempt_seconds
+            .record(result.latency.as_secs_f64());
+    }
     conclude(ctx, delivery, result, &mut rand::rng())
 }
 
@@ -563,8 +638,15 @@ fn conclude_with(
     } else {
         result.error.clone()
     };
+    let local = result.verdict.local_failure();
     let decision = decide(delivery, &ctx.retry, result, now_millis(), rng);
-    ctx.metrics.attempts(decision.kind).increment(1);
+    if let Some(cause) = local {
+        note_local_failure(ctx, delivery, cause, error.as_deref());
+        return decision.outcome;
+    }
+    if let Some(counter) = ctx.metrics.attempts(decision.kind) {
+        counter.increment(1);
+    }
     debug!(
         delivery = %delivery.id,
         flow = %ctx.key.flow,
@@ -889,6 +971,9 @@ mod tests {
         id
     }
 
+    /// Poll until the delivery is in `state`. The deadline is generous for a busy machine
+    /// but well below the test lanes' one-minute safety poll, which the wake-up tests must
+    /// not be waiting for.
     async fn wait_state(store: &dyn Store, id: DeliveryId, state: DeliveryState) -> Duration {
         let started = Instant::now();
         loop {
@@ -897,7 +982,7 @@ mod tests {
                 return started.elapsed();
             }
             assert!(
-                started.elapsed() < Duration::from_secs(10),
+                started.elapsed() < Duration::from_secs(30),
                 "timed out waiting for {state:?}: {detail:?}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -944,7 +1029,8 @@ mod tests {
         let started = Instant::now();
         lane.stop.cancel();
         lane.handle.await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // Generous, and still half the one-minute idle sleep it must not wait out.
+        assert!(started.elapsed() < Duration::from_secs(30));
     }
 
     /// Fails to render payloads that say `"bad"`, uppercases the rest.
@@ -1018,6 +1104,20 @@ mod tests {
         assert!(attempt.error.as_deref().unwrap().contains("bad payload"));
         lane.stop.cancel();
         lane.handle.await.unwrap();
+    }
+
+    #[test]
+    fn log_throttle_lets_one_through_per_interval_and_counts_the_rest() {
+        let throttle = LogThrottle::new(Duration::from_secs(30));
+        let t0 = Instant::now();
+        assert_eq!(throttle.admit(t0), Some(0));
+        for s in [0, 1, 29] {
+            assert_eq!(throttle.admit(t0 + Duration::from_secs(s)), None);
+        }
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(30)), Some(3));
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(31)), None);
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(61)), Some(1));
+        assert_eq!(throttle.admit(t0 + Duration::from_secs(600)), Some(0));
     }
 
     #[test]

@@ -32,12 +32,19 @@
 //! - `ferry_batch_calls_total{result}` (counter): batch calls by result class (`ok`,
 //!   `http_5xx`, `timeout`, ...);
 //! - `ferry_deliveries_claimed_at_ingress_total` (counter): deliveries ingress claimed in
-//!   their append and handed to the lane directly ([`FreshLane`]).
+//!   their append and handed to the lane directly ([`FreshLane`]);
+//! - `ferry_delivery_local_failures_total{reason="emfile|enfile|enobufs|enomem"}` (counter):
+//!   deliveries put back because their call failed on this host for lack of a resource
+//!   ([`Verdict::Local`]; a batch call counts each of its records). They are not attempts:
+//!   no attempt is spent or recorded, the circuit breaker is not told, and the delivery is
+//!   tried again after [`LOCAL_RETRY_DELAY`] plus jitter.
 //!
 //! # Logs
 //!
-//! `debug` per attempt, `warn` when a delivery is dead-lettered. Logs carry delivery ids,
-//! lanes, statuses and error texts, never payloads, header values or response bodies.
+//! `debug` per attempt, `warn` when a delivery is dead-lettered, and at most one `warn` per
+//! 30 s (process-wide) while calls fail on this host for lack of a resource. Logs carry
+//! delivery ids, lanes, statuses and error texts, never payloads, header values or response
+//! bodies.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -57,12 +64,12 @@ pub mod retry;
 
 pub use batch::{BatchFailure, BatchSpec};
 pub use breaker::{BreakerSettings, BreakerState};
-pub use classify::{Verdict, classify_status, parse_retry_after};
+pub use classify::{LocalFailure, Verdict, classify_status, local_failure, parse_retry_after};
 pub use egress::{EgressPolicy, GuardedClient, guarded_client_builder};
 pub use engine::{ControlError, DeliveryEngine, EngineError, LaneSpec};
 pub use fresh::{FreshLane, FreshSlot};
 pub use gate::{GateSpec, GateStatus, LaneEvent, RateLimitSpec};
 pub use http::{HttpConnector, HttpTarget};
-pub use outcome::{AttemptResult, Decision, OutcomeKind, decide};
+pub use outcome::{AttemptResult, Decision, LOCAL_RETRY_DELAY, OutcomeKind, decide};
 pub use render::{Render, RenderError, Rendered};
 pub use retry::RetryPolicy;

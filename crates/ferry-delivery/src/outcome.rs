@@ -11,6 +11,9 @@ use crate::retry::RetryPolicy;
 
 /// The longest response excerpt quoted in a dead-letter reason (in characters).
 const REASON_EXCERPT_CHARS: usize = 200;
+/// How long a delivery whose call failed on this host ([`Verdict::Local`]) waits before it
+/// is tried again, at least; up to half of it again is added as jitter.
+pub const LOCAL_RETRY_DELAY: Duration = Duration::from_secs(1);
 
 /// What one attempt produced, as seen by the connector.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,8 +27,9 @@ pub struct AttemptResult {
     /// What the result means.
     pub verdict: Verdict,
     /// Stable class: `ok`, `http_429`, `http_3xx`, `http_4xx`, `http_5xx`, `http_other`,
-    /// `timeout`, `connect`, `request`, or `egress_refused` (the SSRF guard refused the
-    /// destination's address: permanent).
+    /// `timeout`, `connect`, `request`, `egress_refused` (the SSRF guard refused the
+    /// destination's address: permanent), or `local_failure` (this host ran out of a
+    /// resource: [`Verdict::Local`], not an attempt).
     pub error_class: &'static str,
     /// Human-readable error (`HTTP 503 Service Unavailable`, `connect error: ...`); `None`
     /// on success. Never contains payloads, header values or URLs.
@@ -43,15 +47,19 @@ pub enum OutcomeKind {
     Retry,
     /// Dead-lettered.
     Dead,
+    /// Put back without spending an attempt: the call failed on this host
+    /// ([`Verdict::Local`]). Not counted as an attempt.
+    Local,
 }
 
 impl OutcomeKind {
-    /// The metrics label: `delivered`, `retry` or `dead`.
+    /// The metrics label: `delivered`, `retry`, `dead` or `local`.
     pub fn as_str(self) -> &'static str {
         match self {
             OutcomeKind::Delivered => "delivered",
             OutcomeKind::Retry => "retry",
             OutcomeKind::Dead => "dead",
+            OutcomeKind::Local => "local",
         }
     }
 }
@@ -75,9 +83,12 @@ pub struct Decision {
 /// - retryable failure: dead (`gave up after N attempts: ...`) once this attempt reaches
 ///   `max_attempts` for the round; otherwise wait the receiver's `Retry-After` (honoured
 ///   even above `max_backoff`) or else a full-jitter backoff; if that retry would fall after
-///   `round_started_at + max_age`, dead (`expired: ...`), else [`Next::Retry`].
+///   `round_started_at + max_age`, dead (`expired: ...`), else [`Next::Retry`];
+/// - failed on this host ([`Verdict::Local`]): [`Next::Release`] after
+///   [`LOCAL_RETRY_DELAY`] plus jitter, whatever the retry limits say.
 ///
-/// Every decision records the attempt.
+/// Every decision records the attempt, except a local failure's: the destination was not
+/// asked, so the delivery spends no attempt and keeps its round.
 pub fn decide(
     delivery: &ClaimedDelivery,
     policy: &RetryPolicy,
@@ -97,6 +108,8 @@ pub fn decide(
             let reason = with_excerpt(&headline, result.response_excerpt.as_deref());
             (OutcomeKind::Dead, Next::Dead { reason }, Some(headline))
         }
+        // No attempt was made: nothing to record, no limit to check.
+        Verdict::Local { .. } => return put_back(delivery, now, rng),
         Verdict::Retry { retry_after } => {
             if attempts_made >= policy.max_attempts {
                 let headline = format!("gave up after {attempts_made} attempts: {last_error}");
@@ -141,6 +154,23 @@ pub fn decide(
         },
         kind,
         log_reason,
+    }
+}
+
+/// The decision for a call that failed on this host: release the delivery (no attempt
+/// recorded) to be tried again after [`LOCAL_RETRY_DELAY`] plus up to half of it in jitter,
+/// so that many deliveries put back at once do not all come back at once.
+fn put_back(delivery: &ClaimedDelivery, now: Millis, rng: &mut impl rand::Rng) -> Decision {
+    let base = millis(LOCAL_RETRY_DELAY);
+    let at = now.saturating_add(base + rng.random_range(0..=base / 2));
+    Decision {
+        outcome: DeliveryOutcome {
+            id: delivery.id,
+            attempt: None,
+            next: Next::Release { at },
+        },
+        kind: OutcomeKind::Local,
+        log_reason: None,
     }
 }
 
@@ -480,6 +510,36 @@ mod tests {
             dec.outcome.attempt.unwrap().response_excerpt.unwrap().len(),
             5000
         );
+    }
+
+    #[test]
+    fn a_local_failure_is_put_back_without_an_attempt() {
+        let p = policy(); // max_attempts 5, max_age 1h
+        let local = AttemptResult {
+            started_at: T0,
+            latency: Duration::from_millis(1),
+            status: None,
+            verdict: Verdict::Local {
+                cause: crate::classify::LocalFailure::ProcessFileLimit,
+            },
+            error_class: crate::classify::LOCAL_FAILURE,
+            error: Some("tcp open error: Too many open files (os error 24)".into()),
+            response_excerpt: None,
+        };
+        // The last attempt of the round, and already past max_age: still not dead.
+        let now = T0 + 3_600_001;
+        for seed in 0..50 {
+            let d = delivery(4, T0);
+            let dec = decide(&d, &p, local.clone(), now, &mut StdRng::seed_from_u64(seed));
+            assert_eq!(dec.kind, OutcomeKind::Local);
+            assert_eq!(dec.outcome.id, d.id);
+            assert_eq!(dec.outcome.attempt, None, "no attempt is recorded");
+            assert_eq!(dec.log_reason, None);
+            let Next::Release { at } = dec.outcome.next else {
+                panic!("expected a release, got {:?}", dec.outcome.next)
+            };
+            assert!((now + 1000..=now + 1500).contains(&at), "+{}", at - now);
+        }
     }
 
     #[test]

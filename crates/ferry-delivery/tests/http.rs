@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -39,7 +40,7 @@ fn raw_url(addr: std::net::SocketAddr) -> Url {
 
 #[tokio::test]
 async fn endless_body_is_not_buffered() {
-    let addr = raw_server(
+    let (addr, streamed) = raw_server_watched(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n",
         true,
     )
@@ -50,12 +51,15 @@ async fn endless_body_is_not_buffered() {
     let excerpt = result.response_excerpt.unwrap();
     assert_eq!(excerpt.len(), 512);
     assert!(excerpt.bytes().all(|b| b == b'a'));
-    // It stopped reading instead of running into the 5 s timeout.
-    assert!(
-        result.latency < Duration::from_secs(4),
-        "{:?}",
-        result.latency
-    );
+    // It stopped reading and hung up: the server's writes failed once the socket buffers
+    // were full, far short of its cap. A connector reading on (until its 5 s time-out)
+    // would have taken the whole cap. (Counted in bytes, not time.)
+    eventually("the server to stop writing", || {
+        streamed.ended.load(Ordering::SeqCst)
+    })
+    .await;
+    let written = streamed.written.load(Ordering::SeqCst);
+    assert!(written < ENDLESS_CAP, "the connector read {written} bytes");
 }
 
 #[tokio::test]
@@ -100,7 +104,9 @@ async fn garbage_response_is_a_retryable_request_error() {
 
 #[tokio::test]
 async fn retry_after_values() {
+    // An HTTP date keeps whole seconds: `at` is the instant the header names.
     let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+    let at = httpdate::parse_http_date(&date).unwrap();
     let receiver = Receiver::start(vec![
         Reply::status(429).header("retry-after", "7"),
         Reply::status(503).header("retry-after", &date),
@@ -117,16 +123,22 @@ async fn retry_after_values() {
             retry_after: Some(Duration::from_secs(7))
         }
     );
+    // The wait is `at` minus the clock when the answer was read: between these two.
+    let before = std::time::SystemTime::now();
     let Verdict::Retry {
         retry_after: Some(wait),
     } = c.send(&d).await.verdict
     else {
         panic!("date not parsed")
     };
+    let after = std::time::SystemTime::now();
+    let longest = at.duration_since(before).unwrap();
+    let shortest = at.duration_since(after).unwrap_or_default();
     assert!(
-        wait > Duration::from_secs(110) && wait <= Duration::from_secs(120),
-        "{wait:?}"
+        shortest <= wait && wait <= longest && wait <= Duration::from_secs(120),
+        "{wait:?} not within {shortest:?}..={longest:?}"
     );
+
     assert_eq!(
         c.send(&d).await.verdict,
         Verdict::Retry { retry_after: None }

@@ -1,12 +1,15 @@
 //! Property tests of the retry policy and the outcome decision: for any inputs (attempt
 //! counts, durations, clocks, verdicts), `backoff` stays in its full-jitter range and never
 //! panics, and `decide` never schedules a retry in the past, dead-letters at `max_attempts`,
-//! honours `Retry-After` and respects `max_age`.
+//! honours `Retry-After` and respects `max_age`; a call that failed on this host is put back
+//! soon whatever the limits, without an attempt.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_delivery::{AttemptResult, OutcomeKind, RetryPolicy, Verdict, decide};
+use ferry_delivery::{
+    AttemptResult, LOCAL_RETRY_DELAY, LocalFailure, OutcomeKind, RetryPolicy, Verdict, decide,
+};
 use ferry_store::{ClaimedDelivery, DeliveryId, EventId, LaneKey, Millis, Next};
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -97,6 +100,11 @@ fn result(verdict: Verdict, started_at: Millis, excerpt: Option<String>) -> Atte
             Some("HTTP 400 Bad Request".to_owned()),
         ),
         Verdict::Retry { .. } => (None, "connect", Some("connect error: refused".to_owned())),
+        Verdict::Local { .. } => (
+            None,
+            "local_failure",
+            Some("tcp open error: Too many open files (os error 24)".to_owned()),
+        ),
     };
     AttemptResult {
         started_at,
@@ -202,6 +210,39 @@ proptest! {
                 prop_assert!(false, "verdict {:?} led to {:?}", verdict, next);
             }
         }
+    }
+
+    #[test]
+    fn a_local_failure_is_put_back_soon_without_an_attempt(
+        p in policy(),
+        round_attempts in attempts(),
+        round_started_at in millis(),
+        now in millis(),
+        cause in prop_oneof![
+            Just(LocalFailure::ProcessFileLimit),
+            Just(LocalFailure::SystemFileLimit),
+            Just(LocalFailure::NoBufferSpace),
+            Just(LocalFailure::OutOfMemory),
+        ],
+        seed in any::<u64>(),
+    ) {
+        // Whatever the budget and the age: spent, expired or not, the delivery is not dead.
+        let decision = decide(
+            &claimed(round_attempts, round_started_at),
+            &p,
+            result(Verdict::Local { cause }, now, None),
+            now,
+            &mut StdRng::seed_from_u64(seed),
+        );
+        prop_assert_eq!(decision.kind, OutcomeKind::Local);
+        prop_assert!(decision.outcome.attempt.is_none(), "no attempt recorded");
+        prop_assert!(decision.log_reason.is_none());
+        let delay = to_millis(LOCAL_RETRY_DELAY);
+        let Next::Release { at } = decision.outcome.next else {
+            return Err(TestCaseError::fail(format!("{:?}", decision.outcome.next)));
+        };
+        prop_assert!(at >= now.saturating_add(delay), "{} too soon after {}", at, now);
+        prop_assert!(at <= now.saturating_add(delay + delay / 2), "{} too late after {}", at, now);
     }
 
     #[test]

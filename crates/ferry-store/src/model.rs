@@ -269,7 +269,9 @@ pub enum Next {
     Dead {
         reason: String,
     },
-    /// Put back as it was before the claim (shutdown, breaker open): no attempt counted.
+    /// Put back as it was before the claim, due again at `at`: no attempt counted, the
+    /// round (attempt counts, start) unchanged. Used at shutdown, when the lane is paused,
+    /// and for a call that failed on the hub's own host (out of file descriptors...).
     Release {
         at: Millis,
     },

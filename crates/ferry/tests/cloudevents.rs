@@ -94,7 +94,7 @@ async fn structured_events_store_their_data_and_dedupe_by_source_and_id() {
     assert_eq!(header(&event, "content-type"), Some("application/json"));
 
     // The destination receives the data, as JSON.
-    wait_until(5, "delivery", || async { rx.count() == 1 }).await;
+    wait_until(30, "delivery", || async { rx.count() == 1 }).await;
     let got = &rx.received()[0];
     assert_eq!(got.headers["content-type"], "application/json");
     assert_eq!(
@@ -296,7 +296,7 @@ async fn cloudevents_in_and_out_keep_the_type() {
     let (_d, hub) = hub("", &rx, "cloudevents").await;
     let body = structured("D-1", json!({"order_id": 10}));
     accepted(post_structured(hub.addr(), "m1", &body).await).await;
-    wait_until(5, "delivery", || async { rx.count() == 1 }).await;
+    wait_until(30, "delivery", || async { rx.count() == 1 }).await;
     let envelope: Value = serde_json::from_slice(&rx.received()[0].body).unwrap();
     assert_eq!(envelope["type"], "order.created");
     assert_eq!(envelope["data"], json!({"order_id": 10}));
@@ -309,7 +309,7 @@ async fn batching_destinations_send_cloudevents_batches() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cfg");
     let destination = format!(
-        "      sink:\n        system: dst\n        http:\n          url: {}\n          timeout: 2s\n          connect_timeout: 1s\n          format: cloudevents\n          signing:\n            standard_webhooks: {{ secret: {{ file: out-secret }} }}\n        batch: {{ max_items: 3, linger: 5s }}\n        map: .mapped = true\n        retry:\n          max_attempts: 3\n          initial_backoff: 20ms\n          max_backoff: 100ms\n",
+        "      sink:\n        system: dst\n        http:\n          url: {}\n          timeout: 2s\n          connect_timeout: 1s\n          format: cloudevents\n          signing:\n            standard_webhooks: {{ secret: {{ file: out-secret }} }}\n        batch: {{ max_items: 3, linger: 1h }}\n        map: .mapped = true\n        retry:\n          max_attempts: 3\n          initial_backoff: 20ms\n          max_backoff: 100ms\n",
         rx.url("/in")
     );
     write_config_with(&cfg, Some("/type"), "", &destination);
@@ -322,8 +322,9 @@ async fn batching_destinations_send_cloudevents_batches() {
             202
         );
     }
-    // Three records fill the batch: one call, long before the linger.
-    wait_until(4, "one batch call", || async { rx.count() == 1 }).await;
+    // Three records fill the batch: one call. (The linger is an hour, so only a full batch
+    // can have been sent.)
+    wait_until(30, "one batch call", || async { rx.count() == 1 }).await;
 
     let got = &rx.received()[0];
     assert_eq!(
@@ -361,7 +362,7 @@ async fn batching_destinations_send_cloudevents_batches() {
     }
     orders.sort();
     assert_eq!(orders, [1, 2, 3]);
-    wait_until(5, "three delivered", || async {
+    wait_until(30, "three delivered", || async {
         deliveries(hub.addr(), "state=delivered").await.len() == 3
     })
     .await;
@@ -417,7 +418,7 @@ async fn extension_attributes_pass_from_the_event_in_to_the_envelope_out() {
     .await;
     accepted(binary).await;
 
-    wait_until(5, "both deliveries", || async { rx.count() == 2 }).await;
+    wait_until(30, "both deliveries", || async { rx.count() == 2 }).await;
     let envelopes: Vec<Value> = rx
         .received()
         .iter()

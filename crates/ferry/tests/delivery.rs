@@ -104,10 +104,12 @@ async fn connection_refused_and_timeouts_are_retried() {
         .local_addr()
         .unwrap();
     let slow = TestReceiver::start().await;
+    // The first answer comes far later than the hub's 2 s time-out, so it cannot beat the
+    // time-out however late the hub gets to its timer.
     slow.script([Answer {
         status: 200,
         retry_after: None,
-        delay: Duration::from_secs(4),
+        delay: Duration::from_secs(60),
     }]);
     let (_d, hub) = hub_with(
         &(http_destination("down", &format!("http://{closed}/x"), 2)

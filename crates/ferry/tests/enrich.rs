@@ -259,9 +259,10 @@ async fn lookups_are_merged_before_the_map_and_cached_by_url() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_or_failing_lookup_retries_the_delivery_until_it_succeeds() {
     let (crm, rx) = (Crm::start().await, TestReceiver::start().await);
-    // First lookup: slower than the 300 ms time-out; second: a 503; then the answer.
+    // First lookup: far slower than the 300 ms time-out (so that, however late the hub
+    // gets to its timer, the answer cannot beat it); second: a 503; then the answer.
     crm.script(&[
-        Scripted::Slow(Duration::from_millis(1500)),
+        Scripted::Slow(Duration::from_secs(60)),
         Scripted::Status(503),
     ]);
     let (_d, hub) = hub(&crm, &rx, "300ms").await;
@@ -318,13 +319,14 @@ async fn a_lookup_that_finds_nothing_dead_letters_the_delivery() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batching_destination_enriches_each_record() {
     let (crm, rx) = (Crm::start().await, TestReceiver::start().await);
-    let batch = "        batch: { max_items: 4, linger: 5s }\n";
+    // An hour's linger: only a full batch can be sent during the test.
+    let batch = "        batch: { max_items: 4, linger: 1h }\n";
     let (_d, hub) = hub_with(&crm, &rx, "2s", batch).await;
     for (n, customer) in [(1, "c1"), (2, "c2"), (3, "c1"), (4, "c1")] {
         let sent = send(hub.addr(), &format!("msg_{n}"), &order(n, customer)).await;
         assert_eq!(sent.status(), 202);
     }
-    wait_until(4, "one batch call", || async { rx.count() == 1 }).await;
+    wait_until(30, "one batch call", || async { rx.count() == 1 }).await;
     let body: Value = serde_json::from_slice(&rx.received()[0].body).unwrap();
     let records = body.as_array().expect("an array");
     assert_eq!(records.len(), 4);

@@ -32,6 +32,25 @@ async fn lane(hub: std::net::SocketAddr, destination: &str) -> Value {
         .unwrap_or_else(|| panic!("no lane {destination} in {lanes}"))
 }
 
+/// The value of one series on the hub's `/metrics` page (`series` as printed, labels
+/// included); 0 when it is not there yet.
+async fn metric(hub: std::net::SocketAddr, series: &str) -> f64 {
+    let prefix = format!("{series} ");
+    metrics_text(hub)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+/// `ferry_breaker_transitions_total` of a lane of `orders` into state `to`.
+async fn transitions(hub: std::net::SocketAddr, destination: &str, to: &str) -> f64 {
+    let series = format!(
+        "ferry_breaker_transitions_total{{flow=\"orders\",destination=\"{destination}\",to=\"{to}\"}}"
+    );
+    metric(hub, &series).await
+}
+
 async fn count_in_state(hub: std::net::SocketAddr, destination: &str, state: &str) -> usize {
     deliveries(
         hub,
@@ -60,21 +79,25 @@ async fn breaker_opens_and_deliveries_wait_without_spending_attempts() {
     for i in 0..10 {
         assert_eq!(send(addr, &format!("b{i}"), "{}").await.status(), 202);
     }
-    wait_until(10, "breaker open", || async {
-        lane(addr, "brk").await["gate"]["breaker"] == "open"
+    // Opened, then probed and reopened twice (each cool-down lets one probe through).
+    wait_until(60, "the breaker to open and two probes to fail", || async {
+        transitions(addr, "brk", "open").await >= 3.0
     })
     .await;
     // While the vendor is down the breaker keeps calls to a trickle of probes: without it,
     // 10 deliveries x 5 attempts would all be spent (and dead-lettered) within a second.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Before it first opened, at most `min_requests` failures plus what the lane held
+    // (its prefetch: twice its concurrency) were sent; after, one probe per half-open spell.
+    // (Counted by events, not by time, so a slow machine makes no difference.)
     let calls_while_down = rx.count();
+    let probes = transitions(addr, "brk", "half_open").await as usize;
     assert!(
-        calls_while_down < 15,
-        "the breaker let {calls_while_down} calls through to a down vendor"
+        calls_while_down <= 3 + 2 * 2 + probes,
+        "the breaker let {calls_while_down} calls through to a down vendor ({probes} probes)"
     );
     assert_eq!(count_in_state(addr, "brk", "dead").await, 0);
     rx.set_default(Answer::status(200));
-    wait_until(20, "all delivered after the vendor recovers", || async {
+    wait_until(60, "all delivered after the vendor recovers", || async {
         count_in_state(addr, "brk", "delivered").await == 10
     })
     .await;
@@ -107,7 +130,12 @@ async fn a_429_with_retry_after_holds_the_whole_lane() {
     let hub = start_hub(&dir.path().join("cfg"), &dir.path().join("data")).await;
     let addr = hub.addr();
     assert_eq!(send(addr, "first", r#"{"n":0}"#).await.status(), 202);
-    wait_until(5, "the 429", || async { rx.count() == 1 }).await;
+    // The lane has taken in the 429 (not merely sent the call) before more events arrive.
+    let holds = "ferry_lane_holds_total{flow=\"orders\",destination=\"throttled\"}";
+    wait_until(30, "the 429 to hold the lane", || async {
+        metric(addr, holds).await >= 1.0
+    })
+    .await;
     let throttled_at = rx.received()[0].at;
     for i in 1..=5 {
         assert_eq!(
@@ -117,7 +145,7 @@ async fn a_429_with_retry_after_holds_the_whole_lane() {
             202
         );
     }
-    wait_until(15, "all six delivered", || async {
+    wait_until(60, "all six delivered", || async {
         count_in_state(addr, "throttled", "delivered").await == 6
     })
     .await;
@@ -130,8 +158,6 @@ async fn a_429_with_retry_after_holds_the_whole_lane() {
             "a delivery went out {waited:?} after a 429 with Retry-After: 2"
         );
     }
-    let metrics = metrics_text(addr).await;
-    assert!(metrics.contains("ferry_lane_holds_total{flow=\"orders\",destination=\"throttled\"}"));
     hub.shutdown().await.unwrap();
 }
 
@@ -147,88 +173,82 @@ async fn rate_limit_spaces_calls_and_per_key_limits_are_independent() {
             5,
             "        concurrency: 8\n        rate_limit: { requests: 5, per: 1s }\n",
         ),
+        // One call per tenant per hour: a tenant's second event can only wait.
         destination(
             "tenants",
             &tenants_rx.url("/"),
             5,
-            "        concurrency: 8\n        rate_limit: { requests: 2, per: 1s, key: /tenant }\n",
+            "        concurrency: 8\n        rate_limit: { requests: 1, per: 1h, key: /tenant }\n",
         ),
     ]
     .concat();
     write_config(&dir.path().join("cfg"), &dests);
     let hub = start_hub(&dir.path().join("cfg"), &dir.path().join("data")).await;
     let addr = hub.addr();
-    for i in 0..8 {
-        let tenant = if i % 2 == 0 { "a" } else { "b" };
+    // No call of this test can have been let through before now.
+    let started = Instant::now();
+    for (i, tenant) in ["a", "a", "b"].iter().enumerate() {
         let body = format!(r#"{{"n":{i},"tenant":"{tenant}"}}"#);
         assert_eq!(send(addr, &format!("r{i}"), &body).await.status(), 202);
     }
-    wait_until(20, "all delivered", || async {
+    for i in 3..8 {
+        let body = format!(r#"{{"n":{i},"tenant":"c"}}"#);
+        assert_eq!(send(addr, &format!("r{i}"), &body).await.status(), 202);
+    }
+    wait_until(60, "all paced calls and each tenant's first", || async {
         count_in_state(addr, "paced", "delivered").await == 8
-            && count_in_state(addr, "tenants", "delivered").await == 8
+            && count_in_state(addr, "tenants", "delivered").await == 3
     })
     .await;
-    let times = |rx: &TestReceiver, tenant: Option<&str>| -> Vec<Instant> {
-        let mut t: Vec<Instant> = rx
-            .received()
-            .iter()
-            .filter(|r| {
-                let body: Value = serde_json::from_slice(&r.body).unwrap();
-                tenant.is_none_or(|t| body["tenant"] == t)
-            })
-            .map(|r| r.at)
-            .collect();
-        t.sort();
-        t
-    };
-    // 5 per second, evenly spaced: 8 calls span at least 7 x 200 ms.
-    let paced = times(&paced_rx, None);
+    // 5 per second with a burst of 1: however the calls were spread, the limit let at most
+    // one through at once and one more every 200 ms, so the 8th arrived at least 7 x 200 ms
+    // after the start. (A lower bound: a slow machine only makes it later.)
+    let mut paced: Vec<Instant> = paced_rx.received().iter().map(|r| r.at).collect();
+    paced.sort();
     assert_eq!(paced.len(), 8);
-    let span = paced[7].duration_since(paced[0]);
+    let span = paced[7].duration_since(started);
     assert!(
         span >= Duration::from_millis(1300),
         "8 calls at 5/s took {span:?}"
     );
-    // Per tenant, 2 per second: 4 calls of one tenant span at least 3 x 500 ms; the two
-    // tenants do not wait for each other, so their first calls go out together.
-    for tenant in ["a", "b"] {
-        let t = times(&tenants_rx, Some(tenant));
-        assert_eq!(t.len(), 4);
-        let span = t[3].duration_since(t[0]);
-        assert!(
-            span >= Duration::from_millis(1300),
-            "tenant {tenant}: {span:?}"
-        );
-    }
-    let (a0, b0) = (
-        times(&tenants_rx, Some("a"))[0],
-        times(&tenants_rx, Some("b"))[0],
-    );
-    let apart = if a0 > b0 { a0 - b0 } else { b0 - a0 };
-    assert!(
-        apart < Duration::from_millis(450),
-        "tenants waited for each other: {apart:?}"
-    );
-    let metrics = metrics_text(addr).await;
-    assert!(
-        metrics.contains("ferry_rate_limit_waits_total{flow=\"orders\",destination=\"paced\"}")
-    );
+    // Per tenant, one call an hour: one call of each tenant went out, tenant a's other
+    // event waits for the limit (for an hour), and that did not hold back tenant b's, sent
+    // after it.
+    let mut tenants: Vec<String> = tenants_rx
+        .received()
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            body["tenant"].as_str().unwrap().to_string()
+        })
+        .collect();
+    tenants.sort();
+    assert_eq!(tenants, ["a", "b", "c"]);
+    let waits = "ferry_rate_limit_waits_total{flow=\"orders\",destination=\"tenants\"}";
+    wait_until(30, "a rate-limit wait counted", || async {
+        metric(addr, waits).await >= 1.0
+    })
+    .await;
     hub.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_destination_does_not_delay_the_others() {
     let hanging = TestReceiver::start().await;
+    // Answers after the hub's time-out: no call of the hanging lane ends during the test.
     hanging.set_default(Answer {
         status: 200,
         retry_after: None,
-        delay: Duration::from_secs(30),
+        delay: Duration::from_secs(600),
     });
     let healthy = TestReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let dests = [
-        // Times out after 2 s per call (http_destination), 2 calls at once.
-        destination("hanging", &hanging.url("/"), 5, "        concurrency: 2\n"),
+        // Times out after 5 minutes per call, 2 calls at once.
+        format!(
+            "      hanging:\n        system: dst\n        http: {{ url: \"{}\", timeout: 300s, connect_timeout: 1s }}\n        concurrency: 2\n",
+            hanging.url("/")
+        ),
         destination("healthy", &healthy.url("/"), 5, "        concurrency: 2\n"),
     ]
     .concat();
@@ -238,23 +258,29 @@ async fn a_hanging_destination_does_not_delay_the_others() {
     for i in 0..30 {
         assert_eq!(send(addr, &format!("h{i}"), "{}").await.status(), 202);
     }
-    wait_until(15, "healthy destination delivered everything", || async {
+    wait_until(120, "healthy destination delivered everything", || async {
         healthy.count() >= 30
     })
     .await;
     // Every healthy delivery was done while the hanging lane had not finished a single
-    // attempt: its trouble stayed in its own lane.
+    // attempt and had no more calls out than its concurrency: its trouble stayed in its own
+    // lane.
     let hanging_lane = lane(addr, "hanging").await;
-    assert_eq!(hanging_lane["delivered"], 0, "{hanging_lane}");
+    for state in ["delivered", "retrying", "dead"] {
+        assert_eq!(hanging_lane[state], 0, "{state}: {hanging_lane}");
+    }
     assert!(
-        hanging.count() <= 2 * 2,
-        "hanging lane exceeded its concurrency"
+        hanging.count() <= 2,
+        "hanging lane exceeded its concurrency: {} calls",
+        hanging.count()
     );
     hub.shutdown().await.unwrap();
 }
 
-/// A receiver for ordering: records (customer, seq) of every successful call, and fails the
-/// first `fail_first` calls for customer `a` with 503.
+/// A receiver for ordering: records (customer, seq) of every successful call, and answers
+/// customer `a` with 503 until every delivery of the other customers has arrived (and at
+/// least once). So `a`'s head keeps failing while the others go through, whatever the speed
+/// of the machine: the answer depends on what the receiver has seen, not on time.
 #[derive(Clone, Default)]
 struct OrderedReceiver {
     inner: Arc<Mutex<OrderedInner>>,
@@ -262,7 +288,9 @@ struct OrderedReceiver {
 
 #[derive(Default)]
 struct OrderedInner {
-    fail_a: usize,
+    /// Deliveries of customers other than `a` to see before `a` may succeed.
+    others_expected: usize,
+    a_refused: usize,
     delivered: Vec<(String, u64)>,
     in_flight: HashMap<String, usize>,
     overlap: bool,
@@ -280,11 +308,13 @@ async fn ordered_answer(State(rx): State<OrderedReceiver>, body: Bytes) -> Statu
             g.overlap = true;
         }
     }
+    // Long enough for a second call of the same key, were one sent, to overlap this one.
     tokio::time::sleep(Duration::from_millis(30)).await;
     let mut g = rx.inner.lock().unwrap();
     *g.in_flight.get_mut(&customer).unwrap() -= 1;
-    if customer == "a" && g.fail_a > 0 {
-        g.fail_a -= 1;
+    let others = g.delivered.iter().filter(|(c, _)| c != "a").count();
+    if customer == "a" && (g.a_refused == 0 || others < g.others_expected) {
+        g.a_refused += 1;
         return StatusCode::SERVICE_UNAVAILABLE;
     }
     g.delivered.push((customer, seq));
@@ -294,7 +324,8 @@ async fn ordered_answer(State(rx): State<OrderedReceiver>, body: Bytes) -> Statu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_key_ordering_keeps_acceptance_order_and_a_failing_key_blocks_only_itself() {
     let rx = OrderedReceiver::default();
-    rx.inner.lock().unwrap().fail_a = 3;
+    // Customers b and c have 8 deliveries between them (seq 0..12, every third is a's).
+    rx.inner.lock().unwrap().others_expected = 8;
     let app = Router::new()
         .fallback(ordered_answer)
         .with_state(rx.clone());
@@ -302,10 +333,11 @@ async fn per_key_ordering_keeps_acceptance_order_and_a_failing_key_blocks_only_i
     let url = format!("http://{}/", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let dir = tempfile::tempdir().unwrap();
+    // Retries of a's head go on (for far longer than any wait below) until b and c are in.
     write_config(
         &dir.path().join("cfg"),
         &format!(
-            "      ordered:\n        system: dst\n        http: {{ url: \"{url}\", timeout: 2s, connect_timeout: 1s }}\n        retry: {{ max_attempts: 20, initial_backoff: 400ms, max_backoff: 400ms }}\n        concurrency: 8\n        ordering: {{ key: /customer }}\n        circuit_breaker: {{ enabled: false }}\n"
+            "      ordered:\n        system: dst\n        http: {{ url: \"{url}\", timeout: 2s, connect_timeout: 1s }}\n        retry: {{ max_attempts: 10000, initial_backoff: 50ms, max_backoff: 200ms }}\n        concurrency: 8\n        ordering: {{ key: /customer }}\n        circuit_breaker: {{ enabled: false }}\n"
         ),
     );
     let hub = start_hub(&dir.path().join("cfg"), &dir.path().join("data")).await;
@@ -317,9 +349,13 @@ async fn per_key_ordering_keeps_acceptance_order_and_a_failing_key_blocks_only_i
         let body = json!({"customer": customer, "seq": seq}).to_string();
         assert_eq!(send(addr, &format!("o{seq}"), &body).await.status(), 202);
     }
-    wait_until(30, "all delivered", || async {
-        count_in_state(addr, "ordered", "delivered").await == 12
-    })
+    // Were b and c held back behind a's failing head, they would never arrive and a would
+    // never succeed: this would time out.
+    wait_until(
+        120,
+        "all delivered (b and c past a's failing head)",
+        || async { count_in_state(addr, "ordered", "delivered").await == 12 },
+    )
     .await;
     hub.shutdown().await.unwrap();
     let g = rx.inner.lock().unwrap();
@@ -336,18 +372,15 @@ async fn per_key_ordering_keeps_acceptance_order_and_a_failing_key_blocks_only_i
             .collect();
         assert_eq!(&got, seqs, "customer {customer} out of order");
     }
-    // Customer a's head failed three times, with retries 400 ms apart; b and c did not
-    // wait for it: all their deliveries (30 ms each) went out meanwhile.
+    // a's head failed at least once, and every delivery of b and c went out before a's
+    // first success.
+    assert!(g.a_refused >= 1);
     let first_a = g.delivered.iter().position(|(c, _)| c == "a").unwrap();
     let b_and_c_before = g.delivered[..first_a]
         .iter()
         .filter(|(c, _)| c != "a")
         .count();
-    assert!(
-        b_and_c_before == 8,
-        "other keys were held back by a's failing head: {:?}",
-        g.delivered
-    );
+    assert_eq!(b_and_c_before, 8, "{:?}", g.delivered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -375,7 +408,7 @@ async fn bounded_backlog_refuses_with_503_and_retry_after() {
         assert_eq!(send(addr, &format!("k{i}"), "{}").await.status(), 202);
     }
     // The monitor refreshes a few times a second.
-    wait_until(5, "a refusal", || async {
+    wait_until(30, "a refusal", || async {
         let r = send(addr, "k-over", "{}").await;
         if r.status() != 503 {
             return false;
@@ -388,7 +421,7 @@ async fn bounded_backlog_refuses_with_503_and_retry_after() {
     .await;
     assert_eq!(rx.count(), 0, "a paused lane sent something");
     admin_post(addr, "/admin/v1/lanes/orders/bounded/resume", json!({})).await;
-    wait_until(10, "backlog drained and accepting again", || async {
+    wait_until(30, "backlog drained and accepting again", || async {
         send(addr, "k-after", "{}").await.status() == 202
     })
     .await;
@@ -445,8 +478,12 @@ async fn auto_pause_notifies_the_owner_and_resume_delivers_the_backlog() {
         notice["reason"].as_str().unwrap().contains("auto-paused"),
         "{notice}"
     );
-    // Paused: no more calls, and new events still accumulate durably.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Paused: no more calls, and new events still accumulate durably. A call admitted just
+    // before the pause may still be going out; once the lane holds no claim, none can.
+    wait_until(30, "no delivery in flight", || async {
+        count_in_state(addr, "autopaused", "in_flight").await == 0
+    })
+    .await;
     let calls = vendor.count();
     assert_eq!(send(addr, "p2", "{}").await.status(), 202);
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -641,10 +678,8 @@ async fn metrics_expose_every_lane_figure_with_flow_and_destination_labels() {
         count_in_state(addr, "scraped", "delivered").await == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let m = metrics_text(addr).await;
     let lane = "flow=\"orders\",destination=\"scraped\"";
-    for want in [
+    let wanted = [
         "ferry_ingress_received_total{flow=\"orders\"}".to_string(),
         "ferry_ingress_accepted_total{flow=\"orders\",outcome=\"accepted\"}".to_string(),
         "ferry_ingress_accepted_total{flow=\"orders\",outcome=\"duplicate\"}".to_string(),
@@ -659,8 +694,16 @@ async fn metrics_expose_every_lane_figure_with_flow_and_destination_labels() {
         format!("ferry_lane_paused{{{lane}}} 0"),
         "ferry_store_commits_total ".to_string(),
         "ferry_store_commands_total ".to_string(),
-    ] {
-        assert!(m.contains(&want), "missing `{want}` in:\n{m}");
+    ];
+    // The backlog gauges follow the store a few times a second: wait for them to catch up.
+    wait_until(30, "every lane figure on /metrics", || async {
+        let m = metrics_text(addr).await;
+        wanted.iter().all(|want| m.contains(want.as_str()))
+    })
+    .await;
+    let m = metrics_text(addr).await;
+    for want in &wanted {
+        assert!(m.contains(want.as_str()), "missing `{want}` in:\n{m}");
     }
     hub.shutdown().await.unwrap();
 }

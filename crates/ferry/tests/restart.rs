@@ -6,23 +6,29 @@ mod common;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-/// Send signed events from `workers` tasks until `stop`; return the sender ids acknowledged 2xx.
-async fn load(hub: SocketAddr, prefix: &str, workers: usize, stop_after: Duration) -> Vec<String> {
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let deadline = Instant::now() + stop_after;
+/// Send signed events from `workers` tasks until `stop` is set, pushing the sender id of
+/// every event acknowledged 2xx to `acked` as the answer comes.
+async fn load(
+    hub: SocketAddr,
+    prefix: &str,
+    workers: usize,
+    acked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+) {
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let acked = acked.clone();
+        let (acked, stop) = (acked.clone(), stop.clone());
         let prefix = prefix.to_string();
         tasks.push(tokio::spawn(async move {
             let client = client();
             let mut n = 0;
-            while Instant::now() < deadline {
+            while !stop.load(Ordering::SeqCst) {
                 n += 1;
                 let sid = format!("{prefix}-{w}-{n}");
                 let body = format!(
@@ -46,7 +52,25 @@ async fn load(hub: SocketAddr, prefix: &str, workers: usize, stop_after: Duratio
     for t in tasks {
         let _ = t.await;
     }
-    Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
+}
+
+/// SIGKILL `child` once it has acknowledged an event (or after a minute without one), a
+/// little later still so that the kill lands in the middle of the load; then set `stop`.
+async fn kill_under_load(
+    mut child: std::process::Child,
+    acked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    later: Duration,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(later).await;
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    status
 }
 
 fn delivered_sids(rx: &TestReceiver) -> HashSet<String> {
@@ -74,20 +98,19 @@ async fn sigkill_under_load_loses_no_acknowledged_event_and_sigterm_exits_cleanl
 
     let mut acked_all = Vec::new();
     for round in 0..3 {
-        let (mut child, addr) = spawn_ferry(&cfg, &data, &log);
-        let killer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(900 + 300 * round)).await;
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap()
-        });
-        let acked = load(
-            addr,
-            &format!("r{round}"),
-            16,
-            Duration::from_millis(1500 + 300 * round),
-        )
-        .await;
+        let (child, addr) = spawn_ferry(&cfg, &data, &log);
+        // Killed once the load is under way (judged by acknowledgements, not by time).
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let killer = tokio::spawn(kill_under_load(
+            child,
+            acked.clone(),
+            stop.clone(),
+            Duration::from_millis(300 + 300 * round),
+        ));
+        load(addr, &format!("r{round}"), 16, acked.clone(), stop).await;
         let status = killer.await.unwrap();
+        let acked = std::mem::take(&mut *acked.lock().unwrap());
         assert!(
             !status.success(),
             "the hub must have been killed, not exited"

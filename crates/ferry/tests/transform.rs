@@ -397,7 +397,8 @@ async fn a_batching_destination_maps_each_record_and_dead_letters_only_the_failu
             "bulk",
             &rx.url("/bulk"),
             &[],
-            &(map + "        batch: { max_items: 3, linger: 300ms }\n"),
+            // An hour's linger: the three records go in one call however slowly they came.
+            &(map + "        batch: { max_items: 3, linger: 1h }\n"),
         ),
     )
     .await;

@@ -363,8 +363,15 @@ async fn call(
         }
         return None;
     };
+    // The gate ignores a call that failed on this host (see `Gate::record`).
     if let Some(pause) = ctx.gate.record(&result, probe) {
         auto_pause(ctx, pause).await;
+    }
+    if result.verdict.local_failure().is_some() {
+        // Not a call: each record is put back without spending an attempt (`conclude`).
+        debug!(batch = %id, flow = %ctx.key.flow, destination = %ctx.key.destination, records = n, error = result.error.as_deref(), "batch call failed on this host");
+        let results = per_record(&result, n, &BTreeMap::new());
+        return Some((result, results));
     }
     ctx.metrics
         .attempt_seconds

@@ -1,8 +1,10 @@
 //! Test helpers: scripted loopback receivers (axum and raw TCP), a real store, polling.
 #![allow(dead_code)]
 
+pub mod recording;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -145,13 +147,36 @@ async fn handle(
     response.body(Body::from(reply.body)).unwrap()
 }
 
+/// Body bytes an endless server writes on one connection at most.
+pub const ENDLESS_CAP: usize = 256 << 20;
+
+/// What a raw server's endless body came to on its (last) connection.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    /// Body bytes written.
+    pub written: AtomicUsize,
+    /// Set when the server stopped: the client hung up or [`ENDLESS_CAP`] was reached.
+    pub ended: AtomicBool,
+}
+
 /// A raw TCP server: reads a request head, then writes `head` and, if `endless_chunks`,
-/// chunked body data until the client hangs up (bounded by 10 s and 1 GiB).
+/// chunked body data until the client hangs up (at most [`ENDLESS_CAP`] bytes).
 pub async fn raw_server(head: &'static [u8], endless_chunks: bool) -> SocketAddr {
+    raw_server_watched(head, endless_chunks).await.0
+}
+
+/// [`raw_server`], also telling how much of the endless body it wrote before it stopped.
+pub async fn raw_server_watched(
+    head: &'static [u8],
+    endless_chunks: bool,
+) -> (SocketAddr, Arc<Streamed>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let streamed = Arc::new(Streamed::default());
+    let watched = streamed.clone();
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
+            let streamed = watched.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut seen = Vec::new();
@@ -166,20 +191,19 @@ pub async fn raw_server(head: &'static [u8], endless_chunks: bool) -> SocketAddr
                 }
                 if endless_chunks {
                     let chunk = [b"4000\r\n".as_slice(), &[b'a'; 0x4000], b"\r\n"].concat();
-                    let started = Instant::now();
-                    let mut written = 0usize;
-                    while started.elapsed() < Duration::from_secs(10) && written < (1 << 30) {
+                    while streamed.written.load(Ordering::SeqCst) < ENDLESS_CAP {
                         if socket.write_all(&chunk).await.is_err() {
-                            return;
+                            break;
                         }
-                        written += chunk.len();
+                        streamed.written.fetch_add(chunk.len(), Ordering::SeqCst);
                     }
+                    streamed.ended.store(true, Ordering::SeqCst);
                 }
                 let _ = socket.shutdown().await;
             });
         }
     });
-    addr
+    (addr, streamed)
 }
 
 /// A port with nothing listening: bind, note the address, drop the listener.

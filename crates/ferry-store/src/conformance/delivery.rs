@@ -324,6 +324,63 @@ pub async fn retry_claimable_only_at_its_time(store: Arc<dyn Store>) {
     assert_eq!((c.attempts, c.round_attempts), (1, 1));
 }
 
+/// A release for later puts a delivery back without spending an attempt (how the hub
+/// reschedules a call that failed on its own host, e.g. out of file descriptors): its round
+/// (attempt counts, start) is kept, it is not claimable before the given time, and
+/// `next_due` reports that time.
+pub async fn release_for_later_keeps_the_round(store: Arc<dyn Store>) {
+    let store = &*store;
+    let f = flow("release-later");
+    let ev = event(&f, T0, &["a"]);
+    append_ok(store, vec![ev.clone()]).await;
+    let (la, id) = (lane(&f, "a"), ev.deliveries[0].id);
+    // One attempt spent: retrying.
+    claim_one(store, &la, T0, id).await;
+    let busy = attempt(T0, Some(503), "http_5xx", Some("busy"));
+    complete_ok(
+        store,
+        vec![outcome(
+            id,
+            Some(busy.clone()),
+            Next::Retry { at: T0 + 100 },
+        )],
+        T0 + 1,
+    )
+    .await;
+    // Claimed again and put back for later without an attempt, twice over.
+    for (claim_at, back_at) in [(T0 + 100, T0 + 2_000), (T0 + 2_000, T0 + 3_500)] {
+        let c = claim_one(store, &la, claim_at, id).await;
+        assert_eq!(
+            (c.attempts, c.round_attempts, c.round_started_at),
+            (1, 1, T0)
+        );
+        complete_ok(
+            store,
+            vec![outcome(id, None, Next::Release { at: back_at })],
+            claim_at + 1,
+        )
+        .await;
+        assert!(
+            claim_ids(store, &la, back_at - 1, 10).await.is_empty(),
+            "claimable before its time"
+        );
+        assert_eq!(store.next_due(&la).await.expect("next_due"), Some(back_at));
+        let s = summary(store, id).await;
+        assert_eq!(
+            (s.state, s.attempts, s.next_attempt_at),
+            (DeliveryState::Pending, 1, Some(back_at))
+        );
+    }
+    let c = claim_one(store, &la, T0 + 3_500, id).await;
+    assert_eq!(
+        (c.attempts, c.round_attempts, c.round_started_at),
+        (1, 1, T0),
+        "releases spend nothing of the round"
+    );
+    let detail = store.delivery(id).await.expect("read").expect("exists");
+    assert_eq!(detail.attempts, vec![busy], "a release records no attempt");
+}
+
 /// Outcomes for deliveries that are not in flight keep their attempt but change no state;
 /// outcomes for unknown deliveries are ignored.
 pub async fn complete_on_non_in_flight_keeps_state(store: Arc<dyn Store>) {

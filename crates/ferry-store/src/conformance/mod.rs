@@ -72,6 +72,7 @@ macro_rules! conformance_suite {
             append_can_claim_for_the_lane,
             complete_records_outcomes,
             retry_claimable_only_at_its_time,
+            release_for_later_keeps_the_round,
             complete_on_non_in_flight_keeps_state,
             delivered_leaves_only_by_replay,
             replay_by_delivery_and_event_id,

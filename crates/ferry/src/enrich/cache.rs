@@ -226,12 +226,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_lookup_is_a_hit_until_the_ttl_runs_out() {
-        let cache = LookupCache::new(Duration::from_millis(100));
+        let ttl = Duration::from_secs(60);
+        let cache = LookupCache::new(ttl);
         let calls = AtomicUsize::new(0);
+        let before = Instant::now();
         let first = cache
             .get_or_fetch("u1", || fetch_ok(&calls, json!(1)))
             .await
             .unwrap();
+        let after = Instant::now();
         assert_eq!(first, Looked::Miss(Arc::new(json!(1))));
         let second = cache
             .get_or_fetch("u1", || fetch_ok(&calls, json!(2)))
@@ -239,7 +242,12 @@ mod tests {
             .unwrap();
         assert_eq!(second, Looked::Hit(Arc::new(json!(1))));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // The entry was kept at some instant between `before` and `after`: it is fresh a
+        // second short of the TTL after `before`, and gone once the TTL has run out after
+        // `after` (explicit instants: no sleeping, however slow the machine).
+        let almost = before + ttl - Duration::from_secs(1);
+        assert_eq!(cache.lock().fresh("u1", almost), Some(Arc::new(json!(1))));
+        assert_eq!(cache.lock().fresh("u1", after + ttl), None);
         let third = cache
             .get_or_fetch("u1", || fetch_ok(&calls, json!(3)))
             .await

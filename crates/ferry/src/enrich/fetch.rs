@@ -74,7 +74,8 @@ pub async fn get(
                 format!("the enrich lookup of {what} found nothing (HTTP {status})"),
             ));
         }
-        (_, Verdict::Retry { .. }) => {
+        // (`classify_status` never says `Local`: that is about a failed call, not a status.)
+        (_, Verdict::Retry { .. } | Verdict::Local { .. }) => {
             return Err(RenderError::retryable(
                 ENRICH_FAILED,
                 format!("the enrich lookup of {what} failed: HTTP {status}"),
