@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
 use crate::batch::BatchSpec;
+use crate::connector::Connector;
 use crate::fresh::FreshLane;
 use crate::gate::{Gate, GateSpec, GateStatus, LaneEvent, SharedGate};
-use crate::http::{HttpConnector, HttpTarget, now_millis};
+use crate::http::now_millis;
 use crate::lane::{self, LaneConfig};
 use crate::render::Render;
 use crate::retry::RetryPolicy;
@@ -24,8 +25,8 @@ use crate::retry::RetryPolicy;
 pub struct LaneSpec {
     /// The (flow, destination) whose deliveries this lane works.
     pub key: LaneKey,
-    /// Where they go.
-    pub target: HttpTarget,
+    /// Where they go: the destination's connector (see [`Connector`]).
+    pub connector: Arc<dyn Connector>,
     /// How failures are retried.
     pub retry: RetryPolicy,
     /// Sends in flight at once (the bulkhead). The lane holds at most twice this many
@@ -65,17 +66,6 @@ pub enum EngineError {
         flow: String,
         /// The lane's destination.
         destination: String,
-    },
-    /// The lane's HTTP client could not be built (e.g. no TLS roots).
-    #[error("lane {flow}/{destination}: cannot build its HTTP client: {source}")]
-    Client {
-        /// The lane's flow.
-        flow: String,
-        /// The lane's destination.
-        destination: String,
-        /// What reqwest said.
-        #[source]
-        source: reqwest::Error,
     },
     /// The lanes' pause states could not be read.
     #[error("cannot read the lanes' pause states: {0}")]
@@ -147,7 +137,7 @@ impl DeliveryEngine {
         for spec in lanes {
             let LaneSpec {
                 key,
-                target,
+                connector,
                 retry,
                 concurrency,
                 gate,
@@ -166,16 +156,6 @@ impl DeliveryEngine {
                     destination: key.destination,
                 });
             }
-            let connector = match HttpConnector::new(target, concurrency) {
-                Ok(connector) => connector,
-                Err(source) => {
-                    return Err(EngineError::Client {
-                        flow: key.flow,
-                        destination: key.destination,
-                        source,
-                    });
-                }
-            };
             let wake = Arc::new(Notify::new());
             wakers.insert(key.clone(), wake.clone());
             let gate = Arc::new(Gate::new(
@@ -187,7 +167,7 @@ impl DeliveryEngine {
             gates.insert(key.clone(), gate.clone());
             // Deliveries claimed at ingress: for lanes that send one at a time, unordered.
             let fresh = (batch.is_none() && !gate.ordered()).then(|| {
-                let lease = lane::lease(&connector, render.as_ref(), None);
+                let lease = lane::lease(connector.as_ref(), render.as_ref(), None);
                 let (lane, rx) = FreshLane::new(&key, concurrency, lease, gate.clone());
                 fresh_lanes.insert(key.clone(), lane);
                 rx

@@ -15,6 +15,7 @@ use reqwest::{Method, Url};
 use crate::classify::{
     LOCAL_FAILURE, Verdict, classify_status, local_failure, parse_retry_after, status_class,
 };
+use crate::connector::{BatchCall, Connector};
 use crate::egress::{
     EGRESS_REFUSED, EgressPolicy, EgressRefused, guarded_client_builder, refusal_of,
 };
@@ -379,7 +380,7 @@ impl HttpConnector {
     ///
     /// With `keep_body > 0`, a `2xx` response body of at most `keep_body` bytes is returned
     /// whole (`None` when it was larger or could not be read).
-    pub(crate) async fn send_batch(
+    async fn send_batch_body(
         &self,
         id: &str,
         body: bytes::Bytes,
@@ -476,6 +477,42 @@ impl HttpConnector {
             }
         }
         headers
+    }
+}
+
+#[async_trait::async_trait]
+impl Connector for HttpConnector {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    fn timeout(&self) -> Duration {
+        self.target.timeout
+    }
+
+    fn record_overhead(&self, delivery: &ClaimedDelivery) -> usize {
+        match self.target.format {
+            BodyFormat::Json => 0,
+            BodyFormat::Cloudevents => crate::cloudevents::overhead(delivery),
+        }
+    }
+
+    async fn send(&self, delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> AttemptResult {
+        self.send_rendered(delivery, rendered).await
+    }
+
+    /// One request whose body holds every record: a JSON array (or an object with the
+    /// records under `wrap`); with `format: cloudevents` an array of envelopes (a CloudEvents
+    /// batch is an array by spec: `wrap` does not apply, and `ferry validate` refuses it).
+    async fn send_batch(&self, call: BatchCall<'_>) -> (AttemptResult, Option<bytes::Bytes>) {
+        let records = call.records.iter();
+        let body = match self.target.format {
+            BodyFormat::Json => crate::batch::body(records.map(|(_, b)| &b[..]), call.wrap),
+            BodyFormat::Cloudevents => {
+                crate::cloudevents::batch_body(records.map(|(d, b)| (*d, &b[..])))
+            }
+        };
+        self.send_batch_body(call.id, body, call.keep_body).await
     }
 }
 

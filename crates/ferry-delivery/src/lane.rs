@@ -26,9 +26,10 @@ use tracing::{debug, error, warn};
 
 use crate::batch::BatchSpec;
 use crate::classify::LocalFailure;
+use crate::connector::Connector;
 use crate::fresh::Fresh;
 use crate::gate::{Admit, SharedGate};
-use crate::http::{HttpConnector, now_millis};
+use crate::http::now_millis;
 use crate::outcome::{AttemptResult, OutcomeKind, decide};
 use crate::render::{self, Render};
 use crate::retry::RetryPolicy;
@@ -61,7 +62,7 @@ const LEASE_SAFETY: Duration = Duration::from_secs(10);
 pub(crate) struct LaneConfig {
     pub store: Arc<dyn Store>,
     pub key: LaneKey,
-    pub connector: HttpConnector,
+    pub connector: Arc<dyn Connector>,
     pub retry: RetryPolicy,
     pub concurrency: usize,
     /// Notified by `DeliveryEngine::wake` and by the lane's own flusher.
@@ -83,15 +84,15 @@ pub(crate) struct LaneConfig {
 }
 
 /// One attempt's longest time: rendering (its lookups) and then the call.
-fn attempt_timeout(connector: &HttpConnector, render: Option<&Arc<dyn Render>>) -> Duration {
+fn attempt_timeout(connector: &dyn Connector, render: Option<&Arc<dyn Render>>) -> Duration {
     let render_budget = render.map_or(Duration::ZERO, |r| r.time_budget());
-    connector.target().timeout.saturating_add(render_budget)
+    connector.timeout().saturating_add(render_budget)
 }
 
 /// How long a claim of this lane lasts: beyond the worst-case wait for a send permit and the
 /// send itself (rendering included), and a batch's linger.
 pub(crate) fn lease(
-    connector: &HttpConnector,
+    connector: &dyn Connector,
     render: Option<&Arc<dyn Render>>,
     batch: Option<&BatchSpec>,
 ) -> Duration {
@@ -109,7 +110,7 @@ struct Ctx {
     store: Arc<dyn Store>,
     gate: SharedGate,
     key: LaneKey,
-    connector: HttpConnector,
+    connector: Arc<dyn Connector>,
     retry: RetryPolicy,
     sends: Arc<Semaphore>,
     stop: CancellationToken,
@@ -256,17 +257,17 @@ pub(crate) async fn run(cfg: LaneConfig) {
         mut fresh,
     } = cfg;
     let concurrency = concurrency.max(1);
-    let timeout = attempt_timeout(&connector, render.as_ref());
-    let lease = lease(&connector, render.as_ref(), batch.as_ref());
+    let timeout = attempt_timeout(connector.as_ref(), render.as_ref());
+    let lease = lease(connector.as_ref(), render.as_ref(), batch.as_ref());
     let mut prefetch = concurrency.saturating_mul(PREFETCH_FACTOR);
     if let Some(spec) = &batch {
         // One full batch per send plus the one being filled; records may linger first.
         prefetch = prefetch.max(spec.max_items.max(1).saturating_mul(concurrency + 1));
     }
     let batch = batch.map(|spec| {
-        let format = connector.target().format;
         let queue = Arc::new(std::sync::Mutex::new(batched::BatchQueue::new(
-            &spec, format,
+            &spec,
+            connector.clone(),
         )));
         (Arc::new(spec), queue)
     });
@@ -579,7 +580,7 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
     let result = tokio::select! {
         biased;
         _ = ctx.abort.cancelled() => None,
-        result = ctx.connector.send_rendered(delivery, rendered.as_ref()) => Some(result),
+        result = ctx.connector.send(delivery, rendered.as_ref()) => Some(result),
     };
     in_flight.decrement(1.0);
     drop(permit);
@@ -843,7 +844,7 @@ impl StoreBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::HttpTarget;
+    use crate::http::{HttpConnector, HttpTarget};
     use axum::http::StatusCode;
     use bytes::Bytes;
     use ferry_store::{DeliveryId, DeliveryState, EventId, NewDelivery, NewEvent};
@@ -917,7 +918,7 @@ mod tests {
         let handle = tokio::spawn(run(LaneConfig {
             store: store.clone(),
             key: key.clone(),
-            connector: HttpConnector::new(target, 1).unwrap(),
+            connector: Arc::new(HttpConnector::new(target, 1).unwrap()),
             retry,
             concurrency: 1,
             wake: wake.clone(),

@@ -2,8 +2,9 @@
 //!
 //! `store -> per-destination lanes -> connector -> outcome back to the store`. The
 //! [`DeliveryEngine`] runs one lane per (flow, destination) ([`ferry_store::LaneKey`]). A lane
-//! claims due deliveries from the [`ferry_store::Store`], sends them through its own
-//! [`HttpConnector`] (own connection pool, own concurrency limit: a bulkhead), decides each
+//! claims due deliveries from the [`ferry_store::Store`], sends them through its
+//! [`Connector`] (HTTP: [`HttpConnector`], with its own connection pool) under its own
+//! concurrency limit (a bulkhead), decides each
 //! outcome with [`decide`] (status classification in [`classify`], backoff in [`retry`]) and
 //! writes the outcomes back in batches.
 //!
@@ -52,6 +53,7 @@ pub mod batch;
 pub mod breaker;
 pub mod classify;
 pub mod cloudevents;
+pub mod connector;
 pub mod egress;
 mod engine;
 mod fresh;
@@ -65,6 +67,7 @@ pub mod retry;
 pub use batch::{BatchFailure, BatchSpec};
 pub use breaker::{BreakerSettings, BreakerState};
 pub use classify::{LocalFailure, Verdict, classify_status, local_failure, parse_retry_after};
+pub use connector::{BatchCall, Connector};
 pub use egress::{EgressPolicy, GuardedClient, guarded_client_builder};
 pub use engine::{ControlError, DeliveryEngine, EngineError, LaneSpec};
 pub use fresh::{FreshLane, FreshSlot};

@@ -13,8 +13,8 @@ use ferry_config::{
     SignatureConfig, Source, check_strength,
 };
 use ferry_delivery::{
-    BatchFailure, BatchSpec, BreakerSettings, EgressPolicy, GateSpec, HttpTarget, LaneSpec,
-    RateLimitSpec, Render, RetryPolicy,
+    BatchFailure, BatchSpec, BreakerSettings, EgressPolicy, GateSpec, HttpConnector, HttpTarget,
+    LaneSpec, RateLimitSpec, Render, RetryPolicy,
 };
 use ferry_schema::SchemaRegistry;
 use ferry_signature::{SignatureScheme, SigningKey, schemes};
@@ -371,21 +371,25 @@ fn build_lane(
         ),
         None => None,
     };
+    let target = HttpTarget {
+        url: reqwest::Url::parse(&http.url).with_context(|| format!("url `{}`", http.url))?,
+        method: reqwest::Method::from_bytes(http.method.as_bytes())
+            .with_context(|| format!("method `{}`", http.method))?,
+        headers,
+        timeout: http.timeout,
+        connect_timeout: http.connect_timeout,
+        signing_key,
+        // The hub-wide allow-list plus the destination's own entries.
+        egress: EgressPolicy::from_entries(hub_egress.iter().chain(&http.egress_allow))
+            .map_err(|e| anyhow!("egress_allow: {e}"))?,
+        format: http.format,
+    };
+    // One connection pool per lane, as large as its bulkhead.
+    let connector = HttpConnector::new(target, dest.concurrency.max(1))
+        .context("cannot build the destination's HTTP client")?;
     Ok(LaneSpec {
         key,
-        target: HttpTarget {
-            url: reqwest::Url::parse(&http.url).with_context(|| format!("url `{}`", http.url))?,
-            method: reqwest::Method::from_bytes(http.method.as_bytes())
-                .with_context(|| format!("method `{}`", http.method))?,
-            headers,
-            timeout: http.timeout,
-            connect_timeout: http.connect_timeout,
-            signing_key,
-            // The hub-wide allow-list plus the destination's own entries.
-            egress: EgressPolicy::from_entries(hub_egress.iter().chain(&http.egress_allow))
-                .map_err(|e| anyhow!("egress_allow: {e}"))?,
-            format: http.format,
-        },
+        connector: Arc::new(connector),
         retry: RetryPolicy {
             max_attempts: dest.retry.max_attempts,
             max_age: dest.retry.max_age,

@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use ferry_config::BodyFormat;
 use ferry_store::{ClaimedDelivery, DeliveryOutcome, Millis};
 use futures_util::stream::{self, StreamExt};
 use metrics::Label;
@@ -32,11 +31,9 @@ use tracing::{debug, info, warn};
 use super::{
     Ctx, Finished, LEASE_SAFETY, auto_pause, conclude, conclude_render, duration_millis, release,
 };
-use crate::batch::{
-    BatchFailure, BatchSpec, Batcher, batch_id, body, failed_items, per_record, splits,
-};
+use crate::batch::{BatchFailure, BatchSpec, Batcher, batch_id, failed_items, per_record, splits};
 use crate::classify::Verdict;
-use crate::cloudevents;
+use crate::connector::{BatchCall, Connector};
 use crate::gate::Admit;
 use crate::http::now_millis;
 use crate::outcome::AttemptResult;
@@ -65,31 +62,27 @@ pub(super) struct BatchQueue {
     batcher: Batcher<Member>,
     complete: VecDeque<Vec<Member>>,
     open_requested: bool,
-    /// The lane's body format: CloudEvents records take their envelope's bytes too.
-    format: BodyFormat,
+    /// The lane's connector: a record's size in a call is its payload plus the connector's
+    /// framing of it (a CloudEvents envelope, say).
+    connector: Arc<dyn Connector>,
 }
 
 /// The queue, shared by the lane loop and its sender tasks.
 pub(super) type SharedQueue = Arc<Mutex<BatchQueue>>;
 
 impl BatchQueue {
-    pub(super) fn new(spec: &BatchSpec, format: BodyFormat) -> Self {
+    pub(super) fn new(spec: &BatchSpec, connector: Arc<dyn Connector>) -> Self {
         Self {
             batcher: Batcher::new(spec),
             complete: VecDeque::new(),
             open_requested: false,
-            format,
+            connector,
         }
     }
 
     /// Add a claimed delivery. Returns how many sender tasks to start.
     pub(super) fn push(&mut self, member: Member, now: Instant) -> usize {
-        let size = match self.format {
-            BodyFormat::Json => member.delivery.payload.len(),
-            BodyFormat::Cloudevents => {
-                member.delivery.payload.len() + cloudevents::overhead(&member.delivery)
-            }
-        };
+        let size = member.delivery.payload.len() + self.connector.record_overhead(&member.delivery);
         let mut start = 0;
         for batch in self.batcher.push(member, size, now) {
             self.complete.push_back(batch);
@@ -335,25 +328,27 @@ async fn call(
     }
     let n = records.len();
     let id = batch_id(records.iter().map(|(m, _)| m.delivery.id.to_string()));
-    // A CloudEvents batch is an array by spec: `wrap` does not apply (`ferry validate`
-    // refuses the combination).
-    let payload = match ctx.connector.target().format {
-        BodyFormat::Json => body(records.iter().map(|(_, b)| &b[..]), spec.wrap.as_deref()),
-        BodyFormat::Cloudevents => {
-            cloudevents::batch_body(records.iter().map(|(m, b)| (&m.delivery, &b[..])))
-        }
-    };
-    let keep = if spec.failed_items.is_some() {
+    let members: Vec<(&ClaimedDelivery, Bytes)> = records
+        .iter()
+        .map(|(m, b)| (&m.delivery, b.clone()))
+        .collect();
+    let keep_body = if spec.failed_items.is_some() {
         FAILED_ITEMS_BODY_LIMIT
     } else {
         0
+    };
+    let call = BatchCall {
+        id: &id,
+        records: &members,
+        wrap: spec.wrap.as_deref(),
+        keep_body,
     };
     let in_flight = &ctx.metrics.in_flight;
     in_flight.increment(1.0);
     let sent = tokio::select! {
         biased;
         _ = ctx.abort.cancelled() => None,
-        sent = ctx.connector.send_batch(&id, payload, keep) => Some(sent),
+        sent = ctx.connector.send_batch(call) => Some(sent),
     };
     in_flight.decrement(1.0);
     let Some((result, response)) = sent else {
@@ -432,8 +427,27 @@ fn read_failed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloudevents;
+    use crate::egress::EgressPolicy;
+    use crate::http::{HttpConnector, HttpTarget};
+    use ferry_config::BodyFormat;
     use ferry_store::{DeliveryId, EventId, LaneKey};
     use std::time::Duration;
+
+    /// An HTTP connector sending `format` (it is never called here).
+    fn http(format: BodyFormat) -> Arc<dyn Connector> {
+        let target = HttpTarget {
+            url: "http://127.0.0.1:9/".parse().unwrap(),
+            method: reqwest::Method::POST,
+            headers: Default::default(),
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            signing_key: None,
+            egress: EgressPolicy::new(),
+            format,
+        };
+        Arc::new(HttpConnector::new(target, 1).unwrap())
+    }
 
     fn member(payload: &'static [u8]) -> Member {
         Member {
@@ -467,7 +481,7 @@ mod tests {
                 on_failure: BatchFailure::RetryBatch,
                 failed_items: None,
             },
-            BodyFormat::Json,
+            http(BodyFormat::Json),
         )
     }
 
@@ -507,11 +521,11 @@ mod tests {
         };
         let t0 = Instant::now();
         // As plain JSON, ten records fit.
-        let mut ce = BatchQueue::new(&spec, BodyFormat::Cloudevents);
+        let mut ce = BatchQueue::new(&spec, http(BodyFormat::Cloudevents));
         let started: usize = (0..3).map(|_| ce.push(member(b"[1,2,3,45]"), t0)).sum();
         assert_eq!(started, 1, "the third record closes a batch of two");
         assert_eq!(ce.take().len(), 2);
-        let mut json = BatchQueue::new(&spec, BodyFormat::Json);
+        let mut json = BatchQueue::new(&spec, http(BodyFormat::Json));
         let started: usize = (0..10).map(|_| json.push(member(b"[1,2,3,45]"), t0)).sum();
         assert_eq!(started, 0);
     }

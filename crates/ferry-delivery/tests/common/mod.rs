@@ -253,7 +253,7 @@ pub fn fast_retry(max_attempts: u32) -> RetryPolicy {
 pub fn spec(key: LaneKey, target: HttpTarget, retry: RetryPolicy, concurrency: usize) -> LaneSpec {
     LaneSpec {
         key,
-        target,
+        connector: Arc::new(ferry_delivery::HttpConnector::new(target, concurrency).unwrap()),
         retry,
         concurrency,
         gate: Default::default(),
