@@ -21,5 +21,6 @@ pub mod notify;
 pub mod problem;
 pub mod pull;
 pub mod render;
+pub mod strict_json;
 pub mod telemetry;
 pub mod transforms;
