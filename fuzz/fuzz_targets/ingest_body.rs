@@ -6,7 +6,8 @@
 //! pointer and the headers; byte 1 is the length (mod 64) of a pointer / header text that
 //! follows; the rest is the body. Properties: never panics; a refusal is a 400 with a known
 //! code; an accepted body is JSON text (UTF-8, grammar-valid; and what `serde_json::Value`
-//! accepts when the tree is built) and an accepted event id is 1 to 256 bytes.
+//! accepts when the tree is built) and an accepted event id is 1 to 256 bytes; the two
+//! readings of `ferry::strict_json` (tree and validate-only) judge every body alike.
 
 #![no_main]
 
@@ -55,6 +56,16 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
+    // Duplicate keys, depth and everything `serde_json` refuses: the same verdict, and the
+    // same reason, whether the tree is built or not.
+    let parsed = ferry::strict_json::parse(body);
+    let validated = ferry::strict_json::validate(body);
+    assert_eq!(
+        parsed.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        validated.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        "strict_json::parse and strict_json::validate disagree"
+    );
+
     // The JSON tree is built when something is read from the body; otherwise it is only
     // validated. Both paths must judge a body alike: exactly what `serde_json::Value` accepts.
     match inspect(body, &rule, &headers, event_type_pointer) {
@@ -82,7 +93,10 @@ fuzz_target!(|data: &[u8]| {
         Err(problem) => {
             assert_eq!(problem.status, 400);
             assert!(
-                matches!(problem.code, "malformed_json" | "event_id_invalid"),
+                matches!(
+                    problem.code,
+                    "malformed_json" | "too_deep" | "event_id_invalid"
+                ),
                 "unexpected code {}",
                 problem.code
             );

@@ -22,5 +22,6 @@ pub mod problem;
 pub mod pull;
 pub mod render;
 pub mod server;
+pub mod strict_json;
 pub mod telemetry;
 pub mod transforms;

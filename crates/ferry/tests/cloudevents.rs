@@ -493,3 +493,55 @@ async fn malformed_extension_attributes_are_refused_and_nothing_is_stored() {
     );
     hub.shutdown().await.unwrap();
 }
+
+/// A structured CloudEvent that repeats an attribute (two `id`s: which one dedupes?) or a
+/// key of its data is refused as malformed, naming the key and its object; one nested too
+/// deeply is refused as `too_deep`. Nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn structured_events_with_duplicate_keys_are_refused() {
+    let rx = TestReceiver::start().await;
+    let (_d, hub) = hub("", &rx, "json").await;
+    let envelope = r#"{"specversion":"1.0","id":"D-1","source":"https://shop.example/orders","type":"order.created""#;
+    for (i, (body, key, pointer)) in [
+        (format!(r#"{envelope},"id":"D-2","data":{{}}}}"#), "id", ""),
+        (
+            format!(r#"{envelope},"data":{{"order":{{"amount":-9,"amount":5}}}}}}"#),
+            "amount",
+            "/data/order",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let resp = post_structured(hub.addr(), &format!("dup{i}"), &body).await;
+        assert_eq!(resp.status(), 400, "{body}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["code"], "malformed_json", "{problem}");
+        assert_eq!(
+            (&problem["key"], &problem["pointer"]),
+            (&json!(key), &json!(pointer))
+        );
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("duplicate key \"{key}\"")),
+            "{problem}"
+        );
+    }
+    let deep = format!(
+        r#"{envelope},"data":{}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let resp = post_structured(hub.addr(), "deep", &deep).await;
+    assert_eq!(resp.status(), 400);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["code"], "too_deep", "{problem}");
+    assert!(
+        deliveries(hub.addr(), "").await.is_empty(),
+        "a refused CloudEvent stores nothing"
+    );
+    hub.shutdown().await.unwrap();
+}

@@ -43,7 +43,8 @@ enum Scripted {
     Status(u16),
 }
 
-/// A CRM on loopback: `GET /customers/{id}` answers `c1` and `c2`, `404` for anyone else.
+/// A CRM on loopback: `GET /customers/{id}` answers `c1` and `c2`, `c3` with a key twice,
+/// `404` for anyone else.
 #[derive(Clone)]
 struct Crm {
     addr: SocketAddr,
@@ -108,6 +109,12 @@ async fn customer(
     match id.as_str() {
         "c1" => Json(json!({"name": "Ada Lovelace", "tier": "gold"})).into_response(),
         "c2" => Json(json!({"name": "Grace Hopper", "tier": "silver"})).into_response(),
+        // Two tiers: which one would the `map` read?
+        "c3" => (
+            [("content-type", "application/json")],
+            r#"{"name": "Alan Turing", "tier": "bronze", "tier": "gold"}"#,
+        )
+            .into_response(),
         _ => (StatusCode::NOT_FOUND, "no such customer").into_response(),
     }
 }
@@ -312,6 +319,30 @@ async fn a_lookup_that_finds_nothing_dead_letters_the_delivery() {
     let tries = attempts(hub.addr(), dead).await;
     assert_eq!(tries.len(), 1, "not retried: {tries:?}");
     assert_eq!(tries[0]["error_class"], "enrich_not_found");
+    assert_eq!(rx.count(), 0, "nothing sent");
+    hub.shutdown().await.unwrap();
+}
+
+/// An answer with a duplicate key is not usable JSON: the delivery is dead-lettered as
+/// `enrich_invalid`, the key named, and nothing is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lookup_answering_a_duplicate_key_dead_letters_the_delivery() {
+    let (crm, rx) = (Crm::start().await, TestReceiver::start().await);
+    let (_d, hub) = hub(&crm, &rx, "2s").await;
+    assert_eq!(
+        send(hub.addr(), "msg_1", &order(1, "c3")).await.status(),
+        202
+    );
+    wait_until(10, "dead-lettered", || async {
+        deliveries(hub.addr(), "state=dead").await.len() == 1
+    })
+    .await;
+    let dead = &deliveries(hub.addr(), "state=dead").await[0];
+    let tries = attempts(hub.addr(), dead).await;
+    assert_eq!(tries.len(), 1, "not retried: {tries:?}");
+    assert_eq!(tries[0]["error_class"], "enrich_invalid", "{tries:?}");
+    let error = tries[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains(r#"duplicate key "tier""#), "{tries:?}");
     assert_eq!(rx.count(), 0, "nothing sent");
     hub.shutdown().await.unwrap();
 }

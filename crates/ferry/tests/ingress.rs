@@ -194,3 +194,43 @@ async fn accepted_means_committed_the_event_is_readable_right_after_the_2xx() {
     assert_eq!(ev["payload"]["type"], "order.paid");
     hub.shutdown().await.unwrap();
 }
+
+/// Nesting at `serde_json`'s recursion limit (128 levels) has its own refusal, `too_deep`,
+/// on a flow that only validates the body and on one that reads from it alike.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_nested_too_deep_is_refused_as_too_deep() {
+    let (_d, rx, hub) = setup().await;
+    let deep = format!(
+        "{{\"type\":\"order.created\",\"n\":{}{}}}",
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let body = problem(send(hub.addr(), "msg_deep", &deep).await, 400, "too_deep").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("128 levels"),
+        "{body}"
+    );
+    assert_eq!(body["flow"], "orders");
+    // 127 levels are read.
+    let fine = format!(
+        "{{\"type\":\"order.created\",\"n\":{}{}}}",
+        "[".repeat(126),
+        "]".repeat(126)
+    );
+    assert_eq!(send(hub.addr(), "msg_ok", &fine).await.status(), 202);
+    wait_until(5, "the accepted event delivered", || async {
+        rx.count() == 1
+    })
+    .await;
+    assert_eq!(deliveries(hub.addr(), "").await.len(), 1);
+    let metrics = metrics_text(hub.addr()).await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ferry_ingress_rejected_total")
+                && l.contains("reason=\"too_deep\"")
+                && l.contains("flow=\"orders\"")),
+        "rejection not counted:\n{metrics}"
+    );
+    hub.shutdown().await.unwrap();
+}

@@ -591,3 +591,51 @@ async fn pulled_records_go_through_the_flow_steps() {
     }
     hub.shutdown().await.unwrap();
 }
+
+/// A page with a duplicate key (which `id` is the record's?) fails the run the way a page
+/// that is not JSON does: the error names the key and its object, nothing of the page is
+/// stored and the cursor stays; once the source serves proper pages, they are read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_with_a_duplicate_key_fails_the_run_and_stores_nothing() {
+    let api = PageServer::start(Paging::Token, 3, 10).await;
+    api.set_raw(Some(
+        r#"{"data":[{"id":"r0","updated":1000,"type":"item.changed"},
+                    {"id":"r1","updated":1001,"type":"item.changed","id":"r9"}],"next":null}"#,
+    ));
+    let rx = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg");
+    config(
+        &cfg,
+        &api,
+        EVERY_SECOND,
+        &cursor_yaml(Paging::Token, 10),
+        "",
+        &rx,
+    );
+    let hub = start_hub(&cfg, &dir.path().join("data")).await;
+    let addr = hub.addr();
+
+    wait_view(addr, 20, "a failed run", |v| v["status"] == "failed").await;
+    let v = view(addr).await;
+    let error = v["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(r#"duplicate key "id" in the object at "/data/1""#),
+        "{v}"
+    );
+    assert_eq!(v["records"], 0, "{v}");
+    assert!(v["cursor"].is_null(), "{v}");
+    assert!(deliveries(addr, "flow=pulled").await.is_empty());
+    assert_eq!(rx.count(), 0);
+
+    api.set_raw(None);
+    wait_until(20, "the proper pages delivered", || async {
+        distinct(&rx) == 3
+    })
+    .await;
+    assert_eq!(
+        counts(&rx).keys().cloned().collect::<HashSet<_>>(),
+        HashSet::from(["r0".to_string(), "r1".to_string(), "r2".to_string()])
+    );
+    hub.shutdown().await.unwrap();
+}

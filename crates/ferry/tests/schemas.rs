@@ -265,3 +265,76 @@ fn serve_refuses_to_start_on_schema_problems() {
         "{stderr}"
     );
 }
+
+/// An amount between 0 and 100.
+const BOUNDED_AMOUNT: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "required": ["amount"],
+  "properties": { "amount": { "type": "integer", "minimum": 0, "maximum": 100 } }
+}"#;
+
+/// The value of the series `name{labels…}` on the hub's `/metrics` page (0 when absent).
+async fn counter(hub: std::net::SocketAddr, name: &str, labels: &[&str]) -> u64 {
+    metrics_text(hub)
+        .await
+        .lines()
+        .find(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Found by a security review: with the key repeated, validation read the last value (`5`)
+/// and let the event through with the raw body, so a receiver keeping the first value got
+/// `-999999`. A duplicate key is refused before any step reads the body.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_duplicate_key_cannot_slip_past_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg");
+    let rx = TestReceiver::start().await;
+    write_config_with(
+        &cfg,
+        None,
+        "    steps:\n      - validate: { schema: payment }\n",
+        &http_destination("sink", &rx.url("/in"), 3),
+    );
+    write_schemas(&cfg, &[("payment", "schemas/payment.json", BOUNDED_AMOUNT)]);
+    let hub = start_hub(&cfg, &dir.path().join("data")).await;
+    let addr = hub.addr();
+    let rejected = ["flow=\"orders\"", "reason=\"malformed_json\""];
+
+    // Out of bounds alone: a schema violation.
+    let resp = send(addr, "m1", r#"{"amount":-999999}"#).await;
+    problem(resp, 422, "schema_violation").await;
+
+    let before = counter(addr, "ferry_ingress_rejected_total", &rejected).await;
+    let resp = send(addr, "m2", r#"{"amount":-999999,"amount":5}"#).await;
+    let refused = problem(resp, 400, "malformed_json").await;
+    let detail = refused["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(r#"duplicate key "amount" in the object at "" (the root)"#),
+        "{refused}"
+    );
+    assert_eq!(refused["key"], "amount");
+    assert_eq!(refused["pointer"], "");
+    assert_eq!(refused["flow"], "orders");
+    assert_eq!(
+        counter(addr, "ferry_ingress_rejected_total", &rejected).await,
+        before + 1
+    );
+
+    // Nested, and spelled with an escape: refused the same way.
+    let resp = send(addr, "m3", r#"{"amount":5,"meta":{"a":1,"\u0061":2}}"#).await;
+    let refused = problem(resp, 400, "malformed_json").await;
+    assert_eq!(refused["key"], "a");
+    assert_eq!(refused["pointer"], "/meta");
+
+    // Nothing was stored or delivered; a valid event still is.
+    assert!(deliveries(addr, "flow=orders").await.is_empty());
+    assert_eq!(send(addr, "m4", r#"{"amount":5}"#).await.status(), 202);
+    wait_until(5, "the valid event delivered", || async { rx.count() == 1 }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(rx.count(), 1, "a refused event reached the receiver");
+    assert_eq!(&rx.received()[0].body[..], br#"{"amount":5}"#);
+    hub.shutdown().await.unwrap();
+}

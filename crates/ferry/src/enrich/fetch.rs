@@ -7,10 +7,12 @@
 //! | time-out, connection error, `408`, `409`, `425`, `429`, `5xx` | `enrich_failed` | retried later |
 //! | `404`, `410` | `enrich_not_found` | dead-lettered (a retry cannot create the record; replay once it exists) |
 //! | another `4xx`, a `3xx` (redirects are not followed) | `enrich_failed` | dead-lettered |
-//! | `2xx` that is not JSON, or too large | `enrich_invalid` | dead-lettered |
+//! | `2xx` that is not JSON, or too large, or refused by [`crate::strict_json`] (an object repeats a key, nesting 128 levels deep) | `enrich_invalid` | dead-lettered |
 //! | refused by the egress guard | `egress_refused` | dead-lettered |
 //!
-//! Messages name the host and path, never the query, the headers or the response body.
+//! Messages name the host and path, never the query, the headers or the response body's
+//! values (a repeated key is named, with the pointer of its object, as schema problems
+//! name pointers).
 
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ use ferry_delivery::{GuardedClient, RenderError, Verdict, classify_status};
 use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use reqwest::{Method, Url};
 use serde_json::Value;
+
+use crate::strict_json::{self, JsonError};
 
 /// Largest response read; a larger one fails the lookup (memory stays bounded).
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -109,14 +113,17 @@ pub async fn get(
         }
         body.extend_from_slice(&chunk);
     }
-    let value = serde_json::from_slice(&body).map_err(|e| {
+    let value = strict_json::parse(&body).map_err(|e| {
         RenderError::permanent(
             ENRICH_INVALID,
-            format!(
-                "the enrich lookup of {what} answered something that is not JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
+            match e {
+                JsonError::Malformed(e) => format!(
+                    "the enrich lookup of {what} answered something that is not JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+                refused => format!("the enrich lookup of {what} answered JSON that is refused: {refused}"),
+            },
         )
     })?;
     Ok((value, body.len()))

@@ -25,7 +25,9 @@ use serde_json::value::RawValue;
 use ferry_delivery::cloudevents::DEFINED_ATTRIBUTES;
 
 use super::event_id::MAX_EVENT_ID_LEN;
+use super::handler::json_problem;
 use crate::problem::Problem;
+use crate::strict_json::{self, JsonError};
 
 /// The structured-mode media type.
 const STRUCTURED: &str = "application/cloudevents+json";
@@ -82,7 +84,8 @@ impl CloudEvent {
 /// The CloudEvent a request carries, if it is one. `Ok(None)`: not a CloudEvent (no
 /// structured content type, no `ce-specversion` header). Refusals are `400` problems:
 /// `cloudevents_invalid` naming the attribute (extension member `attribute`), or
-/// `malformed_json` for a structured body that is not JSON. Never panics.
+/// `malformed_json` for a structured body that is not JSON or repeats a key (named, with the
+/// pointer of its object), or `too_deep`. Never panics.
 pub fn decode(headers: &HeaderMap, body: &Bytes) -> Result<Option<CloudEvent>, Problem> {
     let media_type = headers
         .get(header::CONTENT_TYPE)
@@ -105,24 +108,21 @@ pub fn decode(headers: &HeaderMap, body: &Bytes) -> Result<Option<CloudEvent>, P
     }
 }
 
-/// Structured mode: the body is the envelope.
+/// Structured mode: the body is the envelope, read strictly ([`strict_json`]) as a whole
+/// first, so that a duplicate attribute or data key, or nesting too deep, is refused before
+/// any attribute is read.
 fn structured(body: &Bytes) -> Result<CloudEvent, Problem> {
+    strict_json::validate(body).map_err(|e| match e {
+        JsonError::Malformed(e) => malformed(&e),
+        strict => json_problem(&strict, "the CloudEvent"),
+    })?;
     let envelope: std::collections::BTreeMap<String, &RawValue> = serde_json::from_slice(body)
         .map_err(|e| match e.classify() {
             serde_json::error::Category::Data => invalid(
                 "specversion",
                 "a structured CloudEvent is a JSON object".to_string(),
             ),
-            _ => Problem::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                "Malformed JSON",
-                format!(
-                    "the CloudEvent is not valid JSON: {e} (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            ),
+            _ => malformed(&e),
         })?;
     let attribute = |name: &'static str| -> Result<Option<String>, Problem> {
         match envelope.get(name) {
@@ -161,11 +161,12 @@ fn structured(body: &Bytes) -> Result<CloudEvent, Problem> {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
                 .map_err(|e| invalid("data_base64", format!("`data_base64` is not base64: {e}")))?;
-            serde_json::from_slice::<Value>(&bytes).map_err(|e| {
-                invalid(
+            strict_json::validate(&bytes).map_err(|e| match e {
+                JsonError::Malformed(e) => invalid(
                     "data_base64",
                     format!("the data in `data_base64` is not JSON: {e}"),
-                )
+                ),
+                strict => json_problem(&strict, "the data in `data_base64`"),
             })?;
             Bytes::from(bytes)
         }
@@ -425,6 +426,20 @@ fn finish(
     })
 }
 
+/// A `400 malformed_json`: the envelope is not JSON.
+fn malformed(e: &serde_json::Error) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        "Malformed JSON",
+        format!(
+            "the CloudEvent is not valid JSON: {e} (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    )
+}
+
 fn missing(attribute: &str) -> Problem {
     invalid(
         attribute,
@@ -456,6 +471,7 @@ fn shorten(text: &str) -> String {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use serde_json::json;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -675,5 +691,52 @@ mod tests {
         assert_eq!(decode(&h, &Bytes::from_static(b"{}")).unwrap(), None);
         let batched = headers(&[("content-type", BATCHED)]);
         assert!(decode(&batched, &Bytes::from_static(b"[]")).is_err());
+    }
+
+    /// A repeated attribute (which `id` is the event's?) or a repeated key in the data is
+    /// refused, named with the pointer of its object in the envelope.
+    #[test]
+    fn duplicate_keys_are_refused_in_the_envelope_and_the_data() {
+        for (body, key, pointer) in [
+            (
+                r#"{"specversion":"1.0","id":"A","id":"B","source":"/s","type":"t"}"#,
+                "id",
+                "",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"A","source":"/s","type":"t","data":{"amount":-9,"amount":5}}"#,
+                "amount",
+                "/data",
+            ),
+            (
+                // `{"a":1,"a":2}`
+                r#"{"specversion":"1.0","id":"A","source":"/s","type":"t","data_base64":"eyJhIjoxLCJhIjoyfQ=="}"#,
+                "a",
+                "",
+            ),
+        ] {
+            let p = structured_event(body).unwrap_err();
+            assert_eq!((p.status, p.code), (400, "malformed_json"), "{body}");
+            let ext = p.extensions.as_ref().expect("extensions");
+            assert_eq!(
+                (&ext["key"], &ext["pointer"]),
+                (&json!(key), &json!(pointer))
+            );
+            assert!(
+                p.detail.contains(&format!("duplicate key \"{key}\"")),
+                "{}",
+                p.detail
+            );
+        }
+    }
+
+    #[test]
+    fn data_nested_too_deep_is_refused_as_such() {
+        let data = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let body =
+            format!(r#"{{"specversion":"1.0","id":"A","source":"/s","type":"t","data":{data}}}"#);
+        let p = structured_event(&body).unwrap_err();
+        assert_eq!((p.status, p.code), (400, "too_deep"));
+        assert!(p.detail.contains("128 levels"), "{}", p.detail);
     }
 }

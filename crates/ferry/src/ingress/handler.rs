@@ -16,6 +16,7 @@ use crate::assembly::IngressRoute;
 use crate::clock::now_ms;
 use crate::problem::Problem;
 use crate::server::read_body;
+use crate::strict_json::{self, JsonError};
 
 /// The answer to an accepted (or duplicate, or dropped) event.
 #[derive(Debug, Serialize, Deserialize)]
@@ -305,76 +306,50 @@ fn refuse_if_backlog_full(state: &IngressState, route: &IngressRoute) -> Result<
     Ok(())
 }
 
-/// Check the body is one JSON document. Parse it into a value only when something must be
-/// read from it; otherwise validate without building a tree.
+/// Check the body is one JSON document, read strictly ([`strict_json`]). Parse it into a
+/// value only when something must be read from it; otherwise validate without building a
+/// tree.
 pub(super) fn check_json(
     payload: &[u8],
     want_value: bool,
 ) -> Result<Option<serde_json::Value>, Problem> {
-    let malformed = |e: serde_json::Error| {
-        Problem::new(
+    let read = if want_value {
+        strict_json::parse(payload).map(Some)
+    } else {
+        strict_json::validate(payload).map(|()| None)
+    };
+    read.map_err(|e| json_problem(&e, "the body"))
+}
+
+/// The `400` answer to inbound JSON that [`strict_json`] refused, `subject` naming the
+/// document (`the body`, `the CloudEvent`): `too_deep` for nesting at the depth limit,
+/// else `malformed_json`; a duplicate key is named in the detail and in the extension
+/// members `key` and `pointer` (the object holding it).
+pub(crate) fn json_problem(e: &JsonError, subject: &str) -> Problem {
+    match e {
+        JsonError::Malformed(inner) => Problem::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
             "Malformed JSON",
             format!(
-                "the body is not valid JSON: {e} (line {}, column {})",
-                e.line(),
-                e.column()
+                "{subject} is not valid JSON: {inner} (line {}, column {})",
+                inner.line(),
+                inner.column()
             ),
+        ),
+        JsonError::DuplicateKey { key, pointer } => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "Malformed JSON",
+            format!("{subject} is refused: {e}; the keys of a JSON object must be unique"),
         )
-    };
-    if want_value {
-        serde_json::from_slice::<serde_json::Value>(payload)
-            .map(Some)
-            .map_err(malformed)
-    } else {
-        serde_json::from_slice::<ValidJson>(payload)
-            .map(|_| None)
-            .map_err(malformed)
-    }
-}
-
-/// Validates a JSON document exactly as strictly as parsing it into a `Value` would (UTF-8,
-/// escapes such as lone surrogates, numbers in `f64` range) without building the tree.
-/// `serde::de::IgnoredAny` is not enough: it skips string contents and number ranges.
-struct ValidJson;
-
-impl<'de> serde::Deserialize<'de> for ValidJson {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(ValidJson)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for ValidJson {
-    type Value = ValidJson;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
-        Ok(ValidJson)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
-        Ok(ValidJson)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
-        Ok(ValidJson)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
-        Ok(ValidJson)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
-        Ok(ValidJson)
-    }
-    fn visit_unit<E>(self) -> Result<Self, E> {
-        Ok(ValidJson)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
-        while seq.next_element::<ValidJson>()?.is_some() {}
-        Ok(ValidJson)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
-        while map.next_entry::<ValidJson, ValidJson>()?.is_some() {}
-        Ok(ValidJson)
+        .with_extension("key", serde_json::Value::String(key.clone()))
+        .with_extension("pointer", serde_json::Value::String(pointer.clone())),
+        JsonError::TooDeep { .. } => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "too_deep",
+            "JSON nested too deeply",
+            format!("{subject} is refused: {e}"),
+        ),
     }
 }

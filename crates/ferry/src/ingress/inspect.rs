@@ -21,12 +21,14 @@ pub struct Inspected {
     pub event_type: Option<String>,
 }
 
-/// Check `body` the way `POST /ingest/{path}` does: one JSON document (parsed into a tree
-/// only when the event id rule or `event_type_pointer` needs to read from it), then the
-/// sender's event id per `event_id`, then the event type.
+/// Check `body` the way `POST /ingest/{path}` does: one JSON document, read strictly
+/// ([`crate::strict_json`]: no duplicate object keys, nesting below 128 levels; parsed into
+/// a tree only when the event id rule or `event_type_pointer` needs to read from it), then
+/// the sender's event id per `event_id`, then the event type.
 ///
-/// Refusals are `400` problems: `malformed_json` or `event_id_invalid`. Never panics,
-/// whatever the body and headers hold.
+/// Refusals are `400` problems: `malformed_json` (a duplicate key among them, named with
+/// its object's pointer), `too_deep` or `event_id_invalid`. Never panics, whatever the body
+/// and headers hold.
 pub fn inspect(
     body: &[u8],
     event_id: &EventIdRule,
@@ -188,5 +190,49 @@ mod tests {
     fn out_of_range_numbers_are_judged_alike_on_both_paths() {
         let (validated, parsed) = accepted_both_ways(br#"{"a":1e999}"#);
         assert_eq!(validated, parsed);
+    }
+
+    /// Found by a security review: with a duplicate key a `validate` step read the last
+    /// value while a receiver keeping the first got unvalidated data. Both paths refuse it,
+    /// naming the key and the pointer of its object.
+    #[test]
+    fn duplicate_keys_are_refused_on_both_paths() {
+        for (body, key, pointer) in [
+            (&br#"{"amount":-999999,"amount":5}"#[..], "amount", ""),
+            (br#"{"type":"t","order":{"id":1,"id":2}}"#, "id", "/order"),
+            (
+                br#"{"items":[{"a":1},{"a":1,"\u0061":2}]}"#,
+                "a",
+                "/items/1",
+            ),
+        ] {
+            for pointer_read in [None, Some("/type")] {
+                let err = inspect(body, &EventIdRule::Default, &HeaderMap::new(), pointer_read)
+                    .unwrap_err();
+                assert_eq!((err.status, err.code), (400, "malformed_json"));
+                let shown = format!("duplicate key \"{key}\" in the object at \"{pointer}\"");
+                assert!(err.detail.contains(&shown), "{}", err.detail);
+                let ext = err.extensions.as_ref().expect("extensions");
+                assert_eq!(ext["key"], key);
+                assert_eq!(ext["pointer"], pointer);
+            }
+        }
+    }
+
+    /// Nesting at `serde_json`'s recursion limit was refused as a generic `malformed_json`.
+    #[test]
+    fn nesting_too_deep_is_its_own_refusal_on_both_paths() {
+        let body = format!("{{\"type\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        for pointer_read in [None, Some("/type")] {
+            let err = inspect(
+                body.as_bytes(),
+                &EventIdRule::Default,
+                &HeaderMap::new(),
+                pointer_read,
+            )
+            .unwrap_err();
+            assert_eq!((err.status, err.code), (400, "too_deep"));
+            assert!(err.detail.contains("128 levels"), "{}", err.detail);
+        }
     }
 }

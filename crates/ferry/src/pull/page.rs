@@ -8,6 +8,8 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
+use crate::strict_json::{self, JsonError};
+
 /// Largest page body read; a larger one fails the run (memory stays bounded).
 pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Tries per page within one run before the run fails.
@@ -77,7 +79,9 @@ impl PageClient {
         url
     }
 
-    /// The page at `query`, as JSON, trying up to [`ATTEMPTS`] times on transient failures.
+    /// The page at `query`, as JSON read strictly ([`strict_json`]: a page with a duplicate
+    /// object key or nested too deeply fails like one that is not JSON), trying up to
+    /// [`ATTEMPTS`] times on transient failures.
     pub async fn fetch(&self, query: &[(String, String)]) -> Result<Value, PageError> {
         let url = self.url_for(query);
         let mut attempt = 1;
@@ -139,8 +143,12 @@ impl PageClient {
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| PageError::permanent(format!("GET {what}: the page is not JSON: {e}")))
+        strict_json::parse(&body).map_err(|e| {
+            PageError::permanent(match e {
+                JsonError::Malformed(e) => format!("GET {what}: the page is not JSON: {e}"),
+                refused => format!("GET {what}: the page is refused: {refused}"),
+            })
+        })
     }
 }
 

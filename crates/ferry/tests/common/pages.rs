@@ -41,6 +41,8 @@ struct Inner {
     requests: Vec<HashMap<String, String>>,
     failures: u32,
     delay: Duration,
+    /// Served as is in place of every page, while set.
+    raw: Option<String>,
 }
 
 /// The API.
@@ -108,6 +110,12 @@ impl PageServer {
         self.inner.lock().unwrap().failures = n;
     }
 
+    /// Answer every request with this JSON text (`None`: the pages again), e.g. a page
+    /// `serde_json::Value` cannot hold, such as one with a duplicate key.
+    pub fn set_raw(&self, body: Option<&str>) {
+        self.inner.lock().unwrap().raw = body.map(str::to_owned);
+    }
+
     /// Answer each request after `d`.
     pub fn set_delay(&self, d: Duration) {
         self.inner.lock().unwrap().delay = d;
@@ -169,7 +177,7 @@ async fn page(
     Query(q): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
 ) -> Response {
-    let (delay, fail) = {
+    let (delay, fail, raw) = {
         let mut g = server.inner.lock().unwrap();
         let mut seen = q.clone();
         if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
@@ -180,13 +188,16 @@ async fn page(
         if fail {
             g.failures -= 1;
         }
-        (g.delay, fail)
+        (g.delay, fail, g.raw.clone())
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     if fail {
         return (StatusCode::SERVICE_UNAVAILABLE, "try later").into_response();
+    }
+    if let Some(raw) = raw {
+        return ([("content-type", "application/json")], raw).into_response();
     }
     Json(server.body(&q)).into_response()
 }
