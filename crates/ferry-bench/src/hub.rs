@@ -459,7 +459,10 @@ mod tests {
         assert_eq!(flow.destinations.len(), 3);
         for (i, name) in ["d1", "d2", "d3"].into_iter().enumerate() {
             let d = &flow.destinations[name];
-            assert_eq!(d.http.url, format!("http://127.0.0.1:{}/sink", 4321 + i));
+            assert_eq!(
+                d.http.as_ref().unwrap().url,
+                format!("http://127.0.0.1:{}/sink", 4321 + i)
+            );
             assert_eq!(d.concurrency, 32);
             assert_eq!(d.backlog.max_pending, 2_000_000);
             assert!(!d.circuit_breaker.enabled);
@@ -494,9 +497,13 @@ mod tests {
             );
             let sink = &loaded.config.flows[FLOW].destinations["sink"];
             assert_eq!(sink.concurrency, 48);
-            assert_eq!(sink.http.url, "http://127.0.0.1:4321/sink");
-            assert_eq!(sink.http.timeout, tuning.timeout);
-            assert!(sink.http.connect_timeout <= sink.http.timeout);
+            assert_eq!(
+                sink.http.as_ref().unwrap().url,
+                "http://127.0.0.1:4321/sink"
+            );
+            assert_eq!(sink.http.as_ref().unwrap().timeout, tuning.timeout);
+            let http = sink.http.as_ref().unwrap();
+            assert!(http.connect_timeout <= http.timeout);
             let retry = &sink.retry;
             if tuning.persistent_retry {
                 assert_eq!(retry.max_attempts, 1000);

@@ -18,6 +18,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod connectors;
 mod describe;
 mod diagnostic;
 pub mod egress;
@@ -38,6 +39,7 @@ mod steps;
 mod validate;
 mod yaml_file;
 
+pub use connectors::NatsDestination;
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use files::{MAX_FILE_BYTES, discover_tests, is_test_file};
 pub use load::{LoadOptions, Loaded, load_dir};

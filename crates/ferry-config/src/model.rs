@@ -385,8 +385,12 @@ pub enum EventIdSource {
 pub struct Destination {
     /// The receiving system (must be declared under `systems:`).
     pub system: String,
-    /// Deliver with an HTTP request.
-    pub http: HttpDestination,
+    /// Deliver with an HTTP request. A destination has exactly one kind: `http` or `nats`.
+    #[serde(default)]
+    pub http: Option<HttpDestination>,
+    /// Publish to NATS JetStream.
+    #[serde(default)]
+    pub nats: Option<crate::connectors::NatsDestination>,
     #[serde(default)]
     pub retry: RetryConfig,
     /// Most deliveries of this destination in flight at once (its bulkhead). Default 16.
@@ -423,6 +427,18 @@ pub struct Destination {
 
 const fn default_concurrency() -> usize {
     16
+}
+
+impl Destination {
+    /// The destination's kind as written in YAML (`http`, `nats`), or `None` when it has
+    /// none or several (`ferry validate` refuses both).
+    pub fn kind(&self) -> Option<&'static str> {
+        match (&self.http, &self.nats) {
+            (Some(_), None) => Some("http"),
+            (None, Some(_)) => Some("nats"),
+            _ => None,
+        }
+    }
 }
 
 /// An HTTP destination (outbound webhook or API call).

@@ -116,13 +116,18 @@ fn loads_values_and_defaults() {
     }
     let crm = &flow.destinations["crm"];
     assert_eq!(crm.concurrency, 16);
-    assert_eq!(crm.http.method, "POST");
-    assert_eq!(crm.http.timeout, Duration::from_secs(10));
-    assert_eq!(crm.http.connect_timeout, Duration::from_secs(5));
-    assert_eq!(crm.http.egress_allow, ["127.0.0.0/8"]);
-    assert!(matches!(&crm.http.headers["X-Source"], HeaderValue::Literal(v) if v == "ferry"));
+    assert_eq!(crm.http.as_ref().unwrap().method, "POST");
+    assert_eq!(crm.http.as_ref().unwrap().timeout, Duration::from_secs(10));
+    assert_eq!(
+        crm.http.as_ref().unwrap().connect_timeout,
+        Duration::from_secs(5)
+    );
+    assert_eq!(crm.http.as_ref().unwrap().egress_allow, ["127.0.0.0/8"]);
+    assert!(
+        matches!(&crm.http.as_ref().unwrap().headers["X-Source"], HeaderValue::Literal(v) if v == "ferry")
+    );
     assert!(matches!(
-        &crm.http.headers["X-Token"],
+        &crm.http.as_ref().unwrap().headers["X-Token"],
         HeaderValue::Secret(SecretRef::File(_))
     ));
     assert_eq!(crm.retry.max_attempts, 8);
@@ -142,7 +147,7 @@ fn loads_values_and_defaults() {
         SignatureConfig::Hmac { header, encoding: HmacEncoding::Base64, prefix: None, .. } if header == "X-Sig"
     ));
     let back = &echo.destinations["back"];
-    assert_eq!(back.http.method, "PUT");
+    assert_eq!(back.http.as_ref().unwrap().method, "PUT");
     assert_eq!(back.concurrency, 2);
     assert_eq!(back.retry.max_attempts, 12);
 }

@@ -7,14 +7,15 @@ use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use ferry_config::{
     Config, Destination, EventIdSource, HeaderValue, HmacEncoding, OutboundSigning, SecretUse,
     SignatureConfig, Source, check_strength,
 };
+use ferry_connectors::nats::NatsConnector;
 use ferry_delivery::{
-    BatchFailure, BatchSpec, BreakerSettings, EgressPolicy, GateSpec, HttpConnector, HttpTarget,
-    LaneSpec, RateLimitSpec, Render, RetryPolicy,
+    BatchFailure, BatchSpec, BreakerSettings, Connector, EgressPolicy, GateSpec, HttpConnector,
+    HttpTarget, LaneSpec, RateLimitSpec, Render, RetryPolicy,
 };
 use ferry_schema::SchemaRegistry;
 use ferry_signature::{SignatureScheme, SigningKey, schemes};
@@ -330,7 +331,8 @@ fn enrich_lookups(
         value.set_sensitive(sensitive);
         headers.insert(HeaderName::from_bytes(name.as_bytes())?, value);
     }
-    let egress = EgressPolicy::from_entries(hub_egress.iter().chain(&dest.http.egress_allow))
+    let allow = dest.http.iter().flat_map(|h| &h.egress_allow);
+    let egress = EgressPolicy::from_entries(hub_egress.iter().chain(allow))
         .map_err(|e| anyhow!("egress_allow: {e}"))?;
     Ok(Lookups { headers, egress })
 }
@@ -348,7 +350,37 @@ fn build_lane(
     secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
     render: Option<Arc<dyn Render>>,
 ) -> Result<LaneSpec> {
-    let http = &dest.http;
+    // The destination's kind decides its connector; everything else is the lane's.
+    let connector: Arc<dyn Connector> = match (&dest.http, &dest.nats) {
+        (Some(http), None) => Arc::new(http_connector(http, dest, hub_egress, secret)?),
+        (None, Some(nats)) => Arc::new(NatsConnector::new(nats.clone())),
+        // `ferry validate` refuses both.
+        _ => bail!("a destination needs exactly one kind (`http` or `nats`)"),
+    };
+    Ok(LaneSpec {
+        key,
+        connector,
+        retry: RetryPolicy {
+            max_attempts: dest.retry.max_attempts,
+            max_age: dest.retry.max_age,
+            initial_backoff: dest.retry.initial_backoff,
+            max_backoff: dest.retry.max_backoff,
+        },
+        concurrency: dest.concurrency,
+        gate: gate_spec(dest),
+        batch: dest.batch.as_ref().map(batch_spec),
+        render,
+    })
+}
+
+/// An `http` destination's connector: its static headers (secrets resolved), signing key,
+/// egress policy and one connection pool as large as its bulkhead.
+fn http_connector(
+    http: &ferry_config::HttpDestination,
+    dest: &Destination,
+    hub_egress: &[String],
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<HttpConnector> {
     let mut headers = HeaderMap::new();
     for (name, value) in &http.headers {
         let value = match value {
@@ -384,23 +416,8 @@ fn build_lane(
             .map_err(|e| anyhow!("egress_allow: {e}"))?,
         format: http.format,
     };
-    // One connection pool per lane, as large as its bulkhead.
-    let connector = HttpConnector::new(target, dest.concurrency.max(1))
-        .context("cannot build the destination's HTTP client")?;
-    Ok(LaneSpec {
-        key,
-        connector: Arc::new(connector),
-        retry: RetryPolicy {
-            max_attempts: dest.retry.max_attempts,
-            max_age: dest.retry.max_age,
-            initial_backoff: dest.retry.initial_backoff,
-            max_backoff: dest.retry.max_backoff,
-        },
-        concurrency: dest.concurrency,
-        gate: gate_spec(dest),
-        batch: dest.batch.as_ref().map(batch_spec),
-        render,
-    })
+    HttpConnector::new(target, dest.concurrency.max(1))
+        .context("cannot build the destination's HTTP client")
 }
 
 /// The destination's batching, as the lane applies it.

@@ -89,51 +89,54 @@ impl DestinationTransforms {
                 Err(e) => failures.push(Failure::program(at(&["map"]), "the `map`", e)),
             }
         }
-        let http = &dest.http;
-        if is_template(&http.url) {
-            match Template::compile_url(&http.url) {
-                Ok(t) => out.url = Some(t),
-                Err(e) => failures.push(Failure::template(
-                    at(&["http", "url"]),
-                    "the URL template",
-                    e,
-                )),
-            }
-        }
-        for (header, value) in &http.headers {
-            let ConfigHeader::Literal(text) = value else {
-                continue;
-            };
-            if !is_template(text) {
-                if header.eq_ignore_ascii_case("content-type") {
-                    out.body_content_type = HeaderValue::from_str(text).ok();
+        // URL, header and body templates belong to HTTP requests.
+        if let Some(http) = &dest.http {
+            if is_template(&http.url) {
+                match Template::compile_url(&http.url) {
+                    Ok(t) => out.url = Some(t),
+                    Err(e) => failures.push(Failure::template(
+                        at(&["http", "url"]),
+                        "the URL template",
+                        e,
+                    )),
                 }
-                continue;
             }
-            let Ok(name) = HeaderName::from_bytes(header.as_bytes()) else {
-                // `ferry validate` reports invalid header names.
-                continue;
-            };
-            match Template::compile(text) {
-                Ok(t) => out.headers.push((name, t)),
-                Err(e) => failures.push(Failure::template(
-                    at(&["http", "headers", header]),
-                    &format!("the `{header}` header template"),
-                    e,
-                )),
+            for (header, value) in &http.headers {
+                let ConfigHeader::Literal(text) = value else {
+                    continue;
+                };
+                if !is_template(text) {
+                    if header.eq_ignore_ascii_case("content-type") {
+                        out.body_content_type = HeaderValue::from_str(text).ok();
+                    }
+                    continue;
+                }
+                let Ok(name) = HeaderName::from_bytes(header.as_bytes()) else {
+                    // `ferry validate` reports invalid header names.
+                    continue;
+                };
+                match Template::compile(text) {
+                    Ok(t) => out.headers.push((name, t)),
+                    Err(e) => failures.push(Failure::template(
+                        at(&["http", "headers", header]),
+                        &format!("the `{header}` header template"),
+                        e,
+                    )),
+                }
             }
-        }
-        if let Some(body) = &http.body {
-            match Template::compile(body) {
-                Ok(t) => out.body = Some(t),
-                Err(e) => failures.push(Failure::template(
-                    at(&["http", "body"]),
-                    "the body template",
-                    e,
-                )),
-            }
-            if out.body_content_type.is_none() {
-                out.body_content_type = Some(HeaderValue::from_static("text/plain; charset=utf-8"));
+            if let Some(body) = &http.body {
+                match Template::compile(body) {
+                    Ok(t) => out.body = Some(t),
+                    Err(e) => failures.push(Failure::template(
+                        at(&["http", "body"]),
+                        "the body template",
+                        e,
+                    )),
+                }
+                if out.body_content_type.is_none() {
+                    out.body_content_type =
+                        Some(HeaderValue::from_static("text/plain; charset=utf-8"));
+                }
             }
         }
         if failures.is_empty() {

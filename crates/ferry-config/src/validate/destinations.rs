@@ -4,8 +4,9 @@
 use super::Checker;
 use super::flows::undeclared_system;
 use super::rules;
+use crate::connectors::{self, NatsDestination};
 use crate::locate::Part;
-use crate::model::{Destination, HeaderValue};
+use crate::model::{Destination, HeaderValue, HttpDestination};
 use crate::sources::FileId;
 
 /// Headers that carry credentials: written as literals, the credential sits in the config.
@@ -49,7 +50,67 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
         c.error(file, &at(&["concurrency"]), Part::Value, message, None);
     }
 
-    let http = &dest.http;
+    match (&dest.http, &dest.nats) {
+        (Some(http), None) => http_destination(c, file, &at, http),
+        (None, Some(nats)) => nats_destination(c, file, &at, nats, dest),
+        (None, None) => c.error(
+            file,
+            &base,
+            Part::Key,
+            format!("destination `{name}` says nowhere to deliver"),
+            Some("give it one kind: `http: { url: … }` or `nats: { url: …, subject: … }`".into()),
+        ),
+        (Some(_), Some(_)) => c.error(
+            file,
+            &at(&["nats"]),
+            Part::Key,
+            format!("destination `{name}` has two kinds, `http` and `nats`"),
+            Some("a destination delivers one way: split it into two destinations".into()),
+        ),
+    }
+
+    let retry = &dest.retry;
+    if retry.max_attempts == 0 {
+        let message = "max_attempts must be at least 1 (the first try counts)".to_string();
+        c.error(
+            file,
+            &at(&["retry", "max_attempts"]),
+            Part::Value,
+            message,
+            None,
+        );
+    }
+    for (field, value) in [
+        ("initial_backoff", retry.initial_backoff),
+        ("max_age", retry.max_age),
+    ] {
+        if let Err((message, help)) = rules::positive(field, value) {
+            c.error(file, &at(&["retry", field]), Part::Value, message, help);
+        }
+    }
+    if retry.initial_backoff > retry.max_backoff {
+        let message = format!(
+            "initial_backoff ({}) is longer than max_backoff ({})",
+            humantime::format_duration(retry.initial_backoff),
+            humantime::format_duration(retry.max_backoff)
+        );
+        c.error(
+            file,
+            &at(&["retry", "initial_backoff"]),
+            Part::Value,
+            message,
+            None,
+        );
+    }
+}
+
+/// The HTTP request settings of an `http` destination.
+fn http_destination<'a>(
+    c: &mut Checker,
+    file: FileId,
+    at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
+    http: &HttpDestination,
+) {
     // A URL template whose host is templated is reported by `transforms` (more usefully).
     if !super::transforms::templated_origin(&http.url)
         && let Err((message, help)) = rules::destination_url(&http.url)
@@ -107,38 +168,52 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
             None,
         );
     }
+}
 
-    let retry = &dest.retry;
-    if retry.max_attempts == 0 {
-        let message = "max_attempts must be at least 1 (the first try counts)".to_string();
-        c.error(
-            file,
-            &at(&["retry", "max_attempts"]),
-            Part::Value,
-            message,
-            None,
-        );
+/// A `nats` destination: its server URL and subject, its timeout, and the destination
+/// settings that only mean something for HTTP bodies.
+fn nats_destination<'a>(
+    c: &mut Checker,
+    file: FileId,
+    at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
+    nats: &NatsDestination,
+    dest: &Destination,
+) {
+    if let Some(message) = connectors::url_problem(&nats.url) {
+        c.error(file, &at(&["nats", "url"]), Part::Value, message, None);
     }
-    for (field, value) in [
-        ("initial_backoff", retry.initial_backoff),
-        ("max_age", retry.max_age),
-    ] {
-        if let Err((message, help)) = rules::positive(field, value) {
-            c.error(file, &at(&["retry", field]), Part::Value, message, help);
+    if let Some(message) = connectors::subject_problem(&nats.subject) {
+        let help = Some("e.g. `orders.created`; a JetStream stream must capture it".to_string());
+        c.error(file, &at(&["nats", "subject"]), Part::Value, message, help);
+    }
+    if let Err((message, help)) = rules::positive("timeout", nats.timeout) {
+        c.error(file, &at(&["nats", "timeout"]), Part::Value, message, help);
+    }
+    if let Some(batch) = &dest.batch {
+        // A NATS batch is a run of publishes acknowledged together: there is no body to
+        // wrap and no response listing failed items.
+        for (field, set) in [
+            ("wrap", batch.wrap.is_some()),
+            ("failed_items", batch.failed_items.is_some()),
+        ] {
+            if set {
+                c.error(
+                    file,
+                    &at(&["batch", field]),
+                    Part::Key,
+                    format!("`batch.{field}` shapes an HTTP batch body; a nats batch publishes each record"),
+                    Some(format!("remove `{field}`")),
+                );
+            }
         }
     }
-    if retry.initial_backoff > retry.max_backoff {
-        let message = format!(
-            "initial_backoff ({}) is longer than max_backoff ({})",
-            humantime::format_duration(retry.initial_backoff),
-            humantime::format_duration(retry.max_backoff)
-        );
+    if dest.enrich.is_some() {
         c.error(
             file,
-            &at(&["retry", "initial_backoff"]),
-            Part::Value,
-            message,
-            None,
+            &at(&["enrich"]),
+            Part::Key,
+            "`enrich` is for http destinations".to_string(),
+            Some("enrich lookups run on http destinations only; remove it here".to_string()),
         );
     }
 }

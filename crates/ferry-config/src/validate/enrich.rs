@@ -64,7 +64,8 @@ fn destination(
         error(&["url"], Part::Value, broken);
     } else {
         // The lookup obeys the destination's allow-list, like its deliveries.
-        let policy = hub_policy(c).merged(&lenient_policy(&dest.http.egress_allow));
+        let allow: &[String] = dest.http.as_ref().map_or(&[], |h| &h.egress_allow);
+        let policy = hub_policy(c).merged(&lenient_policy(allow));
         if let Err(refused) = policy.static_refusal(&enrich.url) {
             let place =
                 "this destination's `http.egress_allow` (or `settings.delivery.egress_allow`)";

@@ -102,19 +102,16 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
     };
     let mut errors: Vec<(Vec<&str>, String, Option<String>)> = Vec::new();
 
-    egress(
-        c,
-        file,
-        &at(&["http", "egress_allow"]),
-        &dest.http.egress_allow,
-    );
-    // An invalid URL is reported by the destination checks.
-    let policy = hub_policy(c).merged(&lenient_policy(&dest.http.egress_allow));
-    if rules::destination_url(&dest.http.url).is_ok()
-        && let Err(refused) = policy.static_refusal(&dest.http.url)
-    {
-        let (message, help) = refusal(&refused, true);
-        errors.push((at(&["http", "url"]), message, help));
+    if let Some(http) = &dest.http {
+        egress(c, file, &at(&["http", "egress_allow"]), &http.egress_allow);
+        // An invalid URL is reported by the destination checks.
+        let policy = hub_policy(c).merged(&lenient_policy(&http.egress_allow));
+        if rules::destination_url(&http.url).is_ok()
+            && let Err(refused) = policy.static_refusal(&http.url)
+        {
+            let (message, help) = refusal(&refused, true);
+            errors.push((at(&["http", "url"]), message, help));
+        }
     }
 
     let cb = &dest.circuit_breaker;

@@ -118,7 +118,8 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
             }
         }
         for (name, dest) in &def.destinations {
-            for (header, value) in &dest.http.headers {
+            let http_headers = dest.http.iter().flat_map(|h| &h.headers);
+            for (header, value) in http_headers {
                 if let HeaderValue::Secret(secret) = value {
                     let path = own(&[
                         "flows",
@@ -157,7 +158,9 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                     });
                 }
             }
-            if let Some(OutboundSigning::StandardWebhooks { secret }) = &dest.http.signing {
+            if let Some(OutboundSigning::StandardWebhooks { secret }) =
+                dest.http.as_ref().and_then(|h| h.signing.as_ref())
+            {
                 let path = own(&[
                     "flows",
                     flow,

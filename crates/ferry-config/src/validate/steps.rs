@@ -23,7 +23,11 @@ pub(super) fn check(c: &mut Checker) {
                 named_schema(c, file, &field, &contract.schema);
             }
             let wrapped = def.batch.as_ref().is_some_and(|b| b.wrap.is_some());
-            if def.http.format == BodyFormat::Cloudevents && wrapped {
+            let cloudevents = def
+                .http
+                .as_ref()
+                .is_some_and(|h| h.format == BodyFormat::Cloudevents);
+            if cloudevents && wrapped {
                 let field = ["flows", name, "destinations", dest, "batch", "wrap"];
                 c.error(
                     file,

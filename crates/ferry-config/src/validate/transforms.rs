@@ -78,7 +78,10 @@ fn routes(c: &mut Checker, file: FileId, flow_name: &str, flow: &Flow) {
 fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Destination) {
     let base = ["flows", flow, "destinations", name, "http"];
     let at = |field: &'static str| -> Vec<&str> { base.iter().copied().chain([field]).collect() };
-    let http = &dest.http;
+    // Templates belong to HTTP requests (URL, headers, body); other kinds have none.
+    let Some(http) = &dest.http else {
+        return;
+    };
     let url_template = is_template(&http.url);
     if templated_origin(&http.url) {
         c.error(

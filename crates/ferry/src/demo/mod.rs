@@ -93,9 +93,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             } else {
                 warehouse.addr
             };
-            let mut url = reqwest::Url::parse(&dest.http.url)?;
-            let _ = url.set_port(Some(addr.port()));
-            dest.http.url = url.to_string();
+            if let Some(http) = &mut dest.http {
+                let mut url = reqwest::Url::parse(&http.url)?;
+                let _ = url.set_port(Some(addr.port()));
+                http.url = url.to_string();
+            }
         }
     }
     let token = example::secret("admin-token");

@@ -1,0 +1,95 @@
+//! Configuration of the destination kinds other than HTTP: each kind is one optional key of a
+//! destination (`nats:` …), and a destination has exactly one kind.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Publish each delivery to NATS JetStream and wait for the stream's acknowledgement.
+///
+/// The message carries the delivery id as `Nats-Msg-Id` (JetStream's duplicate window then
+/// keeps a retried or replayed delivery once), `webhook-id`, `content-type` and the event's
+/// `traceparent` as headers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsDestination {
+    /// The server, e.g. `nats://127.0.0.1:4222` (several: comma-separated).
+    pub url: String,
+    /// The subject to publish to; a stream must capture it. Letters, digits and `.-_`,
+    /// tokens separated by `.`, no wildcards.
+    pub subject: String,
+    /// Longest wait for the stream's acknowledgement of one publish (a batch: of all its
+    /// publishes). Default 10s.
+    #[serde(default = "default_nats_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+const fn default_nats_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Why a NATS subject cannot be published to, if it cannot.
+pub fn subject_problem(subject: &str) -> Option<String> {
+    if subject.is_empty() {
+        return Some("the subject is empty".to_string());
+    }
+    if subject.split('.').any(str::is_empty) {
+        return Some(format!(
+            "subject `{subject}` has an empty token (`..`, or a `.` at an end)"
+        ));
+    }
+    if subject.contains(['*', '>']) {
+        return Some(format!(
+            "subject `{subject}` has a wildcard; a publish needs a full subject"
+        ));
+    }
+    let bad = subject
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+    bad.map(|c| format!("subject `{subject}` has `{c}`: use letters, digits, `.`, `-` and `_`"))
+}
+
+/// Why a NATS server URL is unusable, if it is.
+pub fn url_problem(url: &str) -> Option<String> {
+    for one in url.split(',') {
+        let Ok(parsed) = url::Url::parse(one.trim()) else {
+            return Some(format!(
+                "`{one}` is not a URL (e.g. `nats://127.0.0.1:4222`)"
+            ));
+        };
+        if !matches!(parsed.scheme(), "nats" | "tls") {
+            return Some(format!(
+                "`{one}`: the scheme must be `nats` or `tls`, not `{}`",
+                parsed.scheme()
+            ));
+        }
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Some(format!("`{one}` has no host"));
+        }
+        if parsed.password().is_some() {
+            return Some(format!(
+                "`{}` holds a password: credentials never go inline in config",
+                parsed.host_str().unwrap_or_default()
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_urls() {
+        assert_eq!(subject_problem("orders.created"), None);
+        assert!(subject_problem("orders.*").is_some());
+        assert!(subject_problem("orders..x").is_some());
+        assert!(subject_problem("orders created").is_some());
+        assert_eq!(url_problem("nats://127.0.0.1:4222"), None);
+        assert_eq!(url_problem("nats://a:4222, nats://b:4222"), None);
+        assert!(url_problem("http://127.0.0.1:4222").is_some());
+        assert!(url_problem("nats://u:secret@h:4222").is_some());
+        assert!(url_problem("nonsense").is_some());
+    }
+}

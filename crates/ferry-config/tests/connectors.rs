@@ -1,0 +1,83 @@
+//! Destination kinds: exactly one per destination, each kind's settings checked and located.
+
+mod common;
+
+use common::{SYSTEMS, dir, error_at, errors, load};
+
+fn flow_with(destination: &str) -> String {
+    format!(
+        "\
+flows:
+  f:
+    source:
+      webhook:
+        system: billing
+        signature: {{ none: {{}} }}
+    destinations:
+      q:
+        system: crm
+{destination}"
+    )
+}
+
+#[test]
+fn a_nats_destination_loads() {
+    let text = flow_with(
+        "        nats: { url: \"nats://127.0.0.1:4222\", subject: orders.created, timeout: 3s }\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &text)]);
+    let loaded = load(tmp.path()).expect("valid");
+    let q = &loaded.config.flows["f"].destinations["q"];
+    assert_eq!(q.kind(), Some("nats"));
+    let nats = q.nats.as_ref().unwrap();
+    assert_eq!(nats.subject, "orders.created");
+    assert_eq!(nats.timeout, std::time::Duration::from_secs(3));
+}
+
+#[test]
+fn a_destination_has_exactly_one_kind() {
+    let none = flow_with("        retry: { max_attempts: 3 }\n");
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &none)]);
+    let errs = errors(load(tmp.path()));
+    let e = error_at(&errs, "flows.f.destinations.q");
+    assert!(e.message.contains("nowhere to deliver"), "{}", e.message);
+
+    let both = flow_with(
+        "        http: { url: \"http://hook.test/x\" }\n        nats: { url: \"nats://h:4222\", subject: a }\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &both)]);
+    let errs = errors(load(tmp.path()));
+    let e = error_at(&errs, "flows.f.destinations.q.nats");
+    assert_eq!(e.line, 11);
+    assert!(e.message.contains("two kinds"), "{}", e.message);
+}
+
+#[test]
+fn bad_nats_settings_are_located() {
+    let text = flow_with(
+        "        nats:\n          url: \"http://127.0.0.1:4222\"\n          subject: \"orders.*\"\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &text)]);
+    let errs = errors(load(tmp.path()));
+    let url = error_at(&errs, "flows.f.destinations.q.nats.url");
+    assert_eq!(url.line, 11);
+    assert!(url.message.contains("`nats`"), "{}", url.message);
+    let subject = error_at(&errs, "flows.f.destinations.q.nats.subject");
+    assert_eq!(subject.line, 12);
+    assert!(subject.message.contains("wildcard"), "{}", subject.message);
+
+    let unknown = flow_with("        nats: { url: \"nats://h:4222\", subject: a, stream: S }\n");
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &unknown)]);
+    let errs = errors(load(tmp.path()));
+    assert!(
+        errs.iter().any(|e| e.message.contains("unknown field `stream`")),
+        "{errs:#?}"
+    );
+
+    let creds = flow_with("        nats: { url: \"nats://u:pw@h:4222\", subject: a }\n");
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &creds)]);
+    let errs = errors(load(tmp.path()));
+    let e = error_at(&errs, "flows.f.destinations.q.nats.url");
+    assert!(e.message.contains("password"), "{}", e.message);
+    assert!(!e.message.contains("pw@"), "the password is not echoed");
+}

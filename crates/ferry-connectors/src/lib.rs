@@ -1,0 +1,36 @@
+//! Ferry's destination connectors beyond HTTP: one folder per external system, each with its
+//! connector (a [`ferry_delivery::Connector`]) and its tests. The lanes apply the gate,
+//! batching, bulkhead, retries and the dead-letter queue to every kind alike; a connector
+//! only publishes and classifies the outcome.
+//!
+//! - [`nats`]: NATS JetStream publish, waiting for the stream's acknowledgement.
+//!
+//! # Logs
+//!
+//! Connection errors at `warn` with the server named (never credentials); nothing per
+//! message above `debug`, and never payloads.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod nats;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ferry_store::{ClaimedDelivery, Millis};
+
+/// Now, in milliseconds since the Unix epoch (an attempt's start).
+pub(crate) fn now_millis() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A header kept with the event, if present.
+pub(crate) fn stored_header<'a>(delivery: &'a ClaimedDelivery, name: &str) -> Option<&'a str> {
+    delivery
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}

@@ -1,0 +1,188 @@
+//! The NATS JetStream destination connector.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::{HeaderMap, jetstream};
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_config::NatsDestination;
+use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered, Verdict};
+use ferry_store::{ClaimedDelivery, Millis};
+use futures_util::future::join_all;
+use tokio::sync::OnceCell;
+
+use crate::{now_millis, stored_header};
+
+/// Publishes deliveries to one subject of a NATS server, waiting for JetStream's ack.
+///
+/// The connection is made at the first publish (so a hub starts while NATS is down, and
+/// `ferry test` never connects) and kept; the client reconnects by itself after a loss.
+pub struct NatsConnector {
+    config: NatsDestination,
+    stream: OnceCell<jetstream::Context>,
+}
+
+impl fmt::Debug for NatsConnector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConnector")
+            .field("subject", &self.config.subject)
+            .field("timeout", &self.config.timeout)
+            .field("connected", &self.stream.initialized())
+            .finish()
+    }
+}
+
+/// What went wrong with one publish: its error class, the text, and the verdict.
+struct Failure {
+    class: &'static str,
+    error: String,
+    verdict: Verdict,
+}
+
+impl NatsConnector {
+    /// A connector for `config` (not connected yet).
+    pub fn new(config: NatsDestination) -> Self {
+        Self {
+            config,
+            stream: OnceCell::new(),
+        }
+    }
+
+    /// The JetStream context, connecting first if need be. A failed connection is not kept:
+    /// the next attempt tries again.
+    async fn context(&self) -> Result<&jetstream::Context, Failure> {
+        self.stream
+            .get_or_try_init(|| async {
+                let servers: Vec<&str> = self.config.url.split(',').map(str::trim).collect();
+                let client = async_nats::ConnectOptions::new()
+                    .connection_timeout(self.config.timeout)
+                    .connect(servers.as_slice())
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(subject = %self.config.subject, error = %e, "cannot connect to NATS");
+                        Failure {
+                            class: "connect",
+                            error: format!("cannot connect to NATS: {e}"),
+                            verdict: Verdict::Retry { retry_after: None },
+                        }
+                    })?;
+                Ok(jetstream::ContextBuilder::new()
+                    .timeout(self.config.timeout)
+                    .build(client))
+            })
+            .await
+    }
+
+    /// The headers of one message: the delivery id as `Nats-Msg-Id` and `webhook-id`, the
+    /// content type, and the event's trace context.
+    fn headers(delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> HeaderMap {
+        let id = delivery.id.to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert("webhook-id", id.as_str());
+        let content_type = rendered
+            .and_then(|r| r.content_type.as_ref())
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| stored_header(delivery, "content-type"))
+            .unwrap_or("application/json");
+        headers.insert("content-type", content_type);
+        for name in ["traceparent", "tracestate"] {
+            if let Some(value) = stored_header(delivery, name) {
+                headers.insert(name, value);
+            }
+        }
+        headers
+    }
+
+    /// Publish one message and wait for its acknowledgement.
+    async fn publish(&self, headers: HeaderMap, body: Bytes) -> Result<(), Failure> {
+        let stream = self.context().await?;
+        let ack = stream
+            .publish_with_headers(self.config.subject.clone(), headers, body)
+            .await
+            .map_err(|e| failure(&e))?;
+        ack.await.map(drop).map_err(|e| failure(&e))
+    }
+}
+
+/// How a failed publish is judged. A message too large for the server never fits: dead.
+/// Everything else (no connection, no stream for the subject yet, no ack in time) may pass:
+/// retried, and counted by the breaker like any destination's failures.
+fn failure(e: &PublishError) -> Failure {
+    let (class, verdict) = match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded => ("too_large", Verdict::Permanent),
+        PublishErrorKind::WrongLastMessageId | PublishErrorKind::WrongLastSequence => {
+            ("rejected", Verdict::Permanent)
+        }
+        PublishErrorKind::StreamNotFound => ("no_stream", Verdict::Retry { retry_after: None }),
+        PublishErrorKind::TimedOut => ("timeout", Verdict::Retry { retry_after: None }),
+        PublishErrorKind::BrokenPipe => ("connect", Verdict::Retry { retry_after: None }),
+        PublishErrorKind::MaxAckPending | PublishErrorKind::Other => {
+            ("publish", Verdict::Retry { retry_after: None })
+        }
+    };
+    Failure {
+        class,
+        error: format!("NATS publish failed: {e}"),
+        verdict,
+    }
+}
+
+/// The attempt a publish (or a batch of them) makes.
+fn attempt(started_at: Millis, clock: Instant, result: Result<(), Failure>) -> AttemptResult {
+    match result {
+        Ok(()) => AttemptResult {
+            started_at,
+            latency: clock.elapsed(),
+            status: None,
+            verdict: Verdict::Delivered,
+            error_class: "ok",
+            error: None,
+            response_excerpt: None,
+        },
+        Err(f) => AttemptResult {
+            started_at,
+            latency: clock.elapsed(),
+            status: None,
+            verdict: f.verdict,
+            error_class: f.class,
+            error: Some(f.error),
+            response_excerpt: None,
+        },
+    }
+}
+
+#[async_trait]
+impl Connector for NatsConnector {
+    fn kind(&self) -> &'static str {
+        "nats"
+    }
+
+    fn timeout(&self) -> Duration {
+        // Connecting, then the publish and its ack: each bounded by the timeout.
+        self.config.timeout.saturating_mul(2)
+    }
+
+    async fn send(&self, delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> AttemptResult {
+        let (started_at, clock) = (now_millis(), Instant::now());
+        let body = rendered.map_or_else(|| delivery.payload.clone(), |r| r.body.clone());
+        let result = self.publish(Self::headers(delivery, rendered), body).await;
+        attempt(started_at, clock, result)
+    }
+
+    /// Every record is published at once, each with its own `Nats-Msg-Id`, and the call
+    /// succeeds when the stream acknowledged them all. When some fail, the whole call is
+    /// retried; the records already stored are then dropped by the duplicate window.
+    async fn send_batch(&self, call: BatchCall<'_>) -> (AttemptResult, Option<Bytes>) {
+        let (started_at, clock) = (now_millis(), Instant::now());
+        let publishes = call
+            .records
+            .iter()
+            .map(|(delivery, body)| self.publish(Self::headers(delivery, None), body.clone()));
+        let first_failure = join_all(publishes).await.into_iter().find_map(Result::err);
+        let result = first_failure.map_or(Ok(()), Err);
+        (attempt(started_at, clock, result), None)
+    }
+}
