@@ -70,7 +70,8 @@ fn bad_nats_settings_are_located() {
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &unknown)]);
     let errs = errors(load(tmp.path()));
     assert!(
-        errs.iter().any(|e| e.message.contains("unknown field `stream`")),
+        errs.iter()
+            .any(|e| e.message.contains("unknown field `stream`")),
         "{errs:#?}"
     );
 

@@ -171,3 +171,35 @@ async fn an_unreachable_server_is_retried_and_never_dead_lettered_early() {
     assert_eq!(attempts[0]["error_class"], "connect", "{shown}");
     hub.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_batching_destination_publishes_every_record_once() {
+    let Some(url) = nats_url() else { return };
+    let (js, stream, subject) = fresh_stream(&url).await;
+    let cfg = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let destination =
+        nats_destination("queue", &url, &subject) + "        batch: { max_items: 4, linger: 1h }\n";
+    write_config(cfg.path(), &destination);
+    let hub = start_hub(cfg.path(), data.path()).await;
+    // Eight events make two full batches of four (the long linger holds no partial one).
+    for i in 0..8 {
+        let body = format!(r#"{{"type":"t","n":{i}}}"#);
+        assert_eq!(
+            send(hub.addr(), &format!("b-{i}"), &body).await.status(),
+            202
+        );
+    }
+    wait_until(30, "eight deliveries delivered", || async {
+        deliveries(hub.addr(), "state=delivered").await.len() == 8
+    })
+    .await;
+    let got = messages(&js, &stream).await;
+    assert_eq!(got.len(), 8);
+    let mut ids: Vec<&String> = got.iter().map(|(id, _, _)| id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "each record under its own delivery id");
+    hub.shutdown().await.unwrap();
+    js.delete_stream(&stream).await.unwrap();
+}
