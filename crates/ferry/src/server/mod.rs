@@ -35,6 +35,9 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
 }
 
+/// How long a stopping server waits for its connections to finish their requests.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+
 /// File descriptors kept out of the connection cap for everything else the hub opens: the
 /// store's files, outbound connections to destinations, the admin listener.
 pub const RESERVED_FDS: usize = 256;
@@ -155,9 +158,15 @@ pub async fn serve(
     }
     drop(stop_rx);
     drop(listener);
-    // Tell every connection to finish gracefully, and wait until all are gone.
+    // Tell every connection to finish gracefully, and wait until all are gone (a peer that
+    // never reads its answer is not waited for beyond the bound).
     let _ = stop_tx.send(());
-    stop_tx.closed().await;
+    if tokio::time::timeout(SHUTDOWN_WAIT, stop_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {SHUTDOWN_WAIT:?}; closing them");
+    }
 }
 
 fn finished(result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
