@@ -28,6 +28,56 @@ const fn default_nats_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
+/// Publish each delivery to RabbitMQ (AMQP 0-9-1) with publisher confirms, persistent, and
+/// `mandatory` so an unroutable message comes back instead of vanishing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitmqDestination {
+    /// The broker, e.g. `amqp://127.0.0.1:5672/%2f` (`amqps://` for TLS). No password here:
+    /// give it as `password`.
+    pub url: String,
+    /// The user name, if the broker needs one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// The password, by reference.
+    #[serde(default)]
+    pub password: Option<crate::SecretRef>,
+    /// The exchange to publish to. Default `""`: the default exchange, where the routing key
+    /// is a queue's name.
+    #[serde(default)]
+    pub exchange: String,
+    /// The routing key.
+    pub routing_key: String,
+    /// Longest wait to connect and for one publish's confirm. Default 10s.
+    #[serde(default = "default_nats_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// Why an AMQP broker URL is unusable, if it is.
+pub fn amqp_url_problem(url: &str) -> Option<String> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Some(format!(
+            "`{url}` is not a URL (e.g. `amqp://127.0.0.1:5672/%2f`)"
+        ));
+    };
+    if !matches!(parsed.scheme(), "amqp" | "amqps") {
+        return Some(format!(
+            "the scheme must be `amqp` or `amqps`, not `{}`",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Some("the URL has no host".to_string());
+    }
+    if parsed.password().is_some() || !parsed.username().is_empty() {
+        return Some(
+            "credentials never go inline in the URL: give `username` and `password: { env: … }`"
+                .to_string(),
+        );
+    }
+    None
+}
+
 /// Why a NATS subject cannot be published to, if it cannot.
 pub fn subject_problem(subject: &str) -> Option<String> {
     if subject.is_empty() {

@@ -391,6 +391,9 @@ pub struct Destination {
     /// Publish to NATS JetStream.
     #[serde(default)]
     pub nats: Option<crate::connectors::NatsDestination>,
+    /// Publish to RabbitMQ.
+    #[serde(default)]
+    pub rabbitmq: Option<crate::connectors::RabbitmqDestination>,
     #[serde(default)]
     pub retry: RetryConfig,
     /// Most deliveries of this destination in flight at once (its bulkhead). Default 16.
@@ -430,12 +433,24 @@ const fn default_concurrency() -> usize {
 }
 
 impl Destination {
-    /// The destination's kind as written in YAML (`http`, `nats`), or `None` when it has
-    /// none or several (`ferry validate` refuses both).
+    /// The destination's kinds as written in YAML (`http`, `nats`, `rabbitmq`): exactly one
+    /// in a valid config.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        [
+            ("http", self.http.is_some()),
+            ("nats", self.nats.is_some()),
+            ("rabbitmq", self.rabbitmq.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, set)| set.then_some(kind))
+        .collect()
+    }
+
+    /// The destination's kind, or `None` when it has none or several (`ferry validate`
+    /// refuses both).
     pub fn kind(&self) -> Option<&'static str> {
-        match (&self.http, &self.nats) {
-            (Some(_), None) => Some("http"),
-            (None, Some(_)) => Some("nats"),
+        match self.kinds()[..] {
+            [one] => Some(one),
             _ => None,
         }
     }

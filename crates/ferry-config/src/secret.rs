@@ -80,6 +80,9 @@ pub enum SecretUse {
     /// A value sent as an outbound header (a vendor's API key): the vendor decides its form,
     /// so only emptiness is refused (by [`SecretRef::resolve`]).
     HeaderValue,
+    /// A password Ferry presents to a broker or database: its owner decides its form, so only
+    /// emptiness is refused.
+    OutboundCredential,
 }
 
 /// Fewest bytes of an admin or metrics token: 32 random bytes, e.g. `openssl rand -hex 32`.
@@ -96,7 +99,7 @@ impl SecretUse {
         match self {
             SecretUse::AdminToken | SecretUse::MetricsToken => MIN_TOKEN_BYTES,
             SecretUse::InboundCredential | SecretUse::StandardWebhooksKey => MIN_CREDENTIAL_BYTES,
-            SecretUse::HeaderValue => 1,
+            SecretUse::HeaderValue | SecretUse::OutboundCredential => 1,
         }
     }
 
@@ -107,6 +110,7 @@ impl SecretUse {
             SecretUse::InboundCredential => "a webhook signing secret or credential",
             SecretUse::StandardWebhooksKey => "a Standard Webhooks key (decoded)",
             SecretUse::HeaderValue => "a header value",
+            SecretUse::OutboundCredential => "a password",
         }
     }
 }

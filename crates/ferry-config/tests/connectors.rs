@@ -49,7 +49,7 @@ fn a_destination_has_exactly_one_kind() {
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "flows.f.destinations.q.nats");
     assert_eq!(e.line, 11);
-    assert!(e.message.contains("two kinds"), "{}", e.message);
+    assert!(e.message.contains("several kinds: http, nats"), "{}", e.message);
 }
 
 #[test]
@@ -81,4 +81,28 @@ fn bad_nats_settings_are_located() {
     let e = error_at(&errs, "flows.f.destinations.q.nats.url");
     assert!(e.message.contains("password"), "{}", e.message);
     assert!(!e.message.contains("pw@"), "the password is not echoed");
+}
+
+#[test]
+fn rabbitmq_credentials_never_go_inline() {
+    let ok = flow_with(
+        "        rabbitmq: { url: \"amqp://127.0.0.1:5672/%2f\", routing_key: q, username: u, password: { file: pw } }\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &ok), ("pw", "guest")]);
+    assert_eq!(
+        load(tmp.path()).expect("valid").config.flows["f"].destinations["q"].kind(),
+        Some("rabbitmq")
+    );
+    let inline = flow_with(
+        "        rabbitmq: { url: \"amqp://u:pw@127.0.0.1:5672/%2f\", routing_key: q }\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &inline)]);
+    let errs = errors(load(tmp.path()));
+    let e = error_at(&errs, "flows.f.destinations.q.rabbitmq.url");
+    assert!(e.message.contains("credentials"), "{}", e.message);
+    // An empty password file is refused like every empty secret.
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &ok), ("pw", "\n")]);
+    let errs = errors(load(tmp.path()));
+    let e = error_at(&errs, "flows.f.destinations.q.rabbitmq.password");
+    assert!(e.message.contains("empty"), "{}", e.message);
 }

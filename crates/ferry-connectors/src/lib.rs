@@ -4,6 +4,7 @@
 //! only publishes and classifies the outcome.
 //!
 //! - [`nats`]: NATS JetStream publish, waiting for the stream's acknowledgement.
+//! - [`rabbitmq`]: RabbitMQ publish (persistent, mandatory), waiting for the confirm.
 //!
 //! # Logs
 //!
@@ -13,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod nats;
+pub mod rabbitmq;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

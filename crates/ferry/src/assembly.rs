@@ -13,6 +13,7 @@ use ferry_config::{
     SignatureConfig, Source, check_strength,
 };
 use ferry_connectors::nats::NatsConnector;
+use ferry_connectors::rabbitmq::RabbitmqConnector;
 use ferry_delivery::{
     BatchFailure, BatchSpec, BreakerSettings, Connector, EgressPolicy, GateSpec, HttpConnector,
     HttpTarget, LaneSpec, RateLimitSpec, Render, RetryPolicy,
@@ -351,11 +352,17 @@ fn build_lane(
     render: Option<Arc<dyn Render>>,
 ) -> Result<LaneSpec> {
     // The destination's kind decides its connector; everything else is the lane's.
-    let connector: Arc<dyn Connector> = match (&dest.http, &dest.nats) {
-        (Some(http), None) => Arc::new(http_connector(http, dest, hub_egress, secret)?),
-        (None, Some(nats)) => Arc::new(NatsConnector::new(nats.clone())),
-        // `ferry validate` refuses both.
-        _ => bail!("a destination needs exactly one kind (`http` or `nats`)"),
+    let connector: Arc<dyn Connector> = match dest.kind() {
+        Some("http") if let Some(http) = &dest.http => {
+            Arc::new(http_connector(http, dest, hub_egress, secret)?)
+        }
+        Some("nats") if let Some(nats) = &dest.nats => Arc::new(NatsConnector::new(nats.clone())),
+        Some("rabbitmq") if let Some(rabbitmq) = &dest.rabbitmq => {
+            let password = rabbitmq.password.as_ref().map(secret).transpose()?;
+            Arc::new(RabbitmqConnector::new(rabbitmq.clone(), password))
+        }
+        // `ferry validate` refuses none and several.
+        _ => bail!("a destination needs exactly one kind (`http`, `nats` or `rabbitmq`)"),
     };
     Ok(LaneSpec {
         key,

@@ -4,7 +4,7 @@
 use super::Checker;
 use super::flows::undeclared_system;
 use super::rules;
-use crate::connectors::{self, NatsDestination};
+use crate::connectors::{self, NatsDestination, RabbitmqDestination};
 use crate::locate::Part;
 use crate::model::{Destination, HeaderValue, HttpDestination};
 use crate::sources::FileId;
@@ -50,23 +50,41 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
         c.error(file, &at(&["concurrency"]), Part::Value, message, None);
     }
 
-    match (&dest.http, &dest.nats) {
-        (Some(http), None) => http_destination(c, file, &at, http),
-        (None, Some(nats)) => nats_destination(c, file, &at, nats, dest),
-        (None, None) => c.error(
+    let kinds = dest.kinds();
+    match kinds[..] {
+        [] => c.error(
             file,
             &base,
             Part::Key,
             format!("destination `{name}` says nowhere to deliver"),
-            Some("give it one kind: `http: { url: … }` or `nats: { url: …, subject: … }`".into()),
+            Some(
+                "give it one kind: `http: { url: … }`, `nats: { url: …, subject: … }` or \
+                 `rabbitmq: { url: …, routing_key: … }`"
+                    .into(),
+            ),
         ),
-        (Some(_), Some(_)) => c.error(
+        [_] => {}
+        [_, second, ..] => c.error(
             file,
-            &at(&["nats"]),
+            &at(&[second]),
             Part::Key,
-            format!("destination `{name}` has two kinds, `http` and `nats`"),
-            Some("a destination delivers one way: split it into two destinations".into()),
+            format!(
+                "destination `{name}` has several kinds: {}",
+                kinds.join(", ")
+            ),
+            Some("a destination delivers one way: split it into several destinations".into()),
         ),
+    }
+    if let Some(http) = &dest.http {
+        http_destination(c, file, &at, http);
+    }
+    if let Some(nats) = &dest.nats {
+        nats_destination(c, file, &at, nats);
+        queue_batch_and_enrich(c, file, &at, dest);
+    }
+    if let Some(rabbitmq) = &dest.rabbitmq {
+        rabbitmq_destination(c, file, &at, rabbitmq);
+        queue_batch_and_enrich(c, file, &at, dest);
     }
 
     let retry = &dest.retry;
@@ -170,14 +188,12 @@ fn http_destination<'a>(
     }
 }
 
-/// A `nats` destination: its server URL and subject, its timeout, and the destination
-/// settings that only mean something for HTTP bodies.
+/// A `nats` destination: its server URL, subject and timeout.
 fn nats_destination<'a>(
     c: &mut Checker,
     file: FileId,
     at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
     nats: &NatsDestination,
-    dest: &Destination,
 ) {
     if let Some(message) = connectors::url_problem(&nats.url) {
         c.error(file, &at(&["nats", "url"]), Part::Value, message, None);
@@ -189,8 +205,57 @@ fn nats_destination<'a>(
     if let Err((message, help)) = rules::positive("timeout", nats.timeout) {
         c.error(file, &at(&["nats", "timeout"]), Part::Value, message, help);
     }
+}
+
+/// A `rabbitmq` destination: its broker URL (no inline credentials), routing and timeout.
+fn rabbitmq_destination<'a>(
+    c: &mut Checker,
+    file: FileId,
+    at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
+    rabbitmq: &RabbitmqDestination,
+) {
+    if let Some(message) = connectors::amqp_url_problem(&rabbitmq.url) {
+        c.error(file, &at(&["rabbitmq", "url"]), Part::Value, message, None);
+    }
+    if rabbitmq.password.is_some() && rabbitmq.username.is_none() {
+        c.error(
+            file,
+            &at(&["rabbitmq", "password"]),
+            Part::Key,
+            "a password without a `username`".to_string(),
+            Some("give the user name too".to_string()),
+        );
+    }
+    if rabbitmq.exchange.is_empty() && rabbitmq.routing_key.is_empty() {
+        c.error(
+            file,
+            &at(&["rabbitmq", "routing_key"]),
+            Part::Value,
+            "with the default exchange the routing key is a queue's name, and it is empty"
+                .to_string(),
+            None,
+        );
+    }
+    if let Err((message, help)) = rules::positive("timeout", rabbitmq.timeout) {
+        c.error(
+            file,
+            &at(&["rabbitmq", "timeout"]),
+            Part::Value,
+            message,
+            help,
+        );
+    }
+}
+
+/// The destination settings that shape HTTP bodies or calls, refused on a queue destination.
+fn queue_batch_and_enrich<'a>(
+    c: &mut Checker,
+    file: FileId,
+    at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
+    dest: &Destination,
+) {
     if let Some(batch) = &dest.batch {
-        // A NATS batch is a run of publishes acknowledged together: there is no body to
+        // A queue batch is a run of publishes confirmed together: there is no body to
         // wrap and no response listing failed items.
         for (field, set) in [
             ("wrap", batch.wrap.is_some()),
@@ -201,7 +266,7 @@ fn nats_destination<'a>(
                     file,
                     &at(&["batch", field]),
                     Part::Key,
-                    format!("`batch.{field}` shapes an HTTP batch body; a nats batch publishes each record"),
+                    format!("`batch.{field}` shapes an HTTP batch body; a queue batch publishes each record"),
                     Some(format!("remove `{field}`")),
                 );
             }

@@ -118,6 +118,15 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
             }
         }
         for (name, dest) in &def.destinations {
+            if let Some(secret) = dest.rabbitmq.as_ref().and_then(|r| r.password.as_ref()) {
+                let path = own(&["flows", flow, "destinations", name, "rabbitmq", "password"]);
+                out.push(Found {
+                    file,
+                    path,
+                    secret,
+                    usage: Use::OutboundCredential,
+                });
+            }
             let http_headers = dest.http.iter().flat_map(|h| &h.headers);
             for (header, value) in http_headers {
                 if let HeaderValue::Secret(secret) = value {
