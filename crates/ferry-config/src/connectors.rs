@@ -53,6 +53,50 @@ pub struct RabbitmqDestination {
     pub timeout: Duration,
 }
 
+/// Upsert each delivery's (mapped) record into a PostgreSQL table: reverse ETL, or a
+/// warehouse load. The record's top-level fields are the columns; a row with the same
+/// `key` is updated, so a replay never duplicates a row and a replay after a mapping fix
+/// updates it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresDestination {
+    /// The connection URL (`postgres://user:password@host/db`), by reference: it holds
+    /// credentials.
+    pub url: crate::SecretRef,
+    /// The table, `name` or `schema.name` (lowercase letters, digits and `_`).
+    pub table: String,
+    /// The conflict key: columns with a unique constraint (or the primary key).
+    pub key: Vec<String>,
+    /// Most connections open at once. Default 4.
+    #[serde(default = "default_pool")]
+    pub pool: usize,
+    /// Longest time for one upsert (a batch: its transaction). Default 10s.
+    #[serde(default = "default_nats_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+const fn default_pool() -> usize {
+    4
+}
+
+/// Why a SQL identifier (a table, schema or column name) is refused, if it is: Ferry only
+/// writes plain lowercase names, so nothing needs quoting and nothing can be injected.
+pub fn identifier_problem(name: &str) -> Option<String> {
+    let mut chars = name.chars();
+    let first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if first && rest && name.len() <= 63 {
+        None
+    } else {
+        Some(format!(
+            "`{name}` is not a plain SQL name: lowercase letters, digits and `_`, not starting \
+             with a digit, at most 63 characters"
+        ))
+    }
+}
+
 /// Why an AMQP broker URL is unusable, if it is.
 pub fn amqp_url_problem(url: &str) -> Option<String> {
     let Ok(parsed) = url::Url::parse(url) else {

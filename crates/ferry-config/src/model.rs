@@ -394,6 +394,9 @@ pub struct Destination {
     /// Publish to RabbitMQ.
     #[serde(default)]
     pub rabbitmq: Option<crate::connectors::RabbitmqDestination>,
+    /// Upsert into a PostgreSQL table.
+    #[serde(default)]
+    pub postgres: Option<crate::connectors::PostgresDestination>,
     #[serde(default)]
     pub retry: RetryConfig,
     /// Most deliveries of this destination in flight at once (its bulkhead). Default 16.
@@ -440,6 +443,7 @@ impl Destination {
             ("http", self.http.is_some()),
             ("nats", self.nats.is_some()),
             ("rabbitmq", self.rabbitmq.is_some()),
+            ("postgres", self.postgres.is_some()),
         ]
         .into_iter()
         .filter_map(|(kind, set)| set.then_some(kind))

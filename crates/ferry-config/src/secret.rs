@@ -83,6 +83,8 @@ pub enum SecretUse {
     /// A password Ferry presents to a broker or database: its owner decides its form, so only
     /// emptiness is refused.
     OutboundCredential,
+    /// A database connection URL (it holds the password): a `postgres://` URL.
+    ConnectionUrl,
 }
 
 /// Fewest bytes of an admin or metrics token: 32 random bytes, e.g. `openssl rand -hex 32`.
@@ -99,7 +101,7 @@ impl SecretUse {
         match self {
             SecretUse::AdminToken | SecretUse::MetricsToken => MIN_TOKEN_BYTES,
             SecretUse::InboundCredential | SecretUse::StandardWebhooksKey => MIN_CREDENTIAL_BYTES,
-            SecretUse::HeaderValue | SecretUse::OutboundCredential => 1,
+            SecretUse::HeaderValue | SecretUse::OutboundCredential | SecretUse::ConnectionUrl => 1,
         }
     }
 
@@ -111,6 +113,7 @@ impl SecretUse {
             SecretUse::StandardWebhooksKey => "a Standard Webhooks key (decoded)",
             SecretUse::HeaderValue => "a header value",
             SecretUse::OutboundCredential => "a password",
+            SecretUse::ConnectionUrl => "a connection URL",
         }
     }
 }

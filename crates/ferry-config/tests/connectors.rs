@@ -49,7 +49,11 @@ fn a_destination_has_exactly_one_kind() {
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "flows.f.destinations.q.nats");
     assert_eq!(e.line, 11);
-    assert!(e.message.contains("several kinds: http, nats"), "{}", e.message);
+    assert!(
+        e.message.contains("several kinds: http, nats"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
@@ -105,4 +109,35 @@ fn rabbitmq_credentials_never_go_inline() {
     let errs = errors(load(tmp.path()));
     let e = error_at(&errs, "flows.f.destinations.q.rabbitmq.password");
     assert!(e.message.contains("empty"), "{}", e.message);
+}
+
+#[test]
+fn postgres_names_are_plain_and_the_url_is_a_secret() {
+    let text =
+        flow_with("        postgres: { url: { file: pg }, table: \"bad-name.t\", key: [] }\n");
+    let tmp = dir(&[
+        ("systems.yaml", SYSTEMS),
+        ("f.yaml", &text),
+        ("pg", "postgres://u:pw@h/db"),
+    ]);
+    let errs = errors(load(tmp.path()));
+    let table = error_at(&errs, "flows.f.destinations.q.postgres.table");
+    assert!(
+        table.message.contains("plain SQL name"),
+        "{}",
+        table.message
+    );
+    let key = error_at(&errs, "flows.f.destinations.q.postgres.key");
+    assert!(key.message.contains("empty"), "{}", key.message);
+
+    let text = flow_with("        postgres: { url: { file: pg }, table: t, key: [id] }\n");
+    let tmp = dir(&[
+        ("systems.yaml", SYSTEMS),
+        ("f.yaml", &text),
+        ("pg", "mysql://h/db"),
+    ]);
+    let errs = errors(load(tmp.path()));
+    let url = error_at(&errs, "flows.f.destinations.q.postgres.url");
+    assert!(url.message.contains("postgres://"), "{}", url.message);
+    assert!(!url.message.contains("mysql"), "the secret is not echoed");
 }

@@ -5,6 +5,7 @@
 //!
 //! - [`nats`]: NATS JetStream publish, waiting for the stream's acknowledgement.
 //! - [`rabbitmq`]: RabbitMQ publish (persistent, mandatory), waiting for the confirm.
+//! - [`postgres`]: upsert into a PostgreSQL table (reverse ETL, warehouse loads).
 //!
 //! # Logs
 //!
@@ -14,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod nats;
+pub mod postgres;
 pub mod rabbitmq;
 
 use std::time::{SystemTime, UNIX_EPOCH};

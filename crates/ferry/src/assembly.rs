@@ -13,6 +13,7 @@ use ferry_config::{
     SignatureConfig, Source, check_strength,
 };
 use ferry_connectors::nats::NatsConnector;
+use ferry_connectors::postgres::PostgresConnector;
 use ferry_connectors::rabbitmq::RabbitmqConnector;
 use ferry_delivery::{
     BatchFailure, BatchSpec, BreakerSettings, Connector, EgressPolicy, GateSpec, HttpConnector,
@@ -361,8 +362,14 @@ fn build_lane(
             let password = rabbitmq.password.as_ref().map(secret).transpose()?;
             Arc::new(RabbitmqConnector::new(rabbitmq.clone(), password))
         }
+        Some("postgres") if let Some(postgres) = &dest.postgres => {
+            let url = secret(&postgres.url)?;
+            Arc::new(PostgresConnector::new(postgres.clone(), &url))
+        }
         // `ferry validate` refuses none and several.
-        _ => bail!("a destination needs exactly one kind (`http`, `nats` or `rabbitmq`)"),
+        _ => {
+            bail!("a destination needs exactly one kind (`http`, `nats`, `rabbitmq` or `postgres`)")
+        }
     };
     Ok(LaneSpec {
         key,

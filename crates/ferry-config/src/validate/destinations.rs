@@ -4,7 +4,7 @@
 use super::Checker;
 use super::flows::undeclared_system;
 use super::rules;
-use crate::connectors::{self, NatsDestination, RabbitmqDestination};
+use crate::connectors::{self, NatsDestination, PostgresDestination, RabbitmqDestination};
 use crate::locate::Part;
 use crate::model::{Destination, HeaderValue, HttpDestination};
 use crate::sources::FileId;
@@ -84,6 +84,10 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
     }
     if let Some(rabbitmq) = &dest.rabbitmq {
         rabbitmq_destination(c, file, &at, rabbitmq);
+        queue_batch_and_enrich(c, file, &at, dest);
+    }
+    if let Some(postgres) = &dest.postgres {
+        postgres_destination(c, file, &at, postgres);
         queue_batch_and_enrich(c, file, &at, dest);
     }
 
@@ -240,6 +244,63 @@ fn rabbitmq_destination<'a>(
         c.error(
             file,
             &at(&["rabbitmq", "timeout"]),
+            Part::Value,
+            message,
+            help,
+        );
+    }
+}
+
+/// A `postgres` destination: a plain table name and conflict key, a bounded pool.
+fn postgres_destination<'a>(
+    c: &mut Checker,
+    file: FileId,
+    at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
+    postgres: &PostgresDestination,
+) {
+    let parts: Vec<&str> = postgres.table.split('.').collect();
+    let table_problem = if parts.len() > 2 {
+        Some(format!(
+            "`{}` has more than one `.`: write `table` or `schema.table`",
+            postgres.table
+        ))
+    } else {
+        parts.iter().find_map(|p| connectors::identifier_problem(p))
+    };
+    if let Some(message) = table_problem {
+        c.error(
+            file,
+            &at(&["postgres", "table"]),
+            Part::Value,
+            message,
+            None,
+        );
+    }
+    if postgres.key.is_empty() {
+        c.error(
+            file,
+            &at(&["postgres", "key"]),
+            Part::Value,
+            "the conflict key is empty: an upsert needs the columns that identify a row"
+                .to_string(),
+            Some("e.g. `key: [id]`, columns with a unique constraint".to_string()),
+        );
+    }
+    if let Some(message) = postgres
+        .key
+        .iter()
+        .find_map(|k| connectors::identifier_problem(k))
+    {
+        c.error(file, &at(&["postgres", "key"]), Part::Value, message, None);
+    }
+    if !(1..=64).contains(&postgres.pool) {
+        let message = format!("pool must be between 1 and 64, not {}", postgres.pool);
+        c.error(file, &at(&["postgres", "pool"]), Part::Value, message, None);
+    }
+    if let Err((message, help)) = rules::positive("timeout", postgres.timeout) {
+        c.error(
+            file,
+            &at(&["postgres", "timeout"]),
             Part::Value,
             message,
             help,

@@ -33,6 +33,9 @@ pub(super) fn check(c: &mut Checker) {
         let value = value.expose_secret();
         let problem = match found.usage {
             Use::StandardWebhooksKey => standard_webhooks_problem(value),
+            Use::ConnectionUrl => (!(value.starts_with("postgres://")
+                || value.starts_with("postgresql://")))
+            .then(|| "the secret is not a `postgres://` connection URL".to_string()),
             Use::HeaderValue => http::HeaderValue::from_str(value)
                 .err()
                 .map(|_| "the secret is not a valid header value (it holds control characters or line breaks)".to_string()),
@@ -125,6 +128,15 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                     path,
                     secret,
                     usage: Use::OutboundCredential,
+                });
+            }
+            if let Some(postgres) = &dest.postgres {
+                let path = own(&["flows", flow, "destinations", name, "postgres", "url"]);
+                out.push(Found {
+                    file,
+                    path,
+                    secret: &postgres.url,
+                    usage: Use::ConnectionUrl,
                 });
             }
             let http_headers = dest.http.iter().flat_map(|h| &h.headers);

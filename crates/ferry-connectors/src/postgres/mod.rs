@@ -1,0 +1,10 @@
+//! PostgreSQL. A destination upserts each delivery's (mapped) record into a table: reverse
+//! ETL into an app database, or a load into a warehouse. The record's top-level fields are
+//! the columns, typed by the table itself (`jsonb_populate_record`), and a row with the same
+//! conflict key is updated: a retry or replay never duplicates a row, and a replay after a
+//! mapping fix updates it.
+
+mod destination;
+mod upsert;
+
+pub use destination::PostgresConnector;
