@@ -36,6 +36,7 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// An HTTP endpoint that a lane delivers to.
 #[derive(Clone)]
@@ -45,7 +46,8 @@ pub struct HttpTarget {
     /// Usually `POST`.
     pub method: Method,
     /// Static headers sent with every request (auth, API keys...). The delivery headers
-    /// (`webhook-*`, `idempotency-key`, and `traceparent` when the event has one) replace
+    /// (`webhook-*`, `idempotency-key`, and `traceparent`/`tracestate` when the event has
+    /// them) replace
     /// same-named ones. `content-type` is the event's own when it was stored with one, else
     /// this map's, else `application/json`.
     pub headers: HeaderMap,
@@ -247,8 +249,12 @@ impl HttpConnector {
                 headers.insert(WEBHOOK_SIGNATURE, value);
             }
         }
+        // W3C Trace Context: `tracestate` travels with its `traceparent`, never alone.
         if let Some(traceparent) = stored_header(delivery, "traceparent") {
             headers.insert(TRACEPARENT, traceparent);
+            if let Some(tracestate) = stored_header(delivery, "tracestate") {
+                headers.insert(TRACESTATE, tracestate);
+            }
         }
         headers
     }

@@ -35,6 +35,7 @@ async fn delivers_body_and_headers_signed() {
         &[
             ("Content-Type", "application/vnd.orders+json"),
             ("traceparent", traceparent),
+            ("tracestate", "congo=t61rcWkgMzE"),
         ],
     )
     .await;
@@ -71,6 +72,7 @@ async fn delivers_body_and_headers_signed() {
         Some("application/vnd.orders+json")
     );
     assert_eq!(h("traceparent").as_deref(), Some(traceparent));
+    assert_eq!(h("tracestate").as_deref(), Some("congo=t61rcWkgMzE"));
     assert_eq!(h("x-api-key").as_deref(), Some("k-123"));
     assert!(h("user-agent").unwrap().starts_with("ferry/"));
     let ts: i64 = h("webhook-timestamp").unwrap().parse().unwrap();
