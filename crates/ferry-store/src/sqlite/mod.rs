@@ -6,12 +6,14 @@
 //! - Reads use a small pool of read-only connections and never wait for the writer.
 //! - An exclusive lock on `ferry.lock` keeps a second process off the same data dir.
 //! - A background thread checkpoints the WAL, off the commit path.
+//! - The data dir is `0700` and every file in it `0600`, whatever the umask (see `files`).
 //! - Nothing is cached in memory per delivery: the backlog lives on disk; memory is bounded
 //!   by the page caches ([`SqliteOptions::cache_size_kib`]), the queue and the batch bounds.
 
 mod checkpoint;
 mod codec;
 mod counts;
+mod files;
 mod ops;
 mod order;
 mod pauses;
@@ -21,7 +23,7 @@ mod schema;
 mod windows;
 mod writer;
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,6 +33,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+pub use files::{DIR_MODE, FILE_MODE};
 pub use schema::SCHEMA_VERSION;
 
 use counts::LaneDeltas;
@@ -118,17 +121,17 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`: locks the dir, opens
-    /// `ferry.db`, applies migrations and starts the writer thread.
+    /// Opens (creating if needed) the store in `data_dir`: makes the dir and its files
+    /// private, locks the dir, opens `ferry.db`, applies migrations and starts the writer
+    /// thread.
     pub fn open(data_dir: &Path, opts: SqliteOptions) -> StoreResult<SqliteStore> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Backend(format!(
-                "cannot create data dir {}: {e}",
-                data_dir.display()
-            ))
-        })?;
+        files::prepare_data_dir(data_dir)?;
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
+        // Created here, not by SQLite, so it (and the WAL and shm files SQLite gives its
+        // mode) is private whatever the umask.
+        files::open_private(&path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let conn = schema::open_writer(&path, &opts)?;
         let stats = Arc::new(Stats::default());
         if !opts.checkpoint_interval.is_zero() {
@@ -228,15 +231,9 @@ impl Drop for SqliteStore {
 
 fn lock_data_dir(data_dir: &Path) -> StoreResult<File> {
     let path = data_dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| {
-            StoreError::Backend(format!("cannot open lock file {}: {e}", path.display()))
-        })?;
+    let file = files::open_private(&path).map_err(|e| {
+        StoreError::Backend(format!("cannot open lock file {}: {e}", path.display()))
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(StoreError::Backend(format!(
