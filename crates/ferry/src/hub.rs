@@ -188,8 +188,9 @@ impl RunningHub {
     }
 }
 
-/// `/healthz` (the process answers), `/readyz` (the store commits), `/metrics` (Prometheus,
-/// with the store's group-commit counters read at each scrape).
+/// `/healthz` (the process answers), `/readyz` (the store can commit: 503 with the reason,
+/// e.g. a full disk, until a commit succeeds again), `/metrics` (Prometheus, with the
+/// store's group-commit counters read at each scrape).
 fn ops_router(store: Arc<dyn Store>, sqlite: Arc<SqliteStore>) -> Router {
     let handle = telemetry::metrics_handle();
     let commits = metrics::counter!("ferry_store_commits_total");
@@ -201,12 +202,11 @@ fn ops_router(store: Arc<dyn Store>, sqlite: Arc<SqliteStore>) -> Router {
             get(move || {
                 let store = store.clone();
                 async move {
+                    // `ping` is Err from a failed commit until a write commits again (it
+                    // tries one itself then), so a load balancer stops sending meanwhile.
                     match store.ping().await {
                         Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
-                        Err(e) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("store not ready: {e}\n"),
-                        )
+                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"))
                             .into_response(),
                     }
                 }

@@ -6,6 +6,8 @@
 //! - Reads use a small pool of read-only connections and never wait for the writer.
 //! - An exclusive lock on `ferry.lock` keeps a second process off the same data dir.
 //! - A background thread checkpoints the WAL, off the commit path.
+//! - `ping` reports whether the store can commit: after a failed commit (say, a full disk)
+//!   it is `Err` until a probe write commits (see `health`).
 //! - The data dir is `0700` and every file in it `0600`, whatever the umask (see `files`).
 //! - Nothing is cached in memory per delivery: the backlog lives on disk; memory is bounded
 //!   by the page caches ([`SqliteOptions::cache_size_kib`]), the queue and the batch bounds.
@@ -14,6 +16,7 @@ mod checkpoint;
 mod codec;
 mod counts;
 mod files;
+mod health;
 mod ops;
 mod order;
 mod pauses;
@@ -37,8 +40,9 @@ pub use files::{DIR_MODE, FILE_MODE};
 pub use schema::SCHEMA_VERSION;
 
 use counts::LaneDeltas;
+use health::Health;
 use reads::ReadPool;
-use writer::{Bounds, Command, Job, Stats};
+use writer::{Bounds, Command, Job, Stats, WriterParts};
 
 use crate::{
     AppendOutcome, ClaimedDelivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome,
@@ -107,6 +111,7 @@ pub struct SqliteStore {
     checkpointer: Option<checkpoint::Checkpointer>,
     reads: Arc<ReadPool>,
     stats: Arc<Stats>,
+    health: Arc<Health>,
     path: PathBuf,
     // Declared last: released after the writer has stopped.
     _lock: File,
@@ -134,6 +139,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let conn = schema::open_writer(&path, &opts)?;
         let stats = Arc::new(Stats::default());
+        let health = Arc::new(Health::default());
         if !opts.checkpoint_interval.is_zero() {
             // Checkpoints happen on the checkpointer thread; this is only the safety net.
             conn.pragma_update(None, "wal_autocheckpoint", checkpoint::SAFETY_NET_PAGES)
@@ -150,10 +156,14 @@ impl SqliteStore {
             max_commands: opts.max_batch_commands,
             max_bytes: opts.max_batch_bytes,
         };
-        let thread_stats = Arc::clone(&stats);
+        let parts = WriterParts {
+            stats: Arc::clone(&stats),
+            health: Arc::clone(&health),
+            bounds,
+        };
         let thread = std::thread::Builder::new()
             .name("ferry-store-writer".to_owned())
-            .spawn(move || writer::run(conn, rx, thread_stats, bounds))
+            .spawn(move || writer::run(conn, rx, parts))
             .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
         let checkpointer = if opts.checkpoint_interval.is_zero() {
             None
@@ -167,6 +177,7 @@ impl SqliteStore {
             checkpointer,
             reads,
             stats,
+            health,
             path,
             _lock: lock,
         })
@@ -183,6 +194,14 @@ impl SqliteStore {
             commits: self.stats.commits.load(Ordering::Relaxed),
             commands: self.stats.commands.load(Ordering::Relaxed),
         }
+    }
+
+    /// Test hook: while `reason` is set, every commit fails with it (as
+    /// [`StoreError::Unavailable`]), as when the disk is full; `None` heals. For fault
+    /// tests such as [`conformance_fault_suite!`](crate::conformance_fault_suite).
+    #[doc(hidden)]
+    pub fn fail_commits(&self, reason: Option<&str>) {
+        self.health.inject(reason.map(str::to_owned));
     }
 
     /// Finishes queued commands, stops the writer and releases the lock.
@@ -386,7 +405,17 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.write(0, |_, _| Ok(())).await
+        let Some(unready) = self.health.unready() else {
+            // The writer answers, and no commit failed since the last probe.
+            return self.write(0, |_, _| Ok(())).await;
+        };
+        // A commit failed: only a commit can tell whether the cause is gone.
+        tracing::debug!(reason = %unready.reason, "store: not ready; probing with a write");
+        self.write(health::PROBE_BYTES, |c, _| health::probe(c))
+            .await
+            .map_err(health::not_ready)?;
+        self.health.probed(unready.seen);
+        Ok(())
     }
 }
 
