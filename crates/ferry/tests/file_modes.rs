@@ -58,7 +58,13 @@ fn assert_private(data: &Path, when: &str) {
     for (name, m) in &all {
         assert_eq!(*m, 0o600, "{when}: {name} is {m:o}; all: {}", show(&all));
     }
-    for name in ["ferry.db", "ferry.db-wal", "ferry.db-shm", "ferry.lock"] {
+    for name in [
+        "ferry.db",
+        "ferry.db-wal",
+        "ferry.db-shm",
+        "ferry.lock",
+        "ferry.reserve",
+    ] {
         assert!(
             all.iter().any(|(n, _)| n == name),
             "{when}: {name} missing; all: {}",

@@ -11,7 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 
-use super::{DB_FILE, LOCK_FILE};
+use super::{DB_FILE, LOCK_FILE, RESERVE_FILE};
 use crate::{StoreError, StoreResult};
 
 /// Mode of the data directory: only its owner may list or enter it.
@@ -40,7 +40,11 @@ pub(crate) fn prepare_data_dir(dir: &Path) -> StoreResult<()> {
 
 /// Every file name the store writes in its data directory.
 fn store_files() -> Vec<String> {
-    let mut names = vec![DB_FILE.to_owned(), LOCK_FILE.to_owned()];
+    let mut names = vec![
+        DB_FILE.to_owned(),
+        LOCK_FILE.to_owned(),
+        RESERVE_FILE.to_owned(),
+    ];
     names.extend(SQLITE_SIDE_FILES.iter().map(|s| format!("{DB_FILE}{s}")));
     names
 }
@@ -50,6 +54,15 @@ fn store_files() -> Vec<String> {
 pub(crate) fn open_private(path: &Path) -> io::Result<File> {
     let mut opts = OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, FILE_MODE);
+    opts.open(path)
+}
+
+/// Creates `path` empty with [`FILE_MODE`], truncating it if it exists.
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, FILE_MODE);
     opts.open(path)

@@ -4,13 +4,17 @@
 //! writes; a commit (or a command) that failed for lack of space or an I/O error proves the
 //! opposite. A batch that wrote nothing (a claim that found nothing, a no-op) proves neither.
 //!
-//! The store is *unready* from every failure until a [`probe`] commits after it. Measured
-//! on a full disk: small commits (a delivery's state change, a tiny probe) keep succeeding
-//! now and then in WAL space SQLite reuses, while an event does not fit, so "some commit
-//! succeeded" would flip readiness back and forth many times a second. The probe instead
-//! writes [`PROBE_BYTES`], so ready again means room for real work.
+//! Two states come out of that:
+//! - *failing*: the most recent write failed. Cleared by the next write that commits. The
+//!   writer rescues disk space while it is set (see `space`).
+//! - *unready*: set by every failure, cleared only by a [`probe`] that commits after it.
+//!   Measured on a full disk: small commits (a delivery's state change, a tiny probe) keep
+//!   succeeding now and then in WAL space SQLite reuses, while an event does not fit, so
+//!   "some commit succeeded" would flip readiness back and forth many times a second. The
+//!   probe instead writes [`PROBE_BYTES`], so ready again means room for real work.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 
@@ -43,22 +47,36 @@ pub(crate) struct Unready {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Why the most recent write failed; `None` once a write commits again.
+    failure: Option<String>,
     /// Why the store is not ready; `None` once a probe commits after the last failure.
     unready: Option<String>,
     /// Failures recorded so far.
     failures: u64,
 }
 
-/// Shared by the writer and the store handle.
+/// Shared by the writer, the checkpointer and the store handle.
 #[derive(Debug, Default)]
 pub(crate) struct Health {
     state: Mutex<State>,
+    /// Set by the checkpointer when a checkpoint failed for lack of space or an I/O error;
+    /// the writer takes it and frees space (see `space`).
+    checkpoint_fault: AtomicBool,
+    /// Held by whoever runs a checkpoint (the checkpointer thread, or the writer rescuing
+    /// space), so the writer's `TRUNCATE` waits for a running checkpoint instead of
+    /// failing at once with `SQLITE_BUSY` (SQLite does not wait for the checkpoint lock).
+    checkpoints: Mutex<()>,
     /// Test hook: while set, every commit fails with this reason (see
     /// [`SqliteStore::fail_commits`](super::SqliteStore::fail_commits)).
     injected: Mutex<Option<String>>,
 }
 
 impl Health {
+    /// Whether the most recent write failed.
+    pub(crate) fn failing(&self) -> bool {
+        lock(&self.state).failure.is_some()
+    }
+
     /// Why the store is not ready, if it is not.
     pub(crate) fn unready(&self) -> Option<Unready> {
         let state = lock(&self.state);
@@ -72,14 +90,16 @@ impl Health {
     pub(crate) fn record(&self, verdict: &Verdict) {
         let mut state = lock(&self.state);
         match verdict {
+            Verdict::Wrote => state.failure = None,
             Verdict::Failed(reason) => {
                 if state.unready.is_none() {
                     tracing::error!(%reason, "store: a commit failed; not ready until a probe write commits");
                 }
                 state.failures += 1;
+                state.failure = Some(reason.clone());
                 state.unready = Some(reason.clone());
             }
-            Verdict::Wrote | Verdict::Nothing => {}
+            Verdict::Nothing => {}
         }
     }
 
@@ -91,6 +111,22 @@ impl Health {
         {
             tracing::info!(%was, "store: ready again (a probe write committed)");
         }
+    }
+
+    /// Notes that a checkpoint failed for lack of space or an I/O error.
+    pub(crate) fn checkpoint_failed(&self) {
+        self.checkpoint_fault.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a checkpoint failed since the last call.
+    pub(crate) fn take_checkpoint_fault(&self) -> bool {
+        self.checkpoint_fault.swap(false, Ordering::Relaxed)
+    }
+
+    /// Runs `checkpoint` while no other checkpoint of this store runs.
+    pub(crate) fn checkpoint<T>(&self, checkpoint: impl FnOnce() -> T) -> T {
+        let _running = lock(&self.checkpoints);
+        checkpoint()
     }
 
     /// The injected commit failure, if any.
@@ -167,10 +203,8 @@ mod tests {
         health.record(&Verdict::Failed("disk full".into()));
         let seen = health.unready().expect("unready").seen;
         health.record(&Verdict::Wrote);
-        assert!(
-            health.unready().is_some(),
-            "a write that commits is not a probe"
-        );
+        assert!(!health.failing(), "a write that commits clears failing");
+        assert!(health.unready().is_some(), "but not unready");
         health.record(&Verdict::Failed("disk full again".into()));
         health.probed(seen);
         assert_eq!(

@@ -6,8 +6,9 @@
 //! - Reads use a small pool of read-only connections and never wait for the writer.
 //! - An exclusive lock on `ferry.lock` keeps a second process off the same data dir.
 //! - A background thread checkpoints the WAL, off the commit path.
-//! - `ping` reports whether the store can commit: after a failed commit (say, a full disk)
-//!   it is `Err` until a probe write commits (see `health`).
+//! - `ping` reports whether the most recent write commit succeeded; a full disk is survived
+//!   with a reserve file and a `TRUNCATE` checkpoint (see `space`), and readiness comes back
+//!   once a commit succeeds again (see `health`).
 //! - The data dir is `0700` and every file in it `0600`, whatever the umask (see `files`).
 //! - Nothing is cached in memory per delivery: the backlog lives on disk; memory is bounded
 //!   by the page caches ([`SqliteOptions::cache_size_kib`]), the queue and the batch bounds.
@@ -23,6 +24,7 @@ mod pauses;
 mod pull;
 mod reads;
 mod schema;
+mod space;
 mod windows;
 mod writer;
 
@@ -38,10 +40,12 @@ use tokio::sync::mpsc;
 
 pub use files::{DIR_MODE, FILE_MODE};
 pub use schema::SCHEMA_VERSION;
+pub use space::{DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 
 use counts::LaneDeltas;
 use health::Health;
 use reads::ReadPool;
+use space::Space;
 use writer::{Bounds, Command, Job, Stats, WriterParts};
 
 use crate::{
@@ -75,6 +79,10 @@ pub struct SqliteOptions {
     /// How often a background thread checkpoints the WAL while writes happen; zero leaves
     /// checkpoints to SQLite's automatic ones on the writer thread.
     pub checkpoint_interval: Duration,
+    /// Size of the reserve file ([`RESERVE_FILE`]) kept in the data dir and given back to
+    /// the file system when the disk is full, so the store can recover (see the `space`
+    /// module); zero: no reserve.
+    pub reserve_bytes: u64,
 }
 
 impl Default for SqliteOptions {
@@ -87,6 +95,7 @@ impl Default for SqliteOptions {
             max_batch_bytes: 8 * 1024 * 1024,
             queue_capacity: 4096,
             checkpoint_interval: Duration::from_millis(250),
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
         }
     }
 }
@@ -127,8 +136,8 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`: makes the dir and its files
-    /// private, locks the dir, opens `ferry.db`, applies migrations and starts the writer
-    /// thread.
+    /// private, locks the dir, opens `ferry.db`, applies migrations, takes stock of the disk
+    /// reserve and starts the writer thread.
     pub fn open(data_dir: &Path, opts: SqliteOptions) -> StoreResult<SqliteStore> {
         files::prepare_data_dir(data_dir)?;
         let lock = lock_data_dir(data_dir)?;
@@ -159,6 +168,7 @@ impl SqliteStore {
         let parts = WriterParts {
             stats: Arc::clone(&stats),
             health: Arc::clone(&health),
+            space: Space::open(data_dir, opts.reserve_bytes),
             bounds,
         };
         let thread = std::thread::Builder::new()
@@ -169,7 +179,13 @@ impl SqliteStore {
             None
         } else {
             let stats = Arc::clone(&stats);
-            Some(checkpoint::spawn(&path, opts.checkpoint_interval, stats)?)
+            let health = Arc::clone(&health);
+            Some(checkpoint::spawn(
+                &path,
+                opts.checkpoint_interval,
+                stats,
+                health,
+            )?)
         };
         Ok(SqliteStore {
             tx: Some(tx),

@@ -9,7 +9,8 @@
 //! transaction itself is lost or `COMMIT` fails, every command of the batch gets the error
 //! and nothing of the batch is applied.
 //!
-//! Each batch's [`Verdict`] feeds the store's readiness ([`Health`]).
+//! Each batch's [`Verdict`] feeds the store's readiness ([`Health`]) and the disk-full
+//! handling ([`Space`]), which runs between batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::codec::map_err;
 use super::counts::LaneDeltas;
 use super::health::{Health, Verdict};
+use super::space::Space;
 use crate::{StoreError, StoreResult};
 
 /// One unit of work for the writer. Implemented by [`Job`].
@@ -164,6 +166,7 @@ pub(crate) struct Bounds {
 pub(crate) struct WriterParts {
     pub stats: Arc<Stats>,
     pub health: Arc<Health>,
+    pub space: Space,
     pub bounds: Bounds,
 }
 
@@ -172,6 +175,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
     let WriterParts {
         stats,
         health,
+        mut space,
         bounds,
     } = parts;
     let max_commands = bounds.max_commands.max(1);
@@ -188,7 +192,9 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch, &stats, &health);
+        space.before_batch(&conn, &health);
+        let verdict = run_batch(&conn, &mut batch, &stats, &health);
+        space.after_batch(&conn, &health, &verdict);
     }
     if let Err(e) = conn.execute_batch("PRAGMA optimize") {
         tracing::debug!(error = %e, "PRAGMA optimize at close failed");
@@ -206,7 +212,12 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
 /// copy every page a command touches into a sub-journal). Should any command fail, the
 /// transaction is rolled back and, if other commands share the batch, the batch runs again
 /// with one savepoint per command, so only the failing ones are undone.
-fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Command>>, stats: &Stats, health: &Health) {
+fn run_batch(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn Command>>,
+    stats: &Stats,
+    health: &Health,
+) -> Verdict {
     let n = batch.len() as u64;
     // Rows changed by the attempt whose outcome stands (not by a rolled-back first try).
     let mut changes = conn.total_changes();
@@ -230,6 +241,7 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Command>>, stats: &Stats
     for cmd in batch.drain(..) {
         cmd.answer(outcome.as_ref().map(|_| ()));
     }
+    verdict
 }
 
 /// What a batch proved: `outcome` is [`run_transaction`]'s, `changed` whether any row
