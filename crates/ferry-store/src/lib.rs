@@ -18,9 +18,15 @@ use async_trait::async_trait;
 /// Errors a store can return.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed (I/O, disk full, corruption...). Nothing of the call was committed.
+    /// The backend failed (corruption, a bug, an unexpected error...). Nothing of the call
+    /// was committed.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The backend cannot write now: its disk is full, or the device fails or turned
+    /// read-only. Nothing of the call was committed; writes work again once the cause is
+    /// gone (see [`Store::ping`]).
+    #[error("store cannot commit: {0}")]
+    Unavailable(String),
     /// The store is shutting down or its writer has stopped.
     #[error("store is closed")]
     Closed,
@@ -130,6 +136,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every paused lane with its pause.
     async fn lane_pauses(&self) -> StoreResult<Vec<(LaneKey, LanePause)>>;
 
-    /// Cheap check that the store answers and can commit (for `/readyz`).
+    /// Whether the store can commit now (for `/readyz`).
+    ///
+    /// `Ok` while the store answers and no commit has failed since it last proved it can
+    /// commit; such a check writes nothing. Once a commit has failed (disk full, I/O
+    /// error), `Err` (usually [`StoreError::Unavailable`], with the reason) until a write
+    /// commits again. A check in that state may itself try a write, so readiness comes back
+    /// as soon as the cause is gone, without waiting for other traffic. (The SQLite backend
+    /// counts only its own 1 MiB probe write there: on a full disk a tiny commit can still
+    /// fit where an event does not.)
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ferry_store::Store;
-use ferry_store::conformance::Reopen;
+use ferry_store::conformance::{CommitFaults, Reopen};
 use ferry_store::sqlite::{SqliteOptions, SqliteStore};
 
 async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) {
@@ -35,3 +35,29 @@ async fn reopenable() -> (Arc<dyn Store>, Reopener) {
 }
 
 ferry_store::conformance_reopen_suite!(reopenable);
+
+/// Fails the commits of one store on purpose.
+struct Faults {
+    store: Arc<SqliteStore>,
+    _dir: tempfile::TempDir,
+}
+
+#[async_trait::async_trait]
+impl CommitFaults for Faults {
+    async fn fail_commits(&mut self, fail: bool) {
+        self.store
+            .fail_commits(fail.then_some("database or disk is full (injected)"));
+    }
+}
+
+async fn faulty() -> (Arc<dyn Store>, Faults) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open"));
+    let faults = Faults {
+        store: store.clone(),
+        _dir: dir,
+    };
+    (store, faults)
+}
+
+ferry_store::conformance_fault_suite!(faulty);

@@ -274,6 +274,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let opts = SqliteOptions {
         checkpoint_interval: std::time::Duration::ZERO,
         read_connections: 1,
+        // Hundreds of stores: no 8 MiB disk reserve for each.
+        reserve_bytes: 0,
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open(dir.path(), opts).expect("open store");

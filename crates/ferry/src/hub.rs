@@ -235,7 +235,8 @@ fn spawn_server(
     }))
 }
 
-/// `/healthz` (the process answers) and `/readyz` (the store commits).
+/// `/healthz` (the process answers) and `/readyz` (the store can commit: 503 with the
+/// reason, e.g. a full disk, until a commit succeeds again).
 fn ops_router(store: Arc<dyn Store>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -244,12 +245,11 @@ fn ops_router(store: Arc<dyn Store>) -> Router {
             get(move || {
                 let store = store.clone();
                 async move {
+                    // `ping` is Err from a failed commit until a write commits again (it
+                    // tries one itself then), so a load balancer stops sending meanwhile.
                     match store.ping().await {
                         Ok(()) => (StatusCode::OK, "ready\n".to_string()).into_response(),
-                        Err(e) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("store not ready: {e}\n"),
-                        )
+                        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n"))
                             .into_response(),
                     }
                 }

@@ -25,12 +25,17 @@
 //! Durability across a restart is checked by a second, smaller suite,
 //! [`conformance_reopen_suite!`](crate::conformance_reopen_suite), for backends that can
 //! close a store and open the same data again ([`Reopen`]).
+//!
+//! Readiness under failing commits (a full disk) is checked by
+//! [`conformance_fault_suite!`](crate::conformance_fault_suite), for backends whose commits
+//! can be made to fail on purpose ([`CommitFaults`]).
 
 mod append;
 mod delivery;
 mod lanes;
 mod ordering;
 mod pull;
+mod readiness;
 mod reads;
 mod replay;
 mod windows;
@@ -40,6 +45,7 @@ pub use delivery::*;
 pub use lanes::*;
 pub use ordering::*;
 pub use pull::*;
+pub use readiness::*;
 pub use reads::*;
 pub use replay::*;
 pub use windows::*;
@@ -143,6 +149,28 @@ macro_rules! conformance_reopen_suite {
                 $crate::conformance::run_case(async {
                     let (store, mut reopen) = $factory().await;
                     $crate::conformance::$case(store, &mut reopen).await;
+                });
+            }
+        )*
+    };
+}
+
+/// Expands to one test per readiness case, each on a fresh store from `$factory` (an async
+/// fn returning `(Arc<dyn Store>, impl CommitFaults)`), on a multi-threaded Tokio runtime.
+#[macro_export]
+macro_rules! conformance_fault_suite {
+    ($factory:expr) => {
+        $crate::conformance_fault_suite!(@cases $factory;
+            ping_reports_failed_commits_until_one_succeeds,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::run_case(async {
+                    let (store, mut faults) = $factory().await;
+                    $crate::conformance::$case(store, &mut faults).await;
                 });
             }
         )*

@@ -5,6 +5,10 @@
 //! back into the database with `PASSIVE` checkpoints (which never block the writer or the
 //! readers) every `interval` while commits happen. The writer keeps a much higher
 //! `wal_autocheckpoint` as a safety net should this thread fall behind.
+//!
+//! A checkpoint that fails for lack of space (the database file cannot grow) is the first
+//! sign of a full disk; it is reported to the writer, which frees the disk reserve and
+//! checkpoints the whole WAL before the WAL outgrows the reserve (see `space`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,7 +19,8 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
-use super::codec::SqlResultExt;
+use super::codec::{SqlResultExt, map_err};
+use super::health::Health;
 use super::writer::Stats;
 use crate::{StoreError, StoreResult};
 
@@ -32,17 +37,24 @@ pub(crate) fn spawn(
     path: &Path,
     interval: Duration,
     stats: Arc<Stats>,
+    health: Arc<Health>,
 ) -> StoreResult<Checkpointer> {
     let conn = Connection::open(path).store()?;
     let (stop, stopped) = channel();
     let thread = std::thread::Builder::new()
         .name("ferry-store-checkpoint".to_owned())
-        .spawn(move || run(conn, stopped, interval, stats))
+        .spawn(move || run(conn, stopped, interval, stats, health))
         .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
     Ok(Checkpointer { stop, thread })
 }
 
-fn run(conn: Connection, stopped: Receiver<()>, interval: Duration, stats: Arc<Stats>) {
+fn run(
+    conn: Connection,
+    stopped: Receiver<()>,
+    interval: Duration,
+    stats: Arc<Stats>,
+    health: Arc<Health>,
+) {
     let mut seen = stats.commits.load(Ordering::Relaxed);
     // Wake every `interval` until the store drops `stop`.
     while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
@@ -51,12 +63,19 @@ fn run(conn: Connection, stopped: Receiver<()>, interval: Duration, stats: Arc<S
             continue;
         }
         seen = commits;
-        let res = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        let res = health.checkpoint(|| {
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })
         });
         match res {
             Ok((wal, done)) => tracing::trace!(wal, done, "store: WAL checkpoint"),
-            Err(e) => tracing::warn!(error = %e, "store: WAL checkpoint failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "store: WAL checkpoint failed");
+                if matches!(map_err(e), StoreError::Unavailable(_)) {
+                    health.checkpoint_failed();
+                }
+            }
         }
     }
 }

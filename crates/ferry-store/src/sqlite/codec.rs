@@ -40,10 +40,15 @@ pub(crate) fn state_from_code(code: i64) -> rusqlite::Result<DeliveryState> {
     })
 }
 
-/// Maps a SQLite error: constraint violations are the caller's mistake, the rest is the backend.
+/// Maps a SQLite error: constraint violations are the caller's mistake; a full disk, an I/O
+/// error or a device gone read-only make the store [unavailable](StoreError::Unavailable)
+/// until the cause is gone; the rest is the backend.
 pub(crate) fn map_err(err: rusqlite::Error) -> StoreError {
     match err.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Invalid(err.to_string()),
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure | ErrorCode::ReadOnly) => {
+            StoreError::Unavailable(err.to_string())
+        }
         _ => StoreError::Backend(err.to_string()),
     }
 }

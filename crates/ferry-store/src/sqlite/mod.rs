@@ -6,22 +6,29 @@
 //! - Reads use a small pool of read-only connections and never wait for the writer.
 //! - An exclusive lock on `ferry.lock` keeps a second process off the same data dir.
 //! - A background thread checkpoints the WAL, off the commit path.
+//! - `ping` reports whether the most recent write commit succeeded; a full disk is survived
+//!   with a reserve file and a `TRUNCATE` checkpoint (see `space`), and readiness comes back
+//!   once a commit succeeds again (see `health`).
+//! - The data dir is `0700` and every file in it `0600`, whatever the umask (see `files`).
 //! - Nothing is cached in memory per delivery: the backlog lives on disk; memory is bounded
 //!   by the page caches ([`SqliteOptions::cache_size_kib`]), the queue and the batch bounds.
 
 mod checkpoint;
 mod codec;
 mod counts;
+mod files;
+mod health;
 mod ops;
 mod order;
 mod pauses;
 mod pull;
 mod reads;
 mod schema;
+mod space;
 mod windows;
 mod writer;
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,11 +38,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
+pub use files::{DIR_MODE, FILE_MODE};
 pub use schema::SCHEMA_VERSION;
+pub use space::{DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 
 use counts::LaneDeltas;
+use health::Health;
 use reads::ReadPool;
-use writer::{Bounds, Command, Job, Stats};
+use space::Space;
+use writer::{Bounds, Command, Job, Stats, WriterParts};
 
 use crate::{
     AppendOutcome, ClaimedDelivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome,
@@ -68,6 +79,10 @@ pub struct SqliteOptions {
     /// How often a background thread checkpoints the WAL while writes happen; zero leaves
     /// checkpoints to SQLite's automatic ones on the writer thread.
     pub checkpoint_interval: Duration,
+    /// Size of the reserve file ([`RESERVE_FILE`]) kept in the data dir and given back to
+    /// the file system when the disk is full, so the store can recover (see the `space`
+    /// module); zero: no reserve.
+    pub reserve_bytes: u64,
 }
 
 impl Default for SqliteOptions {
@@ -80,6 +95,7 @@ impl Default for SqliteOptions {
             max_batch_bytes: 8 * 1024 * 1024,
             queue_capacity: 4096,
             checkpoint_interval: Duration::from_millis(250),
+            reserve_bytes: DEFAULT_RESERVE_BYTES,
         }
     }
 }
@@ -104,6 +120,7 @@ pub struct SqliteStore {
     checkpointer: Option<checkpoint::Checkpointer>,
     reads: Arc<ReadPool>,
     stats: Arc<Stats>,
+    health: Arc<Health>,
     path: PathBuf,
     // Declared last: released after the writer has stopped.
     _lock: File,
@@ -118,19 +135,20 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`: locks the dir, opens
-    /// `ferry.db`, applies migrations and starts the writer thread.
+    /// Opens (creating if needed) the store in `data_dir`: makes the dir and its files
+    /// private, locks the dir, opens `ferry.db`, applies migrations, takes stock of the disk
+    /// reserve and starts the writer thread.
     pub fn open(data_dir: &Path, opts: SqliteOptions) -> StoreResult<SqliteStore> {
-        std::fs::create_dir_all(data_dir).map_err(|e| {
-            StoreError::Backend(format!(
-                "cannot create data dir {}: {e}",
-                data_dir.display()
-            ))
-        })?;
+        files::prepare_data_dir(data_dir)?;
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DB_FILE);
+        // Created here, not by SQLite, so it (and the WAL and shm files SQLite gives its
+        // mode) is private whatever the umask.
+        files::open_private(&path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let conn = schema::open_writer(&path, &opts)?;
         let stats = Arc::new(Stats::default());
+        let health = Arc::new(Health::default());
         if !opts.checkpoint_interval.is_zero() {
             // Checkpoints happen on the checkpointer thread; this is only the safety net.
             conn.pragma_update(None, "wal_autocheckpoint", checkpoint::SAFETY_NET_PAGES)
@@ -147,16 +165,27 @@ impl SqliteStore {
             max_commands: opts.max_batch_commands,
             max_bytes: opts.max_batch_bytes,
         };
-        let thread_stats = Arc::clone(&stats);
+        let parts = WriterParts {
+            stats: Arc::clone(&stats),
+            health: Arc::clone(&health),
+            space: Space::open(data_dir, opts.reserve_bytes),
+            bounds,
+        };
         let thread = std::thread::Builder::new()
             .name("ferry-store-writer".to_owned())
-            .spawn(move || writer::run(conn, rx, thread_stats, bounds))
+            .spawn(move || writer::run(conn, rx, parts))
             .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
         let checkpointer = if opts.checkpoint_interval.is_zero() {
             None
         } else {
             let stats = Arc::clone(&stats);
-            Some(checkpoint::spawn(&path, opts.checkpoint_interval, stats)?)
+            let health = Arc::clone(&health);
+            Some(checkpoint::spawn(
+                &path,
+                opts.checkpoint_interval,
+                stats,
+                health,
+            )?)
         };
         Ok(SqliteStore {
             tx: Some(tx),
@@ -164,6 +193,7 @@ impl SqliteStore {
             checkpointer,
             reads,
             stats,
+            health,
             path,
             _lock: lock,
         })
@@ -180,6 +210,14 @@ impl SqliteStore {
             commits: self.stats.commits.load(Ordering::Relaxed),
             commands: self.stats.commands.load(Ordering::Relaxed),
         }
+    }
+
+    /// Test hook: while `reason` is set, every commit fails with it (as
+    /// [`StoreError::Unavailable`]), as when the disk is full; `None` heals. For fault
+    /// tests such as [`conformance_fault_suite!`](crate::conformance_fault_suite).
+    #[doc(hidden)]
+    pub fn fail_commits(&self, reason: Option<&str>) {
+        self.health.inject(reason.map(str::to_owned));
     }
 
     /// Finishes queued commands, stops the writer and releases the lock.
@@ -228,15 +266,9 @@ impl Drop for SqliteStore {
 
 fn lock_data_dir(data_dir: &Path) -> StoreResult<File> {
     let path = data_dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| {
-            StoreError::Backend(format!("cannot open lock file {}: {e}", path.display()))
-        })?;
+    let file = files::open_private(&path).map_err(|e| {
+        StoreError::Backend(format!("cannot open lock file {}: {e}", path.display()))
+    })?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(TryLockError::WouldBlock) => Err(StoreError::Backend(format!(
@@ -389,7 +421,17 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        self.write(0, |_, _| Ok(())).await
+        let Some(unready) = self.health.unready() else {
+            // The writer answers, and no commit failed since the last probe.
+            return self.write(0, |_, _| Ok(())).await;
+        };
+        // A commit failed: only a commit can tell whether the cause is gone.
+        tracing::debug!(reason = %unready.reason, "store: not ready; probing with a write");
+        self.write(health::PROBE_BYTES, |c, _| health::probe(c))
+            .await
+            .map_err(health::not_ready)?;
+        self.health.probed(unready.seen);
+        Ok(())
     }
 }
 

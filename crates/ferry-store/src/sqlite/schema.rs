@@ -164,8 +164,21 @@ CREATE TABLE dedupe_windows (
 CREATE INDEX dedupe_windows_expiry ON dedupe_windows (expires_at);
 "#;
 
+/// Version 4: `store_meta`, facts about the store itself, one row per key.
+///
+/// Its first key is `ready_probe`: while the store is not ready (a commit failed, say the
+/// disk is full), a readiness check writes 1 MiB of random bytes there, replacing the last,
+/// to find out whether real commits fit again (see `health`). A rowid table, as the value
+/// may be large. A V3 file upgrades with nothing to convert.
+const V4: &str = r#"
+CREATE TABLE store_meta (
+    key   TEXT NOT NULL PRIMARY KEY,
+    value
+);
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -8,6 +8,9 @@
 //! invalid request) is rolled back alone while the rest of the batch commits. If the
 //! transaction itself is lost or `COMMIT` fails, every command of the batch gets the error
 //! and nothing of the batch is applied.
+//!
+//! Each batch's [`Verdict`] feeds the store's readiness ([`Health`]) and the disk-full
+//! handling ([`Space`]), which runs between batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::codec::map_err;
 use super::counts::LaneDeltas;
+use super::health::{Health, Verdict};
+use super::space::Space;
 use crate::{StoreError, StoreResult};
 
 /// One unit of work for the writer. Implemented by [`Job`].
@@ -27,6 +32,8 @@ pub(crate) trait Command: Send {
     /// its own savepoint, so a failure undoes only this command. Returns whether it succeeded.
     /// May run twice (see [`run_batch`]), so the work must not consume its input.
     fn run(&mut self, conn: &Connection, isolated: bool, deltas: &mut LaneDeltas) -> bool;
+    /// The reason the kept result failed for lack of space or an I/O error, if it did.
+    fn fault(&self) -> Option<String>;
     /// Sends the kept result if the batch committed, else the batch error.
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
 }
@@ -85,6 +92,13 @@ where
         ok
     }
 
+    fn fault(&self) -> Option<String> {
+        match &self.result {
+            Some(Err(StoreError::Unavailable(reason))) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>) {
         let out = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
@@ -99,6 +113,8 @@ where
 fn batch_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Closed => StoreError::Closed,
+        // Kept as is: callers (and `ping`) tell a full disk from other failures.
+        StoreError::Unavailable(reason) => StoreError::Unavailable(reason.clone()),
         other => StoreError::Backend(format!("batch not committed: {other}")),
     }
 }
@@ -146,13 +162,22 @@ pub(crate) struct Bounds {
     pub max_bytes: usize,
 }
 
+/// What the writer thread owns besides its connection and queue.
+pub(crate) struct WriterParts {
+    pub stats: Arc<Stats>,
+    pub health: Arc<Health>,
+    pub space: Space,
+    pub bounds: Bounds,
+}
+
 /// The writer loop: runs until every sender is gone and the queue is drained.
-pub(crate) fn run(
-    conn: Connection,
-    mut rx: mpsc::Receiver<Box<dyn Command>>,
-    stats: Arc<Stats>,
-    bounds: Bounds,
-) {
+pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, parts: WriterParts) {
+    let WriterParts {
+        stats,
+        health,
+        mut space,
+        bounds,
+    } = parts;
     let max_commands = bounds.max_commands.max(1);
     let mut batch: Vec<Box<dyn Command>> = Vec::with_capacity(max_commands.min(4096));
     while let Some(first) = rx.blocking_recv() {
@@ -167,7 +192,9 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, &mut batch, &stats);
+        space.before_batch(&conn, &health);
+        let verdict = run_batch(&conn, &mut batch, &stats, &health);
+        space.after_batch(&conn, &health, &verdict);
     }
     if let Err(e) = conn.execute_batch("PRAGMA optimize") {
         tracing::debug!(error = %e, "PRAGMA optimize at close failed");
@@ -177,18 +204,30 @@ pub(crate) fn run(
     }
 }
 
-/// Runs one batch in one transaction and answers every command.
+/// Runs one batch in one transaction, records what it proved about the disk in `health`
+/// (before answering, so a caller that saw its write fail finds the store unready), and
+/// answers every command.
 ///
 /// Optimistic first: commands run back to back without savepoints (a savepoint makes SQLite
 /// copy every page a command touches into a sub-journal). Should any command fail, the
 /// transaction is rolled back and, if other commands share the batch, the batch runs again
 /// with one savepoint per command, so only the failing ones are undone.
-fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Command>>, stats: &Stats) {
+fn run_batch(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn Command>>,
+    stats: &Stats,
+    health: &Health,
+) -> Verdict {
     let n = batch.len() as u64;
-    let outcome = match run_transaction(conn, batch, false) {
-        Ok(false) if batch.len() > 1 => run_transaction(conn, batch, true),
-        other => other,
-    };
+    // Rows changed by the attempt whose outcome stands (not by a rolled-back first try).
+    let mut changes = conn.total_changes();
+    let mut outcome = run_transaction(conn, batch, false, health);
+    if matches!(outcome, Ok(false)) && batch.len() > 1 {
+        changes = conn.total_changes();
+        outcome = run_transaction(conn, batch, true, health);
+    }
+    let verdict = verdict(&outcome, conn.total_changes() > changes, batch);
+    health.record(&verdict);
     match &outcome {
         Ok(true) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -202,6 +241,23 @@ fn run_batch(conn: &Connection, batch: &mut Vec<Box<dyn Command>>, stats: &Stats
     for cmd in batch.drain(..) {
         cmd.answer(outcome.as_ref().map(|_| ()));
     }
+    verdict
+}
+
+/// What a batch proved: `outcome` is [`run_transaction`]'s, `changed` whether any row
+/// changed on the way.
+fn verdict(outcome: &StoreResult<bool>, changed: bool, batch: &[Box<dyn Command>]) -> Verdict {
+    match outcome {
+        Err(StoreError::Closed | StoreError::Invalid(_)) => Verdict::Nothing,
+        Err(StoreError::Unavailable(reason) | StoreError::Backend(reason)) => {
+            Verdict::Failed(reason.clone())
+        }
+        Ok(committed) => match batch.iter().find_map(|cmd| cmd.fault()) {
+            Some(reason) => Verdict::Failed(reason),
+            None if *committed && changed => Verdict::Wrote,
+            None => Verdict::Nothing,
+        },
+    }
 }
 
 /// One attempt at the batch. `Ok(true)`: committed. `Ok(false)`: a command failed outside a
@@ -211,6 +267,7 @@ fn run_transaction(
     conn: &Connection,
     batch: &mut [Box<dyn Command>],
     isolated: bool,
+    health: &Health,
 ) -> StoreResult<bool> {
     exec(conn, "BEGIN IMMEDIATE")?;
     let mut deltas = LaneDeltas::default();
@@ -218,9 +275,12 @@ fn run_transaction(
         let ok = cmd.run(conn, isolated, &mut deltas);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full, ...).
-            return Err(StoreError::Backend(
-                "the write transaction was rolled back by SQLite".to_owned(),
-            ));
+            return Err(match cmd.fault() {
+                Some(reason) => StoreError::Unavailable(reason),
+                None => StoreError::Backend(
+                    "the write transaction was rolled back by SQLite".to_owned(),
+                ),
+            });
         }
         if !ok && !isolated {
             rollback(conn);
@@ -230,6 +290,10 @@ fn run_transaction(
     if let Err(e) = deltas.flush(conn) {
         rollback(conn);
         return Err(e);
+    }
+    if let Some(reason) = health.injected() {
+        rollback(conn);
+        return Err(StoreError::Unavailable(reason));
     }
     if let Err(e) = exec(conn, "COMMIT") {
         rollback(conn);

@@ -335,22 +335,44 @@ pub async fn metrics_text(hub: std::net::SocketAddr) -> String {
 /// and return it with the address it printed. Its stdout keeps being drained, so the child
 /// never blocks on a full pipe.
 pub fn spawn_ferry(cfg: &Path, data: &Path, log: &Path) -> (std::process::Child, SocketAddr) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["serve", "--config"])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(data);
+    spawn_serving(cmd, log)
+}
+
+/// [`spawn_ferry`] with the process umask set to `umask` (octal, e.g. `"000"`) by a shell
+/// that then `exec`s the binary, so the child is still the hub itself.
+pub fn spawn_ferry_with_umask(
+    cfg: &Path,
+    data: &Path,
+    log: &Path,
+    umask: &str,
+) -> (std::process::Child, SocketAddr) {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_ferry"))
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(data);
+    spawn_serving(cmd, log)
+}
+
+/// Runs `cmd` (a `ferry serve`), its stderr appended to `log`, and returns it with the
+/// address it printed; its stdout keeps being drained.
+fn spawn_serving(mut cmd: std::process::Command, log: &Path) -> (std::process::Child, SocketAddr) {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let line = lines.next().expect("ferry printed nothing").unwrap();
