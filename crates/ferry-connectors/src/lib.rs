@@ -16,6 +16,7 @@
 
 pub mod conformance;
 pub mod nats;
+mod outcome;
 pub mod postgres;
 pub mod rabbitmq;
 

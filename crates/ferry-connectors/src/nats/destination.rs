@@ -9,10 +9,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_config::NatsDestination;
 use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered, Verdict};
-use ferry_store::{ClaimedDelivery, Millis};
+use ferry_store::ClaimedDelivery;
 use futures_util::future::join_all;
 use tokio::sync::OnceCell;
 
+use crate::outcome::{Failure, attempt};
 use crate::{now_millis, stored_header};
 
 /// Publishes deliveries to one subject of a NATS server, waiting for JetStream's ack.
@@ -32,13 +33,6 @@ impl fmt::Debug for NatsConnector {
             .field("connected", &self.stream.initialized())
             .finish()
     }
-}
-
-/// What went wrong with one publish: its error class, the text, and the verdict.
-struct Failure {
-    class: &'static str,
-    error: String,
-    verdict: Verdict,
 }
 
 impl NatsConnector {
@@ -127,30 +121,6 @@ fn failure(e: &PublishError) -> Failure {
         class,
         error: format!("NATS publish failed: {e}"),
         verdict,
-    }
-}
-
-/// The attempt a publish (or a batch of them) makes.
-fn attempt(started_at: Millis, clock: Instant, result: Result<(), Failure>) -> AttemptResult {
-    match result {
-        Ok(()) => AttemptResult {
-            started_at,
-            latency: clock.elapsed(),
-            status: None,
-            verdict: Verdict::Delivered,
-            error_class: "ok",
-            error: None,
-            response_excerpt: None,
-        },
-        Err(f) => AttemptResult {
-            started_at,
-            latency: clock.elapsed(),
-            status: None,
-            verdict: f.verdict,
-            error_class: f.class,
-            error: Some(f.error),
-            response_excerpt: None,
-        },
     }
 }
 

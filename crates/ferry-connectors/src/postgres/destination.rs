@@ -7,14 +7,15 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Pool, PoolConfig, Runtime, Timeouts};
 use ferry_config::PostgresDestination;
-use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered, Verdict};
-use ferry_store::{ClaimedDelivery, Millis};
+use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered};
+use ferry_store::ClaimedDelivery;
 use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::upsert;
 use crate::now_millis;
+use crate::outcome::{Failure, attempt};
 
 /// Upserts records into one table through a bounded connection pool.
 pub struct PostgresConnector {
@@ -30,31 +31,6 @@ impl fmt::Debug for PostgresConnector {
             .field("key", &self.config.key)
             .field("pool", &self.config.pool)
             .finish()
-    }
-}
-
-/// What went wrong with one upsert.
-struct Failure {
-    class: &'static str,
-    error: String,
-    verdict: Verdict,
-}
-
-impl Failure {
-    fn permanent(class: &'static str, error: String) -> Self {
-        Self {
-            class,
-            error,
-            verdict: Verdict::Permanent,
-        }
-    }
-
-    fn retry(class: &'static str, error: String) -> Self {
-        Self {
-            class,
-            error,
-            verdict: Verdict::Retry { retry_after: None },
-        }
     }
 }
 
@@ -154,22 +130,6 @@ fn constraint_class(code: &SqlState) -> &'static str {
         "23" => "constraint_violation",
         "22" => "data_invalid",
         _ => "schema_mismatch",
-    }
-}
-
-fn attempt(started_at: Millis, clock: Instant, result: Result<(), Failure>) -> AttemptResult {
-    let (verdict, error_class, error) = match result {
-        Ok(()) => (Verdict::Delivered, "ok", None),
-        Err(f) => (f.verdict, f.class, Some(f.error)),
-    };
-    AttemptResult {
-        started_at,
-        latency: clock.elapsed(),
-        status: None,
-        verdict,
-        error_class,
-        error,
-        response_excerpt: None,
     }
 }
 

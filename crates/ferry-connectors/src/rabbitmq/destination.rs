@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_config::RabbitmqDestination;
 use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered, Verdict};
-use ferry_store::{ClaimedDelivery, Millis};
+use ferry_store::ClaimedDelivery;
 use futures_util::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
@@ -16,6 +16,7 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
+use crate::outcome::{Failure, attempt};
 use crate::{now_millis, stored_header};
 
 /// AMQP delivery mode of a message the broker writes to disk.
@@ -39,23 +40,6 @@ impl fmt::Debug for RabbitmqConnector {
             .field("routing_key", &self.config.routing_key)
             .field("timeout", &self.config.timeout)
             .finish()
-    }
-}
-
-/// What went wrong with one publish.
-struct Failure {
-    class: &'static str,
-    error: String,
-    verdict: Verdict,
-}
-
-impl Failure {
-    fn retry(class: &'static str, error: String) -> Self {
-        Self {
-            class,
-            error,
-            verdict: Verdict::Retry { retry_after: None },
-        }
     }
 }
 
@@ -183,22 +167,6 @@ impl RabbitmqConnector {
                 "the channel is not in confirm mode".into(),
             )),
         }
-    }
-}
-
-fn attempt(started_at: Millis, clock: Instant, result: Result<(), Failure>) -> AttemptResult {
-    let (verdict, error_class, error) = match result {
-        Ok(()) => (Verdict::Delivered, "ok", None),
-        Err(f) => (f.verdict, f.class, Some(f.error)),
-    };
-    AttemptResult {
-        started_at,
-        latency: clock.elapsed(),
-        status: None,
-        verdict,
-        error_class,
-        error,
-        response_excerpt: None,
     }
 }
 
