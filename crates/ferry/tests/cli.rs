@@ -83,6 +83,8 @@ fn every_command_has_help_with_examples() {
         vec!["validate"],
         vec!["test"],
         vec!["dlq", "list"],
+        vec!["events"],
+        vec!["deliveries"],
         vec!["dlq", "replay"],
         vec!["replay"],
         vec!["status"],

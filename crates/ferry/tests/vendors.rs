@@ -6,56 +6,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
 use serde_json::Value;
-
-const GITHUB_SECRET: &str = "gh-webhook-secret-0123456789";
-
-/// A config with a Stripe flow and a GitHub flow, neither setting `event_id`, both
-/// delivering to `rx`.
-fn vendor_config(dir: &Path, rx: &TestReceiver) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
-    std::fs::write(dir.join("stripe-secret"), STRIPE_SECRET).unwrap();
-    std::fs::write(dir.join("github-secret"), GITHUB_SECRET).unwrap();
-    let dest = |name: &str| {
-        format!(
-            "    destinations:\n      crm:\n        system: crm\n        http: {{ url: \"{}\" }}\n        retry: {{ max_attempts: 3, initial_backoff: 20ms, max_backoff: 100ms }}\n",
-            rx.url(&format!("/{name}"))
-        )
-    };
-    std::fs::write(
-        dir.join("ferry.yaml"),
-        format!(
-            "settings:
-  listen: 127.0.0.1:0
-  admin: {{ token: {{ file: admin-token }} }}
-  delivery: {{ shutdown_grace: 2s, egress_allow: [127.0.0.0/8] }}
-systems:
-  stripe: {{ owner: team-billing }}
-  github: {{ owner: team-dev }}
-  crm: {{ owner: team-crm }}
-flows:
-  stripe:
-    source:
-      webhook:
-        system: stripe
-        signature: {{ stripe: {{ secret: {{ file: stripe-secret }} }} }}
-        event_type: /type
-{}  github:
-    source:
-      webhook:
-        system: github
-        signature: {{ github: {{ secret: {{ file: github-secret }} }} }}
-{}",
-            dest("stripe"),
-            dest("github")
-        ),
-    )
-    .unwrap();
-}
 
 async fn json(resp: reqwest::Response) -> (u16, Value) {
     let status = resp.status().as_u16();
@@ -66,7 +18,7 @@ async fn json(resp: reqwest::Response) -> (u16, Value) {
 async fn a_resent_stripe_event_is_stored_once_by_its_body_id() {
     let rx = TestReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    vendor_config(&dir.path().join("cfg"), &rx);
+    write_vendor_config(&dir.path().join("cfg"), &rx);
     let hub = start_hub(&dir.path().join("cfg"), &dir.path().join("data")).await;
     let addr = hub.addr();
 
@@ -117,7 +69,7 @@ async fn a_resent_stripe_event_is_stored_once_by_its_body_id() {
 async fn a_redelivered_github_event_is_stored_once_by_its_delivery_header() {
     let rx = TestReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    vendor_config(&dir.path().join("cfg"), &rx);
+    write_vendor_config(&dir.path().join("cfg"), &rx);
     let hub = start_hub(&dir.path().join("cfg"), &dir.path().join("data")).await;
     let addr = hub.addr();
 
@@ -145,7 +97,7 @@ async fn a_redelivered_github_event_is_stored_once_by_its_delivery_header() {
 async fn an_empty_stripe_signature_is_missing_not_malformed() {
     let rx = TestReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    vendor_config(&dir.path().join("cfg"), &rx);
+    write_vendor_config(&dir.path().join("cfg"), &rx);
     let hub = start_hub(&dir.path().join("cfg"), &dir.path().join("data")).await;
     let addr = hub.addr();
     let body = r#"{"id":"evt_1","type":"invoice.paid"}"#;

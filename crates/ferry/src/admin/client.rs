@@ -67,6 +67,22 @@ impl AdminClient {
             .await
     }
 
+    /// A page of events.
+    pub async fn events(&self, q: &EventQuery) -> Result<EventPage> {
+        self.send(self.http.get(self.url("/admin/v1/events")?).query(q))
+            .await
+    }
+
+    /// One event.
+    pub async fn event(&self, id: &str) -> Result<EventView> {
+        let mut url = self.url("/admin/v1/events/")?;
+        url.path_segments_mut()
+            .map_err(|_| anyhow::anyhow!("the hub URL cannot take a path"))?
+            .pop_if_empty()
+            .push(id);
+        self.send(self.http.get(url)).await
+    }
+
     /// One delivery with attempts and event.
     pub async fn delivery(&self, id: &str) -> Result<DeliveryView> {
         self.send(

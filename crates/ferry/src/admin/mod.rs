@@ -5,6 +5,7 @@ mod api;
 mod auth;
 pub mod client;
 pub mod dto;
+mod filters;
 
 pub use api::{AdminState, router};
 pub use auth::{TokenGate, require_token};

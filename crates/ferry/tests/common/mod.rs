@@ -423,3 +423,51 @@ pub async fn post_to(
     }
     req.send().await.unwrap()
 }
+
+/// The GitHub flow's webhook secret.
+pub const GITHUB_SECRET: &str = "gh-webhook-secret-0123456789";
+
+/// A config with a Stripe flow (`/ingest/stripe`) and a GitHub flow (`/ingest/github`),
+/// neither setting `event_id`, both delivering to `rx` (at `/stripe`, `/github`) with fast
+/// retries.
+pub fn write_vendor_config(dir: &Path, rx: &TestReceiver) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
+    std::fs::write(dir.join("stripe-secret"), STRIPE_SECRET).unwrap();
+    std::fs::write(dir.join("github-secret"), GITHUB_SECRET).unwrap();
+    let dest = |name: &str| {
+        format!(
+            "    destinations:\n      crm:\n        system: crm\n        http: {{ url: \"{}\" }}\n        retry: {{ max_attempts: 3, initial_backoff: 20ms, max_backoff: 100ms }}\n",
+            rx.url(&format!("/{name}"))
+        )
+    };
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        format!(
+            "settings:
+  listen: 127.0.0.1:0
+  admin: {{ token: {{ file: admin-token }} }}
+  delivery: {{ shutdown_grace: 2s, egress_allow: [127.0.0.0/8] }}
+systems:
+  stripe: {{ owner: team-billing }}
+  github: {{ owner: team-dev }}
+  crm: {{ owner: team-crm }}
+flows:
+  stripe:
+    source:
+      webhook:
+        system: stripe
+        signature: {{ stripe: {{ secret: {{ file: stripe-secret }} }} }}
+        event_type: /type
+{}  github:
+    source:
+      webhook:
+        system: github
+        signature: {{ github: {{ secret: {{ file: github-secret }} }} }}
+{}",
+            dest("stripe"),
+            dest("github")
+        ),
+    )
+    .unwrap();
+}
