@@ -29,6 +29,7 @@ mod model;
 mod parse;
 mod render;
 mod resilience;
+mod retry_span;
 mod schedule;
 mod schema_file;
 mod secret;
@@ -44,6 +45,7 @@ pub use load::{LoadOptions, Loaded, load_dir};
 pub use model::*;
 pub use render::render;
 pub use resilience::*;
+pub use retry_span::RetrySpan;
 pub use schedule::Schedule;
 pub use schema_file::SchemaFileError;
 pub use secret::{

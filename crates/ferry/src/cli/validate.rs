@@ -18,15 +18,17 @@ pub struct ValidateArgs {
 
 /// Exit 0 when the config is valid (warnings allowed), 1 otherwise.
 pub fn run(args: ValidateArgs) -> Result<ExitCode> {
-    match super::serve::load_config(&args.dir, !args.skip_secrets) {
-        Some(config) => {
+    match super::serve::load_config_counted(&args.dir, !args.skip_secrets) {
+        Some((config, warnings)) => {
             let destinations: usize = config.flows.values().map(|f| f.destinations.len()).sum();
             println!(
-                "{}: valid — {} systems, {} flows, {} destinations",
+                "{}: valid — {} systems, {} flows, {} destinations, {} warning{}",
                 args.dir.display(),
                 config.systems.len(),
                 config.flows.len(),
-                destinations
+                destinations,
+                warnings,
+                if warnings == 1 { "" } else { "s" }
             );
             Ok(ExitCode::SUCCESS)
         }
