@@ -54,4 +54,4 @@ pub use secret::{
 };
 pub use source_map::SourceMap;
 pub use steps::*;
-pub use yaml_file::read_yaml_file;
+pub use yaml_file::{YamlIndex, read_yaml_file, read_yaml_file_indexed};
