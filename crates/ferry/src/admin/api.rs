@@ -15,6 +15,7 @@ use super::filters::{
     bad_request, event_filter, list_filter, page_size, parse_delivery_id, parse_event_id,
     replay_filter, replay_origin,
 };
+use super::systems::{SystemCatalog, SystemsResponse, roll_up};
 use crate::clock::now_ms;
 use crate::problem::Problem;
 
@@ -28,12 +29,15 @@ pub struct AdminState {
     pub wake_all: Arc<dyn Fn() + Send + Sync>,
     /// The pull flows and their pullers.
     pub pulls: Arc<crate::pull::PullBoard>,
+    /// The systems of the running config (owner, on-call, tier) and each lane's system.
+    pub systems: Arc<SystemCatalog>,
 }
 
 /// The admin routes, all behind the bearer token.
 pub fn router(state: AdminState, gate: TokenGate) -> Router {
     Router::new()
         .route("/admin/v1/lanes", get(lanes))
+        .route("/admin/v1/systems", get(systems))
         .route("/admin/v1/lanes/{flow}/{destination}/pause", post(pause))
         .route("/admin/v1/lanes/{flow}/{destination}/resume", post(resume))
         .route("/admin/v1/deliveries", get(list_deliveries))
@@ -62,6 +66,14 @@ fn store_error(e: ferry_store::StoreError) -> Problem {
 async fn lanes(State(st): State<AdminState>) -> ApiResult<LanesResponse> {
     Ok(Json(LanesResponse {
         lanes: lane_views(&st).await?,
+    }))
+}
+
+/// `GET /admin/v1/systems`: the lanes rolled up per system, worst first.
+async fn systems(State(st): State<AdminState>) -> ApiResult<SystemsResponse> {
+    let lanes = lane_views(&st).await?;
+    Ok(Json(SystemsResponse {
+        systems: roll_up(&lanes, &st.systems, now_ms()),
     }))
 }
 

@@ -56,6 +56,12 @@ impl AdminClient {
         self.send(self.http.get(self.url("/admin/v1/lanes")?)).await
     }
 
+    /// The lanes rolled up per system, worst first.
+    pub async fn systems(&self) -> Result<super::systems::SystemsResponse> {
+        self.send(self.http.get(self.url("/admin/v1/systems")?))
+            .await
+    }
+
     /// Every pull flow with its cursor, runs and freshness.
     pub async fn pulls(&self) -> Result<PullsResponse> {
         self.send(self.http.get(self.url("/admin/v1/pulls")?)).await

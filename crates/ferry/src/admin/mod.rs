@@ -6,6 +6,7 @@ mod auth;
 pub mod client;
 pub mod dto;
 mod filters;
+pub mod systems;
 
 pub use api::{AdminState, router};
 pub use auth::{TokenGate, require_token};

@@ -68,9 +68,10 @@ pub enum Command {
     Replay(admin_cmds::ReplayArgs),
     /// Show every delivery lane of a running hub: backlog, oldest waiting delivery, circuit
     /// breaker, 429 hold, pause; then its pull flows: last run, freshness against the SLA,
-    /// next run (`--json` prints the lanes only; pulls: `GET /admin/v1/pulls`).
+    /// next run (`--json` prints the lanes only; pulls: `GET /admin/v1/pulls`). With
+    /// `--by system`, one row per receiving system instead, the worst first.
     #[command(
-        after_help = "Examples:\n  ferry status --config examples/quickstart\n  ferry status --json | jq '.[] | select(.gate.breaker != \"closed\")'"
+        after_help = "Examples:\n  ferry status --config examples/quickstart\n  ferry status --by system                 # per system: owner, tier, worst lane first\n  ferry status --json | jq '.[] | select(.gate.breaker != \"closed\")'"
     )]
     Status(lane_cmds::StatusArgs),
     /// Pause a destination of a flow: nothing is sent, events keep accumulating durably.
