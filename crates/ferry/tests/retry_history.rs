@@ -143,7 +143,8 @@ async fn the_cli_lists_retried_deliveries_and_shows_replays() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cfg");
     write_config(&cfg, &http_destination("sink", &rx.url("/in"), 3));
-    let (mut child, addr) = spawn_ferry(&cfg, &dir.path().join("data"), &dir.path().join("log"));
+    let (child, addr) = spawn_ferry(&cfg, &dir.path().join("data"), &dir.path().join("log"));
+    let _child = KillOnDrop(child);
 
     let once = settle(addr, "m1").await;
     rx.script([Answer::status(503)]);
@@ -181,7 +182,4 @@ async fn the_cli_lists_retried_deliveries_and_shows_replays() {
     assert!(out.contains("replay"), "{out}");
     assert!(out.contains("by admin API: ferry dlq replay"), "{out}");
     assert!(out.contains("was dead"), "{out}");
-
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

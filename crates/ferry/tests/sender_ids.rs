@@ -114,7 +114,8 @@ async fn the_cli_finds_an_event_and_its_dead_delivery_by_the_senders_id() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cfg");
     write_vendor_config(&cfg, &rx);
-    let (mut child, addr) = spawn_ferry(&cfg, &dir.path().join("data"), &dir.path().join("log"));
+    let (child, addr) = spawn_ferry(&cfg, &dir.path().join("data"), &dir.path().join("log"));
+    let _child = KillOnDrop(child);
 
     let accepted = send_stripe(addr, STRIPE_ID).await;
     let ferry_id = accepted["event_id"].as_str().unwrap().to_string();
@@ -147,7 +148,4 @@ async fn the_cli_finds_an_event_and_its_dead_delivery_by_the_senders_id() {
     assert!(out.contains("No dead delivery matches"), "{out}");
     let out = ferry_cli(addr, &["events", "--sender-id", "evt_someone_else"]);
     assert!(out.contains("No event has the sender id"), "{out}");
-
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

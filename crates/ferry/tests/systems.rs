@@ -117,7 +117,8 @@ async fn ferry_status_by_system_prints_owner_tier_and_the_worst_first() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("cfg");
     systems_config(&cfg, &rx);
-    let (mut child, addr) = spawn_ferry(&cfg, &dir.path().join("data"), &dir.path().join("log"));
+    let (child, addr) = spawn_ferry(&cfg, &dir.path().join("data"), &dir.path().join("log"));
+    let _child = KillOnDrop(child);
     admin_post(addr, "/admin/v1/lanes/orders/warehouse/pause", json!({})).await;
 
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -147,6 +148,4 @@ async fn ferry_status_by_system_prints_owner_tier_and_the_worst_first() {
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["system"], "warehouse");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

@@ -22,16 +22,20 @@ pub fn run(args: ValidateArgs) -> Result<ExitCode> {
         Some((config, warnings)) => {
             let destinations: usize = config.flows.values().map(|f| f.destinations.len()).sum();
             println!(
-                "{}: valid — {} systems, {} flows, {} destinations, {} warning{}",
+                "{}: valid — {}, {}, {}, {}",
                 args.dir.display(),
-                config.systems.len(),
-                config.flows.len(),
-                destinations,
-                warnings,
-                if warnings == 1 { "" } else { "s" }
+                count(config.systems.len(), "system"),
+                count(config.flows.len(), "flow"),
+                count(destinations, "destination"),
+                count(warnings, "warning"),
             );
             Ok(ExitCode::SUCCESS)
         }
         None => Ok(ExitCode::FAILURE),
     }
+}
+
+/// `1 flow`, `2 flows`.
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

@@ -471,3 +471,14 @@ flows:
     )
     .unwrap();
 }
+
+/// A child process killed (and reaped) when dropped: a `ferry serve` started by a test that
+/// then fails does not outlive it.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
