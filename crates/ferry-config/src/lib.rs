@@ -30,6 +30,7 @@ mod model;
 mod parse;
 mod render;
 mod resilience;
+mod retry_span;
 mod schedule;
 mod schema_file;
 mod secret;
@@ -46,6 +47,7 @@ pub use load::{LoadOptions, Loaded, load_dir};
 pub use model::*;
 pub use render::render;
 pub use resilience::*;
+pub use retry_span::RetrySpan;
 pub use schedule::Schedule;
 pub use schema_file::SchemaFileError;
 pub use secret::{
@@ -54,4 +56,4 @@ pub use secret::{
 };
 pub use source_map::SourceMap;
 pub use steps::*;
-pub use yaml_file::read_yaml_file;
+pub use yaml_file::{YamlIndex, read_yaml_file, read_yaml_file_indexed};

@@ -297,8 +297,9 @@ pub struct WebhookSource {
     pub path: Option<String>,
     /// How requests are authenticated. Required: write `none: {}` to accept unsigned requests.
     pub signature: SignatureConfig,
-    /// Where the sender's event id (used to dedupe re-sends) is read from.
-    /// Default: the `webhook-id` header, else the `Idempotency-Key` header.
+    /// Where the sender's event id (used to dedupe re-sends) is read from. Default: where
+    /// the signature scheme's vendor puts it ([`SignatureConfig::vendor_event_id`]), else
+    /// the `webhook-id`, `svix-id` or `Idempotency-Key` header.
     #[serde(default)]
     pub event_id: Option<EventIdSource>,
     /// JSON pointer to the event type in the body (e.g. `/type`), kept with the event.
@@ -595,6 +596,27 @@ impl SignatureConfig {
             SignatureConfig::Bearer { token } => Some(("token", token)),
             SignatureConfig::Basic { password, .. } => Some(("password", password)),
             SignatureConfig::None {} => None,
+        }
+    }
+
+    /// Where the vendor this scheme stands for puts its event id (Stripe: the body's `/id`;
+    /// GitHub: `X-GitHub-Delivery`; Standard Webhooks: `webhook-id`/`svix-id`): the dedupe
+    /// key when the source sets no `event_id`. `None` for the generic schemes (`hmac`,
+    /// `bearer`, `basic`, `none`) and for `stripe` with another `header` (another vendor).
+    pub fn vendor_event_id(&self) -> Option<ferry_signature::VendorEventId> {
+        use ferry_signature::schemes::{
+            GitHub, STRIPE_SIGNATURE_HEADER, StandardWebhooks, StripeStyle,
+        };
+        match self {
+            SignatureConfig::StandardWebhooks { .. } => Some(StandardWebhooks::VENDOR_EVENT_ID),
+            SignatureConfig::Stripe { header, .. } => StripeStyle::vendor_event_id_for(
+                header.as_deref().unwrap_or(STRIPE_SIGNATURE_HEADER),
+            ),
+            SignatureConfig::Github { .. } => Some(GitHub::VENDOR_EVENT_ID),
+            SignatureConfig::Hmac { .. }
+            | SignatureConfig::Bearer { .. }
+            | SignatureConfig::Basic { .. }
+            | SignatureConfig::None {} => None,
         }
     }
 

@@ -22,10 +22,11 @@ fn a_valid_enrich_loads_with_its_defaults() {
           headers:
             accept: application/json
 ";
-    let tmp = dir(&[
-        ("systems.yaml", SYSTEMS),
-        ("flows.yaml", &with_enrich(body)),
-    ]);
+    let flows = with_enrich(body).replace(
+        "        signature: { none: {} }\n",
+        "        signature: { none: {} }\n        event_id: { header: X-Event-Id }\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("flows.yaml", &flows)]);
     let loaded = load(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
     let enrich = loaded.config.flows["f"].destinations["crm"]
         .enrich

@@ -133,6 +133,35 @@ impl VerifyError {
     }
 }
 
+/// Where a vendor puts its own id of an event: what Ferry dedupes re-sends by when a flow
+/// does not say (`event_id`). A sender re-sends an event (after a time-out, a 5xx, by hand)
+/// with the same id, so an event stored under its id is stored once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorEventId {
+    /// The first of these headers the request carries (lower-case names, in order).
+    Headers(&'static [&'static str]),
+    /// The string (or number) at this JSON pointer in the body.
+    JsonPointer(&'static str),
+}
+
+impl VendorEventId {
+    /// Where the id is, for people: ``the `webhook-id` header`` or ``the body's `/id` ``.
+    pub fn describe(&self) -> String {
+        match self {
+            VendorEventId::Headers([first, rest @ ..]) => {
+                let rest: Vec<String> = rest.iter().map(|n| format!("`{n}`")).collect();
+                if rest.is_empty() {
+                    format!("the `{first}` header")
+                } else {
+                    format!("the `{first}` (or {}) header", rest.join(", "))
+                }
+            }
+            VendorEventId::Headers([]) => "no header".to_string(),
+            VendorEventId::JsonPointer(pointer) => format!("the body's `{pointer}`"),
+        }
+    }
+}
+
 /// One inbound authentication scheme.
 pub trait SignatureScheme: Send + Sync + fmt::Debug {
     /// Stable scheme name: `"standard_webhooks"`, `"stripe"`, `"github"`,
@@ -154,6 +183,13 @@ pub trait SignatureScheme: Send + Sync + fmt::Debug {
     /// [`verify`](Self::verify) must still pass. The default checks nothing.
     fn check_headers(&self, _headers: &http::HeaderMap, _now_unix: i64) -> Result<(), VerifyError> {
         Ok(())
+    }
+
+    /// Where the vendor this scheme stands for puts its event id, if the scheme knows: the
+    /// dedupe key of a flow that configures none. `None` for generic schemes (`hmac`,
+    /// `bearer`, `basic`, `none`): they say nothing about who sends.
+    fn vendor_event_id(&self) -> Option<VendorEventId> {
+        None
     }
 }
 

@@ -173,3 +173,40 @@ fn outbound_sign_verifies_inbound_through_public_api() {
     assert_eq!(err, VerifyError::Mismatch);
     assert_eq!(err.code(), "signature_mismatch");
 }
+
+/// Each vendor's scheme knows where its event id is; the generic ones claim nothing.
+#[test]
+fn vendor_event_ids() {
+    use ferry_signature::VendorEventId;
+    let ids: Vec<(&str, Option<VendorEventId>)> = all_schemes()
+        .iter()
+        .map(|s| (s.name(), s.vendor_event_id()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            (
+                "standard_webhooks",
+                Some(VendorEventId::Headers(&["webhook-id", "svix-id"]))
+            ),
+            ("stripe", Some(VendorEventId::JsonPointer("/id"))),
+            (
+                "github",
+                Some(VendorEventId::Headers(&["x-github-delivery"]))
+            ),
+            ("hmac", None),
+            ("hmac", None),
+            ("bearer", None),
+            ("basic", None),
+            ("none", None),
+        ]
+    );
+    assert_eq!(
+        VendorEventId::Headers(&["webhook-id", "svix-id"]).describe(),
+        "the `webhook-id` (or `svix-id`) header"
+    );
+    assert_eq!(
+        VendorEventId::JsonPointer("/id").describe(),
+        "the body's `/id`"
+    );
+}

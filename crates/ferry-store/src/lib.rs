@@ -115,11 +115,23 @@ pub trait Store: Send + Sync + 'static {
     /// One event.
     async fn event(&self, id: EventId) -> StoreResult<Option<StoredEvent>>;
 
+    /// Events matching `filter` in id order (time-ordered: the order they were accepted),
+    /// after the `after` cursor if given. A [sender id](EventFilter::sender_id) search costs
+    /// an index seek, whatever the number of events.
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventSummary>>;
+
     /// Replay: move deliveries matching `filter` that are `delivered`, `retrying` or `dead`
     /// back to `pending`, due at `now`, starting a new round (round attempts reset, round start
-    /// = now, replay count + 1). Pending and in-flight deliveries are left alone. Returns the
-    /// number replayed.
-    async fn replay(&self, filter: &DeliveryFilter, now: Millis) -> StoreResult<u64>;
+    /// = now, replay count + 1). Pending and in-flight deliveries are left alone. Each
+    /// replayed delivery keeps its attempts and gains a [`ReplayRecord`] (at `now`, asked
+    /// for `by`, with the state, attempt count and last error it had). Returns the number
+    /// replayed.
+    async fn replay(&self, filter: &DeliveryFilter, now: Millis, by: &str) -> StoreResult<u64>;
 
     /// Per-lane counts by state.
     async fn lane_counts(&self) -> StoreResult<Vec<LaneCounts>>;

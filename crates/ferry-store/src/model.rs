@@ -41,30 +41,56 @@ impl Default for DeliveryId {
         Self::new()
     }
 }
+// Id prefixes. Operators meet Ferry's ids next to their vendors' ids (in logs, tickets,
+// the receiver's `webhook-id`), so a prefix must say "Ferry" and nothing else:
+//
+// - events are `fev_` ("Ferry event"). Until 0.1 they were `evt_`, which is Stripe's own
+//   event prefix (also Paddle's, Clerk's, Hookdeck's…): a Stripe id pasted into a Ferry
+//   lookup looked like a broken Ferry id, and the other way round. No common SaaS uses
+//   `fev_`. The old `evt_` + 32 hex digits form is still accepted when parsing.
+// - deliveries stay `dlv_`: no common SaaS uses it (Svix has `msg_`/`atmpt_`, Hookdeck
+//   `evt_`/`atm_`, Stripe `evt_`/`we_`), and the delivery id is the outbound idempotency key
+//   (`webhook-id`, `Idempotency-Key`) that receivers store: renaming it would change the key
+//   of every delivery made before an upgrade and break "the same key across retries".
+// - batches (`bat_`, see ferry-delivery) are derived from delivery ids the same way.
+
+/// Prefix of an event id as displayed: `fev_` + 32 hex digits.
+pub const EVENT_ID_PREFIX: &str = "fev_";
+/// Prefix of a delivery id as displayed: `dlv_` + 32 hex digits.
+pub const DELIVERY_ID_PREFIX: &str = "dlv_";
+/// The event id prefix of earlier versions, still accepted when parsing.
+const LEGACY_EVENT_ID_PREFIX: &str = "evt_";
+
 impl std::fmt::Display for EventId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "evt_{}", self.0.simple())
+        write!(f, "{EVENT_ID_PREFIX}{}", self.0.simple())
     }
 }
 impl std::fmt::Display for DeliveryId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "dlv_{}", self.0.simple())
+        write!(f, "{DELIVERY_ID_PREFIX}{}", self.0.simple())
     }
 }
+/// `fev_` + 32 hex digits, the same with the old `evt_` prefix, or a bare UUID.
 impl std::str::FromStr for EventId {
     type Err = uuid::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s.strip_prefix("evt_").unwrap_or(s)).map(Self)
+        let bare = s
+            .strip_prefix(EVENT_ID_PREFIX)
+            .or_else(|| s.strip_prefix(LEGACY_EVENT_ID_PREFIX))
+            .unwrap_or(s);
+        Uuid::parse_str(bare).map(Self)
     }
 }
+/// `dlv_` + 32 hex digits, or a bare UUID.
 impl std::str::FromStr for DeliveryId {
     type Err = uuid::Error;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s.strip_prefix("dlv_").unwrap_or(s)).map(Self)
+        Uuid::parse_str(s.strip_prefix(DELIVERY_ID_PREFIX).unwrap_or(s)).map(Self)
     }
 }
 
-/// Ids travel as their display form (`evt_…`, `dlv_…`) in JSON, exactly as the CLI shows them.
+/// Ids travel as their display form (`fev_…`, `dlv_…`) in JSON, exactly as the CLI shows them.
 macro_rules! id_serde {
     ($ty:ty) => {
         impl Serialize for $ty {
@@ -298,6 +324,91 @@ pub struct DeliveryFilter {
     pub since: Option<Millis>,
     /// Event received before this time.
     pub until: Option<Millis>,
+    /// Deliveries of events with this sender id (matching as [`sender_id_matches`]).
+    #[serde(default)]
+    pub sender_id: Option<String>,
+    /// At least this many attempts, ever (across replays): `2` lists the deliveries that
+    /// needed a retry.
+    #[serde(default)]
+    pub min_attempts: Option<u32>,
+    /// At least one attempt failed with this error class (`http_5xx`, `timeout`, …).
+    #[serde(default)]
+    pub error_class: Option<String>,
+    /// At least one attempt got an HTTP status in this range.
+    #[serde(default)]
+    pub status: Option<StatusRange>,
+}
+
+/// An inclusive range of HTTP status codes: one code (`503`) or a class (`5xx`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRange {
+    pub from: u16,
+    pub to: u16,
+}
+
+impl std::str::FromStr for StatusRange {
+    type Err = String;
+    /// `503` (that code) or `5xx` (500 to 599), for codes 100 to 599.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!("`{s}` is not an HTTP status: write a code like `503` or a class like `5xx`")
+        };
+        let t = s.trim();
+        if let Some(class) = t.strip_suffix("xx").or_else(|| t.strip_suffix("XX")) {
+            let digit: u16 = class.parse().map_err(|_| bad())?;
+            if !(1..=5).contains(&digit) || class.len() != 1 {
+                return Err(bad());
+            }
+            return Ok(StatusRange {
+                from: digit * 100,
+                to: digit * 100 + 99,
+            });
+        }
+        let code: u16 = t.parse().map_err(|_| bad())?;
+        if !(100..=599).contains(&code) {
+            return Err(bad());
+        }
+        Ok(StatusRange {
+            from: code,
+            to: code,
+        })
+    }
+}
+
+/// Whether an event whose stored dedupe key is `key` matches a search for sender id `id`:
+/// the key is `id` itself, or a key Ferry derives from it — a `split` element's
+/// `<id>#<index>`, a pulled record's version `<id>@<cursor value>` — so a search by the id
+/// the vendor shows finds them all. Every backend's sender-id filters match this way.
+pub fn sender_id_matches(id: &str, key: &str) -> bool {
+    key == id
+        || key
+            .strip_prefix(id)
+            .is_some_and(|rest| rest.len() > 1 && (rest.starts_with('#') || rest.starts_with('@')))
+}
+
+/// Select events for listing. All set fields must match.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EventFilter {
+    /// The sender's id of the event (matching as [`sender_id_matches`]).
+    pub sender_id: Option<String>,
+    pub flow: Option<String>,
+    /// Received at or after this time.
+    pub since: Option<Millis>,
+    /// Received before this time.
+    pub until: Option<Millis>,
+}
+
+/// An event as listed: everything but its headers and payload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSummary {
+    pub id: EventId,
+    pub flow: String,
+    /// The sending system.
+    pub source: String,
+    /// The sender's own id of the event (its dedupe key), if it had one.
+    pub sender_id: Option<String>,
+    pub event_type: Option<String>,
+    pub received_at: Millis,
 }
 
 /// A delivery as listed.
@@ -317,11 +428,59 @@ pub struct DeliverySummary {
     pub replays: u32,
 }
 
-/// A delivery with its every attempt (oldest first).
+/// A delivery with its every attempt (oldest first) and every replay.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryDetail {
     pub summary: DeliverySummary,
     pub attempts: Vec<Attempt>,
+    /// Every replay of the delivery, oldest first.
+    #[serde(default)]
+    pub replay_history: Vec<ReplayRecord>,
+}
+
+/// One replay of a delivery: when, on whose request, and where it stood then.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayRecord {
+    pub at: Millis,
+    /// Who or what asked for it (e.g. `admin API: ferry dlq replay (alice)`).
+    pub by: String,
+    /// The state it was replayed from: `delivered`, `retrying` or `dead`.
+    pub from_state: DeliveryState,
+    /// Attempts made before it (the replay comes after that many attempts).
+    pub attempts_before: u32,
+    /// Why it had died (or the last error while retrying) when it was replayed.
+    pub last_error: Option<String>,
+}
+
+/// One entry of a delivery's history: an attempt or a replay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HistoryEntry<'a> {
+    /// The `number`th attempt (from 1).
+    Attempt {
+        number: usize,
+        attempt: &'a Attempt,
+    },
+    Replay(&'a ReplayRecord),
+}
+
+impl DeliveryDetail {
+    /// Attempts and replays in the order they happened: each replay after the attempts made
+    /// before it.
+    pub fn history(&self) -> Vec<HistoryEntry<'_>> {
+        let mut out = Vec::with_capacity(self.attempts.len() + self.replay_history.len());
+        let mut replays = self.replay_history.iter().peekable();
+        for (i, attempt) in self.attempts.iter().enumerate() {
+            while let Some(r) = replays.next_if(|r| r.attempts_before as usize <= i) {
+                out.push(HistoryEntry::Replay(r));
+            }
+            out.push(HistoryEntry::Attempt {
+                number: i + 1,
+                attempt,
+            });
+        }
+        out.extend(replays.map(HistoryEntry::Replay));
+        out
+    }
 }
 
 /// An event as stored.
@@ -376,4 +535,58 @@ impl From<&LaneCounts> for LaneBacklog {
 pub struct LanePause {
     pub since: Millis,
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_say_ferry_and_old_ones_still_parse() {
+        let id = EventId::new();
+        let shown = id.to_string();
+        assert!(shown.starts_with("fev_") && shown.len() == 36, "{shown}");
+        assert_eq!(shown.parse::<EventId>().unwrap(), id);
+        let legacy = format!("evt_{}", id.0.simple());
+        assert_eq!(legacy.parse::<EventId>().unwrap(), id, "the old prefix");
+        assert_eq!(
+            id.0.to_string().parse::<EventId>().unwrap(),
+            id,
+            "a bare UUID"
+        );
+        // A Stripe event id is not a Ferry id, whatever its prefix.
+        assert!("evt_1Q0abcDEFghiJKLmnoPQRstu".parse::<EventId>().is_err());
+        let d = DeliveryId::new();
+        assert!(d.to_string().starts_with("dlv_"));
+        assert_eq!(d.to_string().parse::<DeliveryId>().unwrap(), d);
+    }
+
+    #[test]
+    fn status_ranges() {
+        assert_eq!(
+            "503".parse::<StatusRange>().unwrap(),
+            StatusRange { from: 503, to: 503 }
+        );
+        assert_eq!(
+            "5xx".parse::<StatusRange>().unwrap(),
+            StatusRange { from: 500, to: 599 }
+        );
+        assert_eq!(
+            "4XX".parse::<StatusRange>().unwrap(),
+            StatusRange { from: 400, to: 499 }
+        );
+        for bad in ["", "5", "600", "99", "6xx", "0xx", "55xx", "abc", "5x"] {
+            assert!(bad.parse::<StatusRange>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sender_ids_match_themselves_and_their_derived_keys() {
+        for key in ["evt_1", "evt_1#0", "evt_1#12", "evt_1@2026-01-01"] {
+            assert!(sender_id_matches("evt_1", key), "{key}");
+        }
+        for key in ["evt_10", "evt_", "xevt_1", "evt_1#", "evt_1@", "evt_1-0"] {
+            assert!(!sender_id_matches("evt_1", key), "{key}");
+        }
+    }
 }

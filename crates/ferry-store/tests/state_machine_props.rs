@@ -505,7 +505,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         d.retry_scheduled_at = None;
                     }
                 }
-                let got = store.replay(&filter, now).await.expect("replay");
+                let got = store.replay(&filter, now, "test").await.expect("replay");
                 prop_assert_eq!(got, expected, "{}", ctx);
                 replayed_now = true;
             }

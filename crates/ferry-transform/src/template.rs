@@ -54,7 +54,7 @@ pub enum TemplateKind {
 pub struct TemplateContext<'a, E: Serialize + ?Sized = serde_json::Value> {
     /// The event's payload (after the destination's `map`, when it has one).
     pub event: &'a E,
-    /// The event's id (`evt_…`).
+    /// The event's id (`fev_…`).
     pub event_id: &'a str,
     /// The event's type, when the flow reads one.
     pub event_type: Option<&'a str>,

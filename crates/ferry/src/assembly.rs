@@ -20,7 +20,7 @@ use ferry_delivery::{
     HttpTarget, LaneSpec, RateLimitSpec, Render, RetryPolicy,
 };
 use ferry_schema::SchemaRegistry;
-use ferry_signature::{SignatureScheme, SigningKey, schemes};
+use ferry_signature::{SignatureScheme, SigningKey, VendorEventId, schemes};
 use ferry_store::LaneKey;
 use reqwest::header::{HeaderMap, HeaderName};
 use secrecy::ExposeSecret;
@@ -71,10 +71,49 @@ pub struct RouteLane {
 /// Where the sender's event id (the dedupe key) is read from.
 #[derive(Debug, Clone)]
 pub enum EventIdRule {
-    /// `webhook-id`, then `svix-id`, then `Idempotency-Key`.
+    /// No `event_id`, and the scheme knows no vendor: `webhook-id`, then `svix-id`, then
+    /// `Idempotency-Key`, whichever the request carries (none: no dedupe key).
     Default,
+    /// No `event_id`, and the signature scheme knows where its vendor puts the event id
+    /// ([`SignatureScheme::vendor_event_id`]): read there, else as [`EventIdRule::Default`].
+    /// Never refuses a request: a default must not turn away what the sender always sent.
+    Vendor(VendorEventId),
+    /// `event_id: { header: … }`: this header, required.
     Header(HeaderName),
+    /// `event_id: { json_pointer: … }`: the string or number there, required.
     JsonPointer(String),
+}
+
+impl EventIdRule {
+    /// The rule of a flow: its `event_id`, else its scheme's vendor id, else the defaults.
+    pub fn for_source(
+        configured: Option<&EventIdSource>,
+        verifier: &dyn SignatureScheme,
+    ) -> Result<Self> {
+        Ok(match configured {
+            Some(EventIdSource::Header(h)) => EventIdRule::Header(
+                HeaderName::from_bytes(h.as_bytes())
+                    .with_context(|| format!("event_id header `{h}`"))?,
+            ),
+            Some(EventIdSource::JsonPointer(p)) => EventIdRule::JsonPointer(p.clone()),
+            None => verifier
+                .vendor_event_id()
+                .map_or(EventIdRule::Default, EventIdRule::Vendor),
+        })
+    }
+
+    /// Whether the flow chose the rule (`event_id`), rather than taking a default.
+    pub fn is_configured(&self) -> bool {
+        matches!(self, EventIdRule::Header(_) | EventIdRule::JsonPointer(_))
+    }
+
+    /// Whether reading the id needs the parsed body.
+    pub fn reads_body(&self) -> bool {
+        matches!(
+            self,
+            EventIdRule::JsonPointer(_) | EventIdRule::Vendor(VendorEventId::JsonPointer(_))
+        )
+    }
 }
 
 /// The assembled runtime parts.
@@ -187,14 +226,8 @@ fn assemble_with(
         };
         let verifier = build_verifier(&src.signature, &secret)
             .with_context(|| format!("flow `{flow_name}`: source signature"))?;
-        let event_id = match &src.event_id {
-            None => EventIdRule::Default,
-            Some(EventIdSource::Header(h)) => EventIdRule::Header(
-                HeaderName::from_bytes(h.as_bytes())
-                    .with_context(|| format!("flow `{flow_name}`: event_id header `{h}`"))?,
-            ),
-            Some(EventIdSource::JsonPointer(p)) => EventIdRule::JsonPointer(p.clone()),
-        };
+        let event_id = EventIdRule::for_source(src.event_id.as_ref(), verifier.as_ref())
+            .with_context(|| format!("flow `{flow_name}`"))?;
         let path = ferry_config::webhook_path(flow_name, src);
         routes.insert(
             path,

@@ -126,6 +126,7 @@ impl RunningHub {
                 engine: engine.clone(),
                 wake_all,
                 pulls: pullers.board(),
+                systems: Arc::new(admin::systems::SystemCatalog::from_config(&opts.config)),
             },
             TokenGate::admin(assembly.admin_token),
         )

@@ -22,6 +22,13 @@ fn validate_accepts_the_example() {
     );
     assert!(stdout.contains("valid"), "{stdout}");
     assert!(stdout.contains("2 flows"), "{stdout}");
+    // Nothing to warn about: the example is what a user copies.
+    assert!(stdout.contains(", 0 warnings"), "{stdout}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn broken_config() -> tempfile::TempDir {
@@ -83,6 +90,8 @@ fn every_command_has_help_with_examples() {
         vec!["validate"],
         vec!["test"],
         vec!["dlq", "list"],
+        vec!["events"],
+        vec!["deliveries"],
         vec!["dlq", "replay"],
         vec!["replay"],
         vec!["status"],

@@ -287,7 +287,7 @@ async fn the_admin_api_refuses_calls_without_the_token() {
         ),
         (
             "GET",
-            "/admin/v1/events/evt_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b",
+            "/admin/v1/events/fev_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b",
         ),
         ("POST", "/admin/v1/replay"),
     ] {

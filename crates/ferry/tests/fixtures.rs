@@ -434,3 +434,167 @@ fn the_example_tests_pass() {
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
+
+/// Inputs, `before` requests, lookup answers and expected outputs may live in JSON files,
+/// relative to the fixture file.
+const FILE_FIXTURES: &str = r#"
+tests:
+  order-from-a-file:
+    input: { file: fixtures/big-order.json }
+    expect:
+      routes: [crm, warehouse]
+      outputs:
+        crm: { file: fixtures/crm-customer.json }
+        warehouse: { file: ../shared/whole-order.json }
+  resent-order-from-files-is-dropped:
+    before: [ { file: fixtures/big-order.json } ]
+    input: { file: fixtures/big-order.json }
+    expect: { dropped: true }
+  lookup-answer-from-a-file:
+    flow: enriched
+    input: { "id": "o7", "customer": { "id": "c7" } }
+    enrich:
+      crm: { file: fixtures/gold.json }
+    expect:
+      outputs: { crm: { "id": "o7", "tier": "gold" } }
+"#;
+
+const BIG_ORDER: &str =
+    r#"{"id": "o1", "type": "order.created", "total": 250, "customer": {"id": "c1"}}"#;
+
+#[test]
+fn fixture_values_can_live_in_files() {
+    let dir = config_dir(&[
+        ("flows/orders.test.yaml", FILE_FIXTURES),
+        ("flows/fixtures/big-order.json", BIG_ORDER),
+        (
+            "flows/fixtures/crm-customer.json",
+            r#"{"customer_id": "c1", "total": 250}"#,
+        ),
+        ("shared/whole-order.json", BIG_ORDER),
+        ("flows/fixtures/gold.json", r#"{"tier": "gold"}"#),
+    ]);
+    // The re-sent order is a duplicate by its `/id` (`none` knows no sender id of its own).
+    let config = std::fs::read_to_string(dir.path().join("config.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("config.yaml"),
+        config.replacen(
+            "signature: { none: {} }, event_type: /type",
+            "signature: { none: {} }, event_type: /type, event_id: { json_pointer: /id }",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+
+    // A file that differs from the output fails the test with the usual diff.
+    std::fs::write(
+        dir.path().join("flows/fixtures/crm-customer.json"),
+        r#"{"customer_id": "c2", "total": 250}"#,
+    )
+    .unwrap();
+    let (code, stdout, _) = run_tests(dir.path(), &["--filter", "order-from-a-file"]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("output differs at /customer_id"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_fixture_file_that_cannot_be_read_fails_its_test_at_the_field() {
+    let broken = r#"
+tests:
+  missing-file:
+    input: { file: fixtures/nope.json }
+  bad-json:
+    input: { "id": "o1", "total": 5 }
+    expect:
+      outputs:
+        warehouse: { file: fixtures/bad.json }
+  outside:
+    input: { file: OUTSIDE }
+  linked-outside:
+    input: { file: fixtures/link.json }
+  fine:
+    input: { "id": "o2", "total": 5 }
+"#;
+    // A real JSON file next to the config directory: reachable by `..` or a link, never read.
+    let elsewhere = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let secret = elsewhere.path().join("secret.json");
+    std::fs::write(&secret, r#"{"secret": true}"#).unwrap();
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let outside = format!(
+        "../../{}/secret.json",
+        elsewhere.path().file_name().unwrap().to_str().unwrap()
+    );
+    let dir = {
+        let fixtures = config_dir(&[
+            (
+                "flows/orders.test.yaml",
+                &broken.replace("OUTSIDE", &outside),
+            ),
+            ("flows/fixtures/bad.json", "{\"id\": "),
+        ]);
+        // Same files, in a directory beside `elsewhere`.
+        copy_dir(fixtures.path(), dir.path());
+        dir
+    };
+    std::os::unix::fs::symlink(&secret, dir.path().join("flows/fixtures/link.json")).unwrap();
+    let (code, stdout, stderr) = run_tests(dir.path(), &[]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("1 passed, 4 failed"), "{stdout}");
+    let line = |name: &str| -> String {
+        let mut lines = stdout
+            .lines()
+            .skip_while(|l| !l.ends_with(&format!(": {name}")));
+        lines.next();
+        lines.next().unwrap_or_default().trim().to_string()
+    };
+    let missing = line("missing-file");
+    assert!(
+        missing.starts_with(
+            "error: flows/orders.test.yaml:4:20: tests.missing-file.input.file: cannot read `fixtures/nope.json`"
+        ),
+        "{missing}"
+    );
+    let bad = line("bad-json");
+    assert!(
+        bad.starts_with("error: flows/orders.test.yaml:9:28: tests.bad-json.expect.outputs.warehouse.file: `fixtures/bad.json` is not one JSON document"),
+        "{bad}"
+    );
+    for name in ["outside", "linked-outside"] {
+        let error = line(name);
+        assert!(
+            error.contains(&format!("tests.{name}.input.file"))
+                && error.contains("leads out of the config directory"),
+            "{error}"
+        );
+    }
+    // The JSON report carries the same located error.
+    let (_, json, _) = run_tests(dir.path(), &["--json", "--filter", "missing-file"]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        report["tests"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("flows/orders.test.yaml:4:20: tests.missing-file.input.file"),
+        "{report}"
+    );
+}
+
+/// Copy the files under `from` into `to`, keeping their relative paths.
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

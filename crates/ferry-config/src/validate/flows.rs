@@ -128,6 +128,34 @@ fn webhook<'a>(
         c.error(file, &at("max_body_bytes"), Part::Value, message, help);
     }
     signature(c, file, flow, &src.signature);
+    dedupe_key(c, file, flow, src);
+}
+
+/// A warning when nothing says where the sender's event id is: neither `event_id` nor a
+/// scheme that knows its vendor's id. Re-sends (a sender's retry after a time-out, a
+/// "resend" button) are then new events, delivered again, unless the sender happens to add
+/// one of the generic headers.
+fn dedupe_key(c: &mut Checker, file: FileId, flow: &str, src: &WebhookSource) {
+    if src.event_id.is_some() || src.signature.vendor_event_id().is_some() {
+        return;
+    }
+    let scheme = src.signature.scheme();
+    let why = match &src.signature {
+        SignatureConfig::Stripe { .. } => {
+            "a `stripe` scheme with its own `header` is another vendor's, whose event id Ferry              does not know"
+                .to_string()
+        }
+        _ => format!("the `{scheme}` scheme says nothing about the sender's event id"),
+    };
+    let message = format!(
+        "no dedupe key: {why}, so a re-sent event is stored and delivered again (unless the          request carries a `webhook-id`, `svix-id` or `Idempotency-Key` header)"
+    );
+    let help = Some(
+        "set `event_id` to where the sender puts its event id: `{ json_pointer: /id }` for an          id in the body, `{ header: X-Event-Id }` for a header"
+            .to_string(),
+    );
+    let field = ["flows", flow, "source", "webhook", "signature", scheme];
+    c.warning(file, &field, Part::Key, message, help);
 }
 
 fn signature(c: &mut Checker, file: FileId, flow: &str, sig: &SignatureConfig) {

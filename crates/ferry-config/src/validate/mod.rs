@@ -8,6 +8,7 @@ mod enrich;
 mod flows;
 mod pull;
 mod resilience;
+mod retry;
 mod rules;
 mod secrets;
 mod settings;
@@ -41,6 +42,7 @@ pub(crate) fn check(
     destinations::check(&mut checker);
     enrich::check(&mut checker);
     resilience::check(&mut checker);
+    retry::check(&mut checker);
     pull::check(&mut checker);
     dedupe::check(&mut checker);
     steps::check(&mut checker);

@@ -80,3 +80,13 @@ flows:
 "
     )
 }
+
+/// [`flow`] with an `event_id` on its (unsigned) source: nothing in it to warn about. The
+/// bare [`flow`] draws the "no dedupe key" warning (`none` says nothing about the sender's
+/// event id).
+pub fn deduped_flow(name: &str, url: &str) -> String {
+    flow(name, url).replace(
+        "        signature: { none: {} }\n",
+        "        signature: { none: {} }\n        event_id: { header: X-Event-Id }\n",
+    )
+}

@@ -3,7 +3,7 @@
 use http::HeaderMap;
 
 use super::hmac::{Encoding, read_body_digest, verify_body_digest};
-use crate::{SignatureScheme, SigningKey, VerifyError};
+use crate::{SignatureScheme, SigningKey, VendorEventId, VerifyError};
 
 const HEADER: &str = "x-hub-signature-256";
 const PREFIX: &str = "sha256=";
@@ -16,6 +16,9 @@ pub struct GitHub {
 }
 
 impl GitHub {
+    /// GitHub's event id: the `X-GitHub-Delivery` header, a GUID that a redelivery keeps.
+    pub const VENDOR_EVENT_ID: VendorEventId = VendorEventId::Headers(&["x-github-delivery"]);
+
     /// A verifier for the given webhook secret.
     pub fn new(key: SigningKey) -> Self {
         Self { key }
@@ -41,6 +44,10 @@ impl SignatureScheme for GitHub {
     fn check_headers(&self, headers: &HeaderMap, _now_unix: i64) -> Result<(), VerifyError> {
         read_body_digest(headers, HEADER, Encoding::Hex, Some(PREFIX)).map(|_| ())
     }
+
+    fn vendor_event_id(&self) -> Option<VendorEventId> {
+        Some(Self::VENDOR_EVENT_ID)
+    }
 }
 
 #[cfg(test)]
@@ -56,6 +63,14 @@ mod tests {
 
     fn scheme() -> GitHub {
         GitHub::new(SigningKey::from_bytes(SECRET))
+    }
+
+    #[test]
+    fn the_event_id_is_the_delivery_header() {
+        assert_eq!(
+            scheme().vendor_event_id(),
+            Some(VendorEventId::Headers(&["x-github-delivery"]))
+        );
     }
 
     fn check(value: &str, body: &[u8]) -> Result<(), VerifyError> {

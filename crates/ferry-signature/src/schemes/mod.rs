@@ -20,7 +20,7 @@ pub use bearer::Bearer;
 pub use github::GitHub;
 pub use hmac::{Encoding, GenericHmac};
 pub use standard_webhooks::StandardWebhooks;
-pub use stripe::StripeStyle;
+pub use stripe::{STRIPE_SIGNATURE_HEADER, StripeStyle};
 pub use unsigned::Unsigned;
 
 /// Default timestamp tolerance (5 minutes), as recommended by Standard Webhooks and Stripe.
@@ -59,23 +59,30 @@ pub(crate) fn hmac_matches_any<'a>(
         .any(|tag| mac.clone().verify_slice(tag).is_ok())
 }
 
-/// Raw bytes of the first value of header `name`.
+/// The first value of header `name`. A header that is present but empty (or only
+/// whitespace) carries no signature at all, so it counts as missing (`signature_missing`),
+/// not as malformed: the sender sent nothing to check.
+fn header_value<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<&'a http::HeaderValue, VerifyError> {
+    headers
+        .get(name)
+        .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+        .ok_or_else(|| VerifyError::MissingHeader(name.to_owned()))
+}
+
+/// Raw bytes of the first value of header `name` (missing when absent or empty).
 pub(crate) fn header_bytes<'a>(
     headers: &'a HeaderMap,
     name: &str,
 ) -> Result<&'a [u8], VerifyError> {
-    headers
-        .get(name)
-        .map(|v| v.as_bytes())
-        .ok_or_else(|| VerifyError::MissingHeader(name.to_owned()))
+    header_value(headers, name).map(|v| v.as_bytes())
 }
 
-/// First value of header `name` as visible ASCII text.
+/// First value of header `name` as visible ASCII text (missing when absent or empty).
 pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, VerifyError> {
-    let value = headers
-        .get(name)
-        .ok_or_else(|| VerifyError::MissingHeader(name.to_owned()))?;
-    value
+    header_value(headers, name)?
         .to_str()
         .map_err(|_| malformed(name, "value contains non-ASCII or control bytes"))
 }

@@ -7,7 +7,7 @@ use super::{
     DEFAULT_TOLERANCE_SECS, check_window, header_bytes, header_str, hmac_matches_any, hmac_sha256,
     malformed, parse_timestamp,
 };
-use crate::{BASE64, SignatureScheme, SigningKey, VerifyError};
+use crate::{BASE64, SignatureScheme, SigningKey, VendorEventId, VerifyError};
 
 /// The header names of one naming family.
 struct Names {
@@ -60,6 +60,10 @@ pub struct StandardWebhooks {
 }
 
 impl StandardWebhooks {
+    /// The event id of Standard Webhooks (and of Svix, its origin): the signed `webhook-id`
+    /// (`svix-id`) header, the same on every re-send of a message.
+    pub const VENDOR_EVENT_ID: VendorEventId = VendorEventId::Headers(&["webhook-id", "svix-id"]);
+
     /// A verifier with the given key and timestamp tolerance.
     pub fn new(key: SigningKey, tolerance_secs: i64) -> Self {
         Self {
@@ -105,6 +109,10 @@ fn v1_signatures(header: &str, value: &str) -> Result<Vec<Vec<u8>>, VerifyError>
 impl SignatureScheme for StandardWebhooks {
     fn name(&self) -> &'static str {
         "standard_webhooks"
+    }
+
+    fn vendor_event_id(&self) -> Option<VendorEventId> {
+        Some(Self::VENDOR_EVENT_ID)
     }
 
     fn verify(&self, headers: &HeaderMap, body: &[u8], now_unix: i64) -> Result<(), VerifyError> {
@@ -283,13 +291,24 @@ mod tests {
 
     #[test]
     fn unparseable_signature_header_is_malformed() {
-        for value in ["", "garbage", "v1 g0hM9SsE"] {
+        for value in ["garbage", "v1 g0hM9SsE"] {
             assert_eq!(
                 scheme()
                     .verify(&request(value), BODY, TS)
                     .unwrap_err()
                     .code(),
                 "signature_malformed",
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_signature_header_is_missing() {
+        for value in ["", "  "] {
+            assert_eq!(
+                scheme().verify(&request(value), BODY, TS),
+                Err(VerifyError::MissingHeader("webhook-signature".into())),
                 "{value:?}"
             );
         }

@@ -5,7 +5,10 @@ use http::{HeaderMap, HeaderName};
 use super::{
     DEFAULT_TOLERANCE_SECS, check_window, header_str, hmac_matches_any, malformed, parse_timestamp,
 };
-use crate::{SignatureScheme, SigningKey, VerifyError};
+use crate::{SignatureScheme, SigningKey, VendorEventId, VerifyError};
+
+/// The header Stripe signs with.
+pub const STRIPE_SIGNATURE_HEADER: &str = "stripe-signature";
 
 /// Verifies Stripe-style signature headers such as
 /// `stripe-signature: t=1492774577,v1=5257a8...,v1=...`.
@@ -13,6 +16,10 @@ use crate::{SignatureScheme, SigningKey, VerifyError};
 /// The tag is hex HMAC-SHA256 over `{t}.{body}`. Any matching `v1` entry is
 /// accepted (secret rotation); other keys such as `v0` are ignored. `t` must be
 /// within `tolerance_secs` of now in either direction.
+///
+/// For Stripe itself the key is the endpoint's whole signing secret as shown in the
+/// dashboard, `whsec_` prefix included, taken as raw bytes (not base64-decoded, unlike a
+/// Standard Webhooks secret).
 #[derive(Debug, Clone)]
 pub struct StripeStyle {
     /// Shared secret (for Stripe, the `whsec_...` string as raw bytes).
@@ -24,12 +31,26 @@ pub struct StripeStyle {
 }
 
 impl StripeStyle {
+    /// Stripe's event id: the event object's `id` (`evt_…`) in the body. Stripe sends no id
+    /// header, and re-sends an event (retries, "Resend" in the dashboard) with the same id.
+    pub const VENDOR_EVENT_ID: VendorEventId = VendorEventId::JsonPointer("/id");
+
+    /// The vendor event id of a Stripe-style scheme reading the signature from `header`:
+    /// Stripe's (the body's `/id`) when it is `Stripe-Signature`, any case. Another header
+    /// means another vendor that borrowed the format, whose body's `/id` may be anything
+    /// (an object's id shared by many events): then none.
+    pub fn vendor_event_id_for(header: &str) -> Option<VendorEventId> {
+        header
+            .eq_ignore_ascii_case(STRIPE_SIGNATURE_HEADER)
+            .then_some(Self::VENDOR_EVENT_ID)
+    }
+
     /// A verifier reading the `stripe-signature` header.
     pub fn new(key: SigningKey, tolerance_secs: i64) -> Self {
         Self {
             key,
             tolerance_secs,
-            header: HeaderName::from_static("stripe-signature"),
+            header: HeaderName::from_static(STRIPE_SIGNATURE_HEADER),
         }
     }
 
@@ -106,6 +127,10 @@ impl SignatureScheme for StripeStyle {
 
     fn check_headers(&self, headers: &HeaderMap, now_unix: i64) -> Result<(), VerifyError> {
         self.signed_header(headers, now_unix).map(|_| ())
+    }
+
+    fn vendor_event_id(&self) -> Option<VendorEventId> {
+        Self::vendor_event_id_for(self.header.as_str())
     }
 }
 
@@ -224,6 +249,40 @@ mod tests {
                 reason: "missing `t=` timestamp".into()
             })
         );
+    }
+
+    #[test]
+    fn stripe_events_are_known_by_their_body_id_other_vendors_by_nothing() {
+        assert_eq!(
+            scheme().vendor_event_id(),
+            Some(VendorEventId::JsonPointer("/id"))
+        );
+        let custom = scheme().with_header(HeaderName::from_static("x-acme-signature"));
+        assert_eq!(custom.vendor_event_id(), None);
+        assert_eq!(
+            StripeStyle::vendor_event_id_for("Stripe-Signature"),
+            Some(StripeStyle::VENDOR_EVENT_ID)
+        );
+    }
+
+    #[test]
+    fn empty_header_is_missing_not_malformed() {
+        for value in ["", " "] {
+            let err = scheme().verify(&request(value), BODY, T).unwrap_err();
+            assert_eq!(
+                err,
+                VerifyError::MissingHeader("stripe-signature".into()),
+                "{value:?}"
+            );
+            assert_eq!(err.code(), "signature_missing");
+            assert_eq!(
+                scheme()
+                    .check_headers(&request(value), T)
+                    .unwrap_err()
+                    .code(),
+                "signature_missing"
+            );
+        }
     }
 
     #[test]

@@ -473,6 +473,7 @@ pub async fn delivered_leaves_only_by_replay(store: Arc<dyn Store>) {
                 ..Default::default()
             },
             T0 + 10,
+            "test",
         )
         .await
         .expect("replay");

@@ -85,7 +85,10 @@ pub async fn lane_backlog_counts_waiting_and_oldest(store: Arc<dyn Store>) {
         state: Some(DeliveryState::Dead),
         ..Default::default()
     };
-    assert_eq!(store.replay(&dead, T0 + 200).await.expect("replay"), 1);
+    assert_eq!(
+        store.replay(&dead, T0 + 200, "test").await.expect("replay"),
+        1
+    );
     assert_eq!(
         backlog_of(store, &f).await,
         vec![

@@ -17,7 +17,10 @@
 //!   of attempt rows), but `round_attempts` and the state change only for in-flight
 //!   deliveries; outcomes for unknown deliveries are ignored;
 //! - listing is ordered by event receive time, ties in insertion order;
-//! - a claim skips deliveries held back by their order key, and so does `next_due`.
+//! - a claim skips deliveries held back by their order key, and so does `next_due`;
+//! - events are listed in id order; a sender id matches as [`crate::sender_id_matches`];
+//! - a delivery's attempt filters (`min_attempts`, `error_class`, `status`) look at every
+//!   attempt it ever made, across replays.
 //!
 //! Cases read `lane_counts`, `lane_backlog` and `lane_pauses` only for the flows they
 //! created, so a backend may run them against one shared database.
@@ -38,6 +41,7 @@ mod pull;
 mod readiness;
 mod reads;
 mod replay;
+mod search;
 mod windows;
 
 pub use append::*;
@@ -48,6 +52,7 @@ pub use pull::*;
 pub use readiness::*;
 pub use reads::*;
 pub use replay::*;
+pub use search::*;
 pub use windows::*;
 
 use std::collections::HashSet;
@@ -108,6 +113,10 @@ macro_rules! conformance_suite {
             append_page_commits_events_with_cursor,
             append_page_is_atomic_and_checks_its_cursor,
             pull_runs_are_recorded,
+            list_events_by_sender_id,
+            list_deliveries_by_sender_id,
+            list_deliveries_by_attempts_class_and_status,
+            replay_is_kept_in_the_history,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -241,7 +241,10 @@ pub async fn order_key_replay_holds_later_deliveries_again(store: Arc<dyn Store>
     assert_eq!(claim_ids(store, &la, T0 + 12, 10).await, vec![id(1)]);
     // 0 comes back while 1 is in flight: 0 goes first again, 2 waits for both.
     assert_eq!(
-        store.replay(&by_id(id(0)), T0 + 13).await.expect("replay"),
+        store
+            .replay(&by_id(id(0)), T0 + 13, "test")
+            .await
+            .expect("replay"),
         1
     );
     assert_eq!(claim_ids(store, &la, T0 + 14, 10).await, vec![id(0)]);
@@ -270,7 +273,10 @@ pub async fn order_key_replay_holds_later_deliveries_again(store: Arc<dyn Store>
         state: Some(DeliveryState::Dead),
         ..Default::default()
     };
-    assert_eq!(store.replay(&dead, T0 + 21).await.expect("replay"), 1);
+    assert_eq!(
+        store.replay(&dead, T0 + 21, "test").await.expect("replay"),
+        1
+    );
     assert_eq!(claim_ids(store, &la, T0 + 22, 10).await, vec![id(2)]);
     complete_ok(store, vec![outcome(id(2), None, Next::Delivered)], T0 + 23).await;
     assert_eq!(

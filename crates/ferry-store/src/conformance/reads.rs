@@ -485,6 +485,12 @@ pub async fn lane_counts_follow_release_replay_and_stale_outcomes(store: Arc<dyn
         flow: Some(f.clone()),
         ..Default::default()
     };
-    assert_eq!(store.replay(&filter, T0 + 104).await.expect("replay"), 2);
+    assert_eq!(
+        store
+            .replay(&filter, T0 + 104, "test")
+            .await
+            .expect("replay"),
+        2
+    );
     assert_eq!(counts(lane_of(store, &la).await), (4, 0, 0, 0, 0));
 }

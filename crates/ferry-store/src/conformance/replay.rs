@@ -22,7 +22,10 @@ pub async fn replay_by_delivery_and_event_id(store: Arc<dyn Store>) {
         delivery_id: Some(d1a),
         ..Default::default()
     };
-    assert_eq!(store.replay(&one, T0 + 10).await.expect("replay"), 1);
+    assert_eq!(
+        store.replay(&one, T0 + 10, "test").await.expect("replay"),
+        1
+    );
     assert_eq!(state(store, d1a).await, DeliveryState::Pending);
     assert_eq!(state(store, d1b).await, DeliveryState::Dead);
     assert_eq!(state(store, d2c).await, DeliveryState::Dead);
@@ -31,7 +34,10 @@ pub async fn replay_by_delivery_and_event_id(store: Arc<dyn Store>) {
         event_id: Some(e2.id),
         ..Default::default()
     };
-    assert_eq!(store.replay(&ev2, T0 + 10).await.expect("replay"), 1);
+    assert_eq!(
+        store.replay(&ev2, T0 + 10, "test").await.expect("replay"),
+        1
+    );
     assert_eq!(state(store, d2c).await, DeliveryState::Pending);
     assert_eq!(state(store, d1b).await, DeliveryState::Dead);
 
@@ -40,7 +46,7 @@ pub async fn replay_by_delivery_and_event_id(store: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_eq!(
-        store.replay(&ev1, T0 + 10).await.expect("replay"),
+        store.replay(&ev1, T0 + 10, "test").await.expect("replay"),
         1,
         "d1a is already pending"
     );
@@ -91,7 +97,10 @@ pub async fn replay_by_flow_and_state(store: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_eq!(
-        store.replay(&pending_only, T0 + 5).await.expect("replay"),
+        store
+            .replay(&pending_only, T0 + 5, "test")
+            .await
+            .expect("replay"),
         0
     );
     let in_flight_only = DeliveryFilter {
@@ -100,7 +109,10 @@ pub async fn replay_by_flow_and_state(store: Arc<dyn Store>) {
         ..Default::default()
     };
     assert_eq!(
-        store.replay(&in_flight_only, T0 + 5).await.expect("replay"),
+        store
+            .replay(&in_flight_only, T0 + 5, "test")
+            .await
+            .expect("replay"),
         0
     );
 
@@ -109,7 +121,13 @@ pub async fn replay_by_flow_and_state(store: Arc<dyn Store>) {
         state: Some(DeliveryState::Dead),
         ..Default::default()
     };
-    assert_eq!(store.replay(&dead_only, T0 + 5).await.expect("replay"), 1);
+    assert_eq!(
+        store
+            .replay(&dead_only, T0 + 5, "test")
+            .await
+            .expect("replay"),
+        1
+    );
     assert_eq!(state(store, id(0)).await, DeliveryState::Pending);
     assert_eq!(state(store, id(1)).await, DeliveryState::Delivered);
     assert_eq!(
@@ -118,7 +136,13 @@ pub async fn replay_by_flow_and_state(store: Arc<dyn Store>) {
         "other flow"
     );
 
-    assert_eq!(store.replay(&by_flow(&f), T0 + 6).await.expect("replay"), 2);
+    assert_eq!(
+        store
+            .replay(&by_flow(&f), T0 + 6, "test")
+            .await
+            .expect("replay"),
+        2
+    );
     for i in 0..4 {
         assert_eq!(
             state(store, id(i)).await,
@@ -163,7 +187,13 @@ pub async fn replay_by_time_range(store: Arc<dyn Store>) {
         until: Some(T0 + 200),
         ..Default::default()
     };
-    assert_eq!(store.replay(&range, T0 + 2000).await.expect("replay"), 1);
+    assert_eq!(
+        store
+            .replay(&range, T0 + 2000, "test")
+            .await
+            .expect("replay"),
+        1
+    );
     let states: Vec<DeliveryState> = {
         let mut v = Vec::new();
         for e in &evs {
@@ -184,13 +214,25 @@ pub async fn replay_by_time_range(store: Arc<dyn Store>) {
         since: Some(T0 + 150),
         ..Default::default()
     };
-    assert_eq!(store.replay(&since, T0 + 2000).await.expect("replay"), 1);
+    assert_eq!(
+        store
+            .replay(&since, T0 + 2000, "test")
+            .await
+            .expect("replay"),
+        1
+    );
     let until = DeliveryFilter {
         flow: Some(f.clone()),
         until: Some(T0 + 1),
         ..Default::default()
     };
-    assert_eq!(store.replay(&until, T0 + 2000).await.expect("replay"), 1);
+    assert_eq!(
+        store
+            .replay(&until, T0 + 2000, "test")
+            .await
+            .expect("replay"),
+        1
+    );
 }
 
 /// Replay starts a new round (round attempts 0, round start = now, replays + 1) and keeps
@@ -229,7 +271,13 @@ pub async fn replay_resets_round_keeps_history(store: Arc<dyn Store>) {
         delivery_id: Some(id),
         ..Default::default()
     };
-    assert_eq!(store.replay(&only, T0 + 9000).await.expect("replay"), 1);
+    assert_eq!(
+        store
+            .replay(&only, T0 + 9000, "test")
+            .await
+            .expect("replay"),
+        1
+    );
     let d = store.delivery(id).await.expect("delivery").expect("exists");
     assert_eq!(d.summary.state, DeliveryState::Pending);
     assert_eq!(d.summary.next_attempt_at, Some(T0 + 9000));
@@ -246,7 +294,10 @@ pub async fn replay_resets_round_keeps_history(store: Arc<dyn Store>) {
         (2, 0, T0 + 9000)
     );
     assert_eq!(
-        store.replay(&only, T0 + 9001).await.expect("replay"),
+        store
+            .replay(&only, T0 + 9001, "test")
+            .await
+            .expect("replay"),
         0,
         "in flight"
     );

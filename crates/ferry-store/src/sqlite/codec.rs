@@ -112,6 +112,31 @@ pub(crate) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<DeliverySummar
     })
 }
 
+/// Events whose dedupe key matches a sender id (see [`crate::sender_id_matches`]): the id
+/// itself, or it followed by `#` or `@` and more. Each alternative is a seek (a range) in
+/// `events_sender_id`: `'$'` and `'A'` are the characters after `'#'` and `'@'`. Takes the
+/// five parameters of [`sender_params`], on table alias `e`.
+pub(crate) const SENDER_MATCH: &str = "(e.dedupe_key = ? \
+     OR (e.dedupe_key > ? AND e.dedupe_key < ?) \
+     OR (e.dedupe_key > ? AND e.dedupe_key < ?))";
+
+/// Deliveries (alias `d`) of the events matching a sender id; [`sender_params`].
+pub(crate) const SENDER_DELIVERIES: &str = "d.event_id IN (SELECT e.id FROM events e WHERE \
+     (e.dedupe_key = ? \
+     OR (e.dedupe_key > ? AND e.dedupe_key < ?) \
+     OR (e.dedupe_key > ? AND e.dedupe_key < ?)))";
+
+/// The parameters of [`SENDER_MATCH`] for sender id `id`.
+pub(crate) fn sender_params(id: &str) -> [Value; 5] {
+    [
+        Value::Text(id.to_owned()),
+        Value::Text(format!("{id}#")),
+        Value::Text(format!("{id}$")),
+        Value::Text(format!("{id}@")),
+        Value::Text(format!("{id}A")),
+    ]
+}
+
 /// A `WHERE` clause (conditions joined by `AND`, on table alias `d`) and its parameters.
 pub(crate) struct FilterSql {
     pub conditions: Vec<&'static str>,
@@ -151,6 +176,29 @@ impl FilterSql {
         }
         if let Some(until) = filter.until {
             f.push("d.received_at < ?", Value::Integer(until));
+        }
+        if let Some(id) = &filter.sender_id {
+            // The events of that sender id: seeks in `events_sender_id`, then
+            // `deliveries_event` per event.
+            f.conditions.push(SENDER_DELIVERIES);
+            f.params.extend(sender_params(id));
+        }
+        if let Some(min) = filter.min_attempts {
+            f.push("d.attempts >= ?", Value::Integer(i64::from(min)));
+        }
+        if let Some(class) = &filter.error_class {
+            f.push(
+                "EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.error_class = ?)",
+                Value::Text(class.clone()),
+            );
+        }
+        if let Some(range) = filter.status {
+            f.conditions.push(
+                "EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id \
+                 AND a.status BETWEEN ? AND ?)",
+            );
+            f.params.push(Value::Integer(i64::from(range.from)));
+            f.params.push(Value::Integer(i64::from(range.to)));
         }
         f
     }

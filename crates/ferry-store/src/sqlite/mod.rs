@@ -50,8 +50,9 @@ use writer::{Bounds, Command, Job, Stats, WriterParts};
 
 use crate::{
     AppendOutcome, ClaimedDelivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome,
-    DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis, NewEvent,
-    PullCheckpoint, PullRunUpdate, PullState, Store, StoreError, StoreResult, StoredEvent,
+    DeliverySummary, EventFilter, EventId, EventSummary, LaneBacklog, LaneCounts, LaneKey,
+    LanePause, Millis, NewEvent, PullCheckpoint, PullRunUpdate, PullState, Store, StoreError,
+    StoreResult, StoredEvent,
 };
 
 /// The database file inside the data dir.
@@ -396,9 +397,22 @@ impl Store for SqliteStore {
         self.reads.run(move |c| reads::event(c, id)).await
     }
 
-    async fn replay(&self, filter: &DeliveryFilter, now: Millis) -> StoreResult<u64> {
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<EventId>,
+        limit: usize,
+    ) -> StoreResult<Vec<EventSummary>> {
         let filter = filter.clone();
-        self.write(64, move |c, n| ops::replay(c, n, &filter, now))
+        self.reads
+            .run(move |c| reads::list_events(c, &filter, after, limit))
+            .await
+    }
+
+    async fn replay(&self, filter: &DeliveryFilter, now: Millis, by: &str) -> StoreResult<u64> {
+        let filter = filter.clone();
+        let by = by.to_owned();
+        self.write(64, move |c, n| ops::replay(c, n, &filter, now, &by))
             .await
     }
 
@@ -470,11 +484,38 @@ mod tests {
                 "events_dedupe",
             ),
             (windows::EXPIRED, "dedupe_windows_expiry"),
+            (
+                "SELECT e.id FROM events e WHERE e.dedupe_key = ?1",
+                "events_sender_id",
+            ),
         ] {
             let p = plan(&conn, sql);
             assert!(p.contains(&format!("INDEX {index} ")), "{sql}\n=> {p}");
             assert!(
                 !p.contains("TEMP B-TREE") && !p.contains("SCAN"),
+                "{sql}\n=> {p}"
+            );
+        }
+    }
+
+    /// A sender id search (the id and its derived `#`/`@` forms) seeks in
+    /// `events_sender_id`, alone or under deliveries; never a scan of every event.
+    #[test]
+    fn sender_id_searches_seek() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = schema::open_writer(&dir.path().join(DB_FILE), &SqliteOptions::default())
+            .expect("open");
+        for sql in [
+            format!("SELECT e.id FROM events e WHERE {}", codec::SENDER_MATCH),
+            format!(
+                "SELECT d.id FROM deliveries d WHERE {}",
+                codec::SENDER_DELIVERIES
+            ),
+        ] {
+            let p = plan(&conn, &sql);
+            assert!(p.contains("INDEX events_sender_id "), "{sql}\n=> {p}");
+            assert!(
+                !p.contains("SCAN e") && !p.contains("SCAN d"),
                 "{sql}\n=> {p}"
             );
         }

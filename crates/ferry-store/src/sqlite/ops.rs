@@ -336,11 +336,26 @@ pub(crate) fn replay(
     counts: &mut LaneDeltas,
     filter: &DeliveryFilter,
     now: Millis,
+    by: &str,
 ) -> StoreResult<u64> {
     let rejoining = rejoining_keys(conn, filter)?;
     let mut f = FilterSql::new(filter);
     f.conditions.push("d.state IN (2, 3, 4)");
     count_by_lane(conn, counts, &f.where_clause(), f.params.clone(), PENDING)?;
+    // The history entry of each replayed delivery, from its row before the update.
+    let record = format!(
+        "INSERT INTO delivery_replays (delivery_id, seq, at, requested_by, from_state,
+             attempts_before, last_error)
+         SELECT d.id, d.replays + 1, ?, ?, d.state, d.attempts, d.last_error
+         FROM deliveries AS d {}",
+        f.where_clause()
+    );
+    let mut params: Vec<rusqlite::types::Value> = vec![now.into(), by.to_owned().into()];
+    params.extend(f.params.iter().cloned());
+    conn.prepare_cached(&record)
+        .store()?
+        .execute(params_from_iter(params))
+        .store()?;
     let sql = format!(
         "UPDATE deliveries AS d SET state = 0, next_attempt_at = ?, round_attempts = 0,
              round_started_at = ?, replays = replays + 1, last_error = NULL, updated_at = ?,

@@ -11,13 +11,15 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tokio::sync::Semaphore;
 
 use super::codec::{
-    DEAD, DELIVERED, FilterSql, IN_FLIGHT, PENDING, RETRYING, SUMMARY_COLUMNS, SqlResultExt,
-    decode_headers, limit, summary_from_row, uuid_at,
+    DEAD, DELIVERED, FilterSql, IN_FLIGHT, PENDING, RETRYING, SENDER_MATCH, SUMMARY_COLUMNS,
+    SqlResultExt, count_at, decode_headers, limit, sender_params, state_from_code,
+    summary_from_row, uuid_at,
 };
 use super::schema;
 use crate::{
-    Attempt, DeliveryDetail, DeliveryFilter, DeliveryId, DeliverySummary, EventId, LaneBacklog,
-    LaneCounts, LaneKey, Millis, StoreError, StoreResult, StoredEvent,
+    Attempt, DeliveryDetail, DeliveryFilter, DeliveryId, DeliverySummary, EventFilter, EventId,
+    EventSummary, LaneBacklog, LaneCounts, LaneKey, Millis, ReplayRecord, StoreError, StoreResult,
+    StoredEvent,
 };
 
 /// A fixed-size pool of read-only connections.
@@ -151,8 +153,90 @@ pub(crate) fn delivery(conn: &Connection, id: DeliveryId) -> StoreResult<Option<
             .store()?
             .collect::<rusqlite::Result<Vec<_>>>()
             .store()?;
-        Ok(Some(DeliveryDetail { summary, attempts }))
+        let replay_history = conn
+            .prepare_cached(
+                "SELECT at, requested_by, from_state, attempts_before, last_error
+                 FROM delivery_replays WHERE delivery_id = ?1 ORDER BY seq",
+            )
+            .store()?
+            .query_map([id.0.as_bytes()], |r| {
+                Ok(ReplayRecord {
+                    at: r.get(0)?,
+                    by: r.get(1)?,
+                    from_state: state_from_code(r.get(2)?)?,
+                    attempts_before: count_at(r, 3)?,
+                    last_error: r.get(4)?,
+                })
+            })
+            .store()?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .store()?;
+        Ok(Some(DeliveryDetail {
+            summary,
+            attempts,
+            replay_history,
+        }))
     })
+}
+
+/// Lists events in id order (time-ordered UUIDs: acceptance order), after the cursor event.
+/// A sender id search seeks in `events_sender_id`; the others walk the primary key.
+pub(crate) fn list_events(
+    conn: &Connection,
+    filter: &EventFilter,
+    after: Option<EventId>,
+    max: usize,
+) -> StoreResult<Vec<EventSummary>> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    if let Some(id) = &filter.sender_id {
+        conditions.push(SENDER_MATCH);
+        params.extend(sender_params(id));
+    }
+    if let Some(flow) = &filter.flow {
+        conditions.push("e.flow = ?");
+        params.push(Value::Text(flow.clone()));
+    }
+    if let Some(since) = filter.since {
+        conditions.push("e.received_at >= ?");
+        params.push(Value::Integer(since));
+    }
+    if let Some(until) = filter.until {
+        conditions.push("e.received_at < ?");
+        params.push(Value::Integer(until));
+    }
+    if let Some(cursor) = after {
+        conditions.push("e.id > ?");
+        params.push(Value::Blob(cursor.0.as_bytes().to_vec()));
+    }
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT e.id, e.flow, e.source, e.dedupe_key, e.event_type, e.received_at
+         FROM events e {where_clause} ORDER BY e.id LIMIT ?"
+    );
+    params.push(Value::Integer(limit(max)));
+    conn.prepare_cached(&sql)
+        .store()?
+        .query_map(params_from_iter(params), |r| {
+            Ok(EventSummary {
+                id: EventId(uuid_at(r, 0)?),
+                flow: r.get(1)?,
+                source: r.get(2)?,
+                sender_id: r.get(3)?,
+                event_type: r.get(4)?,
+                received_at: r.get(5)?,
+            })
+        })
+        .store()?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .store()
 }
 
 /// Lists deliveries by (event received_at, insertion order), after the cursor delivery.

@@ -177,8 +177,35 @@ CREATE TABLE store_meta (
 );
 "#;
 
+/// Version 5: searching by the sender's id, and replays in a delivery's history.
+///
+/// - `events_sender_id`: events by their dedupe key (the sender's own event id) across
+///   flows, so "where is Stripe's `evt_1Q0…`?" is an index seek. The key's derived forms
+///   (`<id>#<n>` of a split, `<id>@<version>` of a pulled record) are two more range seeks
+///   in it. `events_dedupe` cannot serve this: it leads with the flow.
+/// - `delivery_replays`: one row per replay of a delivery (when, who asked, the state,
+///   attempt count and last error it had then); `seq` is the replay count after it. Written
+///   by the replay's own statement, so a replay and its record commit together.
+///
+/// A V4 file upgrades with nothing to convert: its deliveries simply have no replay rows
+/// (their `replays` counter still says how many there were).
+const V5: &str = r#"
+CREATE INDEX events_sender_id ON events (dedupe_key) WHERE dedupe_key IS NOT NULL;
+
+CREATE TABLE delivery_replays (
+    delivery_id     BLOB    NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    seq             INTEGER NOT NULL,
+    at              INTEGER NOT NULL,
+    requested_by    TEXT    NOT NULL,
+    from_state      INTEGER NOT NULL CHECK (from_state IN (2, 3, 4)),
+    attempts_before INTEGER NOT NULL,
+    last_error      TEXT,
+    PRIMARY KEY (delivery_id, seq)
+) WITHOUT ROWID;
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -7,13 +7,16 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_delivery::{ControlError, DeliveryEngine};
-use ferry_store::{
-    DeliveryFilter, DeliveryId, DeliveryState, EventId, LaneCounts, LaneKey, Store, StoredEvent,
-};
+use ferry_store::{LaneCounts, LaneKey, Store, StoredEvent};
 
 use super::auth::{TokenGate, require_token};
 use super::dto::*;
-use crate::clock::{now_ms, parse_time};
+use super::filters::{
+    bad_request, event_filter, list_filter, page_size, parse_delivery_id, parse_event_id,
+    replay_filter, replay_origin,
+};
+use super::systems::{SystemCatalog, SystemsResponse, roll_up};
+use crate::clock::now_ms;
 use crate::problem::Problem;
 
 /// Shared state of the admin routes.
@@ -26,16 +29,20 @@ pub struct AdminState {
     pub wake_all: Arc<dyn Fn() + Send + Sync>,
     /// The pull flows and their pullers.
     pub pulls: Arc<crate::pull::PullBoard>,
+    /// The systems of the running config (owner, on-call, tier) and each lane's system.
+    pub systems: Arc<SystemCatalog>,
 }
 
 /// The admin routes, all behind the bearer token.
 pub fn router(state: AdminState, gate: TokenGate) -> Router {
     Router::new()
         .route("/admin/v1/lanes", get(lanes))
+        .route("/admin/v1/systems", get(systems))
         .route("/admin/v1/lanes/{flow}/{destination}/pause", post(pause))
         .route("/admin/v1/lanes/{flow}/{destination}/resume", post(resume))
         .route("/admin/v1/deliveries", get(list_deliveries))
         .route("/admin/v1/deliveries/{id}", get(show_delivery))
+        .route("/admin/v1/events", get(list_events))
         .route("/admin/v1/events/{id}", get(show_event))
         .route("/admin/v1/replay", post(replay))
         .route("/admin/v1/pulls", get(pulls))
@@ -44,15 +51,6 @@ pub fn router(state: AdminState, gate: TokenGate) -> Router {
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
-
-fn bad_request(detail: impl Into<String>) -> Problem {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_request",
-        "Invalid request",
-        detail,
-    )
-}
 
 fn store_error(e: ferry_store::StoreError) -> Problem {
     tracing::error!(error = %e, "admin query failed");
@@ -65,48 +63,17 @@ fn store_error(e: ferry_store::StoreError) -> Problem {
     .retry_after(1)
 }
 
-fn parse_delivery_id(s: &str) -> Result<DeliveryId, Problem> {
-    s.parse()
-        .map_err(|_| bad_request(format!("`{s}` is not a delivery id (dlv_… or a UUID)")))
-}
-
-fn parse_event_id(s: &str) -> Result<EventId, Problem> {
-    s.parse()
-        .map_err(|_| bad_request(format!("`{s}` is not an event id (evt_… or a UUID)")))
-}
-
-/// Build a store filter from the shared query fields.
-#[allow(clippy::too_many_arguments)]
-fn filter(
-    delivery_id: Option<&str>,
-    event_id: Option<&str>,
-    flow: Option<&String>,
-    destination: Option<&String>,
-    state: Option<&str>,
-    since: Option<&str>,
-    until: Option<&str>,
-) -> Result<DeliveryFilter, Problem> {
-    let now = now_ms();
-    Ok(DeliveryFilter {
-        delivery_id: delivery_id.map(parse_delivery_id).transpose()?,
-        event_id: event_id.map(parse_event_id).transpose()?,
-        flow: flow.cloned(),
-        destination: destination.cloned(),
-        state: state
-            .map(|s| s.parse::<DeliveryState>().map_err(bad_request))
-            .transpose()?,
-        since: since
-            .map(|s| parse_time(s, now).map_err(bad_request))
-            .transpose()?,
-        until: until
-            .map(|s| parse_time(s, now).map_err(bad_request))
-            .transpose()?,
-    })
-}
-
 async fn lanes(State(st): State<AdminState>) -> ApiResult<LanesResponse> {
     Ok(Json(LanesResponse {
         lanes: lane_views(&st).await?,
+    }))
+}
+
+/// `GET /admin/v1/systems`: the lanes rolled up per system, worst first.
+async fn systems(State(st): State<AdminState>) -> ApiResult<SystemsResponse> {
+    let lanes = lane_views(&st).await?;
+    Ok(Json(SystemsResponse {
+        systems: roll_up(&lanes, &st.systems, now_ms()),
     }))
 }
 
@@ -210,21 +177,8 @@ async fn list_deliveries(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<DeliveryPage> {
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(bad_request(format!(
-            "limit must be between 1 and 1000, not {limit}"
-        )));
-    }
-    let f = filter(
-        None,
-        q.event_id.as_deref(),
-        q.flow.as_ref(),
-        q.destination.as_ref(),
-        q.state.as_deref(),
-        q.since.as_deref(),
-        q.until.as_deref(),
-    )?;
+    let limit = page_size(q.limit)?;
+    let f = list_filter(&q)?;
     let after = q.after.as_deref().map(parse_delivery_id).transpose()?;
     let deliveries = st
         .store
@@ -238,6 +192,26 @@ async fn list_deliveries(
         deliveries,
         next_after,
     }))
+}
+
+/// `GET /admin/v1/events`: events by the sender's id, flow and time, in acceptance order.
+async fn list_events(
+    State(st): State<AdminState>,
+    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<EventPage> {
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let limit = page_size(q.limit)?;
+    let f = event_filter(&q)?;
+    let after = q.after.as_deref().map(parse_event_id).transpose()?;
+    let events = st
+        .store
+        .list_events(&f, after, limit)
+        .await
+        .map_err(store_error)?;
+    let next_after = (events.len() == limit)
+        .then(|| events.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(Json(EventPage { events, next_after }))
 }
 
 async fn show_delivery(
@@ -257,7 +231,12 @@ async fn show_delivery(
         .await
         .map_err(store_error)?
         .map(event_view);
-    Ok(Json(DeliveryView { detail, event }))
+    let history = HistoryView::of(&detail);
+    Ok(Json(DeliveryView {
+        detail,
+        history,
+        event,
+    }))
 }
 
 async fn show_event(State(st): State<AdminState>, Path(id): Path<String>) -> ApiResult<EventView> {
@@ -296,41 +275,15 @@ async fn replay(
     body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<ReplayResponse> {
     let Json(r) = body.map_err(|e| bad_request(e.body_text()))?;
-    let f = filter(
-        r.delivery_id.as_deref(),
-        r.event_id.as_deref(),
-        r.flow.as_ref(),
-        r.destination.as_ref(),
-        r.state.as_deref(),
-        r.since.as_deref(),
-        r.until.as_deref(),
-    )?;
-    if f.delivery_id.is_none()
-        && f.event_id.is_none()
-        && f.flow.is_none()
-        && f.destination.is_none()
-        && f.state.is_none()
-        && f.since.is_none()
-        && f.until.is_none()
-    {
-        return Err(bad_request(
-            "a replay needs at least one of delivery_id, event_id, flow, destination, state, since, until",
-        ));
-    }
-    if let Some(s) = f.state
-        && !matches!(
-            s,
-            DeliveryState::Delivered | DeliveryState::Retrying | DeliveryState::Dead
-        )
-    {
-        return Err(bad_request(format!(
-            "only delivered, retrying or dead deliveries can be replayed, not {}",
-            s.as_str()
-        )));
-    }
-    let replayed = st.store.replay(&f, now_ms()).await.map_err(store_error)?;
+    let f = replay_filter(&r)?;
+    let by = replay_origin(&r);
+    let replayed = st
+        .store
+        .replay(&f, now_ms(), &by)
+        .await
+        .map_err(store_error)?;
     metrics::counter!("ferry_replayed_total").increment(replayed);
-    tracing::info!(replayed, "replay requested through the admin API");
+    tracing::info!(replayed, by = %by, "replay requested through the admin API");
     (st.wake_all)();
     Ok(Json(ReplayResponse { replayed }))
 }

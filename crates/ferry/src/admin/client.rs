@@ -56,6 +56,12 @@ impl AdminClient {
         self.send(self.http.get(self.url("/admin/v1/lanes")?)).await
     }
 
+    /// The lanes rolled up per system, worst first.
+    pub async fn systems(&self) -> Result<super::systems::SystemsResponse> {
+        self.send(self.http.get(self.url("/admin/v1/systems")?))
+            .await
+    }
+
     /// Every pull flow with its cursor, runs and freshness.
     pub async fn pulls(&self) -> Result<PullsResponse> {
         self.send(self.http.get(self.url("/admin/v1/pulls")?)).await
@@ -65,6 +71,22 @@ impl AdminClient {
     pub async fn deliveries(&self, q: &ListQuery) -> Result<DeliveryPage> {
         self.send(self.http.get(self.url("/admin/v1/deliveries")?).query(q))
             .await
+    }
+
+    /// A page of events.
+    pub async fn events(&self, q: &EventQuery) -> Result<EventPage> {
+        self.send(self.http.get(self.url("/admin/v1/events")?).query(q))
+            .await
+    }
+
+    /// One event.
+    pub async fn event(&self, id: &str) -> Result<EventView> {
+        let mut url = self.url("/admin/v1/events/")?;
+        url.path_segments_mut()
+            .map_err(|_| anyhow::anyhow!("the hub URL cannot take a path"))?
+            .pop_if_empty()
+            .push(id);
+        self.send(self.http.get(url)).await
     }
 
     /// One delivery with attempts and event.

@@ -1,10 +1,12 @@
 //! Request and response bodies of the admin API, shared by the server and the CLI client.
 
 use ferry_delivery::GateStatus;
-use ferry_store::{DeliveryDetail, DeliverySummary, LaneCounts};
+use ferry_store::{
+    Attempt, DeliveryDetail, DeliveryState, DeliverySummary, EventSummary, HistoryEntry, LaneCounts,
+};
 use serde::{Deserialize, Serialize};
 
-/// `GET /admin/v1/deliveries` query. Times: RFC 3339 or epoch milliseconds.
+/// `GET /admin/v1/deliveries` query. Times: RFC 3339, epoch milliseconds, or an age (`2h`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
@@ -12,12 +14,44 @@ pub struct ListQuery {
     pub flow: Option<String>,
     pub destination: Option<String>,
     pub event_id: Option<String>,
+    /// The sender's own id of the event (its dedupe key, e.g. Stripe's `evt_…`).
+    pub sender_id: Option<String>,
+    /// At least this many attempts, ever: `2` lists the deliveries that needed a retry.
+    pub min_attempts: Option<u32>,
+    /// An attempt failed with this error class (`http_5xx`, `timeout`, `connect`…).
+    pub error_class: Option<String>,
+    /// An attempt got this HTTP status: a code (`503`) or a class (`5xx`).
+    pub status: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
     /// Cursor: the last delivery id of the previous page.
     pub after: Option<String>,
     /// Page size, 1..=1000 (default 100).
     pub limit: Option<usize>,
+}
+
+/// `GET /admin/v1/events` query. Times as for deliveries.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventQuery {
+    /// The sender's own id of the event (its dedupe key), e.g. Stripe's `evt_…`: also finds
+    /// the events a `split` made of it (`<id>#0`…) and a pulled record's versions (`<id>@…`).
+    pub sender_id: Option<String>,
+    pub flow: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Cursor: the last event id of the previous page.
+    pub after: Option<String>,
+    /// Page size, 1..=1000 (default 100).
+    pub limit: Option<usize>,
+}
+
+/// A page of events, in the order they were accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EventPage {
+    pub events: Vec<EventSummary>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<String>,
 }
 
 /// A page of deliveries.
@@ -28,12 +62,62 @@ pub struct DeliveryPage {
     pub next_after: Option<String>,
 }
 
-/// One delivery with its attempts and its event.
+/// One delivery with its attempts, its replays and its event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryView {
     #[serde(flatten)]
     pub detail: DeliveryDetail,
+    /// Attempts and replays in the order they happened.
+    #[serde(default)]
+    pub history: Vec<HistoryView>,
     pub event: Option<EventView>,
+}
+
+/// One entry of a delivery's history.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HistoryView {
+    /// An attempt (the `number`th, from 1).
+    Attempt {
+        number: usize,
+        #[serde(flatten)]
+        attempt: Attempt,
+    },
+    /// A replay: a new round of attempts began.
+    Replay {
+        at: i64,
+        /// Who or what asked for it.
+        by: String,
+        /// The state it left (`delivered`, `retrying` or `dead`).
+        from_state: DeliveryState,
+        /// Attempts made before it.
+        attempts_before: u32,
+        /// Why it had died (or last failed) then.
+        last_error: Option<String>,
+    },
+}
+
+impl HistoryView {
+    /// The history of `detail`, in order.
+    pub fn of(detail: &DeliveryDetail) -> Vec<HistoryView> {
+        detail
+            .history()
+            .into_iter()
+            .map(|entry| match entry {
+                HistoryEntry::Attempt { number, attempt } => HistoryView::Attempt {
+                    number,
+                    attempt: attempt.clone(),
+                },
+                HistoryEntry::Replay(r) => HistoryView::Replay {
+                    at: r.at,
+                    by: r.by.clone(),
+                    from_state: r.from_state,
+                    attempts_before: r.attempts_before,
+                    last_error: r.last_error.clone(),
+                },
+            })
+            .collect()
+    }
 }
 
 /// An event as shown to operators.
@@ -50,18 +134,27 @@ pub struct EventView {
     pub payload: serde_json::Value,
 }
 
-/// `POST /admin/v1/replay`: which deliveries to put back in their lanes. At least one field
-/// must be set; only `delivered`, `retrying` and `dead` deliveries are replayed.
+/// `POST /admin/v1/replay`: which deliveries to put back in their lanes. At least one
+/// selecting field must be set; only `delivered`, `retrying` and `dead` deliveries are
+/// replayed.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
     pub delivery_id: Option<String>,
     pub event_id: Option<String>,
+    /// The sender's own id of the event.
+    pub sender_id: Option<String>,
     pub flow: Option<String>,
     pub destination: Option<String>,
     pub state: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
+    pub min_attempts: Option<u32>,
+    pub error_class: Option<String>,
+    pub status: Option<String>,
+    /// Who or what asks (kept in each replayed delivery's history as
+    /// `admin API: <requested_by>`), e.g. `ferry dlq replay (alice)`. At most 200 characters.
+    pub requested_by: Option<String>,
 }
 
 /// How many deliveries a replay put back.

@@ -5,6 +5,8 @@ mod api;
 mod auth;
 pub mod client;
 pub mod dto;
+mod filters;
+pub mod systems;
 
 pub use api::{AdminState, router};
 pub use auth::{TokenGate, require_token};

@@ -4,21 +4,18 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
-use ferry_store::DeliverySummary;
 use secrecy::ExposeSecret;
 
-use super::HubTarget;
+use super::{HubTarget, show};
 use crate::admin::client::AdminClient;
 use crate::admin::dto::{ListQuery, ReplayRequest};
-use crate::clock::rfc3339;
 
 /// `ferry dlq`.
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
     /// List dead deliveries with their failure reason.
     #[command(
-        after_help = "Examples:\n  ferry dlq list\n  ferry dlq list --flow billing-events --destination warehouse --since 1h\n  ferry dlq list --json | jq '.[].last_error'"
+        after_help = "Examples:\n  ferry dlq list\n  ferry dlq list --flow billing-events --destination warehouse --since 1h\n  ferry dlq list --sender-id evt_1Q0bqYLkdIwHu7ix\n  ferry dlq list --status 4xx --error-class http_4xx\n  ferry dlq list --json | jq '.[].last_error'"
     )]
     List {
         #[command(flatten)]
@@ -32,7 +29,7 @@ pub enum DlqCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one delivery: its state, every attempt and its event.
+    /// Show one delivery: its state, every attempt and replay, and its event.
     #[command(after_help = "Examples:\n  ferry dlq show dlv_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b")]
     Show {
         #[command(flatten)]
@@ -60,7 +57,7 @@ pub enum DlqCommand {
 }
 
 /// Filters shared by the commands.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct Selection {
     /// Only this flow.
     #[arg(long)]
@@ -74,6 +71,18 @@ pub struct Selection {
     /// Events received before this time.
     #[arg(long)]
     pub until: Option<String>,
+    /// Only deliveries of the event the sender calls this (its own id, e.g. Stripe's evt_…).
+    #[arg(long, value_name = "ID")]
+    pub sender_id: Option<String>,
+    /// Only deliveries with at least this many attempts (2: those that needed a retry).
+    #[arg(long, value_name = "N")]
+    pub min_attempts: Option<u32>,
+    /// Only deliveries with an attempt that failed with this class (http_5xx, timeout, connect…).
+    #[arg(long, value_name = "CLASS")]
+    pub error_class: Option<String>,
+    /// Only deliveries with an attempt answered with this HTTP status: a code (503) or a class (5xx).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
 }
 
 impl Selection {
@@ -82,6 +91,58 @@ impl Selection {
             && self.destination.is_none()
             && self.since.is_none()
             && self.until.is_none()
+            && self.sender_id.is_none()
+            && self.min_attempts.is_none()
+            && self.error_class.is_none()
+            && self.status.is_none()
+    }
+
+    /// The admin API query selecting these deliveries in `state`.
+    pub fn query(self, state: Option<String>, limit: usize) -> ListQuery {
+        ListQuery {
+            state,
+            flow: self.flow,
+            destination: self.destination,
+            event_id: None,
+            sender_id: self.sender_id,
+            min_attempts: self.min_attempts,
+            error_class: self.error_class,
+            status: self.status,
+            since: self.since,
+            until: self.until,
+            after: None,
+            limit: Some(limit.clamp(1, 1000)),
+        }
+    }
+
+    /// A replay of these deliveries in `state`, asked for by `command`.
+    fn replay(self, state: Option<String>, command: &str) -> ReplayRequest {
+        ReplayRequest {
+            state,
+            flow: self.flow,
+            destination: self.destination,
+            since: self.since,
+            until: self.until,
+            sender_id: self.sender_id,
+            min_attempts: self.min_attempts,
+            error_class: self.error_class,
+            status: self.status,
+            requested_by: Some(requested_by(command)),
+            ..Default::default()
+        }
+    }
+}
+
+/// Who asks for a replay, for the deliveries' history: the command, and the user running it
+/// when the environment names one.
+pub fn requested_by(command: &str) -> String {
+    match std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        Some(user) => format!("{command} ({})", user.trim()),
+        None => command.to_string(),
     }
 }
 
@@ -143,23 +204,18 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
             json,
         } => {
             let c = client(&target)?;
+            let filtered = !select.is_empty();
             let page = c
-                .deliveries(&ListQuery {
-                    state: Some("dead".into()),
-                    flow: select.flow,
-                    destination: select.destination,
-                    since: select.since,
-                    until: select.until,
-                    limit: Some(limit.clamp(1, 1000)),
-                    ..Default::default()
-                })
+                .deliveries(&select.query(Some("dead".into()), limit))
                 .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&page.deliveries)?);
+            } else if page.deliveries.is_empty() && filtered {
+                println!("No dead delivery matches.");
             } else if page.deliveries.is_empty() {
                 println!("The dead-letter queue is empty.");
             } else {
-                print_deliveries(&page.deliveries);
+                show::deliveries(&page.deliveries);
                 if page.next_after.is_some() {
                     println!("(more: raise --limit or narrow with --flow/--since)");
                 }
@@ -170,54 +226,8 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
             let v = client(&target)?.delivery(&id).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let s = &v.detail.summary;
-            println!("delivery    {}", s.id);
-            println!("event       {}", s.event_id);
-            println!("lane        {} -> {}", s.lane.flow, s.lane.destination);
-            println!("state       {}", s.state.as_str());
-            println!("received    {}", rfc3339(s.received_at));
-            println!("attempts    {} (replays: {})", s.attempts, s.replays);
-            if let Some(e) = &s.last_error {
-                println!("last error  {e}");
-            }
-            if !v.detail.attempts.is_empty() {
-                let mut t = Table::new();
-                t.load_preset(UTF8_BORDERS_ONLY)
-                    .set_content_arrangement(ContentArrangement::Dynamic);
-                t.set_header([
-                    "#",
-                    "started",
-                    "latency",
-                    "status",
-                    "class",
-                    "error / response",
-                ]);
-                for (i, a) in v.detail.attempts.iter().enumerate() {
-                    t.add_row([
-                        (i + 1).to_string(),
-                        rfc3339(a.started_at),
-                        format!("{} ms", a.latency_ms),
-                        a.status
-                            .map(|s| s.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                        a.error_class.clone().unwrap_or_default(),
-                        truncate(
-                            a.error
-                                .as_deref()
-                                .or(a.response_excerpt.as_deref())
-                                .unwrap_or(""),
-                            80,
-                        ),
-                    ]);
-                }
-                println!("{t}");
-            }
-            if let Some(ev) = &v.event {
-                println!("event type  {}", ev.event_type.as_deref().unwrap_or("-"));
-                println!("sender id   {}", ev.dedupe_key.as_deref().unwrap_or("-"));
-                println!("payload     {}", truncate(&ev.payload.to_string(), 400));
+            } else {
+                show::delivery(&v);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -230,20 +240,13 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
             let c = client(&target)?;
             if ids.is_empty() && select.is_empty() && !all {
                 bail!(
-                    "say what to replay: delivery ids, a filter (--flow/--destination/--since/--until), or --all"
+                    "say what to replay: delivery ids, a filter (--flow/--destination/--since/--until/--sender-id/…), or --all"
                 );
             }
             let mut total = 0;
             if ids.is_empty() {
                 total += c
-                    .replay(&ReplayRequest {
-                        state: Some("dead".into()),
-                        flow: select.flow,
-                        destination: select.destination,
-                        since: select.since,
-                        until: select.until,
-                        ..Default::default()
-                    })
+                    .replay(&select.replay(Some("dead".into()), "ferry dlq replay"))
                     .await?
                     .replayed;
             }
@@ -252,6 +255,7 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
                     .replay(&ReplayRequest {
                         delivery_id: Some(id),
                         state: Some("dead".into()),
+                        requested_by: Some(requested_by("ferry dlq replay")),
                         ..Default::default()
                     })
                     .await?
@@ -267,51 +271,16 @@ pub async fn dlq(cmd: DlqCommand) -> Result<ExitCode> {
 pub async fn replay(a: ReplayArgs) -> Result<ExitCode> {
     if a.event.is_none() && a.delivery.is_none() && a.select.is_empty() && a.state.is_none() {
         bail!(
-            "say what to replay: --event, --delivery, or a filter (--flow/--destination/--since/--until/--state)"
+            "say what to replay: --event, --delivery, or a filter (--flow/--destination/--since/--until/--state/--sender-id/…)"
         );
     }
     let r = client(&a.target)?
         .replay(&ReplayRequest {
             delivery_id: a.delivery,
             event_id: a.event,
-            flow: a.select.flow,
-            destination: a.select.destination,
-            state: a.state,
-            since: a.select.since,
-            until: a.select.until,
+            ..a.select.replay(a.state, "ferry replay")
         })
         .await?;
     println!("replayed {} deliveries", r.replayed);
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_deliveries(rows: &[DeliverySummary]) {
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    t.set_header([
-        "delivery",
-        "flow -> destination",
-        "received",
-        "attempts",
-        "reason",
-    ]);
-    for d in rows {
-        t.add_row([
-            d.id.to_string(),
-            format!("{} -> {}", d.lane.flow, d.lane.destination),
-            rfc3339(d.received_at),
-            d.attempts.to_string(),
-            truncate(d.last_error.as_deref().unwrap_or(""), 70),
-        ]);
-    }
-    println!("{t}");
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(max).collect::<String>())
-    }
 }

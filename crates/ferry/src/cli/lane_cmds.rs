@@ -12,6 +12,7 @@ use ferry_delivery::BreakerState;
 use super::HubTarget;
 use super::admin_cmds::client;
 use crate::admin::dto::{LaneView, PullView};
+use crate::admin::systems::{LaneHealth, SystemView};
 use crate::clock::{now_ms, rfc3339};
 
 /// `ferry status`.
@@ -19,9 +20,20 @@ use crate::clock::{now_ms, rfc3339};
 pub struct StatusArgs {
     #[command(flatten)]
     pub target: HubTarget,
+    /// Roll the lanes up: `system` shows one row per receiving system (its owner, on-call
+    /// and tier from the catalog, its worst lane state), the system in the worst trouble first.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub by: Option<RollUp>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What `ferry status --by` rolls lanes up by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RollUp {
+    /// The system each lane delivers to.
+    System,
 }
 
 /// `ferry pause` and `ferry resume`.
@@ -48,6 +60,15 @@ pub struct PauseArgs {
 /// Print every lane, then every pull flow (if any).
 pub async fn status(args: StatusArgs) -> Result<ExitCode> {
     let hub = client(&args.target)?;
+    if args.by == Some(RollUp::System) {
+        let systems = hub.systems().await?.systems;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&systems)?);
+        } else {
+            print_systems(&systems, now_ms());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let lanes = hub.lanes().await?.lanes;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&lanes)?);
@@ -105,6 +126,52 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
         Err(e) => println!("pulls: not available ({e})"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One row per system, worst first; then each system's lanes that are not ok.
+fn print_systems(systems: &[SystemView], now: i64) {
+    if systems.is_empty() {
+        println!("no lanes");
+        return;
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header([
+            "system", "tier", "owner", "oncall", "state", "lanes", "waiting", "oldest", "retrying",
+            "dead",
+        ]);
+    for s in systems {
+        let info = s.info.as_ref();
+        let text = |v: Option<&String>| v.cloned().unwrap_or_else(|| "-".to_string());
+        table.add_row([
+            s.system.clone(),
+            info.map_or_else(|| "-".to_string(), |i| i.tier.clone()),
+            text(info.and_then(|i| i.owner.as_ref())),
+            text(info.and_then(|i| i.oncall.as_ref())),
+            s.state.as_str().to_string(),
+            s.lanes.len().to_string(),
+            (s.pending + s.in_flight + s.retrying).to_string(),
+            s.oldest_waiting_received_at
+                .map(|t| age(now - t))
+                .unwrap_or_else(|| "-".to_string()),
+            s.retrying.to_string(),
+            s.dead.to_string(),
+        ]);
+    }
+    println!("{table}");
+    for s in systems {
+        for lane in s.lanes.iter().filter(|l| l.state != LaneHealth::Ok) {
+            println!(
+                "{}: {}/{} {}",
+                s.system,
+                lane.flow,
+                lane.destination,
+                lane.state.as_str()
+            );
+        }
+    }
 }
 
 /// The pull flows: state, freshness against the SLA, next run; then the last errors.

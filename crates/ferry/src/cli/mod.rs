@@ -1,8 +1,10 @@
 //! The `ferry` command line.
 
 mod admin_cmds;
+mod browse;
 mod lane_cmds;
 mod serve;
+mod show;
 mod test_cmd;
 mod validate;
 
@@ -46,17 +48,30 @@ pub enum Command {
     /// Browse and replay the dead-letter queue of a running hub.
     #[command(subcommand)]
     Dlq(admin_cmds::DlqCommand),
+    /// Find events of a running hub: by the id their sender gave them (`--sender-id`, e.g.
+    /// Stripe's evt_…), by flow and time; or show one event with its deliveries.
+    #[command(
+        after_help = "Examples:\n  ferry events --sender-id evt_1Q0bqYLkdIwHu7ix      # Stripe's id: the event, its deliveries\n  ferry events --flow stripe-billing --since 1h\n  ferry events fev_0193a4b2c3d47e8f9a0b1c2d3e4f5a6b\n  ferry events --sender-id evt_1Q0bqYLkdIwHu7ix --json | jq '.deliveries[].state'"
+    )]
+    Events(browse::EventsArgs),
+    /// List deliveries of a running hub in any state: by lane, time, sender id, and by what
+    /// their attempts met (how many, error class, HTTP status).
+    #[command(
+        after_help = "Examples:\n  ferry deliveries --min-attempts 2 --since 24h          # which deliveries needed retries?\n  ferry deliveries --status 5xx --destination warehouse\n  ferry deliveries --error-class timeout --state delivered\n  ferry deliveries --sender-id evt_1Q0bqYLkdIwHu7ix"
+    )]
+    Deliveries(browse::DeliveriesArgs),
     /// Replay deliveries (delivered, retrying or dead) of a running hub, selected by event,
     /// delivery, flow, destination and time range.
     #[command(
-        after_help = "Examples:\n  ferry replay --event evt_0193...\n  ferry replay --delivery dlv_0193...\n  ferry replay --flow billing-events --destination crm --since 2h\n  ferry replay --flow billing-events --since 2026-11-24T09:00:00Z --until 2026-11-24T10:00:00Z --state delivered"
+        after_help = "Examples:\n  ferry replay --event fev_0193...\n  ferry replay --sender-id evt_1Q0bqYLkdIwHu7ix\n  ferry replay --delivery dlv_0193...\n  ferry replay --flow billing-events --destination crm --since 2h\n  ferry replay --flow billing-events --since 2026-11-24T09:00:00Z --until 2026-11-24T10:00:00Z --state delivered"
     )]
     Replay(admin_cmds::ReplayArgs),
     /// Show every delivery lane of a running hub: backlog, oldest waiting delivery, circuit
     /// breaker, 429 hold, pause; then its pull flows: last run, freshness against the SLA,
-    /// next run (`--json` prints the lanes only; pulls: `GET /admin/v1/pulls`).
+    /// next run (`--json` prints the lanes only; pulls: `GET /admin/v1/pulls`). With
+    /// `--by system`, one row per receiving system instead, the worst first.
     #[command(
-        after_help = "Examples:\n  ferry status --config examples/quickstart\n  ferry status --json | jq '.[] | select(.gate.breaker != \"closed\")'"
+        after_help = "Examples:\n  ferry status --config examples/quickstart\n  ferry status --by system                 # per system: owner, tier, worst lane first\n  ferry status --json | jq '.[] | select(.gate.breaker != \"closed\")'"
     )]
     Status(lane_cmds::StatusArgs),
     /// Pause a destination of a flow: nothing is sent, events keep accumulating durably.
@@ -94,6 +109,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test_cmd::run(a).await,
         Command::Dlq(c) => admin_cmds::dlq(c).await,
+        Command::Events(a) => browse::events(a).await,
+        Command::Deliveries(a) => browse::deliveries(a).await,
         Command::Replay(a) => admin_cmds::replay(a).await,
         Command::Status(a) => lane_cmds::status(a).await,
         Command::Pause(a) => lane_cmds::pause(a).await,

@@ -29,6 +29,11 @@ pub struct ServeArgs {
 /// and templates, printing every problem; `None` when invalid. (The schema files, programs
 /// and templates are checked once the YAML is valid, as they are found through it.)
 pub fn load_config(dir: &Path, resolve_secrets: bool) -> Option<Config> {
+    load_config_counted(dir, resolve_secrets).map(|(config, _)| config)
+}
+
+/// [`load_config`], also counting the warnings it printed.
+pub fn load_config_counted(dir: &Path, resolve_secrets: bool) -> Option<(Config, usize)> {
     let color = std::io::stderr().is_terminal();
     match ferry_config::load_dir(dir, &LoadOptions { resolve_secrets }) {
         Ok(loaded) => {
@@ -48,7 +53,7 @@ pub fn load_config(dir: &Path, resolve_secrets: bool) -> Option<Config> {
             if !all.is_empty() {
                 eprint!("{}", ferry_config::render(&all, color));
             }
-            valid.then_some(loaded.config)
+            valid.then_some((loaded.config, all.len()))
         }
         Err(errors) => {
             let mut all = errors.errors;

@@ -18,18 +18,24 @@ pub struct ValidateArgs {
 
 /// Exit 0 when the config is valid (warnings allowed), 1 otherwise.
 pub fn run(args: ValidateArgs) -> Result<ExitCode> {
-    match super::serve::load_config(&args.dir, !args.skip_secrets) {
-        Some(config) => {
+    match super::serve::load_config_counted(&args.dir, !args.skip_secrets) {
+        Some((config, warnings)) => {
             let destinations: usize = config.flows.values().map(|f| f.destinations.len()).sum();
             println!(
-                "{}: valid — {} systems, {} flows, {} destinations",
+                "{}: valid — {}, {}, {}, {}",
                 args.dir.display(),
-                config.systems.len(),
-                config.flows.len(),
-                destinations
+                count(config.systems.len(), "system"),
+                count(config.flows.len(), "flow"),
+                count(destinations, "destination"),
+                count(warnings, "warning"),
             );
             Ok(ExitCode::SUCCESS)
         }
         None => Ok(ExitCode::FAILURE),
     }
+}
+
+/// `1 flow`, `2 flows`.
+fn count(n: usize, noun: &str) -> String {
+    format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
 }

@@ -164,6 +164,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             let r = admin
                 .replay(&ReplayRequest {
                     state: Some("dead".into()),
+                    requested_by: Some("ferry demo".into()),
                     ..Default::default()
                 })
                 .await;

@@ -47,9 +47,7 @@ pub(crate) fn inspect_value(
     event_type_pointer: Option<&str>,
     want_value: bool,
 ) -> Result<(Inspected, Option<serde_json::Value>), Problem> {
-    let needs_value = want_value
-        || event_type_pointer.is_some()
-        || matches!(event_id, EventIdRule::JsonPointer(_));
+    let needs_value = want_value || event_type_pointer.is_some() || event_id.reads_body();
     let value = check_json(body, needs_value)?;
     let dedupe_key = read_event_id(event_id, headers, value.as_ref()).map_err(|e| {
         Problem::new(
@@ -74,7 +72,8 @@ pub(crate) fn inspect_value(
 
 /// The inspection of an event for `route`: [`inspect_value`] on the payload (a CloudEvent's
 /// data), with a CloudEvent's `source` + `id` as the dedupe key and its `type` as the event
-/// type unless the flow configured its own `event_id` rule or `event_type` pointer. The
+/// type unless the flow configured its own `event_id` rule or `event_type` pointer (a
+/// CloudEvent's own id comes before the scheme's vendor id: it names the event itself). The
 /// parsed payload comes back whenever the route has `validate` steps (or VRL steps).
 pub(crate) fn inspect_route(
     route: &IngressRoute,
@@ -82,7 +81,7 @@ pub(crate) fn inspect_route(
     payload: &[u8],
     cloud_event: Option<&CloudEvent>,
 ) -> Result<(Inspected, Option<serde_json::Value>), Problem> {
-    let id_from_event = cloud_event.is_some() && matches!(route.event_id, EventIdRule::Default);
+    let id_from_event = cloud_event.is_some() && !route.event_id.is_configured();
     let no_headers = HeaderMap::new();
     let (mut found, value) = inspect_value(
         payload,

@@ -402,3 +402,105 @@ pub async fn wait_for_status(hub: SocketAddr, id: &str, body: &str, status: u16)
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A Stripe signing secret: Stripe uses the whole `whsec_…` string as the HMAC key.
+pub const STRIPE_SECRET: &str = "whsec_9f3k2LmQ8vR1tY6uW0xZ4aB7cD5eF2gH";
+
+/// HMAC-SHA256 of `parts` under `key`, hex.
+fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    for p in parts {
+        mac.update(p);
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A `Stripe-Signature` value for `body` signed at unix time `t` with `secret`, as Stripe
+/// computes it: `t=<t>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+pub fn stripe_signature(secret: &str, t: i64, body: &str) -> String {
+    let ts = t.to_string();
+    let tag = hmac_hex(secret.as_bytes(), &[ts.as_bytes(), b".", body.as_bytes()]);
+    format!("t={t},v1={tag}")
+}
+
+/// An `X-Hub-Signature-256` value for `body`, as GitHub computes it.
+pub fn github_signature(secret: &str, body: &str) -> String {
+    format!("sha256={}", hmac_hex(secret.as_bytes(), &[body.as_bytes()]))
+}
+
+/// POST `body` with `headers` to `/ingest/{path}` of the hub at `hub`.
+pub async fn post_to(
+    hub: SocketAddr,
+    path: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> reqwest::Response {
+    let mut req = client()
+        .post(format!("http://{hub}/ingest/{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    req.send().await.unwrap()
+}
+
+/// The GitHub flow's webhook secret.
+pub const GITHUB_SECRET: &str = "gh-webhook-secret-0123456789";
+
+/// A config with a Stripe flow (`/ingest/stripe`) and a GitHub flow (`/ingest/github`),
+/// neither setting `event_id`, both delivering to `rx` (at `/stripe`, `/github`) with fast
+/// retries.
+pub fn write_vendor_config(dir: &Path, rx: &TestReceiver) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).unwrap();
+    std::fs::write(dir.join("stripe-secret"), STRIPE_SECRET).unwrap();
+    std::fs::write(dir.join("github-secret"), GITHUB_SECRET).unwrap();
+    let dest = |name: &str| {
+        format!(
+            "    destinations:\n      crm:\n        system: crm\n        http: {{ url: \"{}\" }}\n        retry: {{ max_attempts: 3, initial_backoff: 20ms, max_backoff: 100ms }}\n",
+            rx.url(&format!("/{name}"))
+        )
+    };
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        format!(
+            "settings:
+  listen: 127.0.0.1:0
+  admin: {{ token: {{ file: admin-token }} }}
+  delivery: {{ shutdown_grace: 2s, egress_allow: [127.0.0.0/8] }}
+systems:
+  stripe: {{ owner: team-billing }}
+  github: {{ owner: team-dev }}
+  crm: {{ owner: team-crm }}
+flows:
+  stripe:
+    source:
+      webhook:
+        system: stripe
+        signature: {{ stripe: {{ secret: {{ file: stripe-secret }} }} }}
+        event_type: /type
+{}  github:
+    source:
+      webhook:
+        system: github
+        signature: {{ github: {{ secret: {{ file: github-secret }} }} }}
+{}",
+            dest("stripe"),
+            dest("github")
+        ),
+    )
+    .unwrap();
+}
+
+/// A child process killed (and reaped) when dropped: a `ferry serve` started by a test that
+/// then fails does not outlive it.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
