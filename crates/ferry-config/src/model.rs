@@ -495,6 +495,23 @@ pub struct HttpDestination {
     /// templates too: anything with `{{`).
     #[serde(default)]
     pub body: Option<String>,
+    /// How the request authenticates: `basic` (user name and a password by reference) or
+    /// `bearer` (a token by reference); sent as `Authorization`.
+    #[serde(default)]
+    pub auth: Option<HttpAuth>,
+}
+
+/// The `Authorization` an HTTP destination sends, its secret by reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum HttpAuth {
+    /// `Authorization: Basic base64(username:password)`.
+    Basic {
+        username: String,
+        password: SecretRef,
+    },
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: SecretRef },
 }
 
 fn default_method() -> String {

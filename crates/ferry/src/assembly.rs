@@ -372,6 +372,26 @@ fn enrich_lookups(
     Ok(Lookups { headers, egress })
 }
 
+/// The `Authorization` value of an HTTP destination's `auth`, its secret resolved.
+fn authorization(
+    auth: &ferry_config::HttpAuth,
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<String> {
+    use base64::Engine as _;
+    Ok(match auth {
+        ferry_config::HttpAuth::Basic { username, password } => {
+            let pair = format!("{username}:{}", secret(password)?.expose_secret());
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        }
+        ferry_config::HttpAuth::Bearer { token } => {
+            format!("Bearer {}", secret(token)?.expose_secret())
+        }
+    })
+}
+
 /// The programs and templates that do not compile, as one error.
 fn compile_failures(failures: &[crate::transforms::Failure]) -> anyhow::Error {
     let all: Vec<String> = failures.iter().map(ToString::to_string).collect();
@@ -442,6 +462,12 @@ fn http_connector(
             value.set_sensitive(true);
         }
         headers.insert(HeaderName::from_bytes(name.as_bytes())?, value);
+    }
+    if let Some(auth) = &http.auth {
+        let mut value = reqwest::header::HeaderValue::from_str(&authorization(auth, secret)?)
+            .context("`auth` makes an invalid Authorization header")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
     }
     let signing_key = match &http.signing {
         Some(OutboundSigning::StandardWebhooks { secret: s }) => Some(

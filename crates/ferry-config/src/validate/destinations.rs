@@ -167,6 +167,20 @@ fn http_destination<'a>(
             );
         }
     }
+    let literal_authorization = http
+        .headers
+        .keys()
+        .any(|h| h.eq_ignore_ascii_case("authorization"));
+    if http.auth.is_some() && literal_authorization {
+        c.error(
+            file,
+            &at(&["http", "auth"]),
+            Part::Key,
+            "`auth` and an `Authorization` header each say how the request authenticates"
+                .to_string(),
+            Some("keep one: `auth` (its secret by reference) or the header".to_string()),
+        );
+    }
     let timeouts = [
         ("timeout", http.timeout),
         ("connect_timeout", http.connect_timeout),

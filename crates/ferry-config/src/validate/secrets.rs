@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 
 use super::Checker;
 use crate::locate::Part;
-use crate::model::{HeaderValue, OutboundSigning, SignatureConfig, Source};
+use crate::model::{HeaderValue, HttpAuth, OutboundSigning, SignatureConfig, Source};
 use crate::secret::{SecretError, SecretRef, SecretUse as Use, check_strength};
 use crate::sources::FileId;
 
@@ -137,6 +137,28 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                     path,
                     secret: &postgres.url,
                     usage: Use::ConnectionUrl,
+                });
+            }
+            if let Some(auth) = dest.http.as_ref().and_then(|h| h.auth.as_ref()) {
+                let (scheme, field, secret) = match auth {
+                    HttpAuth::Basic { password, .. } => ("basic", "password", password),
+                    HttpAuth::Bearer { token } => ("bearer", "token", token),
+                };
+                let path = own(&[
+                    "flows",
+                    flow,
+                    "destinations",
+                    name,
+                    "http",
+                    "auth",
+                    scheme,
+                    field,
+                ]);
+                out.push(Found {
+                    file,
+                    path,
+                    secret,
+                    usage: Use::HeaderValue,
                 });
             }
             let http_headers = dest.http.iter().flat_map(|h| &h.headers);
