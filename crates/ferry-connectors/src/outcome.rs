@@ -1,10 +1,14 @@
 //! What a failed call of any connector here was, and the attempt a call makes: one shape for
 //! every system, so every kind reports alike.
 
+use std::future::Future;
 use std::time::Instant;
 
-use ferry_delivery::{AttemptResult, Verdict};
-use ferry_store::Millis;
+use bytes::Bytes;
+use ferry_delivery::{AttemptResult, Rendered, Verdict};
+use ferry_store::{ClaimedDelivery, Millis};
+
+use crate::now_millis;
 
 /// What went wrong with one call: its error class, the text (never a secret or payload),
 /// and whether sending again may help.
@@ -53,4 +57,27 @@ pub(crate) fn attempt(
         error,
         response_excerpt: None,
     }
+}
+
+/// The attempt `call` makes, timed from now.
+pub(crate) async fn timed(call: impl Future<Output = Result<(), Failure>>) -> AttemptResult {
+    let (started_at, clock) = (now_millis(), Instant::now());
+    let result = call.await;
+    attempt(started_at, clock, result)
+}
+
+/// Run every call at once; the first failure (in the calls' order), or `Ok` when all passed.
+pub(crate) async fn all_or_first_failure(
+    calls: impl IntoIterator<Item = impl Future<Output = Result<(), Failure>>>,
+) -> Result<(), Failure> {
+    let results = futures_util::future::join_all(calls).await;
+    results
+        .into_iter()
+        .find_map(Result::err)
+        .map_or(Ok(()), Err)
+}
+
+/// What a delivery sends: its rendering's body, or the stored payload.
+pub(crate) fn record_body(delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> Bytes {
+    rendered.map_or_else(|| delivery.payload.clone(), |r| r.body.clone())
 }

@@ -121,17 +121,7 @@ async fn deliveries_are_published_acknowledged_and_kept_once_across_replays() {
     }
 
     // A replay sends each again with the same id; the stream keeps it once.
-    admin_post(
-        hub.addr(),
-        "/admin/v1/replay",
-        serde_json::json!({"flow": "orders", "state": "delivered"}),
-    )
-    .await;
-    wait_until(30, "the replays delivered", || async {
-        let all = deliveries(hub.addr(), "state=delivered").await;
-        all.len() == 3 && all.iter().all(|d| d["attempts"].as_u64() == Some(2))
-    })
-    .await;
+    replay_delivered_and_wait(hub.addr(), 3).await;
     assert_eq!(stored_messages(&js, &stream).await, 3);
     hub.shutdown().await.unwrap();
     js.delete_stream(&stream).await.unwrap();

@@ -90,29 +90,14 @@ async fn records_are_upserted_replays_do_not_duplicate_and_a_mapping_fix_updates
     assert_eq!(got[1], ("c2".into(), "c2@example.com".into(), 250));
 
     // A replay writes the same rows again: no duplicates.
-    admin_post(
-        hub.addr(),
-        "/admin/v1/replay",
-        serde_json::json!({"flow": "orders", "state": "delivered"}),
-    )
-    .await;
-    wait_until(30, "the replays delivered", || async {
-        let all = deliveries(hub.addr(), "state=delivered").await;
-        all.len() == 3 && all.iter().all(|d| d["attempts"].as_u64() == Some(2))
-    })
-    .await;
+    replay_delivered_and_wait(hub.addr(), 3).await;
     assert_eq!(rows(&client, &schema).await.len(), 2);
     hub.shutdown().await.unwrap();
 
     // The mapping is fixed (amounts were meant in tenths of cents); a replay updates the rows.
     write_config(cfg.path(), &pg_destination(&schema, 10));
     let hub = start_hub(cfg.path(), data.path()).await;
-    admin_post(
-        hub.addr(),
-        "/admin/v1/replay",
-        serde_json::json!({"flow": "orders", "state": "delivered"}),
-    )
-    .await;
+    replay_delivered(hub.addr()).await;
     wait_until(30, "the rows rewritten", || async {
         let got = rows(&client, &schema).await;
         got.len() == 2

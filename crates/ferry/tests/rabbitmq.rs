@@ -93,17 +93,7 @@ async fn deliveries_are_confirmed_persistent_and_carry_their_id() {
     assert_eq!(seen.len(), 3);
 
     // A replay publishes each again with the same message id.
-    admin_post(
-        hub.addr(),
-        "/admin/v1/replay",
-        serde_json::json!({"flow": "orders", "state": "delivered"}),
-    )
-    .await;
-    wait_until(30, "the replays delivered", || async {
-        let all = deliveries(hub.addr(), "state=delivered").await;
-        all.iter().all(|d| d["attempts"].as_u64() == Some(2))
-    })
-    .await;
+    replay_delivered_and_wait(hub.addr(), 3).await;
     let mut again = Vec::new();
     while let Some(message) = channel
         .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })

@@ -1,7 +1,7 @@
 //! The NATS JetStream destination connector.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 use async_nats::{HeaderMap, jetstream};
@@ -10,11 +10,10 @@ use bytes::Bytes;
 use ferry_config::NatsDestination;
 use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered, Verdict};
 use ferry_store::ClaimedDelivery;
-use futures_util::future::join_all;
 use tokio::sync::OnceCell;
 
-use crate::outcome::{Failure, attempt};
-use crate::{now_millis, stored_header};
+use crate::outcome::{Failure, all_or_first_failure, record_body, timed};
+use crate::stored_header;
 
 /// Publishes deliveries to one subject of a NATS server, waiting for JetStream's ack.
 ///
@@ -136,23 +135,18 @@ impl Connector for NatsConnector {
     }
 
     async fn send(&self, delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> AttemptResult {
-        let (started_at, clock) = (now_millis(), Instant::now());
-        let body = rendered.map_or_else(|| delivery.payload.clone(), |r| r.body.clone());
-        let result = self.publish(Self::headers(delivery, rendered), body).await;
-        attempt(started_at, clock, result)
+        let body = record_body(delivery, rendered);
+        timed(self.publish(Self::headers(delivery, rendered), body)).await
     }
 
     /// Every record is published at once, each with its own `Nats-Msg-Id`, and the call
     /// succeeds when the stream acknowledged them all. When some fail, the whole call is
     /// retried; the records already stored are then dropped by the duplicate window.
     async fn send_batch(&self, call: BatchCall<'_>) -> (AttemptResult, Option<Bytes>) {
-        let (started_at, clock) = (now_millis(), Instant::now());
         let publishes = call
             .records
             .iter()
             .map(|(delivery, body)| self.publish(Self::headers(delivery, None), body.clone()));
-        let first_failure = join_all(publishes).await.into_iter().find_map(Result::err);
-        let result = first_failure.map_or(Ok(()), Err);
-        (attempt(started_at, clock, result), None)
+        (timed(all_or_first_failure(publishes)).await, None)
     }
 }

@@ -1,7 +1,7 @@
 //! The PostgreSQL upsert destination connector.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,8 +14,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::upsert;
-use crate::now_millis;
-use crate::outcome::{Failure, attempt};
+use crate::outcome::{Failure, record_body, timed};
 
 /// Upserts records into one table through a bounded connection pool.
 pub struct PostgresConnector {
@@ -145,15 +144,13 @@ impl Connector for PostgresConnector {
     }
 
     async fn send(&self, delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> AttemptResult {
-        let (started_at, clock) = (now_millis(), Instant::now());
-        let body = rendered.map_or(&delivery.payload, |r| &r.body);
-        attempt(started_at, clock, self.upsert(&[body]).await)
+        let body = record_body(delivery, rendered);
+        timed(self.upsert(&[&body])).await
     }
 
     /// The whole batch in one transaction: every row is written, or none is.
     async fn send_batch(&self, call: BatchCall<'_>) -> (AttemptResult, Option<Bytes>) {
-        let (started_at, clock) = (now_millis(), Instant::now());
         let bodies: Vec<&Bytes> = call.records.iter().map(|(_, body)| body).collect();
-        (attempt(started_at, clock, self.upsert(&bodies).await), None)
+        (timed(self.upsert(&bodies)).await, None)
     }
 }

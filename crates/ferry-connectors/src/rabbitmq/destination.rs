@@ -1,14 +1,13 @@
 //! The RabbitMQ destination connector.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_config::RabbitmqDestination;
 use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered, Verdict};
 use ferry_store::ClaimedDelivery;
-use futures_util::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -16,8 +15,8 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
-use crate::outcome::{Failure, attempt};
-use crate::{now_millis, stored_header};
+use crate::outcome::{Failure, all_or_first_failure, record_body, timed};
+use crate::stored_header;
 
 /// AMQP delivery mode of a message the broker writes to disk.
 const PERSISTENT: u8 = 2;
@@ -182,27 +181,18 @@ impl Connector for RabbitmqConnector {
     }
 
     async fn send(&self, delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> AttemptResult {
-        let (started_at, clock) = (now_millis(), Instant::now());
-        let body = rendered.map_or_else(|| delivery.payload.clone(), |r| r.body.clone());
-        let result = self
-            .publish(Self::properties(delivery, rendered), body)
-            .await;
-        attempt(started_at, clock, result)
+        let body = record_body(delivery, rendered);
+        timed(self.publish(Self::properties(delivery, rendered), body)).await
     }
 
     /// Every record is published at once on the confirm channel; the call succeeds when the
     /// broker confirmed them all (a retried call publishes the records again, with the same
     /// `message_id`s).
     async fn send_batch(&self, call: BatchCall<'_>) -> (AttemptResult, Option<Bytes>) {
-        let (started_at, clock) = (now_millis(), Instant::now());
         let publishes = call
             .records
             .iter()
             .map(|(delivery, body)| self.publish(Self::properties(delivery, None), body.clone()));
-        let first_failure = join_all(publishes).await.into_iter().find_map(Result::err);
-        (
-            attempt(started_at, clock, first_failure.map_or(Ok(()), Err)),
-            None,
-        )
+        (timed(all_or_first_failure(publishes)).await, None)
     }
 }

@@ -504,3 +504,23 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Replay every delivered delivery of the `orders` flow through the admin API.
+pub async fn replay_delivered(hub: SocketAddr) {
+    admin_post(
+        hub,
+        "/admin/v1/replay",
+        serde_json::json!({"flow": "orders", "state": "delivered"}),
+    )
+    .await;
+}
+
+/// [`replay_delivered`], then wait until all `n` are delivered again (2 attempts each).
+pub async fn replay_delivered_and_wait(hub: SocketAddr, n: usize) {
+    replay_delivered(hub).await;
+    wait_until(30, "the replays delivered", || async {
+        let all = deliveries(hub, "state=delivered").await;
+        all.len() == n && all.iter().all(|d| d["attempts"].as_u64() == Some(2))
+    })
+    .await;
+}
