@@ -566,7 +566,7 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
                 ctx.gate.cancel_probe();
             }
             drop(permit);
-            return conclude_render(ctx, delivery, failed, &mut rand::rng());
+            return conclude_render(ctx, delivery, failed, now_millis(), &mut rand::rng());
         }
         None => {
             if probe {
@@ -600,18 +600,20 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
             .attempt_seconds
             .record(result.latency.as_secs_f64());
     }
-    conclude(ctx, delivery, result, &mut rand::rng())
+    conclude(ctx, delivery, result, now_millis(), &mut rand::rng())
 }
 
 /// Decide where `delivery` goes after an attempt that produced `result` (the gate has
-/// already learnt from the call), count and log the attempt. `rng` draws the backoff jitter.
+/// already learnt from the call), count and log the attempt. A retry is due `now` plus the
+/// backoff `rng` draws.
 fn conclude(
     ctx: &Ctx,
     delivery: &ClaimedDelivery,
     result: AttemptResult,
+    now: Millis,
     rng: &mut impl rand::Rng,
 ) -> DeliveryOutcome {
-    conclude_with(ctx, delivery, result, rng, false)
+    conclude_with(ctx, delivery, result, now, rng, false)
 }
 
 /// [`conclude`] for a failed rendering: its error may quote the event's data (a VRL error
@@ -621,15 +623,17 @@ fn conclude_render(
     ctx: &Ctx,
     delivery: &ClaimedDelivery,
     result: AttemptResult,
+    now: Millis,
     rng: &mut impl rand::Rng,
 ) -> DeliveryOutcome {
-    conclude_with(ctx, delivery, result, rng, true)
+    conclude_with(ctx, delivery, result, now, rng, true)
 }
 
 fn conclude_with(
     ctx: &Ctx,
     delivery: &ClaimedDelivery,
     result: AttemptResult,
+    now: Millis,
     rng: &mut impl rand::Rng,
     error_quotes_data: bool,
 ) -> DeliveryOutcome {
@@ -640,7 +644,7 @@ fn conclude_with(
         result.error.clone()
     };
     let local = result.verdict.local_failure();
-    let decision = decide(delivery, &ctx.retry, result, now_millis(), rng);
+    let decision = decide(delivery, &ctx.retry, result, now, rng);
     if let Some(cause) = local {
         note_local_failure(ctx, delivery, cause, error.as_deref());
         return decision.outcome;

@@ -214,9 +214,11 @@ async fn send(
         .filter_map(|(m, b)| b.as_ref().ok().map(|b| (m, b.clone())))
         .collect();
     let sent = send_rendered(ctx, spec, &sendable, probe).await;
-    // Every record draws the same backoff jitter, so records of a batch that failed
-    // together (with the same attempt count) are due again together and batched again.
+    // Every record draws the same backoff jitter from the same instant, so records of a
+    // batch that failed together (with the same attempt count) are due again at the same
+    // millisecond and batched again.
     let seed: u64 = rand::random();
+    let now = now_millis();
     let mut sent = sent.into_iter();
     members
         .iter()
@@ -224,9 +226,9 @@ async fn send(
         .map(|(member, body)| {
             let mut rng = StdRng::seed_from_u64(seed);
             match body {
-                Err(failed) => conclude_render(ctx, &member.delivery, failed, &mut rng),
+                Err(failed) => conclude_render(ctx, &member.delivery, failed, now, &mut rng),
                 Ok(_) => match sent.next().flatten() {
-                    Some(result) => conclude(ctx, &member.delivery, result, &mut rng),
+                    Some(result) => conclude(ctx, &member.delivery, result, now, &mut rng),
                     None => release(&member.delivery),
                 },
             }
