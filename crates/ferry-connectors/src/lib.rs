@@ -1,5 +1,6 @@
-//! Ferry's destination connectors beyond HTTP: one folder per external system, each with its
-//! connector (a [`ferry_delivery::Connector`]) and its tests. The lanes apply the gate,
+//! Ferry's connectors beyond HTTP: one folder per external system, each with its destination
+//! (a [`ferry_delivery::Connector`]), its queue source (a [`source::QueueSource`]) where it
+//! has one, and its tests. The lanes apply the gate,
 //! batching, bulkhead, retries and the dead-letter queue to every kind alike; a connector
 //! only publishes and classifies the outcome.
 //!
@@ -19,6 +20,7 @@ pub mod nats;
 mod outcome;
 pub mod postgres;
 pub mod rabbitmq;
+pub mod source;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
