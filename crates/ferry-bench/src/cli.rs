@@ -105,6 +105,19 @@ Examples:
       --hang-ratio 0.01 --429-ratio 0.02 --latency 2ms --latency-jitter 5ms \\
       --outage every=10s,for=3s")]
     Crash(CrashArgs),
+    /// Time a hub's deliveries to a NATS, RabbitMQ or PostgreSQL destination, per event or
+    /// batched.
+    #[command(after_help = "\
+The hub gets the bench flow with one destination of that kind, its lane paused; the
+events are posted, the lane resumed, and the drain timed until the hub counts every
+accepted event delivered. The stream, queue or table is created for the run, its
+contents counted afterwards, and removed. HTTP's figure: `run --deliver-after-load`.
+
+Examples:
+  ferry-bench sink --kind nats --events 50000
+  ferry-bench sink --kind rabbitmq --events 50000 --batch 100
+  ferry-bench sink --kind postgres --events 50000 --batch 500 --hub-concurrency 4")]
+    Sink(SinkArgs),
 }
 
 /// How much load, and how it is shaped.
@@ -412,5 +425,59 @@ mod tests {
             "1s".parse::<DurationRange>().unwrap().max,
             Duration::from_secs(1)
         );
+    }
+}
+
+/// `ferry-bench sink`.
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// The destination's kind.
+    #[arg(long, value_enum)]
+    pub kind: SinkKind,
+    /// Events to post before the lane is resumed.
+    #[arg(long, short = 'n', default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events: u64,
+    /// Send in batches of up to N records (`batch.max_items`) [default: one per call].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch: Option<u64>,
+    /// `concurrency` of the destination (calls in flight at once).
+    #[arg(long, default_value_t = 64)]
+    pub hub_concurrency: usize,
+    /// HTTP connections posting the events.
+    #[arg(long, short = 'c', default_value_t = 64)]
+    pub connections: u64,
+    /// Bytes of each event's JSON body.
+    #[arg(long, default_value_t = 512)]
+    pub body_bytes: usize,
+    /// The `ferry` binary [default: `ferry` next to this executable].
+    #[arg(long)]
+    pub ferry: Option<PathBuf>,
+    /// NATS server (JetStream enabled).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// RabbitMQ broker (a password in the URL is handed to the hub as a secret file).
+    #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
+    pub amqp_url: String,
+    /// PostgreSQL database.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pub postgres_url: String,
+}
+
+/// A destination kind `ferry-bench sink` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SinkKind {
+    Nats,
+    Rabbitmq,
+    Postgres,
+}
+
+impl SinkKind {
+    /// The kind as written in config.
+    pub fn name(self) -> &'static str {
+        match self {
+            SinkKind::Nats => "nats",
+            SinkKind::Rabbitmq => "rabbitmq",
+            SinkKind::Postgres => "postgres",
+        }
     }
 }

@@ -35,6 +35,19 @@ pub struct HubSpec {
     /// `--listen`; port 0 lets the hub pick one.
     pub listen: SocketAddr,
     pub tuning: Tuning,
+    /// A destination of another kind in place of the HTTP receivers (`ferry-bench sink`).
+    pub sink: Option<SinkSpec>,
+}
+
+/// The bench flow's one destination `sink` when it is not HTTP: a broker or a database.
+#[derive(Debug, Clone)]
+pub struct SinkSpec {
+    /// The destination's kind block, one line, e.g. `nats: { url: …, subject: … }`.
+    pub kind_yaml: String,
+    /// More lines of the destination, each indented by eight spaces (e.g. `batch: …`).
+    pub extra_yaml: String,
+    /// Files written next to the config (secrets the kind block references): name, content.
+    pub files: Vec<(String, String)>,
 }
 
 /// How the generated config treats failing deliveries.
@@ -132,12 +145,31 @@ pub fn destination_names(n: usize) -> Vec<String> {
 
 /// The bench config: one flow from a Standard Webhooks source to one destination per
 /// receiver, all on loopback and so allowed past the hub's egress (SSRF) guard.
-pub fn config_yaml(receivers: &[SocketAddr], concurrency: usize, tuning: &Tuning) -> String {
+pub fn config_yaml(
+    receivers: &[SocketAddr],
+    concurrency: usize,
+    tuning: &Tuning,
+    sink: Option<&SinkSpec>,
+) -> String {
     let timeout = humantime::format_duration(tuning.timeout);
     let connect = humantime::format_duration(tuning.timeout.min(Duration::from_secs(1)));
     let resilience = resilience_yaml(tuning);
     let mut destinations = String::new();
-    for (name, receiver) in destination_names(receivers.len()).iter().zip(receivers) {
+    if let Some(sink) = sink {
+        destinations.push_str(&format!(
+            "      sink:
+        system: bench-dst
+        {}
+        concurrency: {concurrency}
+{resilience}{}",
+            sink.kind_yaml, sink.extra_yaml
+        ));
+    }
+    for (name, receiver) in destination_names(receivers.len())
+        .iter()
+        .zip(receivers)
+        .filter(|_| sink.is_none())
+    {
         destinations.push_str(&format!(
             "      {name}:
         system: bench-dst
@@ -175,12 +207,16 @@ pub fn write_config(
     receivers: &[SocketAddr],
     concurrency: usize,
     tuning: &Tuning,
+    sink: Option<&SinkSpec>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("ferry.yaml"),
-        config_yaml(receivers, concurrency, tuning),
+        config_yaml(receivers, concurrency, tuning, sink),
     )?;
+    for (name, content) in sink.iter().flat_map(|s| &s.files) {
+        std::fs::write(dir.join(name), content)?;
+    }
     std::fs::write(dir.join("admin-token"), format!("{ADMIN_TOKEN}\n"))?;
     std::fs::write(dir.join("source-secret"), format!("{SOURCE_SECRET}\n"))
 }
@@ -298,8 +334,14 @@ impl Hub {
         }
         .context("cannot create the hub's temporary directory")?;
         let config = dir.path().join("config");
-        write_config(&config, &spec.receivers, spec.concurrency, &spec.tuning)
-            .with_context(|| format!("cannot write the hub config to {}", config.display()))?;
+        write_config(
+            &config,
+            &spec.receivers,
+            spec.concurrency,
+            &spec.tuning,
+            spec.sink.as_ref(),
+        )
+        .with_context(|| format!("cannot write the hub config to {}", config.display()))?;
         let (child, pid, addr) = match spawn(&spec.ferry, dir.path(), spec.listen).await {
             Ok(started) => started,
             Err(e) => {
@@ -425,7 +467,12 @@ mod tests {
 
     #[test]
     fn config_names_the_receiver() {
-        let y = config_yaml(&["127.0.0.1:4321".parse().unwrap()], 64, &Tuning::PLAIN);
+        let y = config_yaml(
+            &["127.0.0.1:4321".parse().unwrap()],
+            64,
+            &Tuning::PLAIN,
+            None,
+        );
         assert!(y.contains("      sink:\n"));
         assert!(y.contains("url: \"http://127.0.0.1:4321/sink\""));
         assert!(y.contains("egress_allow: [\"127.0.0.0/8\", \"::1\"]"));
@@ -447,7 +494,7 @@ mod tests {
             ..Tuning::PLAIN
         };
         let dir = tempfile::tempdir().unwrap();
-        write_config(dir.path(), &receivers, 32, &tuning).unwrap();
+        write_config(dir.path(), &receivers, 32, &tuning, None).unwrap();
         let opts = ferry_config::LoadOptions {
             resolve_secrets: true,
         };
@@ -482,6 +529,7 @@ mod tests {
                 &["127.0.0.1:4321".parse().unwrap()],
                 48,
                 &tuning,
+                None,
             )
             .unwrap();
             let opts = ferry_config::LoadOptions {

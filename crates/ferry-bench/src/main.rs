@@ -26,6 +26,7 @@ mod report;
 mod runner;
 mod sampler;
 mod sender;
+mod sink;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Command::Load(a) => a.load.threads,
         Command::Ceiling(a) => a.threads,
         Command::Crash(a) => a.threads,
+        Command::Sink(_) => None,
     }
     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     .max(1);
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
             Command::Load(args) => runner::load(args).await,
             Command::Ceiling(args) => ceiling::serve(args).await,
             Command::Crash(args) => crash::run(args).await,
+            Command::Sink(args) => sink::run(args).await,
         }
     });
     match result {

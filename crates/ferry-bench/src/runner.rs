@@ -157,6 +157,7 @@ pub fn hub_spec(
         keep: opts.keep_data,
         listen,
         tuning,
+        sink: None,
     })
 }
 

@@ -81,21 +81,6 @@ pub struct DedupeStep {
     pub window: Duration,
 }
 
-/// Per-destination transforms, run by the lane at delivery time.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DestinationTransform {
-    /// Fetch related data before mapping (HTTP GET, cached).
-    #[serde(default)]
-    pub enrich: Option<EnrichConfig>,
-    /// A VRL program reshaping the event for this destination (`.` is the event).
-    #[serde(default)]
-    pub map: Option<Vrl>,
-    /// The JSON Schema this destination accepts (a name under `schemas:`).
-    #[serde(default)]
-    pub contract: Option<ContractConfig>,
-}
-
 /// The `enrich` step of a destination.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

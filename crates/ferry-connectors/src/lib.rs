@@ -22,17 +22,8 @@ pub mod postgres;
 pub mod rabbitmq;
 pub mod source;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use ferry_store::{ClaimedDelivery, Millis};
-
-/// Now, in milliseconds since the Unix epoch (an attempt's start).
-pub(crate) fn now_millis() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+use ferry_store::ClaimedDelivery;
+pub(crate) use ferry_store::now_millis;
 
 /// A header kept with the event, if present.
 pub(crate) fn stored_header<'a>(delivery: &'a ClaimedDelivery, name: &str) -> Option<&'a str> {

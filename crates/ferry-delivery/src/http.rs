@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ferry_config::BodyFormat;
 use ferry_signature::SigningKey;
 use ferry_store::{ClaimedDelivery, Millis};
+/// The store's clock, re-exported for the lane's modules.
+pub(crate) use ferry_store::{now_millis, unix_millis};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Url};
 
@@ -359,21 +361,10 @@ pub(crate) fn truncate(mut text: String) -> String {
     text
 }
 
-pub(crate) fn unix_millis(t: SystemTime) -> Millis {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-/// Now, in milliseconds since the Unix epoch.
-pub(crate) fn now_millis() -> Millis {
-    unix_millis(SystemTime::now())
 }
 
 /// Batch calls: one request carrying several records (see [`crate::batch`]).

@@ -5,11 +5,13 @@
 //! WAL, `synchronous=FULL`, and one writer thread doing group commit.
 #![forbid(unsafe_code)]
 
+mod clock;
 pub mod conformance;
 mod model;
 mod pull;
 pub mod sqlite;
 
+pub use clock::{now_millis, unix_millis};
 pub use model::*;
 pub use pull::*;
 

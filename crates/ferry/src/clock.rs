@@ -1,14 +1,9 @@
-//! Wall-clock time in the units the store uses.
+//! Wall-clock time as users write and read it; `now` is the store's clock.
 
 use ferry_store::Millis;
 
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch, now (the store's clock, [`ferry_store::now_millis`]).
+pub use ferry_store::now_millis as now_ms;
 
 /// Render epoch milliseconds as RFC 3339 (UTC, millisecond precision).
 pub fn rfc3339(ms: Millis) -> String {
