@@ -6,7 +6,7 @@ use super::flows::undeclared_system;
 use super::rules;
 use crate::connectors::{self, NatsDestination, PostgresDestination, RabbitmqDestination};
 use crate::locate::Part;
-use crate::model::{Destination, HeaderValue, HttpDestination};
+use crate::model::{Destination, HeaderValue, HttpAuth, HttpDestination, OAuth2Auth};
 use crate::sources::FileId;
 
 /// Headers that carry credentials: written as literals, the credential sits in the config.
@@ -181,6 +181,9 @@ fn http_destination<'a>(
             Some("keep one: `auth` (its secret by reference) or the header".to_string()),
         );
     }
+    if let Some(HttpAuth::Oauth2(oauth2)) = &http.auth {
+        oauth2_auth(c, file, at, oauth2);
+    }
     let timeouts = [
         ("timeout", http.timeout),
         ("connect_timeout", http.connect_timeout),
@@ -203,6 +206,39 @@ fn http_destination<'a>(
             message,
             None,
         );
+    }
+}
+
+/// An HTTP destination's `auth.oauth2`: a token URL Ferry may call, a client id.
+fn oauth2_auth<'a>(
+    c: &mut Checker,
+    file: FileId,
+    at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
+    oauth2: &OAuth2Auth,
+) {
+    if let Err((message, help)) = rules::destination_url(&oauth2.token_url) {
+        let path = at(&["http", "auth", "oauth2", "token_url"]);
+        c.error(file, &path, Part::Value, message, help);
+    }
+    if oauth2.client_id.trim().is_empty() {
+        c.error(
+            file,
+            &at(&["http", "auth", "oauth2", "client_id"]),
+            Part::Value,
+            "the client id is empty".to_string(),
+            Some("write the id the authorization server gave this client".to_string()),
+        );
+    }
+    for (field, value) in [("scope", &oauth2.scope), ("audience", &oauth2.audience)] {
+        if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+            c.error(
+                file,
+                &at(&["http", "auth", "oauth2", field]),
+                Part::Value,
+                format!("`{field}` is empty"),
+                Some(format!("remove `{field}`, or give it a value")),
+            );
+        }
     }
 }
 
