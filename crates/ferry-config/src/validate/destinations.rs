@@ -252,13 +252,43 @@ fn nats_destination<'a>(
     if let Some(message) = connectors::url_problem(&nats.url) {
         c.error(file, &at(&["nats", "url"]), Part::Value, message, None);
     }
-    if let Some(message) = connectors::subject_problem(&nats.subject) {
-        let help = Some("e.g. `orders.created`; a JetStream stream must capture it".to_string());
+    // A template is compiled by Ferry at load; here its literal parts are checked, each
+    // `{{ … }}` standing for one token's worth of text.
+    let subject = match super::transforms::is_template(&nats.subject) {
+        true if nats.subject.contains("{%") => None,
+        true => template_skeleton(&nats.subject),
+        false => Some(nats.subject.clone()),
+    };
+    if let Some(message) = subject.as_deref().and_then(connectors::subject_problem) {
+        let help = Some(
+            "e.g. `orders.created` or `orders.{{ event.region }}`; a JetStream stream must \
+             capture it"
+                .to_string(),
+        );
         c.error(file, &at(&["nats", "subject"]), Part::Value, message, help);
     }
     if let Err((message, help)) = rules::positive("timeout", nats.timeout) {
         c.error(file, &at(&["nats", "timeout"]), Part::Value, message, help);
     }
+}
+
+/// `text` with each `{{ … }}` replaced by `x`: the literal frame of a template (`None`
+/// when a `{{` is not closed: the template does not compile, which Ferry reports).
+fn template_skeleton(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("}}") {
+            Some(end) => {
+                out.push('x');
+                rest = &rest[start + end + 2..];
+            }
+            None => return None,
+        }
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// A `rabbitmq` destination: its broker URL (no inline credentials), routing and timeout.
