@@ -495,8 +495,9 @@ pub struct HttpDestination {
     /// templates too: anything with `{{`).
     #[serde(default)]
     pub body: Option<String>,
-    /// How the request authenticates: `basic` (user name and a password by reference) or
-    /// `bearer` (a token by reference); sent as `Authorization`.
+    /// How the request authenticates: `basic` (user name and a password by reference),
+    /// `bearer` (a token by reference) or `oauth2` (a token from a token endpoint); sent as
+    /// `Authorization`.
     #[serde(default)]
     pub auth: Option<HttpAuth>,
 }
@@ -512,6 +513,34 @@ pub enum HttpAuth {
     },
     /// `Authorization: Bearer <token>`.
     Bearer { token: SecretRef },
+    /// `Authorization: Bearer <access token>`, the token obtained from an OAuth2 token
+    /// endpoint (client credentials, or a refresh token), cached and refreshed.
+    Oauth2(OAuth2Auth),
+}
+
+/// OAuth2 for an HTTP destination: the client-credentials grant, or the refresh-token grant
+/// when `refresh_token` is given (RFC 6749 §4.4, §6). The client authenticates to the token
+/// endpoint with HTTP Basic (§2.3.1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Auth {
+    /// The token endpoint, an `http://` or `https://` URL (reached through the egress guard,
+    /// like the destination).
+    pub token_url: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret, by reference.
+    pub client_secret: SecretRef,
+    /// Space-separated scopes to ask for (sent as `scope`).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The API the token is for (sent as `audience`, as Auth0 and others expect).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// A refresh token, by reference: use the refresh-token grant instead of client
+    /// credentials. A new refresh token the server returns replaces it in memory.
+    #[serde(default)]
+    pub refresh_token: Option<SecretRef>,
 }
 
 fn default_method() -> String {

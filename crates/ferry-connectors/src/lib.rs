@@ -5,6 +5,9 @@
 //! only publishes and classifies the outcome.
 //!
 //! - [`nats`]: NATS JetStream publish, waiting for the stream's acknowledgement.
+//!
+//! A NATS subject and a RabbitMQ routing key may be templates rendered per delivery
+//! (`orders.{{ event.region }}`, see `address`).
 //! - [`rabbitmq`]: RabbitMQ publish (persistent, mandatory), waiting for the confirm.
 //! - [`postgres`]: upsert into a PostgreSQL table (reverse ETL, warehouse loads).
 //!
@@ -15,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod address;
 pub mod conformance;
 pub mod nats;
 mod outcome;

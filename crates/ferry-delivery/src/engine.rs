@@ -15,7 +15,7 @@ use crate::batch::BatchSpec;
 use crate::connector::Connector;
 use crate::fresh::FreshLane;
 use crate::gate::{Gate, GateSpec, GateStatus, LaneEvent, SharedGate};
-use crate::http::now_millis;
+use ferry_store::now_millis;
 use crate::lane::{self, LaneConfig};
 use crate::render::Render;
 use crate::retry::RetryPolicy;

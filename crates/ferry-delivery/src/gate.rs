@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::breaker::{Admission, Breaker, BreakerSettings, BreakerState, Transition};
 use crate::classify::Verdict;
-use crate::http::now_millis;
+use ferry_store::now_millis;
 use crate::outcome::AttemptResult;
 
 /// How long a `429` without a usable `Retry-After` holds the lane.

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ferry_config::BodyFormat;
 use ferry_signature::SigningKey;
 use ferry_store::{ClaimedDelivery, Millis};
-/// The store's clock, re-exported for the lane's modules.
-pub(crate) use ferry_store::{now_millis, unix_millis};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
-use reqwest::{Method, Url};
+use ferry_store::unix_millis;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
+use reqwest::{Method, StatusCode, Url};
 
 use crate::classify::{
     LOCAL_FAILURE, Verdict, classify_status, local_failure, parse_retry_after, status_class,
@@ -21,6 +22,7 @@ use crate::connector::{BatchCall, Connector};
 use crate::egress::{
     EGRESS_REFUSED, EgressPolicy, EgressRefused, guarded_client_builder, refusal_of,
 };
+use crate::oauth2::{OAuth2Grant, TokenSource};
 use crate::outcome::AttemptResult;
 use crate::render::Rendered;
 
@@ -98,6 +100,8 @@ pub struct HttpConnector {
     /// Set when the URL's host is an address literal the egress policy refuses: every
     /// attempt then fails with it, without a connection.
     refused: Option<EgressRefused>,
+    /// With `auth: oauth2`: where each attempt's bearer token comes from.
+    oauth2: Option<TokenSource>,
 }
 
 impl HttpConnector {
@@ -119,7 +123,21 @@ impl HttpConnector {
             client,
             target,
             refused,
+            oauth2: None,
         })
+    }
+
+    /// Authenticate every call with an OAuth2 access token obtained per `grant` (see
+    /// [`crate::oauth2`]): token requests go through the target's egress policy, with its
+    /// timeouts.
+    pub fn with_oauth2(mut self, grant: OAuth2Grant) -> Result<Self, reqwest::Error> {
+        self.oauth2 = Some(TokenSource::new(
+            grant,
+            self.target.egress.clone(),
+            self.target.timeout,
+            self.target.connect_timeout,
+        )?);
+        Ok(self)
     }
 
     /// The target this connector sends to.
@@ -168,12 +186,53 @@ impl HttpConnector {
             let ce = HeaderValue::from_static(crate::cloudevents::CONTENT_TYPE);
             headers.insert(CONTENT_TYPE, ce);
         }
-        let request = self
-            .client
-            .request(self.target.method.clone(), url)
-            .headers(headers)
-            .body(body);
-        match request.send().await {
+        self.exchange(url, headers, body, 0, started_at, clock)
+            .await
+            .0
+    }
+
+    /// Make the call (authenticated, with OAuth2, by a token; after a `401` to that token,
+    /// once more at once with a new one) and judge its response. `keep`: see
+    /// [`read_body`].
+    async fn exchange(
+        &self,
+        url: Url,
+        mut headers: HeaderMap,
+        body: bytes::Bytes,
+        keep: usize,
+        started_at: Millis,
+        clock: Instant,
+    ) -> (AttemptResult, Option<bytes::Bytes>) {
+        let token = match &self.oauth2 {
+            None => None,
+            Some(source) => match source.token().await {
+                Ok(token) => Some(token),
+                Err(error) => return (error.attempt(started_at, clock), None),
+            },
+        };
+        if let Some(token) = &token {
+            headers.insert(AUTHORIZATION, token.header().clone());
+        }
+        let request = |headers: HeaderMap| {
+            self.client
+                .request(self.target.method.clone(), url.clone())
+                .headers(headers)
+                .body(body.clone())
+                .send()
+        };
+        let mut sent = request(headers.clone()).await;
+        if let (Some(source), Some(used)) = (&self.oauth2, &token)
+            && matches!(&sent, Ok(response) if response.status() == StatusCode::UNAUTHORIZED)
+        {
+            match source.rejected(used).await {
+                Ok(fresh) => {
+                    headers.insert(AUTHORIZATION, fresh.header().clone());
+                    sent = request(headers).await;
+                }
+                Err(error) => return (error.attempt(started_at, clock), None),
+            }
+        }
+        match sent {
             Ok(mut response) => {
                 let status = response.status().as_u16();
                 let retry_after = response
@@ -181,7 +240,12 @@ impl HttpConnector {
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                let excerpt = read_excerpt(&mut response).await;
+                let keep = if (200..300).contains(&status) {
+                    keep
+                } else {
+                    0
+                };
+                let (excerpt, kept) = read_body(&mut response, keep).await;
                 drop(response);
                 let verdict = match classify_status(status) {
                     Verdict::Retry { .. } => Verdict::Retry { retry_after },
@@ -191,7 +255,7 @@ impl HttpConnector {
                     Verdict::Delivered => None,
                     _ => Some(describe_status(status)),
                 };
-                AttemptResult {
+                let result = AttemptResult {
                     started_at,
                     latency: clock.elapsed(),
                     status: Some(status),
@@ -199,14 +263,15 @@ impl HttpConnector {
                     error_class: status_class(status),
                     error,
                     response_excerpt: excerpt,
-                }
+                };
+                (result, kept)
             }
             Err(err) => {
                 if let Some(refused) = refusal_of(&err) {
-                    return refused_attempt(started_at, clock, refused);
+                    return (refused_attempt(started_at, clock, refused), None);
                 }
                 let (error_class, verdict) = classify_error(&err);
-                AttemptResult {
+                let result = AttemptResult {
                     started_at,
                     latency: clock.elapsed(),
                     status: None,
@@ -214,7 +279,8 @@ impl HttpConnector {
                     error_class,
                     error: Some(describe_error(err)),
                     response_excerpt: None,
-                }
+                };
+                (result, None)
             }
         }
     }
@@ -284,27 +350,7 @@ fn stored_header(delivery: &ClaimedDelivery, name: &str) -> Option<HeaderValue> 
         .and_then(|(_, v)| HeaderValue::from_str(v.trim()).ok())
 }
 
-/// Read at most [`RESPONSE_EXCERPT_BYTES`] of the body, then stop. Body errors end the
-/// excerpt; they don't change the attempt's result (the status already says it).
-async fn read_excerpt(response: &mut reqwest::Response) -> Option<String> {
-    let mut buf: Vec<u8> = Vec::new();
-    while buf.len() < RESPONSE_EXCERPT_BYTES {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let take = chunk.len().min(RESPONSE_EXCERPT_BYTES - buf.len());
-                buf.extend_from_slice(&chunk[..take]);
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    if buf.is_empty() {
-        None
-    } else {
-        Some(String::from_utf8_lossy(&buf).into_owned())
-    }
-}
-
-fn describe_status(status: u16) -> String {
+pub(crate) fn describe_status(status: u16) -> String {
     match reqwest::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -317,7 +363,7 @@ fn describe_status(status: u16) -> String {
 /// Error class and verdict of a failed request. A request that failed because this host ran
 /// out of a resource (too many open files...) is [`Verdict::Local`]: it never reached the
 /// destination.
-fn classify_error(err: &reqwest::Error) -> (&'static str, Verdict) {
+pub(crate) fn classify_error(err: &reqwest::Error) -> (&'static str, Verdict) {
     if let Some(cause) = local_failure(err) {
         (LOCAL_FAILURE, Verdict::Local { cause })
     } else if err.is_timeout() {
@@ -333,7 +379,7 @@ fn classify_error(err: &reqwest::Error) -> (&'static str, Verdict) {
 }
 
 /// The error and its causes on one line, without the URL (it may carry credentials).
-fn describe_error(err: reqwest::Error) -> String {
+pub(crate) fn describe_error(err: reqwest::Error) -> String {
     let err = err.without_url();
     let mut text = err.to_string();
     let mut source = err.source();
@@ -390,62 +436,9 @@ impl HttpConnector {
             return (refused_attempt(started_at, clock, refused), None);
         }
         let headers = self.batch_headers(id, unix_secs(wall), &body);
-        let request = self
-            .client
-            .request(self.target.method.clone(), self.target.url.clone())
-            .headers(headers)
-            .body(body);
-        match request.send().await {
-            Ok(mut response) => {
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                let keep = if (200..300).contains(&status) {
-                    keep_body
-                } else {
-                    0
-                };
-                let (excerpt, kept) = read_body(&mut response, keep).await;
-                drop(response);
-                let verdict = match classify_status(status) {
-                    Verdict::Retry { .. } => Verdict::Retry { retry_after },
-                    other => other,
-                };
-                let error = match verdict {
-                    Verdict::Delivered => None,
-                    _ => Some(describe_status(status)),
-                };
-                let result = AttemptResult {
-                    started_at,
-                    latency: clock.elapsed(),
-                    status: Some(status),
-                    verdict,
-                    error_class: status_class(status),
-                    error,
-                    response_excerpt: excerpt,
-                };
-                (result, kept)
-            }
-            Err(err) => {
-                if let Some(refused) = refusal_of(&err) {
-                    return (refused_attempt(started_at, clock, refused), None);
-                }
-                let (error_class, verdict) = classify_error(&err);
-                let result = AttemptResult {
-                    started_at,
-                    latency: clock.elapsed(),
-                    status: None,
-                    verdict,
-                    error_class,
-                    error: Some(describe_error(err)),
-                    response_excerpt: None,
-                };
-                (result, None)
-            }
-        }
+        let url = self.target.url.clone();
+        self.exchange(url, headers, body, keep_body, started_at, clock)
+            .await
     }
 
     fn batch_headers(&self, id: &str, timestamp: i64, body: &[u8]) -> HeaderMap {
@@ -484,7 +477,11 @@ impl Connector for HttpConnector {
     }
 
     fn timeout(&self) -> Duration {
-        self.target.timeout
+        match self.oauth2 {
+            // A token request, the call, and after a `401` a second token request and call.
+            Some(_) => self.target.timeout.saturating_mul(4),
+            None => self.target.timeout,
+        }
     }
 
     fn record_overhead(&self, delivery: &ClaimedDelivery) -> usize {
@@ -516,7 +513,7 @@ impl Connector for HttpConnector {
 /// Read the body up to `max(keep, RESPONSE_EXCERPT_BYTES)` bytes. Returns the excerpt
 /// (its first [`RESPONSE_EXCERPT_BYTES`]) and, when `keep > 0` and the whole body fit in
 /// `keep` bytes, the body.
-async fn read_body(
+pub(crate) async fn read_body(
     response: &mut reqwest::Response,
     keep: usize,
 ) -> (Option<String>, Option<bytes::Bytes>) {

@@ -22,6 +22,9 @@
 //! Every connection goes through the SSRF guard ([`egress`]): non-public addresses are
 //! refused at connect time unless the target's [`EgressPolicy`] allows them.
 //!
+//! An HTTP target may authenticate with OAuth2 ([`oauth2`]): tokens cached per destination,
+//! refreshed before expiry and after a `401`, one fetch shared by concurrent attempts.
+//!
 //! # Metrics
 //!
 //! Emitted through the `metrics` facade, labelled `flow` and `destination`:
@@ -60,6 +63,7 @@ mod fresh;
 mod gate;
 pub mod http;
 mod lane;
+pub mod oauth2;
 pub mod outcome;
 pub mod render;
 pub mod retry;
@@ -73,6 +77,7 @@ pub use engine::{ControlError, DeliveryEngine, EngineError, LaneSpec};
 pub use fresh::{FreshLane, FreshSlot};
 pub use gate::{GateSpec, GateStatus, LaneEvent, RateLimitSpec};
 pub use http::{HttpConnector, HttpTarget};
+pub use oauth2::{AUTH_FAILED, OAuth2Grant};
 pub use outcome::{AttemptResult, Decision, LOCAL_RETRY_DELAY, OutcomeKind, decide};
 pub use render::{Render, RenderError, Rendered};
 pub use retry::RetryPolicy;

@@ -20,7 +20,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::classify::Verdict;
-use crate::http::now_millis;
+use ferry_store::now_millis;
 use crate::outcome::AttemptResult;
 
 /// Computes what one delivery sends. Implemented by the hub (map, templates, contracts);

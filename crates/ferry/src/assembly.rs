@@ -17,7 +17,7 @@ use ferry_connectors::postgres::PostgresConnector;
 use ferry_connectors::rabbitmq::RabbitmqConnector;
 use ferry_delivery::{
     BatchFailure, BatchSpec, BreakerSettings, Connector, EgressPolicy, GateSpec, HttpConnector,
-    HttpTarget, LaneSpec, RateLimitSpec, Render, RetryPolicy,
+    HttpTarget, LaneSpec, OAuth2Grant, RateLimitSpec, Render, RetryPolicy,
 };
 use ferry_schema::SchemaRegistry;
 use ferry_signature::{SignatureScheme, SigningKey, VendorEventId, schemes};
@@ -372,13 +372,14 @@ fn enrich_lookups(
     Ok(Lookups { headers, egress })
 }
 
-/// The `Authorization` value of an HTTP destination's `auth`, its secret resolved.
+/// The static `Authorization` value of an HTTP destination's `auth`, its secret resolved
+/// (`None` for `oauth2`: each call carries a token, see [`oauth2_grant`]).
 fn authorization(
     auth: &ferry_config::HttpAuth,
     secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
-) -> Result<String> {
+) -> Result<Option<String>> {
     use base64::Engine as _;
-    Ok(match auth {
+    Ok(Some(match auth {
         ferry_config::HttpAuth::Basic { username, password } => {
             let pair = format!("{username}:{}", secret(password)?.expose_secret());
             format!(
@@ -389,6 +390,37 @@ fn authorization(
         ferry_config::HttpAuth::Bearer { token } => {
             format!("Bearer {}", secret(token)?.expose_secret())
         }
+        ferry_config::HttpAuth::Oauth2(_) => return Ok(None),
+    }))
+}
+
+/// An `auth: oauth2` as the connector uses it, its secrets resolved and checked (fail
+/// closed: an empty or too weak secret stops the start).
+fn oauth2_grant(
+    oauth2: &ferry_config::OAuth2Auth,
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<OAuth2Grant> {
+    let checked = |r: &ferry_config::SecretRef, field: &str| -> Result<secrecy::SecretString> {
+        let value = secret(r)?;
+        check_strength(
+            SecretUse::OutboundCredential,
+            value.expose_secret().as_bytes(),
+        )
+        .map_err(|e| anyhow!("auth.oauth2.{field}: {e}"))?;
+        Ok(value)
+    };
+    Ok(OAuth2Grant {
+        token_url: reqwest::Url::parse(&oauth2.token_url)
+            .with_context(|| format!("auth.oauth2.token_url `{}`", oauth2.token_url))?,
+        client_id: oauth2.client_id.clone(),
+        client_secret: checked(&oauth2.client_secret, "client_secret")?,
+        scope: oauth2.scope.clone(),
+        audience: oauth2.audience.clone(),
+        refresh_token: oauth2
+            .refresh_token
+            .as_ref()
+            .map(|r| checked(r, "refresh_token"))
+            .transpose()?,
     })
 }
 
@@ -463,8 +495,10 @@ fn http_connector(
         }
         headers.insert(HeaderName::from_bytes(name.as_bytes())?, value);
     }
-    if let Some(auth) = &http.auth {
-        let mut value = reqwest::header::HeaderValue::from_str(&authorization(auth, secret)?)
+    if let Some(auth) = &http.auth
+        && let Some(authorization) = authorization(auth, secret)?
+    {
+        let mut value = reqwest::header::HeaderValue::from_str(&authorization)
             .context("`auth` makes an invalid Authorization header")?;
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
@@ -489,8 +523,14 @@ fn http_connector(
             .map_err(|e| anyhow!("egress_allow: {e}"))?,
         format: http.format,
     };
-    HttpConnector::new(target, dest.concurrency.max(1))
-        .context("cannot build the destination's HTTP client")
+    let connector = HttpConnector::new(target, dest.concurrency.max(1))
+        .context("cannot build the destination's HTTP client")?;
+    match &http.auth {
+        Some(ferry_config::HttpAuth::Oauth2(oauth2)) => connector
+            .with_oauth2(oauth2_grant(oauth2, secret)?)
+            .context("cannot build the destination's OAuth2 token client"),
+        _ => Ok(connector),
+    }
 }
 
 /// The destination's batching, as the lane applies it.

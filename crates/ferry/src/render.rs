@@ -139,6 +139,27 @@ impl DestinationTransforms {
                 }
             }
         }
+        // A queue destination's subject or routing key may be a template: its connector
+        // renders it per delivery; here it is compiled so that a broken one stops the load.
+        let addresses = [
+            dest.nats
+                .as_ref()
+                .map(|n| (["nats", "subject"], "the subject template", &n.subject)),
+            dest.rabbitmq.as_ref().map(|r| {
+                (
+                    ["rabbitmq", "routing_key"],
+                    "the routing key template",
+                    &r.routing_key,
+                )
+            }),
+        ];
+        for (field, what, text) in addresses.into_iter().flatten() {
+            if is_template(text)
+                && let Err(e) = Template::compile(text)
+            {
+                failures.push(Failure::template(at(&field), what, e));
+            }
+        }
         if failures.is_empty() {
             Ok(out)
         } else {

@@ -193,3 +193,129 @@ async fn a_batching_destination_publishes_every_record_once() {
     hub.shutdown().await.unwrap();
     js.delete_stream(&stream).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_subject_template_publishes_each_event_to_its_own_subject() {
+    let Some(url) = nats_url() else { return };
+    let client = async_nats::connect(&url).await.expect("NATS is reachable");
+    let js = jetstream::new(client);
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    let stream = format!("FERRY_TEST_{unique}");
+    let base = format!("ferry.test.{unique}");
+    js.create_stream(stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{base}.>")],
+        ..Default::default()
+    })
+    .await
+    .expect("stream created");
+    let cfg = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let subject = format!("'{base}.{{{{ event.region }}}}.{{{{ event_type }}}}'");
+    write_config(cfg.path(), &nats_destination("queue", &url, &subject));
+    let hub = start_hub(cfg.path(), data.path()).await;
+
+    for (id, body) in [
+        ("eu", r#"{"type":"order","region":"eu"}"#),
+        ("us", r#"{"type":"order","region":"us"}"#),
+        // Renders `… .eu west.order`: not a subject.
+        ("bad", r#"{"type":"order","region":"eu west"}"#),
+        // No `region`: the template fails.
+        ("none", r#"{"type":"order"}"#),
+    ] {
+        assert_eq!(send(hub.addr(), id, body).await.status(), 202);
+    }
+    wait_until(30, "two delivered, two dead", || async {
+        deliveries(hub.addr(), "state=delivered").await.len() == 2
+            && deliveries(hub.addr(), "state=dead").await.len() == 2
+    })
+    .await;
+
+    // Each message is on the subject its event named.
+    let consumer = js
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .create_consumer(consumer::pull::Config::default())
+        .await
+        .unwrap();
+    let mut batch = consumer
+        .fetch()
+        .max_messages(2)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(Ok(message)) = batch.next().await {
+        let body: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        got.push((message.subject.to_string(), body["region"].to_string()));
+    }
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (format!("{base}.eu.order"), "\"eu\"".to_string()),
+            (format!("{base}.us.order"), "\"us\"".to_string()),
+        ]
+    );
+
+    // The failures are permanent, say which template, and do not quote the event.
+    for dead in deliveries(hub.addr(), "state=dead").await {
+        let id = dead["id"].as_str().unwrap();
+        let detail = admin_get(hub.addr(), &format!("/admin/v1/deliveries/{id}")).await;
+        let attempts = detail["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "not retried: {detail}");
+        assert_eq!(attempts[0]["error_class"], "template_failed", "{detail}");
+        let error = attempts[0]["error"].as_str().unwrap();
+        assert!(error.contains("the subject template"), "{error}");
+        assert!(error.contains("{{ event.region }}"), "{error}");
+        assert!(!error.contains("eu west"), "{error}");
+    }
+    hub.shutdown().await.unwrap();
+    js.delete_stream(&stream).await.unwrap();
+}
+
+/// `ferry validate --skip-secrets` on `dir`: success, and everything it printed.
+fn validate(dir: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["validate", "--skip-secrets"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), text)
+}
+
+#[test]
+fn ferry_validate_locates_a_broken_subject_template() {
+    let cfg = tempfile::tempdir().unwrap();
+    let server = "nats://127.0.0.1:4222";
+    let dest = nats_destination("queue", server, "'orders.{{ event.region }'");
+    write_config(cfg.path(), &dest);
+    let (ok, text) = validate(cfg.path());
+    assert!(!ok, "{text}");
+    let yaml = std::fs::read_to_string(cfg.path().join("flows/orders.yaml")).unwrap();
+    let line = yaml.lines().position(|l| l.contains("subject:")).unwrap() + 1;
+    assert!(
+        text.contains(&format!("flows/orders.yaml:{line}:")),
+        "{text}"
+    );
+    assert!(
+        text.contains("the subject template does not compile"),
+        "{text}"
+    );
+
+    // A template whose literal part is no subject is refused as well.
+    let dest = nats_destination("queue", server, "'orders.*.{{ event.region }}'");
+    write_config(cfg.path(), &dest);
+    let (ok, text) = validate(cfg.path());
+    assert!(!ok, "{text}");
+    assert!(text.contains("wildcard"), "{text}");
+
+    let dest = nats_destination("queue", server, "'orders.{{ event.region }}'");
+    write_config(cfg.path(), &dest);
+    let (ok, text) = validate(cfg.path());
+    assert!(ok, "a good template passes: {text}");
+}

@@ -174,3 +174,78 @@ async fn an_unreachable_broker_is_retried() {
     assert_eq!(shown["attempts"][0]["error_class"], "connect", "{shown}");
     hub.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_routing_key_template_sends_each_event_to_its_own_queue() {
+    let Some(url) = amqp_url() else { return };
+    let conn = Connection::connect(&with_guest(&url), ConnectionProperties::default())
+        .await
+        .expect("RabbitMQ is reachable");
+    let channel = conn.create_channel().await.unwrap();
+    let prefix = format!("ferry-test-{}", uuid::Uuid::now_v7().simple());
+    let queues = [format!("{prefix}-eu"), format!("{prefix}-us")];
+    for queue in &queues {
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+    }
+
+    let cfg = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let key = format!("'{prefix}-{{{{ event.region }}}}'");
+    write_config(cfg.path(), &rabbitmq_destination("queue", &url, &key));
+    std::fs::write(cfg.path().join("amqp-password"), "guest\n").unwrap();
+    let hub = start_hub(cfg.path(), data.path()).await;
+    for (id, region) in [("a", "eu"), ("b", "us"), ("c", "eu")] {
+        let body = format!(r#"{{"type":"order","region":"{region}","id":"{id}"}}"#);
+        assert_eq!(send(hub.addr(), id, &body).await.status(), 202);
+    }
+    // No `region`: the template fails, for good.
+    assert_eq!(
+        send(hub.addr(), "d", r#"{"type":"order"}"#).await.status(),
+        202
+    );
+    wait_until(30, "three delivered, one dead", || async {
+        deliveries(hub.addr(), "state=delivered").await.len() == 3
+            && deliveries(hub.addr(), "state=dead").await.len() == 1
+    })
+    .await;
+
+    for (queue, expected) in queues.iter().zip([vec!["a", "c"], vec!["b"]]) {
+        let mut ids = Vec::new();
+        while let Some(message) = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .unwrap()
+        {
+            let body: serde_json::Value = serde_json::from_slice(&message.delivery.data).unwrap();
+            ids.push(body["id"].as_str().unwrap().to_string());
+        }
+        ids.sort();
+        assert_eq!(ids, expected, "queue {queue}");
+    }
+    let dead = deliveries(hub.addr(), "state=dead").await;
+    let id = dead[0]["id"].as_str().unwrap();
+    let detail = admin_get(hub.addr(), &format!("/admin/v1/deliveries/{id}")).await;
+    let attempt = &detail["attempts"][0];
+    assert_eq!(attempt["error_class"], "template_failed", "{detail}");
+    assert!(
+        attempt["error"]
+            .as_str()
+            .unwrap()
+            .contains("the routing key template"),
+        "{detail}"
+    );
+    hub.shutdown().await.unwrap();
+    for queue in &queues {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+}

@@ -6,7 +6,7 @@ use super::flows::undeclared_system;
 use super::rules;
 use crate::connectors::{self, NatsDestination, PostgresDestination, RabbitmqDestination};
 use crate::locate::Part;
-use crate::model::{Destination, HeaderValue, HttpDestination};
+use crate::model::{Destination, HeaderValue, HttpAuth, HttpDestination, OAuth2Auth};
 use crate::sources::FileId;
 
 /// Headers that carry credentials: written as literals, the credential sits in the config.
@@ -181,6 +181,9 @@ fn http_destination<'a>(
             Some("keep one: `auth` (its secret by reference) or the header".to_string()),
         );
     }
+    if let Some(HttpAuth::Oauth2(oauth2)) = &http.auth {
+        oauth2_auth(c, file, at, oauth2);
+    }
     let timeouts = [
         ("timeout", http.timeout),
         ("connect_timeout", http.connect_timeout),
@@ -206,6 +209,39 @@ fn http_destination<'a>(
     }
 }
 
+/// An HTTP destination's `auth.oauth2`: a token URL Ferry may call, a client id.
+fn oauth2_auth<'a>(
+    c: &mut Checker,
+    file: FileId,
+    at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
+    oauth2: &OAuth2Auth,
+) {
+    if let Err((message, help)) = rules::destination_url(&oauth2.token_url) {
+        let path = at(&["http", "auth", "oauth2", "token_url"]);
+        c.error(file, &path, Part::Value, message, help);
+    }
+    if oauth2.client_id.trim().is_empty() {
+        c.error(
+            file,
+            &at(&["http", "auth", "oauth2", "client_id"]),
+            Part::Value,
+            "the client id is empty".to_string(),
+            Some("write the id the authorization server gave this client".to_string()),
+        );
+    }
+    for (field, value) in [("scope", &oauth2.scope), ("audience", &oauth2.audience)] {
+        if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+            c.error(
+                file,
+                &at(&["http", "auth", "oauth2", field]),
+                Part::Value,
+                format!("`{field}` is empty"),
+                Some(format!("remove `{field}`, or give it a value")),
+            );
+        }
+    }
+}
+
 /// A `nats` destination: its server URL, subject and timeout.
 fn nats_destination<'a>(
     c: &mut Checker,
@@ -216,13 +252,43 @@ fn nats_destination<'a>(
     if let Some(message) = connectors::url_problem(&nats.url) {
         c.error(file, &at(&["nats", "url"]), Part::Value, message, None);
     }
-    if let Some(message) = connectors::subject_problem(&nats.subject) {
-        let help = Some("e.g. `orders.created`; a JetStream stream must capture it".to_string());
+    // A template is compiled by Ferry at load; here its literal parts are checked, each
+    // `{{ … }}` standing for one token's worth of text.
+    let subject = match super::transforms::is_template(&nats.subject) {
+        true if nats.subject.contains("{%") => None,
+        true => template_skeleton(&nats.subject),
+        false => Some(nats.subject.clone()),
+    };
+    if let Some(message) = subject.as_deref().and_then(connectors::subject_problem) {
+        let help = Some(
+            "e.g. `orders.created` or `orders.{{ event.region }}`; a JetStream stream must \
+             capture it"
+                .to_string(),
+        );
         c.error(file, &at(&["nats", "subject"]), Part::Value, message, help);
     }
     if let Err((message, help)) = rules::positive("timeout", nats.timeout) {
         c.error(file, &at(&["nats", "timeout"]), Part::Value, message, help);
     }
+}
+
+/// `text` with each `{{ … }}` replaced by `x`: the literal frame of a template (`None`
+/// when a `{{` is not closed: the template does not compile, which Ferry reports).
+fn template_skeleton(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("}}") {
+            Some(end) => {
+                out.push('x');
+                rest = &rest[start + end + 2..];
+            }
+            None => return None,
+        }
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// A `rabbitmq` destination: its broker URL (no inline credentials), routing and timeout.

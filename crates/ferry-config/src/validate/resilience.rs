@@ -7,7 +7,7 @@ use super::Checker;
 use super::rules;
 use crate::egress::{EgressPolicy, EgressRefused};
 use crate::locate::Part;
-use crate::model::Destination;
+use crate::model::{Destination, HttpAuth};
 use crate::resilience::EgressAllow;
 use crate::sources::FileId;
 
@@ -111,6 +111,14 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
         {
             let (message, help) = refusal(&refused, true);
             errors.push((at(&["http", "url"]), message, help));
+        }
+        // The token endpoint is called through the destination's guard too.
+        if let Some(HttpAuth::Oauth2(oauth2)) = &http.auth
+            && rules::destination_url(&oauth2.token_url).is_ok()
+            && let Err(refused) = policy.static_refusal(&oauth2.token_url)
+        {
+            let (message, help) = refusal(&refused, true);
+            errors.push((at(&["http", "auth", "oauth2", "token_url"]), message, help));
         }
     }
 

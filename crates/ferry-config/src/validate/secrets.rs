@@ -140,26 +140,45 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                 });
             }
             if let Some(auth) = dest.http.as_ref().and_then(|h| h.auth.as_ref()) {
-                let (scheme, field, secret) = match auth {
-                    HttpAuth::Basic { password, .. } => ("basic", "password", password),
-                    HttpAuth::Bearer { token } => ("bearer", "token", token),
-                };
-                let path = own(&[
-                    "flows",
-                    flow,
-                    "destinations",
-                    name,
-                    "http",
-                    "auth",
-                    scheme,
-                    field,
-                ]);
-                out.push(Found {
-                    file,
-                    path,
-                    secret,
-                    usage: Use::HeaderValue,
-                });
+                let found: Vec<(&str, &str, &SecretRef, Use)> =
+                    match auth {
+                        HttpAuth::Basic { password, .. } => {
+                            vec![("basic", "password", password, Use::HeaderValue)]
+                        }
+                        HttpAuth::Bearer { token } => {
+                            vec![("bearer", "token", token, Use::HeaderValue)]
+                        }
+                        // Form-encoded to the token endpoint: any text goes, only emptiness is
+                        // refused.
+                        HttpAuth::Oauth2(oauth2) => std::iter::once((
+                            "oauth2",
+                            "client_secret",
+                            &oauth2.client_secret,
+                            Use::OutboundCredential,
+                        ))
+                        .chain(oauth2.refresh_token.as_ref().map(|token| {
+                            ("oauth2", "refresh_token", token, Use::OutboundCredential)
+                        }))
+                        .collect(),
+                    };
+                for (scheme, field, secret, usage) in found {
+                    let path = own(&[
+                        "flows",
+                        flow,
+                        "destinations",
+                        name,
+                        "http",
+                        "auth",
+                        scheme,
+                        field,
+                    ]);
+                    out.push(Found {
+                        file,
+                        path,
+                        secret,
+                        usage,
+                    });
+                }
             }
             let http_headers = dest.http.iter().flat_map(|h| &h.headers);
             for (header, value) in http_headers {

@@ -12,22 +12,25 @@ use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered, Verdict};
 use ferry_store::ClaimedDelivery;
 use tokio::sync::OnceCell;
 
+use crate::address::Address;
 use crate::outcome::{Failure, all_or_first_failure, record_body, timed};
 use crate::stored_header;
 
-/// Publishes deliveries to one subject of a NATS server, waiting for JetStream's ack.
+/// Publishes deliveries to a subject of a NATS server (one, or a template rendered per
+/// delivery: a template like an HTTP URL's), waiting for JetStream's ack.
 ///
 /// The connection is made at the first publish (so a hub starts while NATS is down, and
 /// `ferry test` never connects) and kept; the client reconnects by itself after a loss.
 pub struct NatsConnector {
     config: NatsDestination,
+    subject: Address,
     stream: OnceCell<jetstream::Context>,
 }
 
 impl fmt::Debug for NatsConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsConnector")
-            .field("subject", &self.config.subject)
+            .field("subject", &self.subject.source())
             .field("timeout", &self.config.timeout)
             .field("connected", &self.stream.initialized())
             .finish()
@@ -38,6 +41,7 @@ impl NatsConnector {
     /// A connector for `config` (not connected yet).
     pub fn new(config: NatsDestination) -> Self {
         Self {
+            subject: Address::new("subject", &config.subject, subject_fault),
             config,
             stream: OnceCell::new(),
         }
@@ -54,7 +58,7 @@ impl NatsConnector {
                     .connect(servers.as_slice())
                     .await
                     .map_err(|e| {
-                        tracing::warn!(subject = %self.config.subject, error = %e, "cannot connect to NATS");
+                        tracing::warn!(subject = %self.subject.source(), error = %e, "cannot connect to NATS");
                         Failure {
                             class: "connect",
                             error: format!("cannot connect to NATS: {e}"),
@@ -89,14 +93,40 @@ impl NatsConnector {
         headers
     }
 
-    /// Publish one message and wait for its acknowledgement.
-    async fn publish(&self, headers: HeaderMap, body: Bytes) -> Result<(), Failure> {
+    /// Publish one message to the subject of `delivery` (sending `body`) and wait for its
+    /// acknowledgement.
+    async fn publish(
+        &self,
+        delivery: &ClaimedDelivery,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<(), Failure> {
+        let subject = self.subject.resolve(delivery, &body)?.into_owned();
         let stream = self.context().await?;
         let ack = stream
-            .publish_with_headers(self.config.subject.clone(), headers, body)
+            .publish_with_headers(subject, headers, body)
             .await
             .map_err(|e| failure(&e))?;
         ack.await.map(drop).map_err(|e| failure(&e))
+    }
+}
+
+/// Why a rendered subject cannot be published to (the subject not quoted), if it cannot:
+/// the rules of `ferry validate` for a literal one.
+fn subject_fault(subject: &str) -> Option<&'static str> {
+    if subject.is_empty() {
+        Some("it is empty")
+    } else if subject.split('.').any(str::is_empty) {
+        Some("it has an empty token (`..`, or a `.` at an end)")
+    } else if subject.contains(['*', '>']) {
+        Some("it has a wildcard")
+    } else if !subject
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        Some("it has a character other than letters, digits, `.`, `-` and `_`")
+    } else {
+        None
     }
 }
 
@@ -136,17 +166,30 @@ impl Connector for NatsConnector {
 
     async fn send(&self, delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> AttemptResult {
         let body = record_body(delivery, rendered);
-        timed(self.publish(Self::headers(delivery, rendered), body)).await
+        timed(self.publish(delivery, Self::headers(delivery, rendered), body)).await
     }
 
     /// Every record is published at once, each with its own `Nats-Msg-Id`, and the call
     /// succeeds when the stream acknowledged them all. When some fail, the whole call is
     /// retried; the records already stored are then dropped by the duplicate window.
     async fn send_batch(&self, call: BatchCall<'_>) -> (AttemptResult, Option<Bytes>) {
-        let publishes = call
-            .records
-            .iter()
-            .map(|(delivery, body)| self.publish(Self::headers(delivery, None), body.clone()));
+        let publishes = call.records.iter().map(|(delivery, body)| {
+            self.publish(delivery, Self::headers(delivery, None), body.clone())
+        });
         (timed(all_or_first_failure(publishes)).await, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_fault;
+
+    #[test]
+    fn rendered_subjects() {
+        assert_eq!(subject_fault("orders.eu"), None);
+        assert!(subject_fault("").is_some());
+        assert!(subject_fault("orders.").is_some());
+        assert!(subject_fault("orders.*").is_some());
+        assert!(subject_fault("orders.eu west").is_some());
     }
 }

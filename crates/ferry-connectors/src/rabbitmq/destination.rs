@@ -15,13 +15,18 @@ use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProper
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
+use crate::address::Address;
 use crate::outcome::{Failure, all_or_first_failure, record_body, timed};
 use crate::stored_header;
 
 /// AMQP delivery mode of a message the broker writes to disk.
 const PERSISTENT: u8 = 2;
 
-/// Publishes deliveries to one exchange and routing key, waiting for publisher confirms.
+/// The longest routing key (an AMQP short string).
+const MAX_ROUTING_KEY: usize = 255;
+
+/// Publishes deliveries to one exchange with a routing key (one, or a template rendered per
+/// delivery: a template like an HTTP URL's), waiting for publisher confirms.
 ///
 /// The connection and its confirm-mode channel are made at the first publish and kept;
 /// when either breaks, the next publish opens new ones.
@@ -29,6 +34,7 @@ pub struct RabbitmqConnector {
     config: RabbitmqDestination,
     /// The password, resolved at start (never logged).
     password: Option<SecretString>,
+    routing_key: Address,
     channel: Mutex<Option<(Connection, Channel)>>,
 }
 
@@ -36,7 +42,7 @@ impl fmt::Debug for RabbitmqConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RabbitmqConnector")
             .field("exchange", &self.config.exchange)
-            .field("routing_key", &self.config.routing_key)
+            .field("routing_key", &self.routing_key.source())
             .field("timeout", &self.config.timeout)
             .finish()
     }
@@ -45,7 +51,13 @@ impl fmt::Debug for RabbitmqConnector {
 impl RabbitmqConnector {
     /// A connector for `config`, with its password resolved (not connected yet).
     pub fn new(config: RabbitmqDestination, password: Option<SecretString>) -> Self {
+        let check = if config.exchange.is_empty() {
+            queue_name_fault
+        } else {
+            routing_key_fault
+        };
         Self {
+            routing_key: Address::new("routing key", &config.routing_key, check),
             config,
             password,
             channel: Mutex::new(None),
@@ -86,7 +98,7 @@ impl RabbitmqConnector {
             .await
             .map_err(|_| Failure::retry("connect", "connecting to RabbitMQ timed out".into()))?
             .map_err(|e| {
-                tracing::warn!(routing_key = %self.config.routing_key, error = %e, "cannot connect to RabbitMQ");
+                tracing::warn!(routing_key = %self.routing_key.source(), error = %e, "cannot connect to RabbitMQ");
                 Failure::retry("connect", format!("cannot connect to RabbitMQ: {e}"))
             })?;
         let channel = opened.1.clone();
@@ -120,8 +132,15 @@ impl RabbitmqConnector {
             .with_headers(headers)
     }
 
-    /// Publish one message and wait for the broker's confirm.
-    async fn publish(&self, properties: BasicProperties, body: Bytes) -> Result<(), Failure> {
+    /// Publish one message with the routing key of `delivery` (sending `body`) and wait for
+    /// the broker's confirm.
+    async fn publish(
+        &self,
+        delivery: &ClaimedDelivery,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Result<(), Failure> {
+        let routing_key = self.routing_key.resolve(delivery, &body)?;
         let channel = self.channel().await?;
         let publish = async {
             let options = BasicPublishOptions {
@@ -131,7 +150,7 @@ impl RabbitmqConnector {
             channel
                 .basic_publish(
                     self.config.exchange.as_str().into(),
-                    self.config.routing_key.as_str().into(),
+                    routing_key.as_ref().into(),
                     options,
                     &body,
                     properties,
@@ -182,17 +201,43 @@ impl Connector for RabbitmqConnector {
 
     async fn send(&self, delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> AttemptResult {
         let body = record_body(delivery, rendered);
-        timed(self.publish(Self::properties(delivery, rendered), body)).await
+        timed(self.publish(delivery, Self::properties(delivery, rendered), body)).await
     }
 
     /// Every record is published at once on the confirm channel; the call succeeds when the
     /// broker confirmed them all (a retried call publishes the records again, with the same
     /// `message_id`s).
     async fn send_batch(&self, call: BatchCall<'_>) -> (AttemptResult, Option<Bytes>) {
-        let publishes = call
-            .records
-            .iter()
-            .map(|(delivery, body)| self.publish(Self::properties(delivery, None), body.clone()));
+        let publishes = call.records.iter().map(|(delivery, body)| {
+            self.publish(delivery, Self::properties(delivery, None), body.clone())
+        });
         (timed(all_or_first_failure(publishes)).await, None)
+    }
+}
+
+/// Why a rendered routing key is unusable (not quoted), if it is.
+fn routing_key_fault(key: &str) -> Option<&'static str> {
+    (key.len() > MAX_ROUTING_KEY).then_some("it is longer than 255 bytes")
+}
+
+/// Why a rendered routing key of the default exchange, a queue's name, is unusable.
+fn queue_name_fault(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        Some("it is empty, and with the default exchange it names a queue")
+    } else {
+        routing_key_fault(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_routing_keys() {
+        assert_eq!(routing_key_fault(""), None);
+        assert!(queue_name_fault("").is_some());
+        assert_eq!(queue_name_fault("orders-eu"), None);
+        assert!(routing_key_fault(&"k".repeat(256)).is_some());
     }
 }

@@ -28,14 +28,15 @@ use rand::rngs::StdRng;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{debug, info, warn};
 
-use super::{
-    Ctx, Finished, LEASE_SAFETY, auto_pause, conclude, conclude_render, duration_millis, release,
-};
+use super::conclude::{conclude, conclude_render};
+use super::flush::{Finished, release};
+use super::pause::auto_pause;
+use super::{Ctx, LEASE_SAFETY, duration_millis};
 use crate::batch::{BatchFailure, BatchSpec, Batcher, batch_id, failed_items, per_record, splits};
 use crate::classify::Verdict;
 use crate::connector::{BatchCall, Connector};
 use crate::gate::Admit;
-use crate::http::now_millis;
+use ferry_store::now_millis;
 use crate::outcome::AttemptResult;
 use crate::render;
 

@@ -1,0 +1,104 @@
+//! One delivery's attempt: a send permit (the bulkhead), the gate's admission, the lease
+//! check, rendering, the call, and the gate told of the result.
+
+use std::sync::Arc;
+
+use ferry_store::{ClaimedDelivery, DeliveryOutcome, Millis};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tracing::debug;
+
+use super::conclude::{conclude, conclude_render};
+use super::flush::{Finished, release};
+use super::pause::auto_pause;
+use super::{Ctx, LEASE_SAFETY, duration_millis};
+use crate::gate::Admit;
+use ferry_store::now_millis;
+use crate::render;
+
+/// Work one claimed delivery: wait for a send permit, send, decide, hand the outcome over.
+pub(super) async fn deliver(
+    ctx: Arc<Ctx>,
+    delivery: ClaimedDelivery,
+    slot: Option<OwnedSemaphorePermit>,
+    lease_until: Millis,
+    tx: mpsc::Sender<Finished>,
+) {
+    let outcome = attempt(&ctx, &delivery, lease_until).await;
+    // The flusher only goes away after every task has ended, so this cannot fail; if it
+    // somehow did, the claim would expire with its lease and the delivery be sent again.
+    let _ = tx.send(Finished { outcome, slot }).await;
+}
+
+async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> DeliveryOutcome {
+    let permit = tokio::select! {
+        biased;
+        _ = ctx.stop.cancelled() => None,
+        permit = ctx.sends.clone().acquire_owned() => permit.ok(),
+    };
+    let Some(permit) = permit else {
+        return release(delivery);
+    };
+    let probe = match ctx.gate.admit(delivery, &ctx.stop).await {
+        Admit::Go { probe } => probe,
+        Admit::Paused | Admit::Stopped => return release(delivery),
+    };
+    let latest_start = lease_until
+        .saturating_sub(ctx.timeout_ms)
+        .saturating_sub(duration_millis(LEASE_SAFETY));
+    if now_millis() > latest_start {
+        debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, "lease too close to its end; releasing instead of sending");
+        if probe {
+            ctx.gate.cancel_probe();
+        }
+        return release(delivery);
+    }
+    // What this delivery sends, computed now from the stored event. A rendering that fails
+    // is the attempt: no call, and the gate learns nothing (the destination was not asked).
+    let rendered = tokio::select! {
+        biased;
+        _ = ctx.abort.cancelled() => None,
+        rendered = render::render(ctx.render.as_deref(), delivery) => Some(rendered),
+    };
+    let rendered = match rendered {
+        Some(Ok(rendered)) => rendered,
+        Some(Err(failed)) => {
+            if probe {
+                ctx.gate.cancel_probe();
+            }
+            drop(permit);
+            return conclude_render(ctx, delivery, failed, now_millis(), &mut rand::rng());
+        }
+        None => {
+            if probe {
+                ctx.gate.cancel_probe();
+            }
+            return release(delivery);
+        }
+    };
+    let in_flight = &ctx.metrics.in_flight;
+    in_flight.increment(1.0);
+    let result = tokio::select! {
+        biased;
+        _ = ctx.abort.cancelled() => None,
+        result = ctx.connector.send(delivery, rendered.as_ref()) => Some(result),
+    };
+    in_flight.decrement(1.0);
+    drop(permit);
+    let Some(result) = result else {
+        debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, "send aborted by shutdown; releasing");
+        if probe {
+            ctx.gate.cancel_probe();
+        }
+        return release(delivery);
+    };
+    // The gate ignores a call that failed on this host (see `Gate::record`).
+    if let Some(pause) = ctx.gate.record(&result, probe) {
+        auto_pause(ctx, pause).await;
+    }
+    if result.verdict.local_failure().is_none() {
+        ctx.metrics
+            .attempt_seconds
+            .record(result.latency.as_secs_f64());
+    }
+    conclude(ctx, delivery, result, now_millis(), &mut rand::rng())
+}
