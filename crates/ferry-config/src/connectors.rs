@@ -1,9 +1,14 @@
 //! Configuration of the destination kinds other than HTTP: each kind is one optional key of a
-//! destination (`nats:` …), and a destination has exactly one kind.
+//! destination (`nats:` …), and a destination has exactly one kind; and of the source kinds
+//! beyond webhooks and HTTP pulls (`postgres:`).
 
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod postgres_source;
+
+pub use postgres_source::{MAX_SOURCE_COLUMNS, PostgresCursor, PostgresSource, table_problem};
 
 /// Publish each delivery to NATS JetStream and wait for the stream's acknowledgement.
 ///

@@ -283,6 +283,8 @@ pub enum Source {
     Webhook(WebhookSource),
     /// A scheduled HTTP pull with a resumable cursor.
     Pull(PullSource),
+    /// A PostgreSQL table read incrementally by a cursor column on a schedule.
+    Postgres(crate::connectors::PostgresSource),
 }
 
 /// An inbound webhook endpoint.
@@ -626,6 +628,7 @@ impl Source {
         match self {
             Source::Webhook(w) => &w.system,
             Source::Pull(p) => &p.system,
+            Source::Postgres(p) => &p.system,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Turns a validated [`Config`] into the runtime parts of the data path: one
-//! [`IngressRoute`] per webhook flow, one [`PullSpec`] per pull flow and one [`LaneSpec`]
-//! per (flow, destination).
+//! [`IngressRoute`] per webhook flow, one [`PullSpec`] per pull or table-source flow and one
+//! [`LaneSpec`] per (flow, destination).
 //! Secrets are resolved here, once, at start-up.
 
 use std::collections::BTreeMap;
@@ -220,6 +220,19 @@ fn assemble_with(
                 };
                 let spec = PullSpec::build(flow_name, src, flow_lanes, steps, hub_egress, &secret)
                     .with_context(|| format!("flow `{flow_name}`: pull source"))?;
+                pulls.push(Arc::new(spec));
+                continue;
+            }
+            // A table source runs like a pull: its puller reads pages of rows.
+            Source::Postgres(src) => {
+                let steps = PullSteps {
+                    validate: validate::rules(&flow.steps),
+                    schemas: schemas.clone(),
+                    steps,
+                    dedupe,
+                };
+                let spec = PullSpec::postgres(flow_name, src, flow_lanes, steps, &secret)
+                    .with_context(|| format!("flow `{flow_name}`: postgres source"))?;
                 pulls.push(Arc::new(spec));
                 continue;
             }

@@ -38,6 +38,13 @@ pub(super) fn check(c: &mut Checker) {
                     c.error(file, &field, Part::Value, message, help);
                 }
             }
+            crate::model::Source::Postgres(src) => {
+                if !c.origins.system_names.contains(&src.system) {
+                    let (message, help) = undeclared_system(c, &src.system);
+                    let field = ["flows", name.as_str(), "source", "postgres", "system"];
+                    c.error(file, &field, Part::Value, message, help);
+                }
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ mod rules;
 mod secrets;
 mod settings;
 mod steps;
+mod table_source;
 mod transforms;
 
 use crate::diagnostic::{Diagnostic, Severity};
@@ -44,6 +45,7 @@ pub(crate) fn check(
     resilience::check(&mut checker);
     retry::check(&mut checker);
     pull::check(&mut checker);
+    table_source::check(&mut checker);
     dedupe::check(&mut checker);
     steps::check(&mut checker);
     transforms::check(&mut checker);

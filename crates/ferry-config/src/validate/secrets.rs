@@ -120,6 +120,14 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                 }
             }
         }
+        if let Source::Postgres(src) = &def.source {
+            out.push(Found {
+                file,
+                path: own(&["flows", flow, "source", "postgres", "url"]),
+                secret: &src.url,
+                usage: Use::ConnectionUrl,
+            });
+        }
         for (name, dest) in &def.destinations {
             if let Some(secret) = dest.rabbitmq.as_ref().and_then(|r| r.password.as_ref()) {
                 let path = own(&["flows", flow, "destinations", name, "rabbitmq", "password"]);

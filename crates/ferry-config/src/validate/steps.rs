@@ -65,6 +65,7 @@ fn flow_steps(c: &mut Checker, file: FileId, flow_name: &str, flow: &Flow) {
     let has_type_pointer = match &flow.source {
         Source::Webhook(w) => w.event_type.is_some(),
         Source::Pull(p) => p.event_type.is_some(),
+        Source::Postgres(p) => p.event_type.is_some(),
     };
     for (i, step) in flow.steps.iter().enumerate() {
         let Step::Validate(validate) = step else {

@@ -1,7 +1,10 @@
-//! Scheduled pulls: a flow whose source is an HTTP API polled on a cron schedule.
+//! Scheduled pulls: a flow whose source is an HTTP API or a PostgreSQL table, read on a cron
+//! schedule.
 //!
 //! Each pull flow has one task. At each run it reads the committed cursor from the store,
-//! asks the API for the page there ([`page`], through the egress guard), runs each record
+//! asks the source for the page there ([`source`]: an API's page through the egress guard,
+//! [`http`]; or a table's rows after the cursor, through
+//! [`ferry_connectors::postgres::TableSource`]), runs each record
 //! through the flow's steps like a posted event ([`record`]: `validate`, `filter`, `route`,
 //! `split`, `dedupe`; a record they refuse or drop is skipped), and commits the page's
 //! events together with the cursor after the page ([`ferry_store::Store::append_page`]),
@@ -23,10 +26,12 @@
 //!   the first exceeds the second.
 
 pub mod cursor;
+pub mod http;
 pub mod page;
 pub mod record;
 pub mod run;
 pub mod schedule;
+pub mod source;
 pub mod spec;
 pub mod status;
 
@@ -34,7 +39,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
-use ferry_delivery::GuardedClient;
 use ferry_store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -42,8 +46,8 @@ use tokio_util::sync::CancellationToken;
 pub use spec::{PullSpec, PullSteps};
 pub use status::PullBoard;
 
-use self::page::PageClient;
 use self::run::PullCtx;
+use self::source::Pager;
 use self::status::Live;
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
@@ -73,9 +77,8 @@ impl Pullers {
         let board = Arc::new(PullBoard::new(specs.clone()));
         let mut tasks = Vec::with_capacity(specs.len() + 1);
         for spec in specs {
-            let client = GuardedClient::new(spec.egress.clone(), spec.timeout)?;
             let ctx = PullCtx {
-                pages: PageClient::new(client, spec.url.clone(), spec.headers.clone()),
+                pager: Pager::new(&spec)?,
                 spec,
                 store: store.clone(),
                 wake: wake.clone(),

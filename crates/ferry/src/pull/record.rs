@@ -11,12 +11,13 @@
 //! `step_failed`) and logged (`debug` for `filtered`, else `warn`) without the record's data.
 
 use bytes::Bytes;
-use ferry_config::PullCursor;
+use ferry_config::{PostgresSource, PullCursor};
 use ferry_store::{Millis, NewEvent};
 use serde_json::Value;
 
 use super::PullSpec;
 use super::cursor::scalar_text;
+use super::spec::{HttpOrigin, Origin};
 use crate::ingress::pipeline::{self, Processed, Received};
 use crate::problem::Problem;
 
@@ -100,33 +101,12 @@ pub fn report(spec: &PullSpec, index: usize, skip: &Skip) {
 }
 
 /// The record as the pipeline takes it: the payload (its JSON text), parsed, its dedupe key
-/// (the `record_id`, with the version for an `updated_since` cursor) and its type.
+/// and its type, read where the source says ([`Origin`]).
 pub fn received(spec: &PullSpec, record: &Value) -> Result<Received, String> {
-    let dedupe_key = match &spec.record_id {
-        None => None,
-        Some(pointer) => {
-            let id = record
-                .pointer(pointer)
-                .and_then(key_text)
-                .ok_or_else(|| format!("it has no id at `{pointer}`"))?;
-            Some(match &spec.cursor {
-                // A record updated again is a new event; the same version is a duplicate.
-                PullCursor::UpdatedSince { field, .. } => {
-                    match record.pointer(field).and_then(scalar_text) {
-                        Some(version) => format!("{id}@{version}"),
-                        None => id,
-                    }
-                }
-                _ => id,
-            })
-        }
+    let (dedupe_key, event_type) = match &spec.origin {
+        Origin::Http(http) => (http_key(http, record)?, pointed_type(http, record)),
+        Origin::Postgres(table) => table_key_and_type(&table.config, record)?,
     };
-    let event_type = spec
-        .event_type
-        .as_deref()
-        .and_then(|p| record.pointer(p))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
     let payload = serde_json::to_vec(record).map_err(|e| e.to_string())?;
     Ok(Received {
         payload: Bytes::from(payload),
@@ -135,6 +115,62 @@ pub fn received(spec: &PullSpec, record: &Value) -> Result<Received, String> {
         event_type,
         headers: vec![("content-type".to_owned(), "application/json".to_owned())],
     })
+}
+
+/// An API record's key: the `record_id`, with the version for an `updated_since` cursor.
+fn http_key(http: &HttpOrigin, record: &Value) -> Result<Option<String>, String> {
+    let Some(pointer) = &http.record_id else {
+        return Ok(None);
+    };
+    let id = record
+        .pointer(pointer)
+        .and_then(key_text)
+        .ok_or_else(|| format!("it has no id at `{pointer}`"))?;
+    Ok(Some(match &http.cursor {
+        // A record updated again is a new event; the same version is a duplicate.
+        PullCursor::UpdatedSince { field, .. } => match record.pointer(field).and_then(scalar_text)
+        {
+            Some(version) => format!("{id}@{version}"),
+            None => id,
+        },
+        _ => id,
+    }))
+}
+
+fn pointed_type(http: &HttpOrigin, record: &Value) -> Option<String> {
+    http.event_type
+        .as_deref()
+        .and_then(|p| record.pointer(p))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// A row's key and type: the `record_id` column, with the cursor column's value when that
+/// is another column (`id@version`: a row updated again is a new event), and the
+/// `event_type` column.
+fn table_key_and_type(
+    config: &PostgresSource,
+    row: &Value,
+) -> Result<(Option<String>, Option<String>), String> {
+    let id = row
+        .get(&config.record_id)
+        .and_then(key_text)
+        .ok_or_else(|| format!("it has no `{}` column value", config.record_id))?;
+    let key = if config.cursor.column == config.record_id {
+        id
+    } else {
+        match row.get(&config.cursor.column).and_then(scalar_text) {
+            Some(version) => format!("{id}@{version}"),
+            None => id,
+        }
+    };
+    let event_type = config
+        .event_type
+        .as_deref()
+        .and_then(|c| row.get(c))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((Some(key), event_type))
 }
 
 /// A key read from a record: a string as it is, `null` as none, anything else as JSON.

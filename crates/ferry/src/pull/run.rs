@@ -6,12 +6,10 @@
 use std::sync::Arc;
 
 use ferry_store::{PullCheckpoint, PullRunUpdate, Store};
-use serde_json::Value;
 
 use super::PullSpec;
-use super::cursor::Position;
-use super::page::PageClient;
 use super::record::{self, Record};
+use super::source::Pager;
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
 use crate::ingress::LaneWaker;
@@ -19,7 +17,7 @@ use crate::ingress::LaneWaker;
 /// What a run needs: the flow's spec and the hub's shared parts.
 pub struct PullCtx {
     pub spec: Arc<PullSpec>,
-    pub pages: PageClient,
+    pub pager: Pager,
     pub store: Arc<dyn Store>,
     pub wake: LaneWaker,
     pub backlog: Arc<BacklogMonitor>,
@@ -69,25 +67,13 @@ async fn pages(ctx: &PullCtx) -> Result<RunSummary, String> {
         .await
         .map_err(|e| format!("reading the cursor: {e}"))?;
     let mut stored_cursor = state.and_then(|s| s.cursor);
-    let mut position = match Position::load(stored_cursor.as_deref(), &spec.cursor) {
-        Ok(p) => p,
-        Err(why) => {
-            tracing::warn!(flow = %spec.flow, "{why}; starting from the source's start");
-            Position::start(&spec.cursor)
-        }
-    };
     let mut summary = RunSummary::default();
     for _ in 0..spec.max_pages {
         refuse_if_backlog_full(ctx)?;
-        let body = ctx
-            .pages
-            .fetch(&position.query(&spec.cursor))
-            .await
-            .map_err(|e| e.message)?;
-        let records = records(&body, &spec.records)?;
+        let page = ctx.pager.page(&spec.flow, stored_cursor.as_deref()).await?;
         let now = now_ms();
-        let mut events = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
+        let mut events = Vec::with_capacity(page.records.len());
+        for (i, r) in page.records.iter().enumerate() {
             match record::process(spec, r, now)
                 .map_err(|e| format!("record {i} of the page: {e}"))?
             {
@@ -98,11 +84,9 @@ async fn pages(ctx: &PullCtx) -> Result<RunSummary, String> {
                 }
             }
         }
-        let advance = position.advance(&spec.cursor, &body, &records);
-        let to = advance.next.to_text();
         let checkpoint = PullCheckpoint {
             from: stored_cursor.clone(),
-            to: Some(to.clone()),
+            to: page.next.clone(),
             at: now,
         };
         let outcomes = ctx
@@ -122,9 +106,8 @@ async fn pages(ctx: &PullCtx) -> Result<RunSummary, String> {
                 (ctx.wake)(&lane.key);
             }
         }
-        stored_cursor = Some(to);
-        position = advance.next;
-        if advance.last {
+        stored_cursor = page.next;
+        if page.last {
             return Ok(summary);
         }
     }
@@ -145,13 +128,4 @@ fn refuse_if_backlog_full(ctx: &PullCtx) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The records of a page: the array at `pointer` (absent or `null`: none).
-fn records(body: &Value, pointer: &str) -> Result<Vec<Value>, String> {
-    match body.pointer(pointer) {
-        Some(Value::Array(items)) => Ok(items.clone()),
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(_) => Err(format!("the page has no array of records at `{pointer}`")),
-    }
 }

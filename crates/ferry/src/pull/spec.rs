@@ -1,13 +1,13 @@
-//! A pull source as the hub runs it: its config, with secrets resolved and the schedule
-//! parsed, once, at start-up; and the flow's steps, compiled, which every record goes
-//! through like a posted event.
+//! A pull source as the hub runs it: its config (an HTTP API or a PostgreSQL table), with
+//! secrets resolved and the schedule parsed, once, at start-up; and the flow's steps,
+//! compiled, which every record goes through like a posted event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
-use ferry_config::{HeaderValue, PullCursor, PullSource, Schedule, SecretRef};
+use anyhow::{Context, Result, anyhow, bail};
+use ferry_config::{HeaderValue, PostgresSource, PullCursor, PullSource, Schedule, SecretRef};
 use ferry_delivery::EgressPolicy;
 use ferry_schema::SchemaRegistry;
 use reqwest::header::{HeaderMap, HeaderName};
@@ -38,10 +38,33 @@ pub struct PullSpec {
     pub flow: String,
     /// The polled system (the events' source).
     pub source_system: String,
+    pub schedule: Schedule,
+    pub max_pages: u32,
+    /// The freshness SLA.
+    pub freshness: Option<Duration>,
+    /// The lanes every record fans out to (a `route` step picks among them).
+    pub lanes: Vec<RouteLane>,
+    /// The flow's steps.
+    pub steps: PullSteps,
+    /// Where the pages come from.
+    pub origin: Origin,
+}
+
+/// Where a pull flow's pages come from.
+#[derive(Debug)]
+pub enum Origin {
+    /// An HTTP API.
+    Http(HttpOrigin),
+    /// A PostgreSQL table.
+    Postgres(TableOrigin),
+}
+
+/// An HTTP API polled page by page.
+#[derive(Debug)]
+pub struct HttpOrigin {
     pub url: reqwest::Url,
     /// Request headers, secrets resolved (and marked sensitive).
     pub headers: HeaderMap,
-    pub schedule: Schedule,
     /// JSON pointer to the page's array of records.
     pub records: String,
     /// JSON pointer to each record's id (the dedupe key).
@@ -50,19 +73,21 @@ pub struct PullSpec {
     pub event_type: Option<String>,
     pub cursor: PullCursor,
     pub timeout: Duration,
-    pub max_pages: u32,
-    /// The freshness SLA.
-    pub freshness: Option<Duration>,
     /// The hub's egress allow-list plus the source's own.
     pub egress: EgressPolicy,
-    /// The lanes every record fans out to (a `route` step picks among them).
-    pub lanes: Vec<RouteLane>,
-    /// The flow's steps.
-    pub steps: PullSteps,
+}
+
+/// A PostgreSQL table read by a cursor column.
+#[derive(Debug)]
+pub struct TableOrigin {
+    pub config: PostgresSource,
+    /// The connection URL, resolved.
+    pub url: SecretString,
 }
 
 impl PullSpec {
-    /// Build the spec of flow `flow` from its source, resolving secrets with `secret`.
+    /// Build the spec of flow `flow` from its HTTP pull source, resolving secrets with
+    /// `secret`.
     pub fn build(
         flow: &str,
         src: &PullSource,
@@ -76,20 +101,53 @@ impl PullSpec {
         Ok(PullSpec {
             flow: flow.to_owned(),
             source_system: src.system.clone(),
-            url,
-            headers: headers(&src.headers, secret)?,
             schedule,
-            records: src.records.clone(),
-            record_id: src.record_id.clone(),
-            event_type: src.event_type.clone(),
-            cursor: src.cursor.clone(),
-            timeout: src.timeout,
             max_pages: src.max_pages.max(1),
             freshness: src.freshness,
-            egress: EgressPolicy::from_entries(hub_egress.iter().chain(&src.egress_allow))
-                .map_err(|e| anyhow!("egress_allow: {e}"))?,
             lanes,
             steps,
+            origin: Origin::Http(HttpOrigin {
+                url,
+                headers: headers(&src.headers, secret)?,
+                records: src.records.clone(),
+                record_id: src.record_id.clone(),
+                event_type: src.event_type.clone(),
+                cursor: src.cursor.clone(),
+                timeout: src.timeout,
+                egress: EgressPolicy::from_entries(hub_egress.iter().chain(&src.egress_allow))
+                    .map_err(|e| anyhow!("egress_allow: {e}"))?,
+            }),
+        })
+    }
+
+    /// Build the spec of flow `flow` from its PostgreSQL table source, resolving the
+    /// connection URL with `secret`.
+    pub fn postgres(
+        flow: &str,
+        src: &PostgresSource,
+        lanes: Vec<RouteLane>,
+        steps: PullSteps,
+        secret: &dyn Fn(&SecretRef) -> Result<SecretString>,
+    ) -> Result<PullSpec> {
+        let schedule = Schedule::parse(&src.schedule).map_err(|e| anyhow!("schedule: {e}"))?;
+        let url = secret(&src.url).context("url")?;
+        if !url.expose_secret().starts_with("postgres://")
+            && !url.expose_secret().starts_with("postgresql://")
+        {
+            bail!("url: the secret is not a `postgres://` connection URL");
+        }
+        Ok(PullSpec {
+            flow: flow.to_owned(),
+            source_system: src.system.clone(),
+            schedule,
+            max_pages: src.max_pages.max(1),
+            freshness: src.freshness,
+            lanes,
+            steps,
+            origin: Origin::Postgres(TableOrigin {
+                config: src.clone(),
+                url,
+            }),
         })
     }
 
