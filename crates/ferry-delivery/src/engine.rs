@@ -15,10 +15,10 @@ use crate::batch::BatchSpec;
 use crate::connector::Connector;
 use crate::fresh::FreshLane;
 use crate::gate::{Gate, GateSpec, GateStatus, LaneEvent, SharedGate};
-use ferry_store::now_millis;
 use crate::lane::{self, LaneConfig};
 use crate::render::Render;
 use crate::retry::RetryPolicy;
+use ferry_store::now_millis;
 
 /// One lane to run: where it delivers, how it retries, how many sends at once.
 #[derive(Clone, Debug)]

@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::breaker::{Admission, Breaker, BreakerSettings, BreakerState, Transition};
 use crate::classify::Verdict;
-use ferry_store::now_millis;
 use crate::outcome::AttemptResult;
+use ferry_store::now_millis;
 
 /// How long a `429` without a usable `Retry-After` holds the lane.
 const DEFAULT_429_HOLD: Duration = Duration::from_secs(1);

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferry_config::BodyFormat;
 use ferry_signature::SigningKey;
-use ferry_store::{ClaimedDelivery, Millis};
 use ferry_store::unix_millis;
+use ferry_store::{ClaimedDelivery, Millis};
 use reqwest::header::{
     AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };

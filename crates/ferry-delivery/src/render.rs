@@ -20,8 +20,8 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderValue};
 
 use crate::classify::Verdict;
-use ferry_store::now_millis;
 use crate::outcome::AttemptResult;
+use ferry_store::now_millis;
 
 /// Computes what one delivery sends. Implemented by the hub (map, templates, contracts);
 /// the lane only calls it.

@@ -12,8 +12,8 @@ use super::flush::{Finished, release};
 use super::pause::auto_pause;
 use super::{Ctx, LEASE_SAFETY, duration_millis};
 use crate::gate::Admit;
-use ferry_store::now_millis;
 use crate::render;
+use ferry_store::now_millis;
 
 /// Work one claimed delivery: wait for a send permit, send, decide, hand the outcome over.
 pub(super) async fn deliver(

@@ -36,9 +36,9 @@ use crate::batch::{BatchFailure, BatchSpec, Batcher, batch_id, failed_items, per
 use crate::classify::Verdict;
 use crate::connector::{BatchCall, Connector};
 use crate::gate::Admit;
-use ferry_store::now_millis;
 use crate::outcome::AttemptResult;
 use crate::render;
+use ferry_store::now_millis;
 
 /// The largest `2xx` batch response read whole to find failed records (`failed_items`).
 const FAILED_ITEMS_BODY_LIMIT: usize = 4 * 1024 * 1024;

@@ -134,9 +134,9 @@ pub(crate) async fn run(cfg: LaneConfig) {
 /// The names only the unit tests below use.
 #[cfg(test)]
 use {
-    ferry_store::now_millis,
     conclude::LogThrottle,
     ferry_store::ClaimedDelivery,
+    ferry_store::now_millis,
     flush::{STORE_BACKOFF_MAX, STORE_BACKOFF_MIN, StoreBackoff},
 };
 
