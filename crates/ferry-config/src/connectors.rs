@@ -1,9 +1,17 @@
 //! Configuration of the destination kinds other than HTTP: each kind is one optional key of a
-//! destination (`nats:` …), and a destination has exactly one kind.
+//! destination (`nats:` …), and a destination has exactly one kind; and of the queue
+//! sources (`source: { nats: … }`, see [`queue_source`]).
 
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod queue_source;
+
+pub use queue_source::{
+    MAX_SOURCE_BATCH, NatsSource, RabbitmqSource, jetstream_name_problem, queue_name_problem,
+    subject_filter_problem,
+};
 
 /// Publish each delivery to NATS JetStream and wait for the stream's acknowledgement.
 ///

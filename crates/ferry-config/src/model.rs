@@ -283,6 +283,10 @@ pub enum Source {
     Webhook(WebhookSource),
     /// A scheduled HTTP pull with a resumable cursor.
     Pull(PullSource),
+    /// A NATS JetStream stream, read through a durable consumer.
+    Nats(crate::connectors::NatsSource),
+    /// A RabbitMQ queue.
+    Rabbitmq(crate::connectors::RabbitmqSource),
 }
 
 /// An inbound webhook endpoint.
@@ -597,6 +601,28 @@ impl Source {
         match self {
             Source::Webhook(w) => &w.system,
             Source::Pull(p) => &p.system,
+            Source::Nats(n) => &n.system,
+            Source::Rabbitmq(r) => &r.system,
+        }
+    }
+
+    /// The source's kind as written in YAML (`webhook`, `pull`, `nats`, `rabbitmq`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Webhook(_) => "webhook",
+            Source::Pull(_) => "pull",
+            Source::Nats(_) => "nats",
+            Source::Rabbitmq(_) => "rabbitmq",
+        }
+    }
+
+    /// The JSON pointer to the event type, if the source reads one.
+    pub fn event_type_pointer(&self) -> Option<&str> {
+        match self {
+            Source::Webhook(w) => w.event_type.as_deref(),
+            Source::Pull(p) => p.event_type.as_deref(),
+            Source::Nats(n) => n.event_type.as_deref(),
+            Source::Rabbitmq(r) => r.event_type.as_deref(),
         }
     }
 }
