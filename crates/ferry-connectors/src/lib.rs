@@ -21,6 +21,7 @@ mod outcome;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod source;
+pub mod source_conformance;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
