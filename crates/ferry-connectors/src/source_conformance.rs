@@ -5,7 +5,8 @@
 //! Cases: messages come with the id they were published under; nothing acknowledged comes
 //! back; everything not acknowledged comes back after a release; an acknowledgement affects
 //! only the messages it names; a source whose queue does not exist yet fails, and works at
-//! its next call once the queue is there; an unreachable broker is an error, not a hang.
+//! its next call once the queue is there; an unreachable broker is an error, not a hang;
+//! `try_receive` takes what is there without waiting.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -45,6 +46,7 @@ pub async fn run(harness: &dyn SourceHarness) {
     messages_come_with_their_ids(harness).await;
     unacknowledged_come_back_after_release(harness).await;
     an_ack_affects_only_its_tokens(harness).await;
+    try_receive_takes_what_is_there(harness).await;
     a_missing_queue_fails_then_reconnects(harness).await;
     an_unreachable_broker_is_an_error(harness).await;
 }
@@ -170,6 +172,45 @@ async fn an_ack_affects_only_its_tokens(harness: &dyn SourceHarness) {
         "{CASE}: only the unacknowledged came back"
     );
     other.release().await;
+}
+
+async fn try_receive_takes_what_is_there(harness: &dyn SourceHarness) {
+    const CASE: &str = "try_receive_takes_what_is_there";
+    let queue = harness.queue().await;
+    queue.create().await;
+    let mut source = queue.source();
+    let empty = tokio::time::timeout(PATIENCE, source.try_receive(10))
+        .await
+        .unwrap_or_else(|_| panic!("{CASE}: an empty queue makes it wait"))
+        .expect("try_receive");
+    assert!(empty.is_empty(), "{CASE}: nothing there, nothing taken");
+    for id in ["t-0", "t-1", "t-2"] {
+        queue.publish(id, &body(id)).await;
+    }
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while got.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{CASE}: only {} of 3 taken",
+            got.len()
+        );
+        let more = tokio::time::timeout(PATIENCE, source.try_receive(3 - got.len()))
+            .await
+            .unwrap_or_else(|_| panic!("{CASE}: it waited"))
+            .expect("try_receive");
+        if more.is_empty() {
+            // The broker pushes asynchronously: look again shortly.
+            tokio::time::sleep(LINGER).await;
+        }
+        got.extend(more);
+    }
+    assert_eq!(ids(&got), vec!["t-0", "t-1", "t-2"], "{CASE}: in order");
+    source
+        .ack(got.iter().map(|m| m.token).collect())
+        .await
+        .expect("ack");
+    source.release().await;
 }
 
 async fn a_missing_queue_fails_then_reconnects(harness: &dyn SourceHarness) {

@@ -157,19 +157,26 @@ impl NatsSourceConnector {
         Ok(())
     }
 
+    /// What the stream has for the consumer now, at most `max` (one no-wait pull request).
+    async fn available(&mut self, max: usize) -> Result<Vec<SourceMessage>, SourceError> {
+        let consumer = self.consumer().await?;
+        let mut out = Vec::new();
+        let fetched = consumer.fetch().max_messages(max).messages().await;
+        self.drain(fetched, &mut out).await?;
+        Ok(out)
+    }
+
     async fn receive_connected(
         &mut self,
         max: usize,
         linger: Duration,
     ) -> Result<Vec<SourceMessage>, SourceError> {
-        let consumer = self.consumer().await?;
-        let mut out = Vec::new();
         // What is there now, without waiting.
-        let fetched = consumer.fetch().max_messages(max).messages().await;
-        self.drain(fetched, &mut out).await?;
+        let mut out = self.available(max).await?;
         if !out.is_empty() {
             return Ok(out);
         }
+        let consumer = self.consumer().await?;
         // Nothing: wait for one, then gather more for `linger`.
         loop {
             let polled = consumer
@@ -213,6 +220,15 @@ impl QueueSource for NatsSourceConnector {
         if result.is_err() {
             // Reconnect at the next call; what was handed out comes back after `ack_wait`
             // (or at once, if the connection still takes the naks).
+            self.release().await;
+            self.connection = None;
+        }
+        result
+    }
+
+    async fn try_receive(&mut self, max: usize) -> Result<Vec<SourceMessage>, SourceError> {
+        let result = self.available(max.max(1)).await;
+        if result.is_err() {
             self.release().await;
             self.connection = None;
         }

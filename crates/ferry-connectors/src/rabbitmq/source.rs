@@ -197,6 +197,37 @@ impl RabbitmqSourceConnector {
         Ok(deliveries.into_iter().map(|d| self.hand_out(d)).collect())
     }
 
+    /// The deliveries the broker already pushed (up to the prefetch), at most `max`, without
+    /// waiting.
+    async fn buffered(&mut self, max: usize) -> Result<Vec<SourceMessage>, SourceError> {
+        use futures_util::FutureExt;
+        self.connect().await?;
+        let Some(c) = self.connection.as_mut() else {
+            return Err(self.error("cannot consume", "not connected"));
+        };
+        let mut deliveries = Vec::new();
+        let mut end = None;
+        while deliveries.len() < max {
+            // A stream's `next` not ready yet takes nothing: dropping it is safe.
+            match c.consumer.next().now_or_never() {
+                None => break,
+                Some(Some(Ok(d))) => deliveries.push(d),
+                Some(Some(Err(e))) => {
+                    end = Some(e.to_string());
+                    break;
+                }
+                Some(None) => {
+                    end = Some("the broker cancelled the consumer".to_owned());
+                    break;
+                }
+            }
+        }
+        if let Some(why) = end {
+            return Err(self.error("consuming failed", why));
+        }
+        Ok(deliveries.into_iter().map(|d| self.hand_out(d)).collect())
+    }
+
     /// Close the channel and connection: the broker requeues what was not acknowledged.
     async fn disconnect(&mut self) {
         self.held.clear();
@@ -219,6 +250,14 @@ impl QueueSource for RabbitmqSourceConnector {
         linger: Duration,
     ) -> Result<Vec<SourceMessage>, SourceError> {
         let result = self.receive_connected(max.max(1), linger).await;
+        if result.is_err() {
+            self.disconnect().await;
+        }
+        result
+    }
+
+    async fn try_receive(&mut self, max: usize) -> Result<Vec<SourceMessage>, SourceError> {
+        let result = self.buffered(max.max(1)).await;
         if result.is_err() {
             self.disconnect().await;
         }

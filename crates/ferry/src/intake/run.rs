@@ -1,13 +1,14 @@
 //! One queue flow's loop: receive a batch → run each message through the flow → commit the
 //! events and the rejected records in one store call → acknowledge the batch → wake the
-//! lanes. While a lane of the flow is at its backlog bound the loop stops receiving (the
+//! lanes. The next batch is read (from what the broker has ready) while one commits. While a lane of the flow is at its backlog bound the loop stops receiving (the
 //! broker keeps the messages) and looks again shortly.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_connectors::source::{AckToken, QueueSource, SourceMessage};
-use ferry_store::{AppendOutcome, NewEvent, NewRejected, Store};
+use ferry_store::{AppendOutcome, NewEvent, NewRejected, Store, StoreResult};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::QueueSpec;
@@ -49,12 +50,27 @@ struct Prepared {
     filtered: u64,
 }
 
+/// A batch whose commit is under way (the store call runs as its own task).
+struct Committing {
+    commit: JoinHandle<StoreResult<Vec<AppendOutcome>>>,
+    made: Vec<usize>,
+    tokens: Vec<AckToken>,
+    rejected: u64,
+    filtered: u64,
+}
+
 /// Run the flow until `stop`; then let go of whatever is held.
+///
+/// While a batch is being committed the loop takes what the broker has ready
+/// ([`QueueSource::try_receive`]) and runs it through the steps, so a busy queue is read
+/// while the store syncs; that batch is acknowledged only once its own commit returned.
+/// With nothing ready, the batch is settled first and the loop then waits for messages.
 pub async fn flow_loop(ctx: IntakeCtx, stop: CancellationToken) {
     let spec = ctx.spec.clone();
     let mut source = spec.connector();
     let mut failures = 0_u32;
     let mut paused = false;
+    let mut committing: Option<Committing> = None;
     while !stop.is_cancelled() {
         let full = backlog_full(&ctx);
         if full != paused {
@@ -68,47 +84,71 @@ pub async fn flow_loop(ctx: IntakeCtx, stop: CancellationToken) {
             }
         }
         if paused {
+            let settled = settle(&ctx, source.as_mut(), committing.take()).await;
+            if let Err(error) = settled {
+                failures = failed(&spec, failures, &error);
+            }
             if sleep_or_stop(PAUSE_POLL, &stop).await {
                 break;
             }
             continue;
         }
-        let received = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = source.receive(spec.batch, spec.linger) => r,
+        let received = if committing.is_some() {
+            source.try_receive(spec.batch).await
+        } else {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                r = source.receive(spec.batch, spec.linger) => r,
+            }
         };
         let result = match received {
-            Ok(messages) => step(&ctx, source.as_mut(), messages).await,
-            Err(e) => Err(format!("receiving failed: {e}")),
+            Ok(messages) => {
+                let next = (!messages.is_empty()).then(|| prepare(&spec, &messages));
+                match settle(&ctx, source.as_mut(), committing.take()).await {
+                    Ok(()) => {
+                        committing = next.map(|p| start_commit(&ctx, p));
+                        Ok(())
+                    }
+                    // The settle let go of everything held, the new batch too.
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => {
+                // A batch committed meanwhile is still acknowledged if the source can.
+                let settled = settle(&ctx, source.as_mut(), committing.take()).await;
+                Err(settled
+                    .err()
+                    .unwrap_or_else(|| format!("receiving failed: {e}")))
+            }
         };
         match result {
-            Ok(_) => failures = 0,
+            Ok(()) => failures = 0,
             Err(error) => {
-                failures = failures.saturating_add(1);
-                metrics::counter!("ferry_source_errors_total", "flow" => spec.flow.clone(), "kind" => spec.kind)
-                    .increment(1);
-                tracing::warn!(flow = %spec.flow, kind = spec.kind, %error, failures, "queue source failed; unacknowledged messages stay with the broker");
+                failures = failed(&spec, failures, &error);
                 if sleep_or_stop(backoff(failures), &stop).await {
                     break;
                 }
             }
         }
     }
+    if let Err(error) = settle(&ctx, source.as_mut(), committing.take()).await {
+        failed(&spec, failures, &error);
+    }
     source.release().await;
     tracing::debug!(flow = %spec.flow, "queue source stopped");
 }
 
-/// One batch: process, commit, acknowledge, count, wake.
-pub async fn step(
-    ctx: &IntakeCtx,
-    source: &mut dyn QueueSource,
-    messages: Vec<SourceMessage>,
-) -> Result<Tally, String> {
-    let spec = &ctx.spec;
-    if messages.is_empty() {
-        return Ok(Tally::default());
-    }
-    let prepared = prepare(spec, &messages);
+/// Count and log a failure; the failures in a row now.
+fn failed(spec: &QueueSpec, failures: u32, error: &str) -> u32 {
+    let failures = failures.saturating_add(1);
+    metrics::counter!("ferry_source_errors_total", "flow" => spec.flow.clone(), "kind" => spec.kind)
+        .increment(1);
+    tracing::warn!(flow = %spec.flow, kind = spec.kind, %error, failures, "queue source failed; unacknowledged messages stay with the broker");
+    failures
+}
+
+/// Start committing a prepared batch.
+fn start_commit(ctx: &IntakeCtx, prepared: Prepared) -> Committing {
     let Prepared {
         events,
         made,
@@ -117,27 +157,51 @@ pub async fn step(
         filtered,
     } = prepared;
     let rejected_count = rejected.len() as u64;
-    let outcomes = match ctx.store.append_with_rejected(events, rejected).await {
-        Ok(outcomes) => outcomes,
+    let store = ctx.store.clone();
+    Committing {
+        commit: tokio::spawn(async move { store.append_with_rejected(events, rejected).await }),
+        made,
+        tokens,
+        rejected: rejected_count,
+        filtered,
+    }
+}
+
+/// Wait for a batch's commit, then acknowledge it, count it and wake the lanes. A failed
+/// commit lets go of everything the source holds (this batch and any read since), so the
+/// broker delivers it again.
+async fn settle(
+    ctx: &IntakeCtx,
+    source: &mut dyn QueueSource,
+    batch: Option<Committing>,
+) -> Result<(), String> {
+    let Some(batch) = batch else {
+        return Ok(());
+    };
+    let spec = &ctx.spec;
+    let outcomes = match batch.commit.await {
+        Ok(Ok(outcomes)) => outcomes,
+        Ok(Err(e)) => {
+            source.release().await;
+            return Err(format!("storing a batch failed: {e}"));
+        }
         Err(e) => {
-            // Nothing is committed: the broker must deliver the batch again.
             source.release().await;
             return Err(format!("storing a batch failed: {e}"));
         }
     };
-    let tally = tally(&made, &outcomes, rejected_count, filtered);
-    if let Err(e) = source.ack(tokens).await {
-        // Committed: a redelivery is recognised as a duplicate.
-        count(spec, &tally);
-        return Err(format!("acknowledging a committed batch failed: {e}"));
-    }
+    let tally = tally(&batch.made, &outcomes, batch.rejected, batch.filtered);
     count(spec, &tally);
     if tally.stored > 0 {
         for lane in &spec.lanes {
             (ctx.wake)(&lane.key);
         }
     }
-    Ok(tally)
+    source
+        .ack(batch.tokens)
+        .await
+        // Committed: a redelivery is recognised as a duplicate.
+        .map_err(|e| format!("acknowledging a committed batch failed: {e}"))
 }
 
 fn prepare(spec: &QueueSpec, messages: &[SourceMessage]) -> Prepared {
