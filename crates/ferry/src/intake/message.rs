@@ -78,8 +78,8 @@ pub fn process(spec: &QueueSpec, incoming: Incoming<'_>, now: Millis) -> Outcome
 }
 
 /// The message as the pipeline takes it: parsed, with its dedupe key, type and the headers
-/// an event keeps.
-fn received(spec: &QueueSpec, incoming: Incoming<'_>) -> Result<Received, Refusal> {
+/// an event keeps; refused when it is not JSON or has no id at the source's `event_id`.
+pub fn received(spec: &QueueSpec, incoming: Incoming<'_>) -> Result<Received, Refusal> {
     let value = strict_json::parse(incoming.payload).map_err(|e| Refusal {
         reason: e.code(),
         detail: format!("the payload is not valid JSON: {e}"),
