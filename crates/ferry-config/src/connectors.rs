@@ -1,6 +1,7 @@
 //! Configuration of the destination kinds other than HTTP: each kind is one optional key of a
 //! destination (`nats:` …), and a destination has exactly one kind; and of the source kinds
-//! beyond webhooks and HTTP pulls (`postgres:`).
+//! beyond webhooks and HTTP pulls: queue sources (`source: { nats: … }`, see [`queue_source`])
+//! and PostgreSQL tables (`postgres:`).
 
 use std::time::Duration;
 
@@ -9,6 +10,13 @@ use serde::Deserialize;
 mod postgres_source;
 
 pub use postgres_source::{MAX_SOURCE_COLUMNS, PostgresCursor, PostgresSource, table_problem};
+
+mod queue_source;
+
+pub use queue_source::{
+    MAX_SOURCE_BATCH, NatsSource, RabbitmqSource, jetstream_name_problem, queue_name_problem,
+    subject_filter_problem,
+};
 
 /// Publish each delivery to NATS JetStream and wait for the stream's acknowledgement.
 ///

@@ -285,6 +285,10 @@ pub enum Source {
     Pull(PullSource),
     /// A PostgreSQL table read incrementally by a cursor column on a schedule.
     Postgres(crate::connectors::PostgresSource),
+    /// A NATS JetStream stream, read through a durable consumer.
+    Nats(crate::connectors::NatsSource),
+    /// A RabbitMQ queue.
+    Rabbitmq(crate::connectors::RabbitmqSource),
 }
 
 /// An inbound webhook endpoint.
@@ -628,7 +632,32 @@ impl Source {
         match self {
             Source::Webhook(w) => &w.system,
             Source::Pull(p) => &p.system,
+            Source::Nats(n) => &n.system,
+            Source::Rabbitmq(r) => &r.system,
             Source::Postgres(p) => &p.system,
+        }
+    }
+
+    /// The source's kind as written in YAML (`webhook`, `pull`, `nats`, `rabbitmq`, `postgres`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Webhook(_) => "webhook",
+            Source::Pull(_) => "pull",
+            Source::Nats(_) => "nats",
+            Source::Rabbitmq(_) => "rabbitmq",
+            Source::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Where the event type is read, if the source reads one: a JSON pointer (a table
+    /// source's column name).
+    pub fn event_type_pointer(&self) -> Option<&str> {
+        match self {
+            Source::Webhook(w) => w.event_type.as_deref(),
+            Source::Pull(p) => p.event_type.as_deref(),
+            Source::Nats(n) => n.event_type.as_deref(),
+            Source::Rabbitmq(r) => r.event_type.as_deref(),
+            Source::Postgres(p) => p.event_type.as_deref(),
         }
     }
 }

@@ -25,6 +25,7 @@ mod outcome;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod source;
+pub mod source_conformance;
 
 use ferry_store::ClaimedDelivery;
 pub(crate) use ferry_store::now_millis;

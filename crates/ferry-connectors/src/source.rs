@@ -72,6 +72,15 @@ pub trait QueueSource: Send {
         linger: Duration,
     ) -> Result<Vec<SourceMessage>, SourceError>;
 
+    /// The messages that are there now, at most `max`, without waiting for more (empty
+    /// when none are). The runner calls it while the previous batch is being committed, so
+    /// a busy queue is read while the store syncs; the default (nothing, ever) only turns
+    /// that overlap off.
+    async fn try_receive(&mut self, max: usize) -> Result<Vec<SourceMessage>, SourceError> {
+        let _ = max;
+        Ok(Vec::new())
+    }
+
     /// Acknowledge messages that are committed (or stored as rejected): the broker does
     /// not deliver them again.
     async fn ack(&mut self, tokens: Vec<AckToken>) -> Result<(), SourceError>;

@@ -9,11 +9,13 @@ mod clock;
 pub mod conformance;
 mod model;
 mod pull;
+mod rejected;
 pub mod sqlite;
 
 pub use clock::{now_millis, unix_millis};
 pub use model::*;
 pub use pull::*;
+pub use rejected::*;
 
 use async_trait::async_trait;
 
@@ -64,6 +66,39 @@ pub trait Store: Send + Sync + 'static {
         flow: &str,
         events: Vec<NewEvent>,
         checkpoint: PullCheckpoint,
+    ) -> StoreResult<Vec<AppendOutcome>>;
+
+    /// Append a queue source's batch: its events (as [`Store::append`] does) and the
+    /// records the flow refused, in one transaction: all of it is stored, or none. A
+    /// rejected record whose flow already holds one with the same
+    /// [`message_id`](NewRejected::message_id) is not stored again. Outcomes are the events'.
+    async fn append_with_rejected(
+        &self,
+        events: Vec<NewEvent>,
+        rejected: Vec<NewRejected>,
+    ) -> StoreResult<Vec<AppendOutcome>>;
+
+    /// Rejected records, newest first, of `flow` if given, before the `before` cursor if
+    /// given (the last id of the previous page).
+    async fn list_rejected(
+        &self,
+        flow: Option<&str>,
+        before: Option<RejectedId>,
+        limit: usize,
+    ) -> StoreResult<Vec<RejectedRecord>>;
+
+    /// One rejected record.
+    async fn rejected(&self, id: RejectedId) -> StoreResult<Option<RejectedRecord>>;
+
+    /// Replay a rejected record: append `events` (what the flow now makes of its payload, as
+    /// [`Store::append`] does) and mark the record replayed at `at` with the first event,
+    /// in one transaction. Refused ([`StoreError::Invalid`], nothing written) when the
+    /// record does not exist, was replayed already, or `events` is empty.
+    async fn replay_rejected(
+        &self,
+        id: RejectedId,
+        events: Vec<NewEvent>,
+        at: Millis,
     ) -> StoreResult<Vec<AppendOutcome>>;
 
     /// The cursor and run record of pull flow `flow`; `None` before its first run.

@@ -1,6 +1,6 @@
 //! Turns a validated [`Config`] into the runtime parts of the data path: one
-//! [`IngressRoute`] per webhook flow, one [`PullSpec`] per pull or table-source flow and one
-//! [`LaneSpec`] per (flow, destination).
+//! [`IngressRoute`] per webhook flow, one [`PullSpec`] per pull or table-source flow, one
+//! [`QueueSpec`] per queue flow and one [`LaneSpec`] per (flow, destination).
 //! Secrets are resolved here, once, at start-up.
 
 use std::collections::BTreeMap;
@@ -29,6 +29,7 @@ use crate::enrich::Lookups;
 use crate::ingress::dedupe::DedupeRule;
 use crate::ingress::steps::IngressSteps;
 use crate::ingress::validate::{self, ValidateRule};
+use crate::intake::QueueSpec;
 use crate::pull::{PullSpec, PullSteps};
 use crate::render::{DestinationRender, DestinationTransforms};
 
@@ -124,6 +125,8 @@ pub struct Assembly {
     pub lanes: Vec<LaneSpec>,
     /// One per pull flow.
     pub pulls: Vec<Arc<PullSpec>>,
+    /// One per queue flow (`nats`, `rabbitmq` sources), by flow name.
+    pub queues: crate::intake::QueueFlows,
     /// The config's compiled schemas.
     pub schemas: Arc<SchemaRegistry>,
     /// Admin bearer token, if configured.
@@ -166,6 +169,7 @@ fn assemble_with(
     let mut routes = BTreeMap::new();
     let mut lanes = Vec::new();
     let mut pulls = Vec::new();
+    let mut queues = crate::intake::QueueFlows::new();
     for (flow_name, flow) in &config.flows {
         let mut flow_lanes = Vec::new();
         for (dest_name, dest) in &flow.destinations {
@@ -236,6 +240,21 @@ fn assemble_with(
                 pulls.push(Arc::new(spec));
                 continue;
             }
+            // A queue flow, like a pull flow, runs each message through the steps and
+            // appends; it has no ingress route.
+            Source::Nats(_) | Source::Rabbitmq(_) => {
+                let steps = PullSteps {
+                    validate: validate::rules(&flow.steps),
+                    schemas: schemas.clone(),
+                    steps,
+                    dedupe,
+                };
+                let spec = QueueSpec::build(flow_name, &flow.source, flow_lanes, steps, &secret)
+                    .with_context(|| format!("flow `{flow_name}`: {} source", flow.source.kind()))?
+                    .ok_or_else(|| anyhow!("flow `{flow_name}` has no queue source"))?;
+                queues.insert(flow_name.clone(), Arc::new(spec));
+                continue;
+            }
         };
         let verifier = build_verifier(&src.signature, &secret)
             .with_context(|| format!("flow `{flow_name}`: source signature"))?;
@@ -283,6 +302,7 @@ fn assemble_with(
         routes,
         lanes,
         pulls,
+        queues,
         schemas,
         admin_token,
         metrics_token,

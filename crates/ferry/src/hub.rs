@@ -21,6 +21,7 @@ use crate::admin::TokenGate;
 use crate::assembly::{assemble, hub_egress_policy};
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
+use crate::intake::Intakes;
 use crate::notify::Notifier;
 use crate::pull::Pullers;
 use crate::server::{BodyLimits, ConnectionLimits};
@@ -48,10 +49,12 @@ pub struct RunningHub {
     servers: Vec<JoinHandle<()>>,
     /// Stops the listeners.
     stop: CancellationToken,
-    /// Stops the backlog monitor, the owner notifier and the pullers.
+    /// Stops the backlog monitor, the owner notifier, the pullers and the queue sources.
     background: CancellationToken,
     /// One task per pull flow.
     pullers: Pullers,
+    /// One task per queue flow.
+    intakes: Intakes,
     grace: Duration,
 }
 
@@ -85,6 +88,7 @@ impl RunningHub {
             .values()
             .flat_map(|r| r.lanes.iter())
             .chain(assembly.pulls.iter().flat_map(|p| p.lanes.iter()))
+            .chain(assembly.queues.values().flat_map(|q| q.lanes.iter()))
             .map(|l| l.key.clone())
             .collect();
         let background = CancellationToken::new();
@@ -103,6 +107,14 @@ impl RunningHub {
             backlog.clone(),
             background.clone(),
         )?;
+        let queues = Arc::new(assembly.queues);
+        let intakes = Intakes::start(
+            &queues,
+            dyn_store.clone(),
+            waker.clone(),
+            backlog.clone(),
+            background.clone(),
+        );
         let wake_all: Arc<dyn Fn() + Send + Sync> = {
             let engine = engine.clone();
             Arc::new(move || lane_keys.iter().for_each(|l| engine.wake(l)))
@@ -126,6 +138,7 @@ impl RunningHub {
                 engine: engine.clone(),
                 wake_all,
                 pulls: pullers.board(),
+                queues,
                 systems: Arc::new(admin::systems::SystemCatalog::from_config(&opts.config)),
             },
             TokenGate::admin(assembly.admin_token),
@@ -172,6 +185,7 @@ impl RunningHub {
             stop,
             background,
             pullers,
+            intakes,
             grace: opts.config.settings.delivery.shutdown_grace,
         })
     }
@@ -187,6 +201,13 @@ impl RunningHub {
         self.admin_addr.unwrap_or(self.addr)
     }
 
+    /// Test hook: while `reason` is set, every store commit fails with it, as on a full
+    /// disk; `None` heals (see `SqliteStore::fail_commits`).
+    #[doc(hidden)]
+    pub fn fail_commits(&self, reason: Option<&str>) {
+        self.store.fail_commits(reason);
+    }
+
     /// The store (for in-process observers such as `ferry demo`).
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
@@ -199,6 +220,9 @@ impl RunningHub {
         self.background.cancel();
         // A run stopped mid-way resumes from its committed cursor at the next start.
         self.pullers.join().await;
+        // A queue source finishes the batch it commits and lets go of the rest: the broker
+        // delivers it again at the next start.
+        self.intakes.join().await;
         for server in self.servers {
             if let Err(e) = server.await {
                 tracing::warn!(error = %e, "HTTP server task failed");

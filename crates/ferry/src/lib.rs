@@ -17,6 +17,7 @@ pub mod enrich;
 pub mod fixture;
 pub mod hub;
 pub mod ingress;
+pub mod intake;
 pub mod notify;
 pub mod problem;
 pub mod pull;

@@ -79,6 +79,16 @@ flows:
         system: wh
         http: { url: https://wh.example/invoices }
         map: '.pulled = true'
+  queued:
+    source:
+      nats: { system: shop, url: "nats://127.0.0.1:4222", stream: ORDERS, consumer: ferry, event_id: /id, event_type: /type }
+    steps:
+      - validate: { schema: order }
+    destinations:
+      wh:
+        system: wh
+        http: { url: https://wh.example/orders }
+        map: '.queued = true'
 "#;
 
 const ORDER_SCHEMA: &str = r#"{
@@ -175,6 +185,16 @@ tests:
     flow: invoices
     input: { "amount": 5 }
     expect: { rejected: record_invalid }
+  queued-message-is-mapped:
+    flow: queued
+    input: { "id": "q1", "total": 3, "type": "order.created" }
+    expect:
+      event_type: order.created
+      outputs: { wh: { "id": "q1", "total": 3, "type": "order.created", "queued": true } }
+  queued-message-without-its-id-is-rejected:
+    flow: queued
+    input: { "total": 3 }
+    expect: { rejected: event_id_invalid }
   lookup-answer-comes-from-the-fixture:
     flow: enriched
     input: { "id": "o7", "customer": { "id": "c7" } }
@@ -236,6 +256,8 @@ fn passing_fixtures_exit_0_with_an_ok_line_each() {
         "lookup-answer-comes-from-the-fixture",
         "pulled-record-is-mapped",
         "pulled-record-without-its-id-fails-the-run",
+        "queued-message-is-mapped",
+        "queued-message-without-its-id-is-rejected",
     ] {
         assert!(
             stdout
@@ -244,7 +266,7 @@ fn passing_fixtures_exit_0_with_an_ok_line_each() {
             "no ok line for {name}:\n{stdout}"
         );
     }
-    assert!(stdout.contains("12 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("14 passed, 0 failed"), "{stdout}");
     // The `warn` contract's violation is shown, and the test still passes.
     assert!(
         stdout.contains("warning: `crm`: the output breaks contract `crm.customer`"),

@@ -45,6 +45,8 @@ pub(super) fn check(c: &mut Checker) {
                     c.error(file, &field, Part::Value, message, help);
                 }
             }
+            // Checked in `queue_sources`.
+            crate::model::Source::Nats(_) | crate::model::Source::Rabbitmq(_) => {}
         }
     }
 }

@@ -7,6 +7,7 @@ mod destinations;
 mod enrich;
 mod flows;
 mod pull;
+mod queue_sources;
 mod resilience;
 mod retry;
 mod rules;
@@ -46,6 +47,7 @@ pub(crate) fn check(
     retry::check(&mut checker);
     pull::check(&mut checker);
     table_source::check(&mut checker);
+    queue_sources::check(&mut checker);
     dedupe::check(&mut checker);
     steps::check(&mut checker);
     transforms::check(&mut checker);

@@ -108,6 +108,16 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
                 usage,
             });
         }
+        if let Source::Rabbitmq(src) = &def.source
+            && let Some(secret) = &src.password
+        {
+            out.push(Found {
+                file,
+                path: own(&["flows", flow, "source", "rabbitmq", "password"]),
+                secret,
+                usage: Use::OutboundCredential,
+            });
+        }
         if let Source::Pull(src) = &def.source {
             for (header, value) in &src.headers {
                 if let HeaderValue::Secret(secret) = value {

@@ -6,7 +6,7 @@
 
 use super::Checker;
 use crate::locate::Part;
-use crate::model::{Flow, Source};
+use crate::model::Flow;
 use crate::sources::FileId;
 use crate::steps::{BodyFormat, Step};
 
@@ -62,11 +62,7 @@ fn schema_files(c: &mut Checker) {
 }
 
 fn flow_steps(c: &mut Checker, file: FileId, flow_name: &str, flow: &Flow) {
-    let has_type_pointer = match &flow.source {
-        Source::Webhook(w) => w.event_type.is_some(),
-        Source::Pull(p) => p.event_type.is_some(),
-        Source::Postgres(p) => p.event_type.is_some(),
-    };
+    let has_type_pointer = flow.source.event_type_pointer().is_some();
     for (i, step) in flow.steps.iter().enumerate() {
         let Step::Validate(validate) = step else {
             continue;

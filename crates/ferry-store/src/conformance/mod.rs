@@ -40,6 +40,7 @@ mod ordering;
 mod pull;
 mod readiness;
 mod reads;
+mod rejected;
 mod replay;
 mod search;
 mod windows;
@@ -51,6 +52,7 @@ pub use ordering::*;
 pub use pull::*;
 pub use readiness::*;
 pub use reads::*;
+pub use rejected::*;
 pub use replay::*;
 pub use search::*;
 pub use windows::*;
@@ -117,6 +119,10 @@ macro_rules! conformance_suite {
             list_deliveries_by_sender_id,
             list_deliveries_by_attempts_class_and_status,
             replay_is_kept_in_the_history,
+            rejected_are_stored_with_their_batch,
+            rejected_roll_back_with_their_batch,
+            rejected_list_newest_first_paged,
+            rejected_replay_marks_once,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

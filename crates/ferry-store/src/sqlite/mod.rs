@@ -23,6 +23,7 @@ mod order;
 mod pauses;
 mod pull;
 mod reads;
+mod rejected;
 mod schema;
 mod space;
 mod windows;
@@ -51,8 +52,8 @@ use writer::{Bounds, Command, Job, Stats, WriterParts};
 use crate::{
     AppendOutcome, ClaimedDelivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome,
     DeliverySummary, EventFilter, EventId, EventSummary, LaneBacklog, LaneCounts, LaneKey,
-    LanePause, Millis, NewEvent, PullCheckpoint, PullRunUpdate, PullState, Store, StoreError,
-    StoreResult, StoredEvent,
+    LanePause, Millis, NewEvent, NewRejected, PullCheckpoint, PullRunUpdate, PullState, RejectedId,
+    RejectedRecord, Store, StoreError, StoreResult, StoredEvent,
 };
 
 /// The database file inside the data dir.
@@ -328,6 +329,65 @@ impl Store for SqliteStore {
             let outcomes = ops::append(c, n, &events)?;
             let stored = outcomes.iter().filter(|o| o.is_stored()).count() as u64;
             pull::advance(c, &flow, &checkpoint, stored)?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn append_with_rejected(
+        &self,
+        events: Vec<NewEvent>,
+        rejected: Vec<NewRejected>,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        if rejected.is_empty() {
+            return self.append(events).await;
+        }
+        let cost = append_cost(&events)
+            + rejected
+                .iter()
+                .map(|r| 256 + r.payload.len() + r.detail.len())
+                .sum::<usize>();
+        self.write(cost, move |c, n| {
+            let outcomes = ops::append(c, n, &events)?;
+            rejected::insert(c, &rejected)?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn list_rejected(
+        &self,
+        flow: Option<&str>,
+        before: Option<RejectedId>,
+        limit: usize,
+    ) -> StoreResult<Vec<RejectedRecord>> {
+        let flow = flow.map(str::to_owned);
+        self.reads
+            .run(move |c| rejected::list(c, flow.as_deref(), before, limit))
+            .await
+    }
+
+    async fn rejected(&self, id: RejectedId) -> StoreResult<Option<RejectedRecord>> {
+        self.reads.run(move |c| rejected::get(c, id)).await
+    }
+
+    async fn replay_rejected(
+        &self,
+        id: RejectedId,
+        events: Vec<NewEvent>,
+        at: Millis,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        if events.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "replaying rejected record {id} needs at least one event"
+            )));
+        }
+        let cost = append_cost(&events) + 64;
+        self.write(cost, move |c, n| {
+            rejected::check_replayable(c, id)?;
+            let outcomes = ops::append(c, n, &events)?;
+            let first = outcomes[0].event_id();
+            rejected::mark_replayed(c, id, at, first)?;
             Ok(outcomes)
         })
         .await

@@ -204,8 +204,32 @@ CREATE TABLE delivery_replays (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 6: rejected records of queue sources (messages a flow refused), stored with the
+/// events of their batch so the batch can be acknowledged.
+///
+/// - `rejected_message` keeps one record per flow and message id: a message redelivered
+///   after a crash between the commit and the broker's acknowledgement is not stored twice.
+/// - Listing is newest first by id (UUID v7, time-ordered), per flow or over all flows.
+const V6: &str = r#"
+CREATE TABLE rejected (
+    id             BLOB    NOT NULL PRIMARY KEY CHECK (length(id) = 16),
+    flow           TEXT    NOT NULL,
+    source_kind    TEXT    NOT NULL,
+    message_id     TEXT,
+    received_at    INTEGER NOT NULL,
+    reason         TEXT    NOT NULL,
+    detail         TEXT    NOT NULL,
+    headers        TEXT    NOT NULL,
+    payload        BLOB    NOT NULL,
+    replayed_at    INTEGER,
+    replayed_event BLOB
+);
+CREATE UNIQUE INDEX rejected_message ON rejected (flow, message_id) WHERE message_id IS NOT NULL;
+CREATE INDEX rejected_flow ON rejected (flow, id);
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

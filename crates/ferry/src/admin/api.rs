@@ -29,6 +29,9 @@ pub struct AdminState {
     pub wake_all: Arc<dyn Fn() + Send + Sync>,
     /// The pull flows and their pullers.
     pub pulls: Arc<crate::pull::PullBoard>,
+    /// The queue flows of the running config (a rejected record replays through its
+    /// flow's current steps).
+    pub queues: Arc<crate::intake::QueueFlows>,
     /// The systems of the running config (owner, on-call, tier) and each lane's system.
     pub systems: Arc<SystemCatalog>,
 }
@@ -46,6 +49,12 @@ pub fn router(state: AdminState, gate: TokenGate) -> Router {
         .route("/admin/v1/events/{id}", get(show_event))
         .route("/admin/v1/replay", post(replay))
         .route("/admin/v1/pulls", get(pulls))
+        .route("/admin/v1/rejected", get(super::rejected::list))
+        .route("/admin/v1/rejected/{id}", get(super::rejected::show))
+        .route(
+            "/admin/v1/rejected/{id}/replay",
+            post(super::rejected::replay),
+        )
         .layer(axum::middleware::from_fn_with_state(gate, require_token))
         .with_state(state)
 }

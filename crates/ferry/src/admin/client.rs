@@ -125,4 +125,39 @@ impl AdminClient {
         self.send(self.http.post(self.url("/admin/v1/replay")?).json(r))
             .await
     }
+
+    /// A page of rejected records, newest first.
+    pub async fn rejected(
+        &self,
+        q: &super::rejected::RejectedQuery,
+    ) -> Result<super::rejected::RejectedPage> {
+        self.send(self.http.get(self.url("/admin/v1/rejected")?).query(q))
+            .await
+    }
+
+    /// One rejected record with its payload.
+    pub async fn rejected_one(&self, id: &str) -> Result<super::rejected::RejectedView> {
+        self.send(self.http.get(self.rejected_url(id, false)?))
+            .await
+    }
+
+    /// Replay a rejected record through its flow's current steps.
+    pub async fn replay_rejected(&self, id: &str) -> Result<super::rejected::RejectedReplay> {
+        self.send(self.http.post(self.rejected_url(id, true)?))
+            .await
+    }
+
+    fn rejected_url(&self, id: &str, replay: bool) -> Result<reqwest::Url> {
+        let mut url = self.url("/admin/v1/rejected/")?;
+        {
+            let mut segments = url
+                .path_segments_mut()
+                .map_err(|_| anyhow::anyhow!("the hub URL cannot take a path"))?;
+            segments.pop_if_empty().push(id);
+            if replay {
+                segments.push("replay");
+            }
+        }
+        Ok(url)
+    }
 }

@@ -1,4 +1,5 @@
-//! The operator API (`/admin/v1/...`): browse deliveries and the dead-letter queue, replay.
+//! The operator API (`/admin/v1/...`): browse deliveries and the dead-letter queue, replay;
+//! browse and replay the rejected records of queue sources.
 //! Every route requires `Authorization: Bearer <settings.admin.token>` ([`TokenGate`]).
 
 mod api;
@@ -6,6 +7,7 @@ mod auth;
 pub mod client;
 pub mod dto;
 mod filters;
+pub mod rejected;
 pub mod systems;
 
 pub use api::{AdminState, router};

@@ -3,6 +3,7 @@
 mod admin_cmds;
 mod browse;
 mod lane_cmds;
+mod rejected_cmds;
 mod serve;
 mod show;
 mod test_cmd;
@@ -48,6 +49,10 @@ pub enum Command {
     /// Browse and replay the dead-letter queue of a running hub.
     #[command(subcommand)]
     Dlq(admin_cmds::DlqCommand),
+    /// Browse and replay the rejected records of a running hub: messages a queue source read
+    /// that the flow refused (malformed JSON, a schema violation, a failed step).
+    #[command(subcommand)]
+    Rejected(rejected_cmds::RejectedCommand),
     /// Find events of a running hub: by the id their sender gave them (`--sender-id`, e.g.
     /// Stripe's evt_…), by flow and time; or show one event with its deliveries.
     #[command(
@@ -109,6 +114,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test_cmd::run(a).await,
         Command::Dlq(c) => admin_cmds::dlq(c).await,
+        Command::Rejected(c) => rejected_cmds::run(c).await,
         Command::Events(a) => browse::events(a).await,
         Command::Deliveries(a) => browse::deliveries(a).await,
         Command::Replay(a) => admin_cmds::replay(a).await,

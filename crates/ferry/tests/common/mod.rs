@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pages;
+pub mod queues;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
