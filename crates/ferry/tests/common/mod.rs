@@ -320,6 +320,25 @@ pub async fn deliveries(hub: SocketAddr, query: &str) -> Vec<serde_json::Value> 
         .unwrap_or_default()
 }
 
+/// The delivered deliveries once there are at least `n` of them: the receiver sees a call
+/// before the lane records its outcome, so a test that counted arrivals waits here for the
+/// store to agree (30 s at most).
+pub async fn delivered_at_least(hub: SocketAddr, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = deliveries(hub, "state=delivered").await;
+        if all.len() >= n {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} deliveries recorded delivered within 30s",
+            all.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The hub's `/metrics` page as text.
 pub async fn metrics_text(hub: std::net::SocketAddr) -> String {
     client()
