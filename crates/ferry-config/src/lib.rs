@@ -40,7 +40,7 @@ mod steps;
 mod validate;
 mod yaml_file;
 
-pub use connectors::{NatsDestination, PostgresDestination, RabbitmqDestination};
+pub use connectors::{KafkaDestination, NatsDestination, PostgresDestination, RabbitmqDestination};
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use files::{MAX_FILE_BYTES, discover_tests, is_test_file};
 pub use load::{LoadOptions, Loaded, load_dir};

@@ -7,6 +7,8 @@
 //! - [`nats`]: NATS JetStream publish, waiting for the stream's acknowledgement.
 //! - [`rabbitmq`]: RabbitMQ publish (persistent, mandatory), waiting for the confirm.
 //! - [`postgres`]: upsert into a PostgreSQL table (reverse ETL, warehouse loads).
+//! - [`kafka`]: produce with the idempotent producer and `acks=all`, waiting for the
+//!   acknowledgement; and a queue source reading topics in a consumer group.
 //!
 //! # Logs
 //!
@@ -16,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod kafka;
 pub mod nats;
 mod outcome;
 pub mod postgres;
