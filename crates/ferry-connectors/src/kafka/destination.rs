@@ -83,6 +83,9 @@ impl KafkaConnector {
             .set("client.id", "ferry")
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // Ferry never creates topics: a topic that does not exist is a configuration
+            // error, dead-lettered with the reason, whatever the brokers' own default.
+            .set("allow.auto.create.topics", "false")
             // A record is acknowledged or failed within the timeout, and so is a request,
             // a connection set-up and the wait for an unknown topic to appear.
             .set("message.timeout.ms", &timeout_ms)
