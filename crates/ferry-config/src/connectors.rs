@@ -1,5 +1,5 @@
 //! Configuration of the destination kinds other than HTTP: each kind is one optional key of a
-//! destination (`nats:` …), and a destination has exactly one kind; and of the source kinds
+//! destination (`nats:`, `kafka:` …), and a destination has exactly one kind; and of the source kinds
 //! beyond webhooks and HTTP pulls: queue sources (`source: { nats: … }`, see [`queue_source`])
 //! and PostgreSQL tables (`postgres:`).
 
@@ -90,6 +90,79 @@ pub struct PostgresDestination {
 
 const fn default_pool() -> usize {
     4
+}
+
+/// Produce each delivery to a Kafka topic with the idempotent producer (`acks=all`), and
+/// count it delivered once every in-sync replica has it.
+///
+/// The record carries the delivery id as `webhook-id` and `idempotency-key`, `content-type`
+/// and the event's `traceparent`/`tracestate` as headers; its key is `key`, rendered per
+/// record.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaDestination {
+    /// The bootstrap brokers, `host:port`, comma-separated (e.g. `127.0.0.1:9092`).
+    pub brokers: String,
+    /// The topic to produce to (letters, digits, `.`, `_` and `-`).
+    pub topic: String,
+    /// The record key: a literal, or a template over the record sent (e.g.
+    /// `{{ event.customer_id }}`). Records with one key go to one partition, so they keep
+    /// their order. Default: no key (the producer spreads records over partitions).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Longest wait for the brokers' acknowledgement of one record (a batch: of all its
+    /// records). Default 10s.
+    #[serde(default = "default_nats_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// Why a Kafka bootstrap broker list is unusable, if it is.
+pub fn brokers_problem(brokers: &str) -> Option<String> {
+    if brokers.trim().is_empty() {
+        return Some("no brokers: give `host:port`, comma-separated".to_string());
+    }
+    for one in brokers.split(',').map(str::trim) {
+        if one.contains("://") {
+            return Some(format!(
+                "`{one}`: brokers are `host:port`, without a scheme (e.g. `127.0.0.1:9092`)"
+            ));
+        }
+        if one.contains('@') {
+            return Some(format!(
+                "`{one}` holds credentials: they never go inline in config"
+            ));
+        }
+        let Some((host, port)) = one.rsplit_once(':') else {
+            return Some(format!("`{one}` has no port (e.g. `{one}:9092`)"));
+        };
+        if host.is_empty() {
+            return Some(format!("`{one}` has no host"));
+        }
+        if !port.parse::<u16>().is_ok_and(|p| p > 0) {
+            return Some(format!("`{one}`: `{port}` is not a port"));
+        }
+    }
+    None
+}
+
+/// Why a Kafka topic name is not one, if it is not.
+pub fn topic_problem(topic: &str) -> Option<String> {
+    if topic.is_empty() {
+        return Some("the topic is empty".to_string());
+    }
+    if topic == "." || topic == ".." {
+        return Some(format!("`{topic}` is not a topic name"));
+    }
+    if topic.len() > 249 {
+        return Some(format!(
+            "the topic name is {} characters long; Kafka allows 249",
+            topic.len()
+        ));
+    }
+    let bad = topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+    bad.map(|c| format!("topic `{topic}` has `{c}`: use letters, digits, `.`, `-` and `_`"))
 }
 
 /// Why a SQL identifier (a table, schema or column name) is refused, if it is: Ferry only
@@ -198,5 +271,20 @@ mod tests {
         assert!(url_problem("http://127.0.0.1:4222").is_some());
         assert!(url_problem("nats://u:secret@h:4222").is_some());
         assert!(url_problem("nonsense").is_some());
+    }
+
+    #[test]
+    fn brokers_and_topics() {
+        assert_eq!(brokers_problem("127.0.0.1:9092"), None);
+        assert_eq!(brokers_problem("a:9092, b:9093"), None);
+        assert!(brokers_problem("").is_some());
+        assert!(brokers_problem("kafka://a:9092").is_some());
+        assert!(brokers_problem("a").is_some());
+        assert!(brokers_problem("a:port").is_some());
+        assert!(brokers_problem("u:p@a:9092").is_some());
+        assert_eq!(topic_problem("orders.created-v1_x"), None);
+        assert!(topic_problem("orders created").is_some());
+        assert!(topic_problem("..").is_some());
+        assert!(topic_problem(&"t".repeat(250)).is_some());
     }
 }

@@ -392,7 +392,8 @@ pub enum EventIdSource {
 pub struct Destination {
     /// The receiving system (must be declared under `systems:`).
     pub system: String,
-    /// Deliver with an HTTP request. A destination has exactly one kind: `http` or `nats`.
+    /// Deliver with an HTTP request. A destination has exactly one kind: `http`, `nats`,
+    /// `rabbitmq`, `postgres` or `kafka`.
     #[serde(default)]
     pub http: Option<HttpDestination>,
     /// Publish to NATS JetStream.
@@ -404,6 +405,9 @@ pub struct Destination {
     /// Upsert into a PostgreSQL table.
     #[serde(default)]
     pub postgres: Option<crate::connectors::PostgresDestination>,
+    /// Produce to a Kafka topic.
+    #[serde(default)]
+    pub kafka: Option<crate::connectors::KafkaDestination>,
     #[serde(default)]
     pub retry: RetryConfig,
     /// Most deliveries of this destination in flight at once (its bulkhead). Default 16.
@@ -451,6 +455,7 @@ impl Destination {
             ("nats", self.nats.is_some()),
             ("rabbitmq", self.rabbitmq.is_some()),
             ("postgres", self.postgres.is_some()),
+            ("kafka", self.kafka.is_some()),
         ]
         .into_iter()
         .filter_map(|(kind, set)| set.then_some(kind))

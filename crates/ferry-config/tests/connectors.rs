@@ -141,3 +141,68 @@ fn postgres_names_are_plain_and_the_url_is_a_secret() {
     assert!(url.message.contains("postgres://"), "{}", url.message);
     assert!(!url.message.contains("mysql"), "the secret is not echoed");
 }
+
+#[test]
+fn a_kafka_destination_loads() {
+    let text = flow_with(
+        "        kafka: { brokers: \"127.0.0.1:9092\", topic: orders, key: \"{{ event.customer }}\", timeout: 3s }\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &text)]);
+    let loaded = load(tmp.path()).expect("valid");
+    let q = &loaded.config.flows["f"].destinations["q"];
+    assert_eq!(q.kind(), Some("kafka"));
+    let kafka = q.kafka.as_ref().unwrap();
+    assert_eq!(kafka.topic, "orders");
+    assert_eq!(kafka.key.as_deref(), Some("{{ event.customer }}"));
+    assert_eq!(kafka.timeout, std::time::Duration::from_secs(3));
+}
+
+#[test]
+fn bad_kafka_settings_are_located() {
+    let text = flow_with(
+        "        kafka:\n          brokers: \"kafka://127.0.0.1:9092\"\n          topic: \"orders created\"\n          timeout: 0s\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &text)]);
+    let errs = errors(load(tmp.path()));
+    let brokers = error_at(&errs, "flows.f.destinations.q.kafka.brokers");
+    assert_eq!(brokers.line, 11);
+    assert!(brokers.message.contains("scheme"), "{}", brokers.message);
+    let topic = error_at(&errs, "flows.f.destinations.q.kafka.topic");
+    assert_eq!(topic.line, 12);
+    assert!(topic.message.contains("` `"), "{}", topic.message);
+    let timeout = error_at(&errs, "flows.f.destinations.q.kafka.timeout");
+    assert_eq!(timeout.line, 13);
+
+    let unknown = flow_with("        kafka: { brokers: \"h:9092\", topic: t, acks: 1 }\n");
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &unknown)]);
+    let errs = errors(load(tmp.path()));
+    assert!(
+        errs.iter()
+            .any(|e| e.message.contains("unknown field `acks`")),
+        "{errs:#?}"
+    );
+
+    let creds = flow_with("        kafka: { brokers: \"u:pw@h:9092\", topic: t }\n");
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &creds)]);
+    let errs = errors(load(tmp.path()));
+    let e = error_at(&errs, "flows.f.destinations.q.kafka.brokers");
+    assert!(e.message.contains("credentials"), "{}", e.message);
+}
+
+#[test]
+fn kafka_ordering_needs_a_key() {
+    let text = flow_with(
+        "        kafka: { brokers: \"h:9092\", topic: t }\n        ordering: { key: /customer }\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &text)]);
+    let errs = errors(load(tmp.path()));
+    let e = error_at(&errs, "flows.f.destinations.q.ordering");
+    assert_eq!(e.line, 11);
+    assert!(e.message.contains("kafka.key"), "{}", e.message);
+
+    let keyed = flow_with(
+        "        kafka: { brokers: \"h:9092\", topic: t, key: \"{{ event.customer }}\" }\n        ordering: { key: /customer }\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &keyed)]);
+    load(tmp.path()).expect("valid");
+}

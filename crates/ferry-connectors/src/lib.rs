@@ -10,6 +10,8 @@
 //! (`orders.{{ event.region }}`, see `address`).
 //! - [`rabbitmq`]: RabbitMQ publish (persistent, mandatory), waiting for the confirm.
 //! - [`postgres`]: upsert into a PostgreSQL table (reverse ETL, warehouse loads).
+//! - [`kafka`]: produce with the idempotent producer and `acks=all`, waiting for the
+//!   acknowledgement; and a queue source reading topics in a consumer group.
 //!
 //! # Logs
 //!
@@ -20,6 +22,7 @@
 
 mod address;
 pub mod conformance;
+pub mod kafka;
 pub mod nats;
 mod outcome;
 pub mod postgres;

@@ -1,17 +1,22 @@
 //! The connector conformance suite (`ferry_connectors::conformance`) run against every
 //! destination connector, each over a real instance of its system: an HTTP receiver on
 //! loopback always; NATS JetStream, RabbitMQ and PostgreSQL when their URLs are set
-//! (`FERRY_TEST_NATS_URL`, `FERRY_TEST_AMQP_URL`, `FERRY_TEST_POSTGRES_URL`; each test says
-//! why it skips otherwise).
+//! (`FERRY_TEST_NATS_URL`, `FERRY_TEST_AMQP_URL`, `FERRY_TEST_POSTGRES_URL`,
+//! `FERRY_TEST_KAFKA_URL`; each test says why it skips otherwise).
+
+#[path = "kafka_common/mod.rs"]
+mod kafka_common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_config::{
-    BodyFormat, NatsDestination, PostgresDestination, RabbitmqDestination, SecretRef,
+    BodyFormat, KafkaDestination, NatsDestination, PostgresDestination, RabbitmqDestination,
+    SecretRef,
 };
 use ferry_connectors::conformance::{self, Harness, Received};
+use ferry_connectors::kafka::KafkaConnector;
 use ferry_connectors::nats::NatsConnector;
 use ferry_connectors::postgres::PostgresConnector;
 use ferry_connectors::rabbitmq::RabbitmqConnector;
@@ -377,4 +382,58 @@ async fn postgres_passes_the_connector_suite() {
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
+}
+
+// ---- Kafka ---------------------------------------------------------------------------
+
+struct Kafka {
+    brokers: String,
+    topic: String,
+}
+
+fn kafka_config(brokers: &str, topic: &str) -> KafkaDestination {
+    KafkaDestination {
+        brokers: brokers.to_string(),
+        topic: topic.to_string(),
+        key: Some("{{ event.id }}".into()),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[async_trait]
+impl Harness for Kafka {
+    async fn connector(&self) -> Arc<dyn Connector> {
+        Arc::new(KafkaConnector::new(kafka_config(&self.brokers, &self.topic)).unwrap())
+    }
+    fn unreachable(&self) -> Arc<dyn Connector> {
+        Arc::new(KafkaConnector::new(kafka_config("127.0.0.1:1", "nowhere")).unwrap())
+    }
+    async fn received(&self) -> Vec<Received> {
+        let mut out = Vec::new();
+        for record in kafka_common::read_all(&self.brokers, &self.topic).await {
+            let id = record.header("webhook-id").unwrap_or_default().to_string();
+            assert_eq!(record.header("idempotency-key"), Some(id.as_str()));
+            for body_id in body_ids(record.body.as_bytes()) {
+                // The key template renders each record's own id.
+                assert_eq!(record.key.as_deref(), Some(body_id.as_str()));
+                out.push(Received {
+                    id: id.clone(),
+                    body_id,
+                });
+            }
+        }
+        out
+    }
+    fn dedupes(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn kafka_passes_the_connector_suite() {
+    let Some(brokers) = kafka_common::kafka_url() else {
+        return;
+    };
+    let topic = kafka_common::fresh_topic(&brokers, 3).await;
+    conformance::run(&Kafka { brokers, topic }).await;
 }

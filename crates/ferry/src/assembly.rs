@@ -12,6 +12,7 @@ use ferry_config::{
     Config, Destination, EventIdSource, HeaderValue, HmacEncoding, OutboundSigning, SecretUse,
     SignatureConfig, Source, check_strength,
 };
+use ferry_connectors::kafka::KafkaConnector;
 use ferry_connectors::nats::NatsConnector;
 use ferry_connectors::postgres::PostgresConnector;
 use ferry_connectors::rabbitmq::RabbitmqConnector;
@@ -484,10 +485,14 @@ fn build_lane(
             let url = secret(&postgres.url)?;
             Arc::new(PostgresConnector::new(postgres.clone(), &url))
         }
-        // `ferry validate` refuses none and several.
-        _ => {
-            bail!("a destination needs exactly one kind (`http`, `nats`, `rabbitmq` or `postgres`)")
+        Some("kafka") if let Some(kafka) = &dest.kafka => {
+            Arc::new(KafkaConnector::new(kafka.clone()).map_err(|e| anyhow!(e))?)
         }
+        // `ferry validate` refuses none and several.
+        _ => bail!(
+            "a destination needs exactly one kind (`http`, `nats`, `rabbitmq`, `postgres` or \
+             `kafka`)"
+        ),
     };
     Ok(LaneSpec {
         key,

@@ -89,6 +89,17 @@ impl DestinationTransforms {
                 Err(e) => failures.push(Failure::program(at(&["map"]), "the `map`", e)),
             }
         }
+        // A Kafka key template is rendered by its connector (for each record of a batch
+        // too); it compiles here with the others, so `ferry validate` locates its errors.
+        if let Some(key) = dest.kafka.as_ref().and_then(|k| k.key.as_deref())
+            && let Err(e) = ferry_connectors::kafka::RecordKey::compile(key)
+        {
+            failures.push(Failure::template(
+                at(&["kafka", "key"]),
+                "the key template",
+                e,
+            ));
+        }
         // URL, header and body templates belong to HTTP requests.
         if let Some(http) = &dest.http {
             if is_template(&http.url) {

@@ -4,7 +4,9 @@
 use super::Checker;
 use super::flows::undeclared_system;
 use super::rules;
-use crate::connectors::{self, NatsDestination, PostgresDestination, RabbitmqDestination};
+use crate::connectors::{
+    self, KafkaDestination, NatsDestination, PostgresDestination, RabbitmqDestination,
+};
 use crate::locate::Part;
 use crate::model::{Destination, HeaderValue, HttpAuth, HttpDestination, OAuth2Auth};
 use crate::sources::FileId;
@@ -58,8 +60,9 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
             Part::Key,
             format!("destination `{name}` says nowhere to deliver"),
             Some(
-                "give it one kind: `http: { url: … }`, `nats: { url: …, subject: … }` or \
-                 `rabbitmq: { url: …, routing_key: … }`"
+                "give it one kind: `http: { url: … }`, `nats: { url: …, subject: … }`, \
+                 `rabbitmq: { url: …, routing_key: … }`, `postgres: { url: …, table: …, key: … }` \
+                 or `kafka: { brokers: …, topic: … }`"
                     .into(),
             ),
         ),
@@ -88,6 +91,10 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
     }
     if let Some(postgres) = &dest.postgres {
         postgres_destination(c, file, &at, postgres);
+        queue_batch_and_enrich(c, file, &at, dest);
+    }
+    if let Some(kafka) = &dest.kafka {
+        kafka_destination(c, file, &at, kafka, dest);
         queue_batch_and_enrich(c, file, &at, dest);
     }
 
@@ -385,6 +392,49 @@ fn postgres_destination<'a>(
             message,
             help,
         );
+    }
+}
+
+/// A `kafka` destination: its brokers, topic and timeout, and a key when order matters.
+/// (The key template compiles with the other templates, see the hub's transforms.)
+fn kafka_destination<'a>(
+    c: &mut Checker,
+    file: FileId,
+    at: &dyn Fn(&[&'static str]) -> Vec<&'a str>,
+    kafka: &KafkaDestination,
+    dest: &Destination,
+) {
+    if let Some(message) = connectors::brokers_problem(&kafka.brokers) {
+        c.error(file, &at(&["kafka", "brokers"]), Part::Value, message, None);
+    }
+    if let Some(message) = connectors::topic_problem(&kafka.topic) {
+        c.error(file, &at(&["kafka", "topic"]), Part::Value, message, None);
+    }
+    if kafka.key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        c.error(
+            file,
+            &at(&["kafka", "key"]),
+            Part::Value,
+            "the key is empty".to_string(),
+            Some("remove `key`, or give one, e.g. `key: \"{{ event.customer_id }}\"`".into()),
+        );
+    }
+    if dest.ordering.is_some() && kafka.key.is_none() {
+        c.error(
+            file,
+            &at(&["ordering"]),
+            Part::Key,
+            "`ordering` on a kafka destination needs `kafka.key`: records without a key \
+             are spread over partitions, and Kafka orders only within one"
+                .to_string(),
+            Some(
+                "give the key the ordering key, e.g. `key: \"{{ event.customer.id }}\"`"
+                    .to_string(),
+            ),
+        );
+    }
+    if let Err((message, help)) = rules::positive("timeout", kafka.timeout) {
+        c.error(file, &at(&["kafka", "timeout"]), Part::Value, message, help);
     }
 }
 
