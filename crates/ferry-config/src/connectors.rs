@@ -14,8 +14,8 @@ pub use postgres_source::{MAX_SOURCE_COLUMNS, PostgresCursor, PostgresSource, ta
 mod queue_source;
 
 pub use queue_source::{
-    MAX_SOURCE_BATCH, NatsSource, RabbitmqSource, jetstream_name_problem, queue_name_problem,
-    subject_filter_problem,
+    KafkaSource, MAX_SOURCE_BATCH, NatsSource, RabbitmqSource, jetstream_name_problem,
+    queue_name_problem, subject_filter_problem,
 };
 
 /// Publish each delivery to NATS JetStream and wait for the stream's acknowledgement.

@@ -41,8 +41,8 @@ mod validate;
 mod yaml_file;
 
 pub use connectors::{
-    KafkaDestination, NatsDestination, NatsSource, PostgresCursor, PostgresDestination,
-    PostgresSource, RabbitmqDestination, RabbitmqSource,
+    KafkaDestination, KafkaSource, NatsDestination, NatsSource, PostgresCursor,
+    PostgresDestination, PostgresSource, RabbitmqDestination, RabbitmqSource,
 };
 pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use files::{MAX_FILE_BYTES, discover_tests, is_test_file};

@@ -289,6 +289,8 @@ pub enum Source {
     Nats(crate::connectors::NatsSource),
     /// A RabbitMQ queue.
     Rabbitmq(crate::connectors::RabbitmqSource),
+    /// Kafka topics, read as a member of a consumer group.
+    Kafka(crate::connectors::KafkaSource),
 }
 
 /// An inbound webhook endpoint.
@@ -639,17 +641,19 @@ impl Source {
             Source::Pull(p) => &p.system,
             Source::Nats(n) => &n.system,
             Source::Rabbitmq(r) => &r.system,
+            Source::Kafka(k) => &k.system,
             Source::Postgres(p) => &p.system,
         }
     }
 
-    /// The source's kind as written in YAML (`webhook`, `pull`, `nats`, `rabbitmq`, `postgres`).
+    /// The source's kind as written in YAML (`webhook`, `pull`, `nats`, `rabbitmq`, `kafka`, `postgres`).
     pub fn kind(&self) -> &'static str {
         match self {
             Source::Webhook(_) => "webhook",
             Source::Pull(_) => "pull",
             Source::Nats(_) => "nats",
             Source::Rabbitmq(_) => "rabbitmq",
+            Source::Kafka(_) => "kafka",
             Source::Postgres(_) => "postgres",
         }
     }
@@ -662,6 +666,7 @@ impl Source {
             Source::Pull(p) => p.event_type.as_deref(),
             Source::Nats(n) => n.event_type.as_deref(),
             Source::Rabbitmq(r) => r.event_type.as_deref(),
+            Source::Kafka(k) => k.event_type.as_deref(),
             Source::Postgres(p) => p.event_type.as_deref(),
         }
     }

@@ -243,7 +243,7 @@ fn assemble_with(
             }
             // A queue flow, like a pull flow, runs each message through the steps and
             // appends; it has no ingress route.
-            Source::Nats(_) | Source::Rabbitmq(_) => {
+            Source::Nats(_) | Source::Rabbitmq(_) | Source::Kafka(_) => {
                 let steps = PullSteps {
                     validate: validate::rules(&flow.steps),
                     schemas: schemas.clone(),

@@ -1,5 +1,5 @@
 //! Configuration of the queue sources: a flow whose events are read from a broker
-//! (`source: { nats: … }`, `source: { rabbitmq: … }`). Each message goes through the flow's
+//! (`source: { nats: … }`, `source: { rabbitmq: … }`, `source: { kafka: … }`). Each message goes through the flow's
 //! steps and is acknowledged only after Ferry's commit.
 
 use std::time::Duration;
@@ -74,6 +74,38 @@ pub struct RabbitmqSource {
     pub event_type: Option<String>,
     /// Most messages stored in one commit and acknowledged together (at most `prefetch`).
     /// Default 500.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+    /// Longest wait for a batch to fill once its first message is in. Default 20ms.
+    #[serde(default = "default_linger", with = "humantime_serde")]
+    pub linger: Duration,
+}
+
+/// Read Kafka topics as a member of a consumer group, committing offsets only past messages
+/// Ferry has committed.
+///
+/// A message's id (its dedupe key) is the value at `event_id` in the payload, else
+/// `{topic}/{partition}/{offset}` (the same when a message is read again).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSource {
+    /// The sending system (must be declared under `systems:`).
+    pub system: String,
+    /// The bootstrap brokers, `host:port`, comma-separated (e.g. `127.0.0.1:9092`).
+    pub brokers: String,
+    /// The topics to read (they must exist).
+    pub topics: Vec<String>,
+    /// The consumer group id: hubs of one group share the partitions, and the group's
+    /// committed offsets say where reading resumes.
+    pub group: String,
+    /// JSON pointer to the event id in the payload (the dedupe key). Default: the message's
+    /// topic, partition and offset.
+    #[serde(default)]
+    pub event_id: Option<String>,
+    /// JSON pointer to the event type in the payload (e.g. `/type`).
+    #[serde(default)]
+    pub event_type: Option<String>,
+    /// Most messages stored in one commit and acknowledged together. Default 500.
     #[serde(default = "default_batch")]
     pub batch: usize,
     /// Longest wait for a batch to fill once its first message is in. Default 20ms.

@@ -46,7 +46,9 @@ pub(super) fn check(c: &mut Checker) {
                 }
             }
             // Checked in `queue_sources`.
-            crate::model::Source::Nats(_) | crate::model::Source::Rabbitmq(_) => {}
+            crate::model::Source::Nats(_)
+            | crate::model::Source::Rabbitmq(_)
+            | crate::model::Source::Kafka(_) => {}
         }
     }
 }

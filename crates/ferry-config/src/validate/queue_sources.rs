@@ -1,4 +1,4 @@
-//! Checks of the queue sources (`source: { nats: … }`, `source: { rabbitmq: … }`): the
+//! Checks of the queue sources (`source: { nats | rabbitmq | kafka: … }`): the
 //! system, the broker URL (no inline credentials), names, pointers and batch bounds.
 
 use std::time::Duration;
@@ -7,8 +7,8 @@ use super::Checker;
 use super::flows::undeclared_system;
 use super::rules;
 use crate::connectors::{
-    self, MAX_SOURCE_BATCH, NatsSource, RabbitmqSource, jetstream_name_problem, queue_name_problem,
-    subject_filter_problem,
+    self, KafkaSource, MAX_SOURCE_BATCH, NatsSource, RabbitmqSource, jetstream_name_problem,
+    queue_name_problem, subject_filter_problem,
 };
 use crate::locate::Part;
 use crate::model::Source;
@@ -22,6 +22,7 @@ pub(super) fn check(c: &mut Checker) {
         match &flow.source {
             Source::Nats(src) => nats(c, file, name, src),
             Source::Rabbitmq(src) => rabbitmq(c, file, name, src),
+            Source::Kafka(src) => kafka(c, file, name, src),
             Source::Webhook(_) | Source::Pull(_) | Source::Postgres(_) => {}
         }
     }
@@ -94,6 +95,40 @@ fn nats(c: &mut Checker, file: FileId, flow: &str, src: &NatsSource) {
     }
     if let Some(message) = src.subject.as_deref().and_then(subject_filter_problem) {
         at.error(c, "subject", message, None);
+    }
+}
+
+fn kafka(c: &mut Checker, file: FileId, flow: &str, src: &KafkaSource) {
+    let at = At {
+        file,
+        flow,
+        kind: "kafka",
+    };
+    at.common(
+        c,
+        &src.system,
+        src.event_id.as_deref(),
+        src.event_type.as_deref(),
+        src.batch,
+        src.linger,
+    );
+    if let Some(message) = connectors::brokers_problem(&src.brokers) {
+        at.error(c, "brokers", message, None);
+    }
+    if src.topics.is_empty() {
+        let help = Some("e.g. `topics: [orders]`".to_string());
+        at.error(c, "topics", "no topics to read".to_string(), help);
+    }
+    for message in src
+        .topics
+        .iter()
+        .filter_map(|t| connectors::topic_problem(t))
+    {
+        at.error(c, "topics", message, None);
+    }
+    if src.group.trim().is_empty() || src.group.len() > 255 {
+        let message = "the consumer group id must be 1 to 255 characters".to_string();
+        at.error(c, "group", message, None);
     }
 }
 

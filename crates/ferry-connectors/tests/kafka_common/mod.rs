@@ -99,28 +99,41 @@ fn read_all_blocking(brokers: &str, topic: &str) -> Vec<Record> {
         .map(|p| p.id())
         .collect();
     let mut assignment = TopicPartitionList::new();
-    let mut ends = std::collections::HashMap::new();
     for &p in &partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, timeout)
-            .expect("watermarks");
-        if high > 0 {
-            ends.insert(p, high);
-            assignment
-                .add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
+    // Read until every partition's next offset reaches its high watermark, asking the
+    // broker for the watermarks again each time they are reached: a watermark read before
+    // a batch's last records are visible would otherwise end the read early.
+    let high_watermarks = |consumer: &BaseConsumer| -> std::collections::HashMap<i32, i64> {
+        partitions
+            .iter()
+            .map(|&p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(topic, p, timeout)
+                    .expect("watermarks");
+                (p, high)
+            })
+            .collect()
+    };
     let mut out = Vec::new();
-    if ends.is_empty() {
-        return out;
-    }
+    let mut next: std::collections::HashMap<i32, i64> =
+        partitions.iter().map(|&p| (p, 0)).collect();
     consumer.assign(&assignment).expect("assign");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !ends.is_empty() {
+    let mut highs = high_watermarks(&consumer);
+    loop {
+        if highs.iter().all(|(p, high)| next[p] >= *high) {
+            highs = high_watermarks(&consumer);
+            if highs.iter().all(|(p, high)| next[p] >= *high) {
+                break;
+            }
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "reading {topic}: partitions not read to their end: {ends:?}"
+            "reading {topic}: partitions not read to their end: {highs:?}, next {next:?}"
         );
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             continue;
@@ -139,6 +152,7 @@ fn read_all_blocking(brokers: &str, topic: &str) -> Vec<Record> {
                     .collect()
             })
             .unwrap_or_default();
+        next.insert(message.partition(), message.offset() + 1);
         out.push(Record {
             partition: message.partition(),
             offset: message.offset(),
@@ -148,12 +162,6 @@ fn read_all_blocking(brokers: &str, topic: &str) -> Vec<Record> {
             headers,
             body: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
         });
-        if ends
-            .get(&message.partition())
-            .is_some_and(|&high| message.offset() + 1 >= high)
-        {
-            ends.remove(&message.partition());
-        }
     }
     out.sort_by_key(|r| (r.partition, r.offset));
     out
@@ -165,6 +173,8 @@ pub async fn produce(brokers: &str, topic: &str, records: &[(Option<&str>, &str)
         .set("bootstrap.servers", brokers)
         .set("acks", "all")
         .set("enable.idempotence", "true")
+        // As Ferry's producer: tansu keeps only the first record of a multi-record batch.
+        .set("batch.num.messages", "1")
         .create()
         .expect("producer");
     let sends = records.iter().map(|(key, body)| {

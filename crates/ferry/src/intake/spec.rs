@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use ferry_config::{NatsSource, RabbitmqSource, SecretRef, Source};
+use ferry_config::{KafkaSource, NatsSource, RabbitmqSource, SecretRef, Source};
+use ferry_connectors::kafka::{KafkaSource as KafkaSourceConnector, KafkaSourceConfig};
 use ferry_connectors::nats::NatsSourceConnector;
 use ferry_connectors::rabbitmq::RabbitmqSourceConnector;
 use ferry_connectors::source::QueueSource;
@@ -22,13 +23,15 @@ pub enum QueueConnection {
     Nats(NatsSource),
     /// A RabbitMQ queue, with its password resolved.
     Rabbitmq(RabbitmqSource, Option<SecretString>),
+    /// Kafka topics in a consumer group.
+    Kafka(KafkaSource),
 }
 
 /// One queue flow, ready to run.
 #[derive(Debug)]
 pub struct QueueSpec {
     pub flow: String,
-    /// The source's kind (`nats`, `rabbitmq`): the `kind` label of the metrics.
+    /// The source's kind (`nats`, `rabbitmq`, `kafka`): the `kind` label of the metrics.
     pub kind: &'static str,
     /// The sending system (the events' source).
     pub source_system: String,
@@ -75,6 +78,13 @@ impl QueueSpec {
                     QueueConnection::Rabbitmq(src.clone(), password),
                 )
             }
+            Source::Kafka(src) => (
+                src.event_id.clone(),
+                src.event_type.clone(),
+                src.batch,
+                src.linger,
+                QueueConnection::Kafka(src.clone()),
+            ),
             Source::Webhook(_) | Source::Pull(_) | Source::Postgres(_) => return Ok(None),
         };
         Ok(Some(QueueSpec {
@@ -98,6 +108,11 @@ impl QueueSpec {
             QueueConnection::Rabbitmq(src, password) => {
                 Box::new(RabbitmqSourceConnector::new(src.clone(), password.clone()))
             }
+            QueueConnection::Kafka(src) => Box::new(KafkaSourceConnector::new(KafkaSourceConfig {
+                brokers: src.brokers.clone(),
+                topics: src.topics.clone(),
+                group: src.group.clone(),
+            })),
         }
     }
 
