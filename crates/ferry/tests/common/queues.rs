@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use super::*;
 
+#[path = "../../../ferry-connectors/tests/kafka_common/mod.rs"]
+mod kafka_common;
+
 /// A broker holding one queue (or stream) for one test.
 pub enum Broker {
     Nats {
@@ -23,6 +26,15 @@ pub enum Broker {
         _conn: lapin::Connection,
         queue: String,
     },
+    Kafka {
+        brokers: String,
+        topic: String,
+    },
+}
+
+/// The consumer group the hub's Kafka source joins for `topic`.
+fn kafka_group(topic: &str) -> String {
+    format!("ferry-{topic}")
 }
 
 fn unique() -> String {
@@ -98,6 +110,13 @@ impl Broker {
         })
     }
 
+    /// A fresh topic of 3 partitions on `FERRY_TEST_KAFKA_URL`, or `None` (after saying why).
+    pub async fn kafka() -> Option<Broker> {
+        let brokers = kafka_common::kafka_url()?;
+        let topic = kafka_common::fresh_topic(&brokers, 3).await;
+        Some(Broker::Kafka { brokers, topic })
+    }
+
     /// The flow's `source:` block (indented for [`write_queue_config`]), with `extra`
     /// settings (e.g. `batch: 10`).
     pub fn source_yaml(&self, extra: &[&str]) -> String {
@@ -113,6 +132,10 @@ impl Broker {
             Broker::Rabbit { url, queue, .. } => format!(
                 "      rabbitmq:\n        system: src\n        url: \"{url}\"\n        username: guest\n        password: {{ file: amqp-password }}\n        queue: {queue}\n        event_type: /type\n"
             ),
+            Broker::Kafka { brokers, topic } => format!(
+                "      kafka:\n        system: src\n        brokers: \"{brokers}\"\n        topics: [{topic}]\n        group: {}\n        event_type: /type\n",
+                kafka_group(topic)
+            ),
         };
         for line in extra {
             yaml.push_str(&format!("        {line}\n"));
@@ -127,8 +150,17 @@ impl Broker {
     }
 
     /// Publish many, each under its id, waiting for every broker confirmation at the end.
+    /// (Kafka has no message id: a record is known by its topic, partition and offset, so
+    /// the id is its key.)
     pub async fn publish_all(&self, messages: &[(String, String)]) {
         match self {
+            Broker::Kafka { brokers, topic } => {
+                let records: Vec<(Option<&str>, &str)> = messages
+                    .iter()
+                    .map(|(id, body)| (Some(id.as_str()), body.as_str()))
+                    .collect();
+                kafka_common::produce(brokers, topic, &records).await;
+            }
             Broker::Nats { js, subject, .. } => {
                 let mut acks = Vec::with_capacity(messages.len());
                 for (id, body) in messages {
@@ -174,6 +206,12 @@ impl Broker {
     /// floor; RabbitMQ, those ready in the queue (not handed to a consumer).
     pub async fn held(&self) -> u64 {
         match self {
+            Broker::Kafka { brokers, topic } => {
+                let (brokers, topic) = (brokers.clone(), topic.clone());
+                tokio::task::spawn_blocking(move || kafka_held(&brokers, &topic))
+                    .await
+                    .unwrap()
+            }
             Broker::Nats { js, stream, .. } => {
                 let name = format!("ferry-{stream}");
                 let mut stream = js.get_stream(stream).await.expect("stream");
@@ -220,6 +258,7 @@ impl Broker {
     pub fn url(&self) -> &str {
         match self {
             Broker::Nats { url, .. } | Broker::Rabbit { url, .. } => url,
+            Broker::Kafka { brokers, .. } => brokers,
         }
     }
 }
@@ -227,6 +266,8 @@ impl Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         let cleanup: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match self {
+            // Topics of tansu's memory storage go with the broker; nothing to remove.
+            Broker::Kafka { .. } => return,
             Broker::Nats { js, stream, .. } => {
                 let (js, stream) = (js.clone(), stream.clone());
                 Box::pin(async move {
@@ -249,6 +290,41 @@ impl Drop for Broker {
             handle.spawn(cleanup);
         }
     }
+}
+
+/// Kafka: records after the hub's group's committed offsets, over every partition.
+fn kafka_held(brokers: &str, topic: &str) -> u64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", kafka_group(topic))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("metadata");
+    let mut list = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        list.add_partition(topic, p.id());
+    }
+    let committed = consumer
+        .committed_offsets(list, timeout)
+        .expect("committed offsets");
+    let mut held = 0;
+    for element in committed.elements() {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, element.partition(), timeout)
+            .expect("watermarks");
+        let done = match element.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        };
+        held += u64::try_from(high - done).unwrap_or(0);
+    }
+    held
 }
 
 /// Write a config directory whose flow `flow` reads `source_yaml` (see
@@ -423,12 +499,24 @@ pub async fn poison_is_rejected_and_replayed(broker: Broker) {
     })
     .await;
     let listed = admin_get(hub.addr(), "/admin/v1/rejected?flow=q-poison&limit=10").await;
-    let rejected = listed["rejected"].as_array().unwrap().clone();
+    let mut rejected = listed["rejected"].as_array().unwrap().clone();
     assert_eq!(rejected.len(), 2, "{listed}");
-    // Newest first.
-    assert_eq!(rejected[0]["message_id"], "p-no-amount");
+    match &broker {
+        Broker::Kafka { topic, .. } => {
+            // Partitions are read in no set order, and a record's id is where it sits.
+            rejected.sort_by_key(|r| r["reason"] != "schema_violation");
+            for r in &rejected {
+                let id = r["message_id"].as_str().unwrap();
+                assert!(id.starts_with(&format!("{topic}/")), "{id}");
+            }
+        }
+        _ => {
+            // Newest first.
+            assert_eq!(rejected[0]["message_id"], "p-no-amount");
+            assert_eq!(rejected[1]["message_id"], "p-bad-json");
+        }
+    }
     assert_eq!(rejected[0]["reason"], "schema_violation");
-    assert_eq!(rejected[1]["message_id"], "p-bad-json");
     assert_eq!(rejected[1]["reason"], "malformed_json");
     for r in &rejected {
         let detail = r["detail"].as_str().unwrap();
