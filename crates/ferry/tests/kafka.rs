@@ -7,16 +7,14 @@
 //! it skips without them.
 
 mod common;
-#[path = "../../ferry-connectors/tests/kafka_common/mod.rs"]
-mod kafka_common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use common::queues::kafka_common::{create_topic, fresh_topic, kafka_url, read_all, unique};
 use common::*;
-use kafka_common::{create_topic, fresh_topic, kafka_url, read_all, unique};
 
 fn kafka_destination(name: &str, brokers: &str, topic: &str, extra: &str) -> String {
     format!(

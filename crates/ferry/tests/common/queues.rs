@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use super::*;
 
+/// The Kafka test helpers the connector tests use (one copy per test binary).
 #[path = "../../../ferry-connectors/tests/kafka_common/mod.rs"]
-mod kafka_common;
+pub mod kafka_common;
 
 /// A broker holding one queue (or stream) for one test.
 pub enum Broker {
