@@ -102,13 +102,32 @@ fn unknown_fields_of_a_queue_source_are_refused() {
         .unwrap_or_else(|| panic!("{errs:#?}"));
     assert_eq!(e.line, 9, "{e:?}");
 
-    let text = flow_from("      kafka: { system: billing }\n");
+    let text = flow_from("      sqs: { system: billing }\n");
     let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &text)]);
     let errs = errors(load(tmp.path()));
+    assert!(errs.iter().any(|e| e.message.contains("sqs")), "{errs:#?}");
+}
+
+#[test]
+fn bad_kafka_source_settings_are_located() {
+    let text = flow_from(
+        "      kafka:\n        system: billing\n        brokers: \"kafka://h:9092\"\n        topics: []\n        group: \"\"\n        batch: 0\n",
+    );
+    let tmp = dir(&[("systems.yaml", SYSTEMS), ("f.yaml", &text)]);
+    let errs = errors(load(tmp.path()));
+    let at = |field: &str| {
+        errs.iter()
+            .find(|e| e.field == format!("flows.f.source.kafka.{field}"))
+            .unwrap_or_else(|| panic!("no error at {field}: {errs:#?}"))
+    };
     assert!(
-        errs.iter().any(|e| e.message.contains("kafka")),
+        at("brokers").message.contains("without a scheme"),
         "{errs:#?}"
     );
+    assert!(at("topics").message.contains("no topics"), "{errs:#?}");
+    assert!(at("group").message.contains("group id"), "{errs:#?}");
+    assert!(at("batch").message.contains("between 1 and"), "{errs:#?}");
+    assert_eq!(at("brokers").line, 6, "{errs:#?}");
 }
 
 #[test]
