@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use serde_json::{Value, json};
@@ -17,44 +16,17 @@ fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/event-bus")
 }
 
-fn ferry(args: &[&str], dir: &Path) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .arg(dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn the_event_bus_example_validates_and_its_fixtures_pass() {
-    let (code, stdout, stderr) = ferry(&["validate"], &example());
+    let (code, stdout, stderr) = ferry_on_dir(&["validate"], &example());
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("valid — 3 systems, 2 flows, 2 destinations, 0 warnings"),
         "{stdout}"
     );
-    let (code, stdout, stderr) = ferry(&["test"], &example());
+    let (code, stdout, stderr) = ferry_on_dir(&["test"], &example());
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("5 passed, 0 failed"), "{stdout}");
-}
-
-/// Copy `from` into `to`, every file, keeping relative paths.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn order(id: &str, region: &str, customer: &str) -> String {
