@@ -121,6 +121,9 @@ impl KafkaSource {
             // flow first ran is skipped.
             .set("auto.offset.reset", "earliest")
             .set("reconnect.backoff.max.ms", "2000")
+            // A hub killed without leaving the group holds its partitions until this runs
+            // out: 10 s (librdkafka's default is 45 s), so a restart resumes quickly.
+            .set("session.timeout.ms", "10000")
             .create_with_context(context)
             .map_err(|e| SourceError::new(format!("Kafka consumer: {e}")))?;
         let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();

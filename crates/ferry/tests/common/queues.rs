@@ -443,7 +443,8 @@ pub async fn acknowledged_only_after_the_commit(broker: Broker) {
     assert_eq!(received_ids(&rx), ["c-0"]);
 
     let hub = start_hub(cfg.path(), data.path()).await;
-    wait_until(30, "the held messages delivered", || async {
+    // Kafka: the new member waits for the group to rebalance first.
+    wait_until(90, "the held messages delivered", || async {
         received_ids(&rx).len() == 4
     })
     .await;
