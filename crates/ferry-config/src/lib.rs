@@ -28,6 +28,7 @@ mod locate;
 mod merge;
 mod model;
 mod parse;
+pub mod protection;
 mod render;
 mod resilience;
 mod retry_span;
@@ -48,6 +49,9 @@ pub use diagnostic::{ConfigErrors, Diagnostic, Severity};
 pub use files::{MAX_FILE_BYTES, discover_tests, is_test_file};
 pub use load::{LoadOptions, Loaded, load_dir};
 pub use model::*;
+pub use protection::{
+    CustomTaxonomy, KeyEncryptionKey, ProtectAction, ProtectionSettings, SystemPolicy, Unclassified,
+};
 pub use render::render;
 pub use resilience::*;
 pub use retry_span::RetrySpan;

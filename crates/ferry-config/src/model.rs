@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::protection::{ProtectionSettings, SystemPolicy};
 use crate::resilience::{
     AutoPauseConfig, BacklogConfig, BatchConfig, CircuitBreakerConfig, NotificationSettings,
     OrderingConfig, RateLimitConfig,
@@ -65,6 +66,9 @@ pub struct Settings {
     /// Limits of the HTTP server: timeouts, connections, memory held by request bodies.
     #[serde(default)]
     pub server: ServerSettings,
+    /// Data protection: encryption keys, the hash key, custom taxonomy, retention.
+    #[serde(default)]
+    pub protection: ProtectionSettings,
 }
 
 impl Default for Settings {
@@ -78,6 +82,7 @@ impl Default for Settings {
             notifications: NotificationSettings::default(),
             metrics: MetricsSettings::default(),
             server: ServerSettings::default(),
+            protection: ProtectionSettings::default(),
         }
     }
 }
@@ -245,6 +250,14 @@ pub struct System {
     /// `ferry validate` warns when two systems claim the same entity.
     #[serde(default)]
     pub records: Vec<String>,
+    /// What the system may receive and how other classified data is protected on the way
+    /// to it. Without a policy a system may receive no classified field.
+    #[serde(default)]
+    pub policy: Option<SystemPolicy>,
+    /// How long data is kept: for a source, how long Ferry keeps the events it sent (purged
+    /// once their deliveries are finished); for a destination, what it declares it keeps.
+    #[serde(default, with = "humantime_serde")]
+    pub retention: Option<Duration>,
 }
 
 /// Business-impact tier of a system.
@@ -266,6 +279,9 @@ pub struct Flow {
     /// Owning team (defaults to the source system's owner).
     #[serde(default)]
     pub owner: Option<String>,
+    /// The flow's version, recorded with every event it accepts (audit trail). Default 1.
+    #[serde(default = "default_flow_version")]
+    pub version: u32,
     pub source: Source,
     /// Steps run at ingress, in order, before the event is committed: `validate`,
     /// `filter`, `route`, `split`, `dedupe`.
@@ -273,6 +289,10 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// Destinations by name (names are unique within the flow). At least one.
     pub destinations: BTreeMap<String, Destination>,
+}
+
+const fn default_flow_version() -> u32 {
+    1
 }
 
 /// Where a flow's events come from.
