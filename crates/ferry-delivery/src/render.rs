@@ -52,6 +52,10 @@ pub struct Rendered {
     /// The `content-type`, when the rendering decides it (mapped JSON, a text body); else
     /// the event's own, else the target's, else `application/json`.
     pub content_type: Option<HeaderValue>,
+    /// The data categories this delivery carries to its destination and how each was
+    /// protected on the way (`pass`, `hash`, `redact`, `encrypt`, `drop`): what the audit
+    /// trail records when it is delivered.
+    pub categories_sent: Vec<(String, String)>,
 }
 
 /// Why a delivery could not be rendered.

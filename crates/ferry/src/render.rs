@@ -389,6 +389,7 @@ impl DestinationRender {
             url,
             headers,
             content_type,
+            categories_sent: Vec::new(),
         })
     }
 

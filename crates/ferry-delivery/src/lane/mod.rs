@@ -356,6 +356,7 @@ mod tests {
                 url: None,
                 headers: Default::default(),
                 content_type: None,
+                categories_sent: Vec::new(),
             })
         }
     }
