@@ -78,6 +78,11 @@ impl FieldClasses {
         self.fields.is_empty() && self.subjects.is_empty()
     }
 
+    /// Whether the schema classifies at least one field (it may only name subject fields).
+    pub fn has_categories(&self) -> bool {
+        !self.fields.is_empty()
+    }
+
     /// (pointer pattern, category) of every classified field, deepest first.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
         self.fields
@@ -342,6 +347,19 @@ impl Classifier {
     /// Whether any schema classifies a field or names a subject field.
     pub fn is_empty(&self) -> bool {
         self.by_schema.is_empty()
+    }
+
+    /// Whether an event of `flow` may carry classified fields: the schema its `validate`
+    /// step names classifies a field; without one, any schema of the config does (an
+    /// event's type may name any of them).
+    pub fn flow_is_classified(&self, flow: &str) -> bool {
+        match self.flow_schema.get(flow) {
+            Some(schema) => self
+                .by_schema
+                .get(schema)
+                .is_some_and(|c| c.has_categories()),
+            None => self.by_schema.values().any(|c| c.has_categories()),
+        }
     }
 }
 

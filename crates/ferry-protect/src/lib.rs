@@ -1,10 +1,18 @@
 //! Data protection for Ferry: which fields of an event carry which data categories (from
-//! the schemas' `x-ferry-category` and `x-ferry-subject` annotations), and keyed hashing
-//! for protected values and subject references.
+//! the schemas' `x-ferry-category` and `x-ferry-subject` annotations), the taxonomy those
+//! categories come from (fideslang's, plus custom keys), each destination system's policy
+//! applied to what it receives (pass, keyed hash, redact, encrypt, drop; refused by
+//! default), the checks `ferry validate` makes of it, and the data map.
 #![forbid(unsafe_code)]
 
 pub mod classify;
+pub mod encrypt;
 pub mod hasher;
+pub mod policy;
+pub mod taxonomy;
 
 pub use classify::{Classifier, FieldClasses};
+pub use encrypt::FieldCipher;
 pub use hasher::KeyedHasher;
+pub use policy::{Action, Protected, Protector, Rules};
+pub use taxonomy::{Kind, Taxonomy};
