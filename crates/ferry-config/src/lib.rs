@@ -58,8 +58,8 @@ pub use retry_span::RetrySpan;
 pub use schedule::Schedule;
 pub use schema_file::SchemaFileError;
 pub use secret::{
-    INLINE_SECRET_MESSAGE, MIN_CREDENTIAL_BYTES, MIN_TOKEN_BYTES, SecretError, SecretRef,
-    SecretUse, check_strength,
+    INLINE_SECRET_MESSAGE, MIN_CREDENTIAL_BYTES, MIN_KEY_BYTES, MIN_TOKEN_BYTES, SecretError,
+    SecretRef, SecretUse, check_strength, decode_encryption_key,
 };
 pub use source_map::SourceMap;
 pub use steps::*;

@@ -85,12 +85,19 @@ pub enum SecretUse {
     OutboundCredential,
     /// A database connection URL (it holds the password): a `postgres://` URL.
     ConnectionUrl,
+    /// An AES-256 key (a key-encryption key, a system's `encryption_key`): exactly 32
+    /// bytes, base64-encoded ([`decode_encryption_key`]).
+    EncryptionKey,
+    /// The key of keyed hashing (`settings.protection.hash_key`): at least 32 bytes.
+    HashKey,
 }
 
 /// Fewest bytes of an admin or metrics token: 32 random bytes, e.g. `openssl rand -hex 32`.
 pub const MIN_TOKEN_BYTES: usize = 32;
 /// Fewest bytes of a key or credential that inbound requests are checked against.
 pub const MIN_CREDENTIAL_BYTES: usize = 16;
+/// Bytes of an AES-256 key, and fewest bytes of a hash key.
+pub const MIN_KEY_BYTES: usize = 32;
 /// Fewest distinct bytes in a token: `aaaa…` or `0000…` is long but guessable.
 const MIN_DISTINCT_BYTES: usize = 8;
 
@@ -102,6 +109,7 @@ impl SecretUse {
             SecretUse::AdminToken | SecretUse::MetricsToken => MIN_TOKEN_BYTES,
             SecretUse::InboundCredential | SecretUse::StandardWebhooksKey => MIN_CREDENTIAL_BYTES,
             SecretUse::HeaderValue | SecretUse::OutboundCredential | SecretUse::ConnectionUrl => 1,
+            SecretUse::EncryptionKey | SecretUse::HashKey => MIN_KEY_BYTES,
         }
     }
 
@@ -114,6 +122,8 @@ impl SecretUse {
             SecretUse::HeaderValue => "a header value",
             SecretUse::OutboundCredential => "a password",
             SecretUse::ConnectionUrl => "a connection URL",
+            SecretUse::EncryptionKey => "an AES-256 key (decoded)",
+            SecretUse::HashKey => "a hash key",
         }
     }
 }
@@ -124,7 +134,7 @@ pub fn check_strength(usage: SecretUse, key: &[u8]) -> Result<(), String> {
     let min = usage.min_bytes();
     if key.len() < min {
         let hint = match usage {
-            SecretUse::AdminToken | SecretUse::MetricsToken => {
+            SecretUse::AdminToken | SecretUse::MetricsToken | SecretUse::HashKey => {
                 " of entropy: generate one with `openssl rand -hex 32`"
             }
             _ => "",
@@ -148,6 +158,25 @@ pub fn check_strength(usage: SecretUse, key: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The 32 bytes of an AES-256 key given as base64 (standard alphabet, padded: what
+/// `openssl rand -base64 32` prints). The message never includes the value.
+pub fn decode_encryption_key(value: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| {
+            "the key is not base64: write 32 random bytes in base64, e.g. `openssl rand -base64 32`"
+                .to_string()
+        })?;
+    if bytes.len() != MIN_KEY_BYTES {
+        return Err(format!(
+            "the key decodes to {} bytes; an AES-256 key is exactly {MIN_KEY_BYTES}: generate one with `openssl rand -base64 32`",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
 }
 
 const KEYS: &[&str] = &["env", "file"];

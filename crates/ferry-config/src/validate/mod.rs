@@ -6,6 +6,7 @@ mod dedupe;
 mod destinations;
 mod enrich;
 mod flows;
+mod protection;
 mod pull;
 mod queue_sources;
 mod resilience;
@@ -51,6 +52,7 @@ pub(crate) fn check(
     dedupe::check(&mut checker);
     steps::check(&mut checker);
     transforms::check(&mut checker);
+    protection::check(&mut checker);
     if opts.resolve_secrets {
         secrets::check(&mut checker);
     }

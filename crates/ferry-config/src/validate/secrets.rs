@@ -36,6 +36,7 @@ pub(super) fn check(c: &mut Checker) {
             Use::ConnectionUrl => (!(value.starts_with("postgres://")
                 || value.starts_with("postgresql://")))
             .then(|| "the secret is not a `postgres://` connection URL".to_string()),
+            Use::EncryptionKey => crate::secret::decode_encryption_key(value).err(),
             Use::HeaderValue => http::HeaderValue::from_str(value)
                 .err()
                 .map(|_| "the secret is not a valid header value (it holds control characters or line breaks)".to_string()),
@@ -79,6 +80,7 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
             usage: Use::StandardWebhooksKey,
         });
     }
+    protection_keys(c, &mut out);
     for (flow, def) in &config.flows {
         let Some(file) = c.flow_file(flow) else {
             continue;
@@ -261,6 +263,44 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
         }
     }
     out
+}
+
+/// The keys of data protection: key-encryption keys, the hash key, systems' encryption keys.
+fn protection_keys<'a>(c: &Checker<'a>, out: &mut Vec<Found<'a>>) {
+    let own = |parts: &[&str]| parts.iter().map(|p| (*p).to_string()).collect::<Vec<_>>();
+    let protection = &c.config.settings.protection;
+    if let Some(file) = c.origins.settings {
+        for (i, kek) in protection.keys.iter().enumerate() {
+            out.push(Found {
+                file,
+                path: own(&["settings", "protection", "keys", &i.to_string(), "key"]),
+                secret: &kek.key,
+                usage: Use::EncryptionKey,
+            });
+        }
+        if let Some(secret) = &protection.hash_key {
+            out.push(Found {
+                file,
+                path: own(&["settings", "protection", "hash_key"]),
+                secret,
+                usage: Use::HashKey,
+            });
+        }
+    }
+    for (system, def) in &c.config.systems {
+        let (Some(file), Some(secret)) = (
+            c.system_file(system),
+            def.policy.as_ref().and_then(|p| p.encryption_key.as_ref()),
+        ) else {
+            continue;
+        };
+        out.push(Found {
+            file,
+            path: own(&["systems", system, "policy", "encryption_key"]),
+            secret,
+            usage: Use::EncryptionKey,
+        });
+    }
 }
 
 /// Why a Standard Webhooks secret is unusable, if it is. Never includes the value.
