@@ -80,11 +80,21 @@ pub fn check_category(key: &str) -> Result<(), String> {
 
 /// Check every Ferry annotation in `doc` (and report unknown `x-ferry-*` keys, which are
 /// most likely typos).
-pub(crate) fn lint(doc: &Document, problems: &mut Vec<SchemaProblem>) {
-    lint_schema(doc, &doc.value, String::new(), problems);
+/// `category` is a further check of each well-formed category (e.g. against a taxonomy).
+pub(crate) fn lint(doc: &Document, problems: &mut Vec<SchemaProblem>, category: &CategoryCheck) {
+    lint_schema(doc, &doc.value, String::new(), problems, category);
 }
 
-fn lint_schema(doc: &Document, schema: &Value, pointer: String, out: &mut Vec<SchemaProblem>) {
+/// A check of a data category beyond its form: `Err` says why it is refused.
+pub type CategoryCheck<'a> = dyn Fn(&str) -> Result<(), String> + 'a;
+
+fn lint_schema(
+    doc: &Document,
+    schema: &Value,
+    pointer: String,
+    out: &mut Vec<SchemaProblem>,
+    check: &CategoryCheck,
+) {
     let Value::Object(map) = schema else {
         return;
     };
@@ -102,12 +112,13 @@ fn lint_schema(doc: &Document, schema: &Value, pointer: String, out: &mut Vec<Sc
         match key.as_str() {
             CATEGORY_KEY => match value {
                 Value::String(category) => {
-                    if let Err(message) = check_category(category) {
+                    if let Err(message) = check_category(category).and_then(|()| check(category)) {
                         problem(
                             key,
                             message,
                             "use a fideslang data category, e.g. `user.contact.email` or \
-                             `user.financial.bank_account`",
+                             `user.financial.bank_account` (or declare a custom one under \
+                             `settings.protection.taxonomy.data_categories`)",
                         );
                     }
                 }
@@ -134,14 +145,14 @@ fn lint_schema(doc: &Document, schema: &Value, pointer: String, out: &mut Vec<Sc
     for (key, value) in map {
         let here = format!("{pointer}/{}", escape(key));
         if ONE.contains(&key.as_str()) {
-            lint_schema(doc, value, here, out);
+            lint_schema(doc, value, here, out, check);
         } else if LIST.contains(&key.as_str()) {
             for (i, item) in value.as_array().into_iter().flatten().enumerate() {
-                lint_schema(doc, item, format!("{here}/{i}"), out);
+                lint_schema(doc, item, format!("{here}/{i}"), out, check);
             }
         } else if MAP.contains(&key.as_str()) {
             for (name, item) in value.as_object().into_iter().flatten() {
-                lint_schema(doc, item, format!("{here}/{}", escape(name)), out);
+                lint_schema(doc, item, format!("{here}/{}", escape(name)), out, check);
             }
         }
     }
@@ -154,6 +165,9 @@ pub(crate) struct Annotations {
     pub categories: Vec<(String, String)>,
     /// Instance pointers of subject identity fields, sorted, without repeats.
     pub subject_fields: Vec<String>,
+    /// Instance pointers of the fields the schema describes that have no described fields
+    /// under them (its leaves), sorted.
+    pub leaves: Vec<String>,
 }
 
 /// The annotated fields of the instances `docs[index]` describes.
@@ -168,12 +182,25 @@ pub(crate) fn collect(
         by_uri,
         out: Annotations::default(),
         stack: Vec::new(),
+        fields: std::collections::BTreeSet::new(),
     };
     walk.schema(&doc.value, &doc.value, &doc.file_uri, String::new(), 0);
     walk.out.categories.sort();
     walk.out.categories.dedup();
     walk.out.subject_fields.sort();
     walk.out.subject_fields.dedup();
+    let fields = std::mem::take(&mut walk.fields);
+    walk.out.leaves = fields
+        .iter()
+        .filter(|f| {
+            let below = format!("{f}/");
+            !fields
+                .range::<String, _>(below.clone()..)
+                .next()
+                .is_some_and(|next| next.starts_with(&below))
+        })
+        .cloned()
+        .collect();
     walk.out
 }
 
@@ -183,6 +210,8 @@ struct Walk<'a> {
     out: Annotations,
     /// The `$ref` targets being followed (cycle guard).
     stack: Vec<String>,
+    /// Every instance field a subschema describes.
+    fields: std::collections::BTreeSet<String>,
 }
 
 impl<'a> Walk<'a> {
@@ -202,6 +231,7 @@ impl<'a> Walk<'a> {
         if depth > MAX_DEPTH {
             return;
         }
+        self.fields.insert(field.clone());
         let base = match map.get("$id").and_then(Value::as_str) {
             Some(id) => resolve(base, id).unwrap_or_else(|_| base.to_string()),
             None => base.to_string(),

@@ -81,6 +81,16 @@ impl SchemaRegistry {
     /// but the config's schemas; a malformed `x-ferry-category` or `x-ferry-subject`, or an
     /// unknown `x-ferry-*` key. Does no network I/O. Never panics, whatever the files hold.
     pub fn load(config: &Config) -> Result<SchemaRegistry, Vec<SchemaProblem>> {
+        Self::load_checked(config, &|_| Ok(()))
+    }
+
+    /// [`SchemaRegistry::load`], with every well-formed `x-ferry-category` also checked by
+    /// `category` (e.g. against the config's taxonomy): an `Err` is a problem located at the
+    /// annotation, with its message.
+    pub fn load_checked(
+        config: &Config,
+        category: &annotations::CategoryCheck,
+    ) -> Result<SchemaRegistry, Vec<SchemaProblem>> {
         let mut problems = Vec::new();
         let docs = documents::read_all(config, &mut problems);
         let by_uri = documents::by_uri(&docs);
@@ -88,7 +98,7 @@ impl SchemaRegistry {
         let mut schemas = BTreeMap::new();
         for (i, doc) in docs.iter().enumerate() {
             let before = problems.len();
-            annotations::lint(doc, &mut problems);
+            annotations::lint(doc, &mut problems, category);
             match compile::compile(doc, &retrievable) {
                 Ok(validator) if problems.len() == before => {
                     let annotations = annotations::collect(&docs, &by_uri, i);
@@ -154,6 +164,16 @@ impl SchemaRegistry {
         self.schemas
             .get(name)
             .map(|c| c.annotations.categories.clone())
+            .unwrap_or_default()
+    }
+
+    /// The instance JSON pointers of the fields schema `name` describes with nothing
+    /// described under them (its leaves; `""` when it describes no field), sorted, `*` as in
+    /// [`SchemaRegistry::categories`]. Empty for an unknown name.
+    pub fn leaf_fields(&self, name: &str) -> Vec<String> {
+        self.schemas
+            .get(name)
+            .map(|c| c.annotations.leaves.clone())
             .unwrap_or_default()
     }
 

@@ -342,3 +342,50 @@ fn files_outside_the_config_or_too_large_are_refused() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn leaf_fields_are_the_described_fields_with_nothing_under_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = shop(dir.path());
+    assert_eq!(
+        registry.leaf_fields("order.created"),
+        [
+            "/customer/email",
+            "/customer/iban",
+            "/customer/name",
+            "/lines/*/qty",
+            "/lines/*/sku",
+            "/order_id"
+        ]
+    );
+    let config = config(dir.path(), &[("any", "any.json", r#"{"type": "object"}"#)]);
+    let registry = SchemaRegistry::load(&config).unwrap();
+    assert_eq!(registry.leaf_fields("any"), [""]);
+    assert!(registry.leaf_fields("nope").is_empty());
+}
+
+#[test]
+fn a_category_check_refuses_at_the_annotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = "{\n  \"properties\": {\n    \"email\": { \"x-ferry-category\": \"user.contact.emial\" },\n    \"name\": { \"x-ferry-category\": \"user.name\" }\n  }\n}\n";
+    let config = config(dir.path(), &[("x", "x.json", schema)]);
+    let known = |c: &str| {
+        if c == "user.name" {
+            Ok(())
+        } else {
+            Err(format!("`{c}` is not a known data category"))
+        }
+    };
+    let found = SchemaRegistry::load_checked(&config, &known).unwrap_err();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(
+        found[0].pointer.as_deref(),
+        Some("/properties/email/x-ferry-category")
+    );
+    assert_eq!(found[0].line, 3);
+    assert!(found[0].message.contains("user.contact.emial"));
+    assert!(
+        SchemaRegistry::load(&config).is_ok(),
+        "the lexical check alone passes"
+    );
+}
