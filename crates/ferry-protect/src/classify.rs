@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use ferry_config::{Config, Step};
+use ferry_config::{Config, Flow, Step};
 use ferry_schema::SchemaRegistry;
 use serde_json::Value;
 
@@ -301,18 +301,35 @@ pub struct Classifier {
     by_schema: BTreeMap<String, Arc<FieldClasses>>,
 }
 
+/// The schema the first `validate` step of `flow` names, if one does.
+fn validate_schema(flow: &Flow) -> Option<&str> {
+    flow.steps.iter().find_map(|step| match step {
+        Step::Validate(v) => v.schema.as_deref(),
+        _ => None,
+    })
+}
+
+/// The schemas whose fields an event of `flow` may carry, for checks made before any event
+/// exists: the schema its `validate` step names; without one, failing closed, every schema
+/// of the config (an event's type may name any of them). Sorted.
+pub fn schemas_of_flow<'a>(
+    config: &'a Config,
+    registry: &'a SchemaRegistry,
+    flow: &str,
+) -> Vec<&'a str> {
+    match config.flows.get(flow).and_then(validate_schema) {
+        Some(schema) => vec![schema],
+        None => registry.names().collect(),
+    }
+}
+
 impl Classifier {
     /// The classifier of `config`'s flows over `registry`'s schemas.
     pub fn new(config: &Config, registry: &SchemaRegistry) -> Classifier {
         let flow_schema = config
             .flows
             .iter()
-            .filter_map(|(name, flow)| {
-                flow.steps.iter().find_map(|step| match step {
-                    Step::Validate(v) => v.schema.clone().map(|s| (name.clone(), s)),
-                    _ => None,
-                })
-            })
+            .filter_map(|(name, flow)| validate_schema(flow).map(|s| (name.clone(), s.to_owned())))
             .collect();
         let by_schema = registry
             .names()

@@ -5,13 +5,16 @@
 //! default), the checks `ferry validate` makes of it, and the data map.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod classify;
+pub mod datamap;
 pub mod encrypt;
 pub mod hasher;
 pub mod policy;
 pub mod taxonomy;
 
-pub use classify::{Classifier, FieldClasses};
+pub use classify::{Classifier, FieldClasses, schemas_of_flow};
+pub use datamap::{DataMap, DataMapRow, Observed};
 pub use encrypt::FieldCipher;
 pub use hasher::KeyedHasher;
 pub use policy::{Action, Protected, Protector, Rules};

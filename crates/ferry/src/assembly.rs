@@ -31,6 +31,7 @@ use crate::ingress::dedupe::DedupeRule;
 use crate::ingress::steps::IngressSteps;
 use crate::ingress::validate::{self, ValidateRule};
 use crate::intake::QueueSpec;
+use crate::protect::{DestinationProtection, Keys};
 use crate::pull::{PullSpec, PullSteps};
 use crate::render::{DestinationRender, DestinationTransforms};
 
@@ -130,6 +131,12 @@ pub struct Assembly {
     pub queues: crate::intake::QueueFlows,
     /// The config's compiled schemas.
     pub schemas: Arc<SchemaRegistry>,
+    /// Which schema's annotations classify an event of each flow.
+    pub classifier: Arc<ferry_protect::Classifier>,
+    /// The protection of each (flow, destination) that has one.
+    pub protections: BTreeMap<(String, String), Arc<DestinationProtection>>,
+    /// What categories may reach which systems, and how protected (from the config).
+    pub datamap: Arc<ferry_protect::DataMap>,
     /// Admin bearer token, if configured.
     pub admin_token: Option<secrecy::SecretString>,
     /// The token `/metrics` requires, if configured.
@@ -139,33 +146,43 @@ pub struct Assembly {
 /// Build the ingress routes and delivery lanes of `config`, resolving every secret.
 pub fn assemble(config: &Config) -> Result<Assembly> {
     let root = &config.root;
-    assemble_with(config, &|r: &ferry_config::SecretRef| {
-        r.resolve(root).map_err(|e| anyhow!("{e}"))
-    })
+    let secret = |r: &ferry_config::SecretRef| r.resolve(root).map_err(|e| anyhow!("{e}"));
+    assemble_with(config, &secret, &secret)
 }
 
 /// What stands in for every secret in [`assemble_offline`]: a valid Standard Webhooks key
 /// (`whsec_` + base64), so every place a secret goes accepts it.
 const OFFLINE_SECRET: &str = "whsec_ZmVycnktdGVzdC1vZmZsaW5lLXNlY3JldA==";
+/// What stands in for the keys of data protection in [`assemble_offline`]: 32 bytes in
+/// base64, a valid AES-256 key and hash key. Hashed and encrypted outputs of `ferry test`
+/// therefore differ from the hub's.
+const OFFLINE_KEY: &str = "ZmVycnktdGVzdC1vZmZsaW5lLXByb3RlY3Rpb24ta2U=";
 
 /// [`assemble`] without reading any secret: a placeholder stands in for each. For running
 /// the data path without a network or a store (`ferry test`), where nothing is verified,
 /// signed or sent, so a machine without the secrets (CI) can run it. Never serve with it.
 pub fn assemble_offline(config: &Config) -> Result<Assembly> {
-    assemble_with(config, &|_: &ferry_config::SecretRef| {
-        Ok(secrecy::SecretString::from(OFFLINE_SECRET))
-    })
+    assemble_with(
+        config,
+        &|_: &ferry_config::SecretRef| Ok(secrecy::SecretString::from(OFFLINE_SECRET)),
+        &|_: &ferry_config::SecretRef| Ok(secrecy::SecretString::from(OFFLINE_KEY)),
+    )
 }
 
-/// [`assemble`], with secrets read by `secret`.
+/// [`assemble`], with secrets read by `secret`, and the keys of data protection by
+/// `protection_key`.
 fn assemble_with(
     config: &Config,
     secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+    protection_key: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
 ) -> Result<Assembly> {
     let schemas = Arc::new(SchemaRegistry::load(config).map_err(|problems| {
         let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow!("invalid schemas:\n{}", all.join("\n"))
     })?);
+    let classifier = Arc::new(ferry_protect::Classifier::new(config, &schemas));
+    let keys = Keys::resolve(config, protection_key)?;
+    let mut protections = BTreeMap::new();
     let hub_egress = &config.settings.delivery.egress_allow;
     let mut routes = BTreeMap::new();
     let mut lanes = Vec::new();
@@ -181,7 +198,18 @@ fn assemble_with(
             let transforms =
                 DestinationTransforms::compile(flow_name, dest_name, dest, &mut Vec::new())
                     .map_err(|failures| compile_failures(&failures))?;
-            let render = match DestinationRender::new(transforms, schemas.clone()) {
+            let protection = DestinationProtection::for_destination(
+                config,
+                &classifier,
+                &keys,
+                flow_name,
+                dest_name,
+                dest,
+            );
+            if let Some(p) = &protection {
+                protections.insert((flow_name.clone(), dest_name.clone()), p.clone());
+            }
+            let render = match DestinationRender::new(transforms, schemas.clone(), protection) {
                 Some(render) if dest.enrich.is_some() => {
                     let lookups = enrich_lookups(dest, hub_egress, secret).with_context(|| {
                         format!("flow `{flow_name}`, destination `{dest_name}`: enrich")
@@ -299,12 +327,16 @@ fn assemble_with(
         SecretUse::MetricsToken,
         "settings.metrics.token",
     )?;
+    let datamap = Arc::new(ferry_protect::DataMap::build(config, &schemas));
     Ok(Assembly {
         routes,
         lanes,
         pulls,
         queues,
         schemas,
+        classifier,
+        protections,
+        datamap,
         admin_token,
         metrics_token,
     })

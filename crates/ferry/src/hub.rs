@@ -140,6 +140,7 @@ impl RunningHub {
                 pulls: pullers.board(),
                 queues,
                 systems: Arc::new(admin::systems::SystemCatalog::from_config(&opts.config)),
+                datamap: assembly.datamap.clone(),
             },
             TokenGate::admin(assembly.admin_token),
         )

@@ -20,6 +20,7 @@ pub mod ingress;
 pub mod intake;
 pub mod notify;
 pub mod problem;
+pub mod protect;
 pub mod pull;
 pub mod render;
 pub mod server;

@@ -3,7 +3,9 @@
 //! Schema), and its templates (URL, header values, non-JSON body). Deliveries store the raw
 //! event, so a replay after a fix of the mapping sends the fixed payload.
 //!
-//! Order: `enrich` → `map` → `contract` → templates (they see the mapped event as `event`).
+//! Order: the destination system's data protection policy ([`crate::protect`]) →
+//! `enrich` → `map` → `contract` → templates (they see the mapped event as `event`). The
+//! policy comes first, so no step sees a value the system may not receive.
 //! A failed lookup that may pass (a time-out, a `5xx`) retries the delivery later
 //! (`enrich_failed`); a `404` dead-letters it (`enrich_not_found`). A `map`
 //! that fails at run time or `abort`s, a template that fails, and a contract violation
@@ -29,6 +31,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::enrich::{EnrichPlan, Enricher, Lookups, fetch::ENRICH_FAILED, merge};
+use crate::protect::DestinationProtection;
 use crate::transforms::{Failure, path};
 
 /// Most violations quoted in a contract violation's reason.
@@ -202,19 +205,58 @@ pub struct DestinationRender {
     schemas: Arc<SchemaRegistry>,
     /// The `enrich` lookup, once [`DestinationRender::with_lookups`] set it up.
     enricher: Option<Enricher>,
+    /// The destination system's policy, applied before anything else.
+    protection: Option<Arc<DestinationProtection>>,
+}
+
+/// The stored event as rendering starts from it: protected for the destination.
+struct Prepared {
+    payload: Bytes,
+    categories_sent: Vec<(String, String)>,
 }
 
 impl DestinationRender {
-    /// A destination's render, or `None` when it has nothing to render.
+    /// A destination's render, or `None` when it has nothing to render: no transform and no
+    /// protection.
     pub fn new(
         transforms: DestinationTransforms,
         schemas: Arc<SchemaRegistry>,
+        protection: Option<Arc<DestinationProtection>>,
     ) -> Option<DestinationRender> {
-        (!transforms.is_empty()).then_some(DestinationRender {
+        (!transforms.is_empty() || protection.is_some()).then_some(DestinationRender {
             transforms,
             schemas,
             enricher: None,
+            protection,
         })
+    }
+
+    /// The stored event of `delivery` as the rest of rendering may see it: called once, at
+    /// the start of every rendering.
+    fn prepare(&self, delivery: &ClaimedDelivery) -> Result<Prepared, RenderError> {
+        self.protect(delivery, &delivery.payload)
+    }
+
+    /// `payload` protected per the destination system's policy (classified values it may
+    /// not receive hashed, redacted, encrypted or removed), with the categories it carries.
+    fn protect(
+        &self,
+        delivery: &ClaimedDelivery,
+        payload: &Bytes,
+    ) -> Result<Prepared, RenderError> {
+        match &self.protection {
+            None => Ok(Prepared {
+                payload: payload.clone(),
+                categories_sent: Vec::new(),
+            }),
+            Some(protection) => {
+                let (payload, categories_sent) = protection.apply(delivery, payload)?;
+                Ok(Prepared {
+                    payload,
+                    categories_sent,
+                })
+            }
+        }
     }
 
     /// Set up the destination's `enrich` lookups (nothing to do without one): its requests
@@ -237,7 +279,10 @@ impl DestinationRender {
     /// Render `delivery` without its `enrich` lookup (synchronous: VRL and templates do no
     /// I/O). [`Render::render`] looks up first.
     pub fn render_now(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
-        self.render_payload(delivery, &delivery.payload, None)
+        let prepared = self.prepare(delivery)?;
+        let mut rendered = self.render_payload(delivery, &prepared.payload, None)?;
+        rendered.categories_sent = prepared.categories_sent;
+        Ok(rendered)
     }
 
     /// Render `delivery` with `found` as its `enrich` lookup's answer, merged into the event
@@ -251,9 +296,12 @@ impl DestinationRender {
     ) -> Result<Rendered, RenderError> {
         match (self.enrich_plan(), found) {
             (Some(plan), Some(found)) => {
-                let mut event = stored_event(delivery)?;
+                let prepared = self.prepare(delivery)?;
+                let mut event = stored_event(&prepared.payload)?;
                 merge(&mut event, plan.into(), found)?;
-                self.render_value(delivery, &event)
+                let mut rendered = self.render_value(delivery, &event)?;
+                rendered.categories_sent = prepared.categories_sent;
+                Ok(rendered)
             }
             _ => self.render_now(delivery),
         }
@@ -455,9 +503,12 @@ impl Render for DestinationRender {
                 "this destination's `enrich` has no lookup client (the hub did not set it up)",
             ));
         };
-        let mut event = stored_event(delivery)?;
+        let prepared = self.prepare(delivery)?;
+        let mut event = stored_event(&prepared.payload)?;
         enricher.enrich(delivery, &mut event).await?;
-        self.render_value(delivery, &event)
+        let mut rendered = self.render_value(delivery, &event)?;
+        rendered.categories_sent = prepared.categories_sent;
+        Ok(rendered)
     }
 
     fn time_budget(&self) -> Duration {
@@ -466,9 +517,9 @@ impl Render for DestinationRender {
     }
 }
 
-/// The stored event of `delivery`, parsed.
-fn stored_event(delivery: &ClaimedDelivery) -> Result<Value, RenderError> {
-    serde_json::from_slice(&delivery.payload).map_err(|e| {
+/// The stored event (as prepared for the destination), parsed.
+fn stored_event(payload: &Bytes) -> Result<Value, RenderError> {
+    serde_json::from_slice(payload).map_err(|e| {
         RenderError::permanent(
             "payload_invalid",
             format!("the stored event is not JSON: {e}"),

@@ -34,6 +34,8 @@ pub struct AdminState {
     pub queues: Arc<crate::intake::QueueFlows>,
     /// The systems of the running config (owner, on-call, tier) and each lane's system.
     pub systems: Arc<SystemCatalog>,
+    /// What categories may reach which systems, and how protected (from the config).
+    pub datamap: Arc<ferry_protect::DataMap>,
 }
 
 /// The admin routes, all behind the bearer token.
@@ -49,6 +51,7 @@ pub fn router(state: AdminState, gate: TokenGate) -> Router {
         .route("/admin/v1/events/{id}", get(show_event))
         .route("/admin/v1/replay", post(replay))
         .route("/admin/v1/pulls", get(pulls))
+        .route("/admin/v1/datamap", get(super::datamap::datamap))
         .route("/admin/v1/rejected", get(super::rejected::list))
         .route("/admin/v1/rejected/{id}", get(super::rejected::show))
         .route(

@@ -62,6 +62,20 @@ impl AdminClient {
             .await
     }
 
+    /// The data map, selected by category and destination system.
+    pub async fn datamap(
+        &self,
+        category: Option<&str>,
+        system: Option<&str>,
+    ) -> Result<ferry_protect::DataMap> {
+        let query: Vec<(&str, &str)> = [("category", category), ("system", system)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+        self.send(self.http.get(self.url("/admin/v1/datamap")?).query(&query))
+            .await
+    }
+
     /// Every pull flow with its cursor, runs and freshness.
     pub async fn pulls(&self) -> Result<PullsResponse> {
         self.send(self.http.get(self.url("/admin/v1/pulls")?)).await

@@ -5,6 +5,7 @@
 mod api;
 mod auth;
 pub mod client;
+pub mod datamap;
 pub mod dto;
 mod filters;
 pub mod rejected;

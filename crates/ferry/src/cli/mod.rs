@@ -2,6 +2,7 @@
 
 mod admin_cmds;
 mod browse;
+mod datamap;
 mod lane_cmds;
 mod rejected_cmds;
 mod serve;
@@ -87,6 +88,13 @@ pub enum Command {
     /// Resume a paused destination (paused by `ferry pause` or by auto-pause).
     #[command(after_help = "Examples:\n  ferry resume billing-events crm")]
     Resume(lane_cmds::LaneArgs),
+    /// Show which data categories may reach which systems (through which flows and
+    /// destinations) and how each is protected there: from a config directory, or from a
+    /// running hub.
+    #[command(
+        after_help = "Examples:\n  ferry datamap examples/stripe --category user.contact.email   # which systems receive customer emails?\n  ferry datamap examples/stripe --system warehouse\n  ferry datamap --config ./ferry --json        # ask the running hub of ./ferry"
+    )]
+    Datamap(datamap::DatamapArgs),
     /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
     /// on loopback, with a live view of what happens.
     #[command(after_help = "Examples:\n  ferry demo\n  ferry demo --duration 60s --rate 200")]
@@ -121,6 +129,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Status(a) => lane_cmds::status(a).await,
         Command::Pause(a) => lane_cmds::pause(a).await,
         Command::Resume(a) => lane_cmds::resume(a).await,
+        Command::Datamap(a) => datamap::run(a).await,
         Command::Demo(a) => crate::demo::run(a).await,
     };
     match result {

@@ -37,15 +37,15 @@ pub fn load_config_counted(dir: &Path, resolve_secrets: bool) -> Option<(Config,
     let color = std::io::stderr().is_terminal();
     match ferry_config::load_dir(dir, &LoadOptions { resolve_secrets }) {
         Ok(loaded) => {
-            let mut all: Vec<_> = match ferry_schema::SchemaRegistry::load(&loaded.config) {
-                Ok(_) => Vec::new(),
-                Err(problems) => problems.iter().map(|p| p.to_diagnostic()).collect(),
-            };
-            // Every VRL program and template compiles, or is reported at its place.
+            // The schemas load (their categories known to the taxonomy), the policies'
+            // keys are known, and no flow sends a system a category it may not receive;
+            // every VRL program and template compiles. Each finding at its place.
             let (errors, warnings): (Vec<_>, Vec<_>) =
-                crate::transforms::check(&loaded.config, &loaded.sources)
+                crate::protect::check(&loaded.config, &loaded.sources)
                     .into_iter()
+                    .chain(crate::transforms::check(&loaded.config, &loaded.sources))
                     .partition(|d| d.severity == ferry_config::Severity::Error);
+            let mut all = Vec::new();
             all.extend(errors);
             let valid = all.is_empty();
             all.extend(loaded.warnings);
