@@ -16,6 +16,9 @@ pub(crate) struct Failure {
     pub class: &'static str,
     pub error: String,
     pub verdict: Verdict,
+    /// What the system answered, when it may quote the payload (a database's message about
+    /// the row): kept with the attempt as its response excerpt, never logged.
+    pub excerpt: Option<String>,
 }
 
 impl Failure {
@@ -25,6 +28,7 @@ impl Failure {
             class,
             error,
             verdict: Verdict::Permanent,
+            excerpt: None,
         }
     }
 
@@ -34,6 +38,7 @@ impl Failure {
             class,
             error,
             verdict: Verdict::Retry { retry_after: None },
+            excerpt: None,
         }
     }
 }
@@ -44,9 +49,9 @@ pub(crate) fn attempt(
     clock: Instant,
     result: Result<(), Failure>,
 ) -> AttemptResult {
-    let (verdict, error_class, error) = match result {
-        Ok(()) => (Verdict::Delivered, "ok", None),
-        Err(f) => (f.verdict, f.class, Some(f.error)),
+    let (verdict, error_class, error, response_excerpt) = match result {
+        Ok(()) => (Verdict::Delivered, "ok", None, None),
+        Err(f) => (f.verdict, f.class, Some(f.error), f.excerpt),
     };
     AttemptResult {
         started_at,
@@ -55,7 +60,7 @@ pub(crate) fn attempt(
         verdict,
         error_class,
         error,
-        response_excerpt: None,
+        response_excerpt,
     }
 }
 

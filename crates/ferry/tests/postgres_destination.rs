@@ -144,6 +144,11 @@ async fn a_constraint_violation_is_dead_lettered_with_the_databases_message() {
         error.contains("23514") && error.contains("total_cents"),
         "{error}"
     );
+    // The database's message quotes the row (`Failing row contains (…)`): it is kept as the
+    // attempt's excerpt, out of the error the logs carry.
+    assert!(!error.contains("c9@example.com"), "{error}");
+    let excerpt = attempts[0]["response_excerpt"].as_str().unwrap_or_default();
+    assert!(excerpt.contains("violates check constraint"), "{shown}");
     assert!(rows(&client, &schema).await.is_empty());
     hub.shutdown().await.unwrap();
     client

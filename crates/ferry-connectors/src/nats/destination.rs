@@ -63,6 +63,7 @@ impl NatsConnector {
                             class: "connect",
                             error: format!("cannot connect to NATS: {e}"),
                             verdict: Verdict::Retry { retry_after: None },
+                            excerpt: None,
                         }
                     })?;
                 Ok(jetstream::ContextBuilder::new()
@@ -150,6 +151,7 @@ fn failure(e: &PublishError) -> Failure {
         class,
         error: format!("NATS publish failed: {e}"),
         verdict,
+        excerpt: None,
     }
 }
 

@@ -105,23 +105,37 @@ impl PostgresConnector {
 }
 
 /// A database error by its SQLSTATE class: the data or the schema refused the row
-/// (constraint, type, unknown table or column): dead, with the database's message; lost
-/// connections, resource shortages, deadlocks and the like: retried.
+/// (constraint, type, unknown table or column): dead; lost connections, resource shortages,
+/// deadlocks and the like: retried. The error names the SQLSTATE and the table, column and
+/// constraint involved; the database's own message and detail, which may quote the row's
+/// values (`Failing row contains (…)`), are kept as the attempt's excerpt, never logged.
 fn classify(e: &tokio_postgres::Error) -> Failure {
     let Some(db) = e.as_db_error() else {
         return Failure::retry("connect", format!("PostgreSQL connection failed: {e}"));
     };
     let code = db.code();
-    let mut message = format!("PostgreSQL {}: {}", code.code(), db.message());
+    let mut message = format!("PostgreSQL {}", code.code());
+    for (what, name) in [
+        ("table", db.table()),
+        ("column", db.column()),
+        ("constraint", db.constraint()),
+    ] {
+        if let Some(name) = name {
+            message.push_str(&format!(", {what} `{name}`"));
+        }
+    }
+    let mut said = db.message().to_string();
     if let Some(detail) = db.detail() {
-        message.push_str(&format!(" ({detail})"));
+        said.push_str(&format!(" ({detail})"));
     }
     let class = &code.code()[..2];
-    match class {
+    let mut failure = match class {
         // integrity constraint, data exception, syntax or access rule (unknown table/column)
         "23" | "22" | "42" => Failure::permanent(constraint_class(code), message),
         _ => Failure::retry("database", message),
-    }
+    };
+    failure.excerpt = Some(said);
+    failure
 }
 
 fn constraint_class(code: &SqlState) -> &'static str {

@@ -174,6 +174,7 @@ impl RabbitmqConnector {
                         returned.reply_code, returned.reply_text
                     ),
                     verdict: Verdict::Permanent,
+                    excerpt: None,
                 })
             }
             Confirmation::Nack(None) => Err(Failure::retry(

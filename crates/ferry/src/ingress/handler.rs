@@ -71,7 +71,10 @@ pub async fn ingest(
         Err(problem) => {
             metrics::counter!("ferry_ingress_rejected_total", "flow" => route.flow.clone(), "reason" => problem.code)
                 .increment(1);
-            tracing::debug!(flow = %route.flow, reason = problem.code, detail = %problem.detail, "webhook refused");
+            // A step failure quotes VRL's message, which may quote the event's data: only
+            // its code is logged then. Other details name pointers, headers and limits.
+            let detail = (problem.code != "step_failed").then_some(problem.detail.as_str());
+            tracing::debug!(flow = %route.flow, reason = problem.code, detail, "webhook refused");
             problem.for_flow(&route.flow).into_response()
         }
     }

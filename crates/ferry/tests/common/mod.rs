@@ -363,6 +363,24 @@ pub fn spawn_ferry(cfg: &Path, data: &Path, log: &Path) -> (std::process::Child,
     spawn_serving(cmd, log)
 }
 
+/// [`spawn_ferry`] with these environment variables set (e.g. `RUST_LOG=debug`).
+pub fn spawn_ferry_env(
+    cfg: &Path,
+    data: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, SocketAddr) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(["serve", "--config"])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(data);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    spawn_serving(cmd, log)
+}
+
 /// [`spawn_ferry`] with the process umask set to `umask` (octal, e.g. `"000"`) by a shell
 /// that then `exec`s the binary, so the child is still the hub itself.
 pub fn spawn_ferry_with_umask(
