@@ -186,6 +186,16 @@ fn ferry_validate_accepts_refs_between_config_schemas() {
             ("customer", "schemas/customer.json", CUSTOMER),
         ],
     );
+    // The customer's email is classified: the receiving system's policy must allow it.
+    let settings = std::fs::read_to_string(dir.path().join("ferry.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("ferry.yaml"),
+        settings.replace(
+            "dst: { owner: team-b }",
+            "dst: { owner: team-b, policy: { data_use: essential.service, receives: [user.contact.email] } }",
+        ),
+    )
+    .unwrap();
     let (ok, text) = ferry_validate(dir.path());
     assert!(ok, "{text}");
 }
