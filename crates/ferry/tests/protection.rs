@@ -167,6 +167,17 @@ fn all_destinations(rx: &TestReceiver) -> String {
             &rx.url("/crm"),
             "        contract: { schema: crm.contract, on_violation: warn }\n",
         ),
+        // The policy comes before `map` and templates: they see the hashed value only.
+        dest(
+            "mapped",
+            "hashes",
+            &rx.url("/mapped"),
+            "        map: '. = {\"who\": .email, \"first_contact\": .contacts[0].email}'\n",
+        )
+        .replace(
+            "timeout: 2s, connect_timeout: 1s }",
+            "timeout: 2s, connect_timeout: 1s, headers: { x-who: \"{{ event.who }}\" } }",
+        ),
     ]
     .concat()
 }
@@ -240,7 +251,7 @@ async fn each_system_receives_the_emails_as_its_policy_says_and_debug_logs_hold_
     boom["email"] = json!("grace.hopper@example.net");
     let answer = send(hub, "evt-3", &boom.to_string()).await;
     assert_eq!(answer.status(), 422);
-    wait_until(30, "five deliveries", || async { rx.count() >= 5 }).await;
+    wait_until(30, "six deliveries", || async { rx.count() >= 6 }).await;
 
     // As it is, to the system that may receive it.
     let (_, crm) = body_at(&rx, "/crm");
@@ -256,6 +267,22 @@ async fn each_system_receives_the_emails_as_its_policy_says_and_debug_logs_hold_
     assert_eq!(hash["contacts"][0]["role"], "cofounder");
     assert_eq!(hash["plan"], "pro");
     assert!(!text.contains("example"), "{text}");
+    let (text, mapped) = body_at(&rx, "/mapped");
+    assert_eq!(
+        mapped,
+        json!({"who": hashed(EMAIL), "first_contact": hashed(CONTACT_EMAIL)})
+    );
+    assert!(!text.contains("example"), "{text}");
+    let header = rx
+        .received()
+        .into_iter()
+        .find(|r| r.path == "/mapped")
+        .unwrap()
+        .headers["x-who"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(json!(header), hashed(EMAIL));
 
     let (text, redact) = body_at(&rx, "/redact");
     assert_eq!(
@@ -303,9 +330,9 @@ async fn each_system_receives_the_emails_as_its_policy_says_and_debug_logs_hold_
     )
     .await;
     let rows = map["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 1, "{map}");
-    assert_eq!(rows[0]["destination"], "hash");
-    assert_eq!(rows[0]["protection"], "hash");
+    let destinations: Vec<&Value> = rows.iter().map(|r| &r["destination"]).collect();
+    assert_eq!(destinations, [&json!("hash"), &json!("mapped")], "{map}");
+    assert!(rows.iter().all(|r| r["protection"] == "hash"), "{map}");
     assert_eq!(rows[0]["data_use"], "analytics.reporting");
     assert!(
         rows[0]["fields"]
