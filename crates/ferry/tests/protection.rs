@@ -84,15 +84,13 @@ fn write(dir: &Path, systems: &str, steps: &str, destinations: &str) {
     std::fs::write(dir.join("encrypts-key"), ENCRYPTS_KEY).unwrap();
     std::fs::write(
         dir.join("ferry.yaml"),
-        format!(
-            "settings:
+        "settings:
   listen: 127.0.0.1:0
-  admin: {{ token: {{ file: admin-token }} }}
-  delivery: {{ shutdown_grace: 2s, egress_allow: [127.0.0.0/8] }}
+  admin: { token: { file: admin-token } }
+  delivery: { shutdown_grace: 2s, egress_allow: [127.0.0.0/8] }
   protection:
-    hash_key: {{ file: hash-key }}
-"
-        ),
+    hash_key: { file: hash-key }
+",
     )
     .unwrap();
     std::fs::write(
