@@ -92,6 +92,12 @@ impl Keys {
         }
         Ok(Keys { hasher, ciphers })
     }
+
+    /// The hub's keyed hasher (`settings.protection.hash_key`), if one is set: also the key
+    /// of subject references.
+    pub fn hasher(&self) -> Option<&Arc<KeyedHasher>> {
+        self.hasher.as_ref()
+    }
 }
 
 /// The protection of one destination: its system's policy with its keys, and which schema
