@@ -2,6 +2,7 @@
 
 mod admin_cmds;
 mod browse;
+mod keys_cmds;
 mod lane_cmds;
 mod rejected_cmds;
 mod serve;
@@ -87,6 +88,15 @@ pub enum Command {
     /// Resume a paused destination (paused by `ferry pause` or by auto-pause).
     #[command(after_help = "Examples:\n  ferry resume billing-events crm")]
     Resume(lane_cmds::LaneArgs),
+    /// The data keys of encryption at rest (`settings.protection.keys`) of a running hub:
+    /// status, and re-wrapping under a new key-encryption key.
+    #[command(subcommand)]
+    Keys(keys_cmds::KeysCommand),
+    /// Erase a data subject: destroy (crypto-shred) its data key, so every stored copy of its
+    /// classified fields, backups included, can no longer be decrypted.
+    #[command(after_help = "Examples:
+  ferry erase --subject ada@example.com --config ./ferry")]
+    Erase(keys_cmds::EraseArgs),
     /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
     /// on loopback, with a live view of what happens.
     #[command(after_help = "Examples:\n  ferry demo\n  ferry demo --duration 60s --rate 200")]
@@ -121,6 +131,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Status(a) => lane_cmds::status(a).await,
         Command::Pause(a) => lane_cmds::pause(a).await,
         Command::Resume(a) => lane_cmds::resume(a).await,
+        Command::Keys(c) => keys_cmds::keys(c).await,
+        Command::Erase(a) => keys_cmds::erase(a).await,
         Command::Demo(a) => crate::demo::run(a).await,
     };
     match result {
