@@ -558,3 +558,69 @@ async fn bad_keys_and_unlisted_keks_refuse_to_start() {
     let (child, _hub) = serve(&cfg, &data);
     stop(child);
 }
+
+/// A queue source's events are encrypted like posted ones, and a rejected message's body is
+/// stored encrypted (the "no subject" key) yet shown as received. Needs
+/// `FERRY_TEST_NATS_URL`; skips with a reason without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_events_and_rejected_bodies_are_encrypted() {
+    use common::queues::{Broker, write_queue_config};
+    let Some(broker) = Broker::nats().await else {
+        return;
+    };
+    let rx = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, data) = (dir.path().join("cfg"), dir.path().join("data"));
+    let schema = r#"{"type":"object","required":["id"],"properties":{"id":{"type":"string"},"email":{"type":"string","x-ferry-category":"user.contact.email","x-ferry-subject":true}}}"#;
+    write_schemas(&cfg, &[("order", "schemas/order.json", schema)]);
+    write_queue_config(
+        &cfg,
+        "q-enc",
+        &broker.source_yaml(&[]),
+        "    steps:\n      - validate: { schema: order }\n",
+        &rx.url("/hook"),
+        "",
+    );
+    set_keys(&cfg, &["k1"]);
+    let hub = start_hub(&cfg, &data).await;
+    broker
+        .publish(
+            "q-1",
+            r#"{"id":"q-1","type":"order.created","email":"carol-secret@example.com"}"#,
+        )
+        .await;
+    broker
+        .publish(
+            "q-bad",
+            r#"{"id":"q-bad","email":"dave-secret@example.com", oops"#,
+        )
+        .await;
+    wait_until(30, "the good message delivered", || async {
+        rx.count() >= 1
+    })
+    .await;
+    let got: Value = serde_json::from_slice(&rx.received()[0].body).unwrap();
+    assert_eq!(got["email"], "carol-secret@example.com");
+    let listed = admin_get(hub.addr(), "/admin/v1/rejected?flow=q-enc").await;
+    let rejected = listed["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "{listed}");
+
+    for (path, bytes) in store_bytes(&data) {
+        for secret in ["carol-secret@example.com", "dave-secret@example.com"] {
+            assert!(
+                !contains(&bytes, secret.as_bytes()),
+                "`{secret}` in {}",
+                path.display()
+            );
+        }
+    }
+    // Shown as received through the admin API.
+    let shown = admin_get(
+        hub.addr(),
+        &format!("/admin/v1/rejected/{}", rejected[0]["id"].as_str().unwrap()),
+    )
+    .await;
+    let payload = shown["payload"].as_str().unwrap();
+    assert!(payload.contains("dave-secret@example.com"), "{shown}");
+    hub.shutdown().await.unwrap();
+}
