@@ -186,6 +186,23 @@ pub struct HubOpts {
     /// answers 503 [default: the hub's, 1000000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pending: Option<u64>,
+    /// Data protection of the bench flow: `off` (no schema), `classified` (a `validate` step
+    /// on a schema that classifies the event's `pad` and `run`, no encryption: the baseline),
+    /// `encrypted` (the same, encrypted at rest; one data subject per run, so the data key
+    /// is found in memory: the steady state), `encrypted-new-subjects` (the subject is the
+    /// event's `seq`: every event creates a data key, the worst case).
+    #[arg(long, value_enum, default_value_t = Protect::Off)]
+    pub protect: Protect,
+}
+
+/// What the generated hub does to protect the bench events (see [`HubOpts::protect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protect {
+    Off,
+    Classified,
+    Encrypted,
+    EncryptedNewSubjects,
 }
 
 /// Several destinations in the generated flow, each delivering to a receiver of its own.

@@ -139,6 +139,7 @@ pub fn hub_spec(
         timeout: opts.hub_timeout.unwrap_or(base.timeout),
         breaker: opts.breaker.unwrap_or(base.breaker),
         max_pending: opts.max_pending,
+        protect: opts.protect,
         ..base
     };
     anyhow::ensure!(

@@ -79,5 +79,5 @@ pub use gate::{GateSpec, GateStatus, LaneEvent, RateLimitSpec};
 pub use http::{HttpConnector, HttpTarget};
 pub use oauth2::{AUTH_FAILED, OAuth2Grant};
 pub use outcome::{AttemptResult, Decision, LOCAL_RETRY_DELAY, OutcomeKind, decide};
-pub use render::{Render, RenderError, Rendered};
+pub use render::{Render, RenderError, Rendered, SEALED_EXCERPT_PREFIX, SealedExcerpt};
 pub use retry::RetryPolicy;

@@ -175,7 +175,9 @@ fn put_back(delivery: &ClaimedDelivery, now: Millis, rng: &mut impl rand::Rng) -
 }
 
 fn with_excerpt(headline: &str, excerpt: Option<&str>) -> String {
-    match excerpt.map(str::trim).filter(|e| !e.is_empty()) {
+    // An excerpt encrypted at rest stays in the attempt only, readable while its key lives.
+    let quotable = |e: &&str| !e.is_empty() && !e.starts_with(crate::render::SEALED_EXCERPT_PREFIX);
+    match excerpt.map(str::trim).filter(quotable) {
         Some(excerpt) => {
             let short: String = excerpt.chars().take(REASON_EXCERPT_CHARS).collect();
             format!("{headline}: {short}")

@@ -37,6 +37,44 @@ pub trait Render: Send + Sync + fmt::Debug {
     fn time_budget(&self) -> Duration {
         Duration::ZERO
     }
+
+    /// What to store of `excerpt`, the start of a destination's answer to `delivery` (it may
+    /// echo the data sent): by default, as it is. A hub that encrypts events at rest
+    /// encrypts it under the event's key.
+    async fn seal_excerpt(&self, _delivery: &ClaimedDelivery, _excerpt: &str) -> SealedExcerpt {
+        SealedExcerpt::Keep
+    }
+}
+
+/// What [`Render::seal_excerpt`] makes of a response excerpt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedExcerpt {
+    /// Store it as it is.
+    Keep,
+    /// Store this instead (an envelope starting with [`SEALED_EXCERPT_PREFIX`]): never
+    /// quoted in a dead-letter reason.
+    Sealed(String),
+    /// Store none.
+    Drop,
+}
+
+/// How an encrypted excerpt starts (`ferry:enc:v1:…`, see `ferry_protect::envelope`).
+pub const SEALED_EXCERPT_PREFIX: &str = "ferry:enc:";
+
+/// Let `render` seal the response excerpt of `result`, an attempt of `delivery`.
+pub(crate) async fn seal_excerpt(
+    render: Option<&dyn Render>,
+    delivery: &ClaimedDelivery,
+    result: &mut AttemptResult,
+) {
+    let (Some(render), Some(excerpt)) = (render, result.response_excerpt.as_deref()) else {
+        return;
+    };
+    match render.seal_excerpt(delivery, excerpt).await {
+        SealedExcerpt::Keep => {}
+        SealedExcerpt::Sealed(sealed) => result.response_excerpt = Some(sealed),
+        SealedExcerpt::Drop => result.response_excerpt = None,
+    }
 }
 
 /// What one delivery sends, as rendered.

@@ -139,6 +139,22 @@ impl FieldClasses {
         }
     }
 
+    /// Call `visit(category, pointer, value)` on every classified value present (not
+    /// `null`) in `value`, deepest first, with the value's own JSON pointer (`/lines/0/iban`
+    /// for the pattern `/lines/*/iban`). The visitor rewrites values in place; none is
+    /// removed, so every pointer stays true of the result.
+    pub fn visit_at_mut(&self, value: &mut Value, visit: &mut dyn FnMut(&str, &str, &mut Value)) {
+        let mut pointer = String::new();
+        for field in &self.fields {
+            pointer.clear();
+            apply_at(value, &field.path, &mut pointer, &mut |at, v| {
+                if !v.is_null() {
+                    visit(&field.category, at, v);
+                }
+            });
+        }
+    }
+
     /// Remove from `value` everything that is neither a classified field nor on the way to
     /// one; answer how many values were removed. (A classified field keeps all it holds.)
     pub fn retain_classified(&self, value: &mut Value) -> usize {
@@ -250,6 +266,53 @@ fn apply(value: &mut Value, path: &[Segment], f: &mut dyn FnMut(&mut Value) -> K
             });
         }
         _ => {}
+    }
+}
+
+/// Call `f(pointer, value)` on every value at `path` in `value`; `pointer` holds the JSON
+/// pointer of `value` on entry and of each visited value during its call.
+fn apply_at(
+    value: &mut Value,
+    path: &[Segment],
+    pointer: &mut String,
+    f: &mut dyn FnMut(&str, &mut Value),
+) {
+    let Some((head, rest)) = path.split_first() else {
+        f(pointer, value);
+        return;
+    };
+    let len = pointer.len();
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if segment_matches(head, key) {
+                    push_segment(pointer, key);
+                    apply_at(child, rest, pointer, f);
+                    pointer.truncate(len);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, child) in items.iter_mut().enumerate() {
+                let key = i.to_string();
+                if segment_matches(head, &key) {
+                    push_segment(pointer, &key);
+                    apply_at(child, rest, pointer, f);
+                    pointer.truncate(len);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Append `/key` to a JSON pointer, `~` and `/` escaped.
+pub(crate) fn push_segment(pointer: &mut String, key: &str) {
+    pointer.push('/');
+    if key.contains(['~', '/']) {
+        pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+    } else {
+        pointer.push_str(key);
     }
 }
 
@@ -443,6 +506,51 @@ mod tests {
         assert_eq!(
             event,
             json!({"customer": {"email": "hashed", "name": "Ada"}, "lines": [{"qty": 2}, {}], "total": 10})
+        );
+    }
+
+    #[test]
+    fn visit_at_gives_each_value_its_own_pointer() {
+        let c = classes();
+        let mut event = json!({
+            "customer": {"email": "a@x.io"},
+            "lines": [{"iban": "DE1"}, {"qty": 1}, {"iban": "DE3"}],
+            "sl/ash": "Bob"
+        });
+        let mut seen = Vec::new();
+        c.visit_at_mut(&mut event, &mut |category, pointer, v| {
+            seen.push((category.to_owned(), pointer.to_owned()));
+            assert_eq!(event_at(pointer), v.clone());
+        });
+        fn event_at(pointer: &str) -> Value {
+            json!({
+                "customer": {"email": "a@x.io"},
+                "lines": [{"iban": "DE1"}, {"qty": 1}, {"iban": "DE3"}],
+                "sl/ash": "Bob"
+            })
+            .pointer(pointer)
+            .cloned()
+            .unwrap()
+        }
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("user.contact".to_owned(), "/customer".to_owned()),
+                (
+                    "user.contact.email".to_owned(),
+                    "/customer/email".to_owned()
+                ),
+                (
+                    "user.financial.bank_account".to_owned(),
+                    "/lines/0/iban".to_owned()
+                ),
+                (
+                    "user.financial.bank_account".to_owned(),
+                    "/lines/2/iban".to_owned()
+                ),
+                ("user.name".to_owned(), "/sl~1ash".to_owned()),
+            ]
         );
     }
 

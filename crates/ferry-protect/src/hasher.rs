@@ -51,6 +51,16 @@ impl KeyedHasher {
         hex
     }
 
+    /// A key Ferry stores to compare events by (an ordering key, a `dedupe` window key, a
+    /// sender id that carries a classified value) in place of the text itself, when
+    /// encryption at rest is on: `h:` and the lowercase hex of HMAC-SHA256 over
+    /// `"ferry.key.v1" 0 kind 0 text`. Equal texts give equal keys; the text is not in it.
+    pub fn stored_key(&self, kind: &str, text: &str) -> String {
+        let mut out = String::from("h:");
+        out.push_str(&self.digest(&["ferry.key.v1", kind], &Value::String(text.to_owned())));
+        out
+    }
+
     fn digest(&self, domain: &[&str], value: &Value) -> String {
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
             .expect("HMAC accepts keys of any length");

@@ -7,12 +7,14 @@
 
 mod clock;
 pub mod conformance;
+mod datakeys;
 mod model;
 mod pull;
 mod rejected;
 pub mod sqlite;
 
 pub use clock::{now_millis, unix_millis};
+pub use datakeys::*;
 pub use model::*;
 pub use pull::*;
 pub use rejected::*;
@@ -195,4 +197,38 @@ pub trait Store: Send + Sync + 'static {
     /// counts only its own 1 MiB probe write there: on a full disk a tiny commit can still
     /// fit where an event does not.)
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The live data key of each subject in `subject_refs` that has one (any order).
+    async fn data_keys_of(&self, subject_refs: &[String]) -> StoreResult<Vec<DataKeyRecord>>;
+
+    /// Create-or-get: store each key unless its subject already has a live one, then answer
+    /// the live key of every subject, in input order — the stored one, which is the given
+    /// key only if it was stored. Durable when it returns. This is the only way a data key is
+    /// created, so two callers racing for one subject both get (and encrypt under) the
+    /// same, stored key.
+    async fn create_data_keys(&self, keys: Vec<NewDataKey>) -> StoreResult<Vec<DataKeyRecord>>;
+
+    /// One data key (or its tombstone).
+    async fn data_key(&self, id: DataKeyId) -> StoreResult<Option<DataKeyRecord>>;
+
+    /// Live data keys wrapped by another key-encryption key than `kek_id`, in id order,
+    /// after the `after` cursor if given: the pages of a key rotation.
+    async fn data_keys_not_wrapped_by(
+        &self,
+        kek_id: &str,
+        after: Option<DataKeyId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DataKeyRecord>>;
+
+    /// Replace wrapped keys (a rotation page), each only while it is live and still wrapped
+    /// by its [`from_kek`](RewrappedKey::from_kek). Answers how many were replaced.
+    async fn rewrap_data_keys(&self, keys: Vec<RewrappedKey>) -> StoreResult<u64>;
+
+    /// Crypto-shred: destroy the wrapped bytes of every live key of `subject_ref` (so that
+    /// the store's files no longer hold them) and keep a tombstone shredded at `at`.
+    /// Answers how many keys were shredded (0: none was live).
+    async fn shred_data_keys(&self, subject_ref: &str, at: Millis) -> StoreResult<u64>;
+
+    /// Live keys per key-encryption key and the number shredded.
+    async fn data_key_stats(&self) -> StoreResult<DataKeyStats>;
 }

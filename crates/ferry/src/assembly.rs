@@ -26,6 +26,7 @@ use ferry_store::LaneKey;
 use reqwest::header::{HeaderMap, HeaderName};
 use secrecy::ExposeSecret;
 
+use crate::at_rest::AtRest;
 use crate::enrich::Lookups;
 use crate::ingress::dedupe::DedupeRule;
 use crate::ingress::steps::IngressSteps;
@@ -57,6 +58,8 @@ pub struct IngressRoute {
     pub dedupe: Option<DedupeRule>,
     /// The flow's ingress counters.
     pub counters: crate::ingress::counters::RouteCounters,
+    /// Encryption at rest, when `settings.protection.keys` is set.
+    pub at_rest: Option<Arc<AtRest>>,
 }
 
 /// One lane an accepted event fans out to, with what ingress must know about it.
@@ -145,9 +148,15 @@ pub struct Assembly {
 
 /// Build the ingress routes and delivery lanes of `config`, resolving every secret.
 pub fn assemble(config: &Config) -> Result<Assembly> {
+    assemble_serving(config, None)
+}
+
+/// [`assemble`] for a hub that encrypts at rest with `at_rest` (when set): its ingress
+/// encrypts classified fields, and every destination decrypts them first when it renders.
+pub fn assemble_serving(config: &Config, at_rest: Option<Arc<AtRest>>) -> Result<Assembly> {
     let root = &config.root;
     let secret = |r: &ferry_config::SecretRef| r.resolve(root).map_err(|e| anyhow!("{e}"));
-    assemble_with(config, &secret, &secret)
+    assemble_with(config, &secret, &secret, at_rest)
 }
 
 /// What stands in for every secret in [`assemble_offline`]: a valid Standard Webhooks key
@@ -166,6 +175,7 @@ pub fn assemble_offline(config: &Config) -> Result<Assembly> {
         config,
         &|_: &ferry_config::SecretRef| Ok(secrecy::SecretString::from(OFFLINE_SECRET)),
         &|_: &ferry_config::SecretRef| Ok(secrecy::SecretString::from(OFFLINE_KEY)),
+        None,
     )
 }
 
@@ -175,6 +185,7 @@ fn assemble_with(
     config: &Config,
     secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
     protection_key: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+    at_rest: Option<Arc<AtRest>>,
 ) -> Result<Assembly> {
     let schemas = Arc::new(SchemaRegistry::load(config).map_err(|problems| {
         let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
@@ -217,8 +228,9 @@ fn assemble_with(
                     Some(render.with_lookups(lookups)?)
                 }
                 other => other,
-            }
-            .map(|r| Arc::new(r) as Arc<dyn Render>);
+            };
+            let render = with_decryption(render, at_rest.as_ref(), &schemas)
+                .map(|r| Arc::new(r) as Arc<dyn Render>);
             let spec = build_lane(
                 key.clone(),
                 dest,
@@ -250,6 +262,7 @@ fn assemble_with(
                     schemas: schemas.clone(),
                     steps,
                     dedupe,
+                    at_rest: at_rest.clone(),
                 };
                 let spec = PullSpec::build(flow_name, src, flow_lanes, steps, hub_egress, &secret)
                     .with_context(|| format!("flow `{flow_name}`: pull source"))?;
@@ -263,6 +276,7 @@ fn assemble_with(
                     schemas: schemas.clone(),
                     steps,
                     dedupe,
+                    at_rest: at_rest.clone(),
                 };
                 let spec = PullSpec::postgres(flow_name, src, flow_lanes, steps, &secret)
                     .with_context(|| format!("flow `{flow_name}`: postgres source"))?;
@@ -277,6 +291,7 @@ fn assemble_with(
                     schemas: schemas.clone(),
                     steps,
                     dedupe,
+                    at_rest: at_rest.clone(),
                 };
                 let spec = QueueSpec::build(flow_name, &flow.source, flow_lanes, steps, &secret)
                     .with_context(|| format!("flow `{flow_name}`: {} source", flow.source.kind()))?
@@ -307,6 +322,7 @@ fn assemble_with(
                 steps,
                 dedupe,
                 counters: crate::ingress::counters::RouteCounters::new(flow_name),
+                at_rest: at_rest.clone(),
             }),
         );
     }
@@ -494,6 +510,20 @@ fn oauth2_grant(
 fn compile_failures(failures: &[crate::transforms::Failure]) -> anyhow::Error {
     let all: Vec<String> = failures.iter().map(ToString::to_string).collect();
     anyhow!("programs or templates do not compile:\n{}", all.join("\n"))
+}
+
+/// With encryption at rest, every destination renders, so that it decrypts first (one
+/// without transforms sends the decrypted event as it is).
+fn with_decryption(
+    render: Option<DestinationRender>,
+    at_rest: Option<&Arc<AtRest>>,
+    schemas: &Arc<SchemaRegistry>,
+) -> Option<DestinationRender> {
+    let Some(at_rest) = at_rest else {
+        return render;
+    };
+    let render = render.unwrap_or_else(|| DestinationRender::decrypt_only(schemas.clone()));
+    Some(render.with_at_rest(at_rest.clone()))
 }
 
 fn build_lane(

@@ -18,7 +18,8 @@ use ferry_store::sqlite::{SqliteOptions, SqliteStore};
 use tokio::task::JoinHandle;
 
 use crate::admin::TokenGate;
-use crate::assembly::{assemble, hub_egress_policy};
+use crate::assembly::{assemble_serving, hub_egress_policy};
+use crate::at_rest::AtRest;
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
 use crate::intake::Intakes;
@@ -64,11 +65,14 @@ impl RunningHub {
         // The recorder must exist before the lanes start: they set gauges (breaker state,
         // paused) once, at start, and a gauge set before the recorder is installed is lost.
         let _ = telemetry::metrics_handle();
-        let assembly = assemble(&opts.config)?;
         let store = Arc::new(
             SqliteStore::open(&opts.data_dir, SqliteOptions::default())
                 .with_context(|| format!("opening the store in {}", opts.data_dir.display()))?,
         );
+        // Encryption at rest: its keys are read and checked against the store's data keys
+        // before anything is accepted or delivered.
+        let at_rest = AtRest::open(&opts.config, store.clone()).await?;
+        let assembly = assemble_serving(&opts.config, at_rest.clone())?;
         let released = store.release_all_claims(now_ms()).await?;
         if released > 0 {
             tracing::info!(
@@ -141,6 +145,7 @@ impl RunningHub {
                 queues,
                 systems: Arc::new(admin::systems::SystemCatalog::from_config(&opts.config)),
                 datamap: assembly.datamap.clone(),
+                at_rest,
             },
             TokenGate::admin(assembly.admin_token),
         )

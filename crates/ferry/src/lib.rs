@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod assembly;
+pub mod at_rest;
 pub mod backlog;
 pub mod cli;
 pub mod clock;

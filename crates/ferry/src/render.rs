@@ -3,9 +3,12 @@
 //! Schema), and its templates (URL, header values, non-JSON body). Deliveries store the raw
 //! event, so a replay after a fix of the mapping sends the fixed payload.
 //!
-//! Order: the destination system's data protection policy ([`crate::protect`]) →
-//! `enrich` → `map` → `contract` → templates (they see the mapped event as `event`). The
-//! policy comes first, so no step sees a value the system may not receive.
+//! Order: decryption of fields encrypted at rest (see [`crate::at_rest`]; a field whose data
+//! key was shredded — its subject erased — is `null` from the start, counted in
+//! `ferry_protect_shredded_fields_total{flow,destination}`) → the destination system's data
+//! protection policy ([`crate::protect`]) → `enrich` → `map` → `contract` → templates (they
+//! see the mapped event as `event`). The policy comes before every step, so no step sees a
+//! value the system may not receive.
 //! A failed lookup that may pass (a time-out, a `5xx`) retries the delivery later
 //! (`enrich_failed`); a `404` dead-letters it (`enrich_not_found`). A `map`
 //! that fails at run time or `abort`s, a template that fails, and a contract violation
@@ -16,13 +19,14 @@
 //! `ferry_contract_violations_total{flow,destination}` (which counts violating payloads in
 //! both modes).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_config::{ContractConfig, Destination, HeaderValue as ConfigHeader, OnViolation};
-use ferry_delivery::{Render, RenderError, Rendered};
+use ferry_delivery::{Render, RenderError, Rendered, SealedExcerpt};
 use ferry_schema::SchemaRegistry;
 use ferry_store::ClaimedDelivery;
 use ferry_transform::{Applied, Event, Program, Template, TemplateContext, is_template};
@@ -30,6 +34,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;
 
+use crate::at_rest::{AtRest, Excerpt};
 use crate::enrich::{EnrichPlan, Enricher, Lookups, fetch::ENRICH_FAILED, merge};
 use crate::protect::DestinationProtection;
 use crate::transforms::{Failure, path};
@@ -205,8 +210,10 @@ pub struct DestinationRender {
     schemas: Arc<SchemaRegistry>,
     /// The `enrich` lookup, once [`DestinationRender::with_lookups`] set it up.
     enricher: Option<Enricher>,
-    /// The destination system's policy, applied before anything else.
+    /// The destination system's policy, applied before anything but decryption.
     protection: Option<Arc<DestinationProtection>>,
+    /// Encryption at rest: stored fields are decrypted before anything else.
+    at_rest: Option<Arc<AtRest>>,
 }
 
 /// The stored event as rendering starts from it: protected for the destination.
@@ -228,6 +235,7 @@ impl DestinationRender {
             schemas,
             enricher: None,
             protection,
+            at_rest: None,
         })
     }
 
@@ -257,6 +265,68 @@ impl DestinationRender {
                 })
             }
         }
+    }
+
+
+    /// A render that only decrypts (a destination without transforms, when encryption at
+    /// rest is on): it sends the stored event decrypted. Set its keys with
+    /// [`DestinationRender::with_at_rest`].
+    pub fn decrypt_only(schemas: Arc<SchemaRegistry>) -> DestinationRender {
+        DestinationRender {
+            transforms: DestinationTransforms::default(),
+            schemas,
+            enricher: None,
+            protection: None,
+            at_rest: None,
+        }
+    }
+
+    /// Decrypt the fields encrypted at rest (with `at_rest`'s keys) before rendering, and
+    /// encrypt response excerpts under the event's key.
+    pub fn with_at_rest(mut self, at_rest: Arc<AtRest>) -> Self {
+        self.at_rest = Some(at_rest);
+        self
+    }
+
+    /// `delivery` with its stored fields decrypted (`None`: nothing encrypted, or no
+    /// encryption at rest): a field whose key was shredded is `null`, and counted.
+    async fn decrypt_at_rest(
+        &self,
+        delivery: &ClaimedDelivery,
+    ) -> Result<Option<ClaimedDelivery>, RenderError> {
+        let Some(at_rest) = &self.at_rest else {
+            return Ok(None);
+        };
+        let opened = at_rest
+            .open_payload(&delivery.event_id.to_string(), &delivery.payload)
+            .await
+            .map_err(|e| {
+                if e.is_transient() {
+                    RenderError::retryable("keys_unavailable", format!("decrypting the event: {e}"))
+                } else {
+                    RenderError::permanent(
+                        "payload_undecryptable",
+                        format!("decrypting the event: {e}"),
+                    )
+                }
+            })?;
+        let Some((event, opened)) = opened else {
+            return Ok(None);
+        };
+        if opened.shredded > 0 {
+            metrics::counter!(
+                "ferry_protect_shredded_fields_total",
+                "flow" => delivery.lane.flow.clone(),
+                "destination" => delivery.lane.destination.clone()
+            )
+            .increment(opened.shredded as u64);
+        }
+        let json = serde_json::to_vec(&event).map_err(|e| {
+            RenderError::permanent("payload_undecryptable", format!("the decrypted event: {e}"))
+        })?;
+        let mut decrypted = delivery.clone();
+        decrypted.payload = Bytes::from(json);
+        Ok(Some(decrypted))
     }
 
     /// Set up the destination's `enrich` lookups (nothing to do without one): its requests
@@ -494,6 +564,12 @@ impl DestinationRender {
 #[async_trait]
 impl Render for DestinationRender {
     async fn render(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
+        // Fields encrypted at rest, decrypted first: everything after sees the event as sent.
+        let delivery: Cow<'_, ClaimedDelivery> = match self.decrypt_at_rest(delivery).await? {
+            Some(decrypted) => Cow::Owned(decrypted),
+            None => Cow::Borrowed(delivery),
+        };
+        let delivery = delivery.as_ref();
         if self.enrich_plan().is_none() {
             return self.render_now(delivery);
         }
@@ -514,6 +590,25 @@ impl Render for DestinationRender {
     fn time_budget(&self) -> Duration {
         self.enrich_plan()
             .map_or(Duration::ZERO, EnrichPlan::timeout)
+    }
+
+    async fn seal_excerpt(&self, delivery: &ClaimedDelivery, excerpt: &str) -> SealedExcerpt {
+        let Some(at_rest) = &self.at_rest else {
+            return SealedExcerpt::Keep;
+        };
+        match at_rest
+            .seal_excerpt(&delivery.id.to_string(), &delivery.payload, excerpt)
+            .await
+        {
+            Ok(Excerpt::Clear) => SealedExcerpt::Keep,
+            Ok(Excerpt::Sealed(sealed)) => SealedExcerpt::Sealed(sealed),
+            Ok(Excerpt::Dropped) => SealedExcerpt::Drop,
+            Err(e) => {
+                // Never stored in clear: without the key, the excerpt is not kept.
+                tracing::warn!(delivery = %delivery.id, error = %e, "response excerpt not kept: its event's data key could not be had");
+                SealedExcerpt::Drop
+            }
+        }
     }
 }
 

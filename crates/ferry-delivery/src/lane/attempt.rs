@@ -84,7 +84,7 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
     };
     in_flight.decrement(1.0);
     drop(permit);
-    let Some(result) = result else {
+    let Some(mut result) = result else {
         debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, "send aborted by shutdown; releasing");
         if probe {
             ctx.gate.cancel_probe();
@@ -100,5 +100,6 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
             .attempt_seconds
             .record(result.latency.as_secs_f64());
     }
+    render::seal_excerpt(ctx.render.as_deref(), delivery, &mut result).await;
     conclude(ctx, delivery, result, now_millis(), &mut rand::rng())
 }

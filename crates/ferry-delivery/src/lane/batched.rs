@@ -214,7 +214,12 @@ async fn send(
         .zip(&bodies)
         .filter_map(|(m, b)| b.as_ref().ok().map(|b| (m, b.clone())))
         .collect();
-    let sent = send_rendered(ctx, spec, &sendable, probe).await;
+    let mut sent = send_rendered(ctx, spec, &sendable, probe).await;
+    for ((member, _), result) in sendable.iter().zip(sent.iter_mut()) {
+        if let Some(result) = result {
+            render::seal_excerpt(renderer, &member.delivery, result).await;
+        }
+    }
     // Every record draws the same backoff jitter from the same instant, so records of a
     // batch that failed together (with the same attempt count) are due again at the same
     // millisecond and batched again.

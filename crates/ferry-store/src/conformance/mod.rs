@@ -34,6 +34,7 @@
 //! can be made to fail on purpose ([`CommitFaults`]).
 
 mod append;
+mod datakeys;
 mod delivery;
 mod lanes;
 mod ordering;
@@ -46,6 +47,7 @@ mod search;
 mod windows;
 
 pub use append::*;
+pub use datakeys::*;
 pub use delivery::*;
 pub use lanes::*;
 pub use ordering::*;
@@ -123,6 +125,10 @@ macro_rules! conformance_suite {
             rejected_roll_back_with_their_batch,
             rejected_list_newest_first_paged,
             rejected_replay_marks_once,
+            data_keys_create_or_get,
+            data_keys_concurrent_creation_agree,
+            data_keys_rewrap_in_pages,
+            data_keys_shred_one_subject,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -16,6 +16,7 @@
 mod checkpoint;
 mod codec;
 mod counts;
+mod datakeys;
 mod files;
 mod health;
 mod ops;
@@ -50,10 +51,11 @@ use space::Space;
 use writer::{Bounds, Command, Job, Stats, WriterParts};
 
 use crate::{
-    AppendOutcome, ClaimedDelivery, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome,
-    DeliverySummary, EventFilter, EventId, EventSummary, LaneBacklog, LaneCounts, LaneKey,
-    LanePause, Millis, NewEvent, NewRejected, PullCheckpoint, PullRunUpdate, PullState, RejectedId,
-    RejectedRecord, Store, StoreError, StoreResult, StoredEvent,
+    AppendOutcome, ClaimedDelivery, DataKeyId, DataKeyRecord, DataKeyStats, DeliveryDetail,
+    DeliveryFilter, DeliveryId, DeliveryOutcome, DeliverySummary, EventFilter, EventId,
+    EventSummary, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis, NewDataKey, NewEvent,
+    NewRejected, PullCheckpoint, PullRunUpdate, PullState, RejectedId, RejectedRecord,
+    RewrappedKey, Store, StoreError, StoreResult, StoredEvent,
 };
 
 /// The database file inside the data dir.
@@ -506,6 +508,94 @@ impl Store for SqliteStore {
             .map_err(health::not_ready)?;
         self.health.probed(unready.seen);
         Ok(())
+    }
+
+    async fn data_keys_of(&self, subject_refs: &[String]) -> StoreResult<Vec<DataKeyRecord>> {
+        let subjects = subject_refs.to_vec();
+        self.reads
+            .run(move |c| datakeys::of_subjects(c, &subjects))
+            .await
+    }
+
+    async fn create_data_keys(&self, keys: Vec<NewDataKey>) -> StoreResult<Vec<DataKeyRecord>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cost = keys.len() * 128;
+        self.write(cost, move |c, _| datakeys::create(c, &keys))
+            .await
+    }
+
+    async fn data_key(&self, id: DataKeyId) -> StoreResult<Option<DataKeyRecord>> {
+        self.reads.run(move |c| datakeys::get(c, id)).await
+    }
+
+    async fn data_keys_not_wrapped_by(
+        &self,
+        kek_id: &str,
+        after: Option<DataKeyId>,
+        limit: usize,
+    ) -> StoreResult<Vec<DataKeyRecord>> {
+        let kek_id = kek_id.to_owned();
+        self.reads
+            .run(move |c| datakeys::not_wrapped_by(c, &kek_id, after, limit))
+            .await
+    }
+
+    async fn rewrap_data_keys(&self, keys: Vec<RewrappedKey>) -> StoreResult<u64> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let cost = keys.len() * 128;
+        self.write(cost, move |c, _| datakeys::rewrap(c, &keys))
+            .await
+    }
+
+    async fn shred_data_keys(&self, subject_ref: &str, at: Millis) -> StoreResult<u64> {
+        let subject_ref = subject_ref.to_owned();
+        let n = self
+            .write(64, move |c, _| datakeys::shred(c, &subject_ref, at))
+            .await?;
+        if n > 0 {
+            self.truncate_wal().await;
+        }
+        Ok(n)
+    }
+
+    async fn data_key_stats(&self) -> StoreResult<DataKeyStats> {
+        self.reads.run(datakeys::stats).await
+    }
+}
+
+impl SqliteStore {
+    /// Checkpoint the WAL into the database file and truncate it, so the WAL no longer
+    /// holds page images written before (after a shred: the wrapped keys it destroyed).
+    /// Best effort: a reader holding an old snapshot makes it incomplete (logged); the
+    /// background checkpoints and WAL reuse overwrite those frames later.
+    async fn truncate_wal(&self) {
+        let path = self.path.clone();
+        let health = Arc::clone(&self.health);
+        let res = tokio::task::spawn_blocking(move || -> rusqlite::Result<(i64, i64, i64)> {
+            let conn = rusqlite::Connection::open(&path)?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            health.checkpoint(|| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+            })
+        })
+        .await;
+        match res {
+            Ok(Ok((0, _, _))) => tracing::debug!("store: WAL truncated after a shred"),
+            Ok(Ok((_, frames, done))) => tracing::warn!(
+                frames,
+                done,
+                "store: the WAL could not be truncated after a shred (readers busy); \
+                 older frames are overwritten as the WAL is reused"
+            ),
+            Ok(Err(e)) => tracing::warn!(error = %e, "store: WAL truncation after a shred failed"),
+            Err(e) => tracing::warn!(error = %e, "store: WAL truncation after a shred failed"),
+        }
     }
 }
 

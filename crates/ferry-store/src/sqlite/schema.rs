@@ -228,8 +228,36 @@ CREATE UNIQUE INDEX rejected_message ON rejected (flow, message_id) WHERE messag
 CREATE INDEX rejected_flow ON rejected (flow, id);
 "#;
 
+/// Version 7: data keys, the per-subject keys that encrypt classified fields at rest.
+///
+/// - One row per key: the subject reference (a keyed hash, or `-` for the hub-wide key of
+///   events without a subject), the id of the key-encryption key that wrapped it, the
+///   wrapped key, when it was created and, once shredded, when. `id` is `AUTOINCREMENT`, so
+///   an id is never given to another key even after a shred (envelopes name keys by id).
+/// - A shredded key keeps its row as a tombstone: `wrapped` is NULL (overwritten with
+///   `secure_delete` on), `shredded_at` set.
+/// - `data_keys_subject`: at most one live key per subject; a subject erased and seen again
+///   gets a new key.
+/// - `data_keys_kek`: live keys by key-encryption key, so the start-up check and `ferry keys
+///   status` count per KEK, and a rotation pages through the keys of older KEKs, by index.
+///
+/// A new table: a V6 file upgrades with nothing to convert.
+const V7: &str = r#"
+CREATE TABLE data_keys (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject_ref TEXT    NOT NULL,
+    kek_id      TEXT    NOT NULL,
+    wrapped     BLOB,
+    created_at  INTEGER NOT NULL,
+    shredded_at INTEGER,
+    CHECK ((wrapped IS NULL) = (shredded_at IS NOT NULL))
+);
+CREATE UNIQUE INDEX data_keys_subject ON data_keys (subject_ref) WHERE shredded_at IS NULL;
+CREATE INDEX data_keys_kek ON data_keys (kek_id, id) WHERE shredded_at IS NULL;
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

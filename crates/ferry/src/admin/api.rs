@@ -36,6 +36,9 @@ pub struct AdminState {
     pub systems: Arc<SystemCatalog>,
     /// What categories may reach which systems, and how protected (from the config).
     pub datamap: Arc<ferry_protect::DataMap>,
+    /// Encryption at rest, when `settings.protection.keys` is set: stored fields are
+    /// decrypted for display, and `keys` and `erase` work on its data keys.
+    pub at_rest: Option<Arc<crate::at_rest::AtRest>>,
 }
 
 /// The admin routes, all behind the bearer token.
@@ -58,13 +61,16 @@ pub fn router(state: AdminState, gate: TokenGate) -> Router {
             "/admin/v1/rejected/{id}/replay",
             post(super::rejected::replay),
         )
+        .route("/admin/v1/keys", get(super::keys::status))
+        .route("/admin/v1/keys/rotate", post(super::keys::rotate))
+        .route("/admin/v1/erase", post(super::keys::erase))
         .layer(axum::middleware::from_fn_with_state(gate, require_token))
         .with_state(state)
 }
 
 type ApiResult<T> = Result<Json<T>, Problem>;
 
-fn store_error(e: ferry_store::StoreError) -> Problem {
+pub(super) fn store_error(e: ferry_store::StoreError) -> Problem {
     tracing::error!(error = %e, "admin query failed");
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -231,18 +237,22 @@ async fn show_delivery(
     Path(id): Path<String>,
 ) -> ApiResult<DeliveryView> {
     let id = parse_delivery_id(&id)?;
-    let detail = st
+    let mut detail = st
         .store
         .delivery(id)
         .await
         .map_err(store_error)?
         .ok_or_else(|| not_found(format!("no delivery {id}")))?;
-    let event = st
+    open_excerpts(&st, &mut detail).await;
+    let event = match st
         .store
         .event(detail.summary.event_id)
         .await
         .map_err(store_error)?
-        .map(event_view);
+    {
+        Some(ev) => Some(event_view(&st, ev).await),
+        None => None,
+    };
     let history = HistoryView::of(&detail);
     Ok(Json(DeliveryView {
         detail,
@@ -259,17 +269,37 @@ async fn show_event(State(st): State<AdminState>, Path(id): Path<String>) -> Api
         .await
         .map_err(store_error)?
         .ok_or_else(|| not_found(format!("no event {id}")))?;
-    Ok(Json(event_view(ev)))
+    Ok(Json(event_view(&st, ev).await))
+}
+
+/// Decrypt the response excerpts of `detail` encrypted at rest (`null` once their event's
+/// subject was erased).
+async fn open_excerpts(st: &AdminState, detail: &mut ferry_store::DeliveryDetail) {
+    let Some(at_rest) = &st.at_rest else {
+        return;
+    };
+    let delivery = detail.summary.id.to_string();
+    for attempt in &mut detail.attempts {
+        let Some(stored) = attempt.response_excerpt.take() else {
+            continue;
+        };
+        attempt.response_excerpt = match at_rest.open_excerpt(&delivery, &stored).await {
+            Ok(excerpt) => excerpt,
+            Err(e) => Some(format!("(encrypted; cannot be decrypted: {e})")),
+        };
+    }
 }
 
 fn not_found(detail: String) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail)
 }
 
-fn event_view(ev: StoredEvent) -> EventView {
-    let payload = serde_json::from_slice(&ev.payload).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(&ev.payload).into_owned())
-    });
+/// An event for display: its fields encrypted at rest decrypted (`null` where its subject
+/// was erased).
+async fn event_view(st: &AdminState, ev: StoredEvent) -> EventView {
+    let payload =
+        crate::at_rest::display_payload(st.at_rest.as_deref(), &ev.id.to_string(), &ev.payload)
+            .await;
     EventView {
         id: ev.id.to_string(),
         flow: ev.flow,

@@ -161,6 +161,31 @@ impl AdminClient {
             .await
     }
 
+    /// Data keys per key-encryption key.
+    pub async fn keys(&self) -> Result<super::keys::KeysStatus> {
+        self.send(self.http.get(self.url("/admin/v1/keys")?)).await
+    }
+
+    /// Re-wrap every data key under the current key-encryption key (may take a while on a
+    /// large store: no client time-out beyond an hour).
+    pub async fn rotate_keys(&self) -> Result<super::keys::RotateResponse> {
+        self.send(
+            self.http
+                .post(self.url("/admin/v1/keys/rotate")?)
+                .timeout(std::time::Duration::from_secs(3600)),
+        )
+        .await
+    }
+
+    /// Erase a data subject: shred its data keys.
+    pub async fn erase(&self, subject: &str) -> Result<super::keys::EraseResponse> {
+        let body = super::keys::EraseRequest {
+            subject: subject.to_owned(),
+        };
+        self.send(self.http.post(self.url("/admin/v1/erase")?).json(&body))
+            .await
+    }
+
     fn rejected_url(&self, id: &str, replay: bool) -> Result<reqwest::Url> {
         let mut url = self.url("/admin/v1/rejected/")?;
         {

@@ -137,6 +137,8 @@ pub async fn show(
         .await
         .map_err(store_error)?
         .ok_or_else(|| not_found(format!("no rejected record {id}")))?;
+    let mut record = record;
+    record.payload = rejected_body(&st, &record).await?;
     let payload = serde_json::from_slice(&record.payload).unwrap_or_else(|_| {
         serde_json::Value::String(String::from_utf8_lossy(&record.payload).into_owned())
     });
@@ -173,13 +175,17 @@ pub async fn replay(
             ),
         ));
     };
+    let body = rejected_body(&st, &record).await?;
     let incoming = Incoming {
         id: record.message_id.as_deref(),
-        payload: &record.payload,
+        payload: &body,
         headers: &record.headers,
     };
     let events = match message::process(spec, incoming, now_ms()) {
-        Outcome::Events(events) => events,
+        Outcome::Events(events) => events
+            .seal()
+            .await
+            .map_err(|e| crate::ingress::pipeline::keys_unavailable(&e))?,
         Outcome::Filtered { step } => {
             return Err(unprocessable(
                 "filtered",
@@ -208,6 +214,24 @@ pub async fn replay(
         events: outcomes.iter().map(|o| o.event_id().to_string()).collect(),
         stored,
     }))
+}
+
+/// A rejected record's body as received: decrypted when it was stored encrypted.
+async fn rejected_body(st: &AdminState, record: &RejectedRecord) -> Result<bytes::Bytes, Problem> {
+    let Some(at_rest) = &st.at_rest else {
+        return Ok(record.payload.clone());
+    };
+    at_rest
+        .open_rejected(&record.id.to_string(), &record.payload)
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "keys_unavailable",
+                "Record not readable",
+                format!("the rejected record's body cannot be decrypted: {e}"),
+            )
+        })
 }
 
 fn already_replayed(id: RejectedId) -> Problem {

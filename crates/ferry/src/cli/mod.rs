@@ -3,6 +3,7 @@
 mod admin_cmds;
 mod browse;
 mod datamap;
+mod keys_cmds;
 mod lane_cmds;
 mod rejected_cmds;
 mod serve;
@@ -95,6 +96,15 @@ pub enum Command {
         after_help = "Examples:\n  ferry datamap examples/stripe --category user.contact.email   # which systems receive customer emails?\n  ferry datamap examples/stripe --system warehouse\n  ferry datamap --config ./ferry --json        # ask the running hub of ./ferry"
     )]
     Datamap(datamap::DatamapArgs),
+    /// The data keys of encryption at rest (`settings.protection.keys`) of a running hub:
+    /// status, and re-wrapping under a new key-encryption key.
+    #[command(subcommand)]
+    Keys(keys_cmds::KeysCommand),
+    /// Erase a data subject: destroy (crypto-shred) its data key, so every stored copy of its
+    /// classified fields, backups included, can no longer be decrypted.
+    #[command(after_help = "Examples:
+  ferry erase --subject ada@example.com --config ./ferry")]
+    Erase(keys_cmds::EraseArgs),
     /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
     /// on loopback, with a live view of what happens.
     #[command(after_help = "Examples:\n  ferry demo\n  ferry demo --duration 60s --rate 200")]
@@ -130,6 +140,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Pause(a) => lane_cmds::pause(a).await,
         Command::Resume(a) => lane_cmds::resume(a).await,
         Command::Datamap(a) => datamap::run(a).await,
+        Command::Keys(c) => keys_cmds::keys(c).await,
+        Command::Erase(a) => keys_cmds::erase(a).await,
         Command::Demo(a) => crate::demo::run(a).await,
     };
     match result {

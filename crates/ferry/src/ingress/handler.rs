@@ -117,7 +117,11 @@ async fn accept(
             return Ok((StatusCode::OK, AcceptedBody::dropped()));
         }
     };
-    let mut events = events;
+    // Classified fields encrypted (with encryption at rest on): the one await of the steps.
+    let mut events = events
+        .seal()
+        .await
+        .map_err(|e| pipeline::keys_unavailable(&e))?;
     // Where a lane can take a delivery right away, claim it in the append and hand it over
     // after the commit (see `ferry_delivery::FreshLane`); the others wait in the store and
     // their lanes are woken.

@@ -12,6 +12,13 @@
 //! The second stage is the flow's, not the webhook's: a pull flow runs each record it reads
 //! through it too ([`process_flow`] with [`FlowSteps`], see [`crate::pull::run`]), so a
 //! posted event and a pulled record become stored events the same way.
+//!
+//! With encryption at rest on ([`crate::at_rest`]), the events come out [`Pending`]: their
+//! classified fields are encrypted by [`Pending::seal`] (or [`Pending::seal_all`] for a
+//! batch: one data-key look-up for all), the one await between the steps and the store.
+//! Ordering keys and `dedupe` window keys are hashed here already. Events of schemas that
+//! classify nothing, and every event without encryption, pass through untouched: no extra
+//! parsing or writing.
 
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
@@ -26,7 +33,9 @@ use super::steps::{IngressSteps, Piece, Stepped};
 use super::validate::ValidateRule;
 use super::{KEPT_HEADERS, cloudevents, validate};
 use crate::assembly::{IngressRoute, RouteLane};
+use crate::at_rest::{AtRest, Unsealed};
 use crate::problem::Problem;
+use std::sync::Arc;
 
 /// A flow's steps and lanes: what [`process_flow`] runs an event through, borrowed from a
 /// webhook flow's [`IngressRoute`] or a pull flow's [`crate::pull::PullSpec`].
@@ -46,6 +55,8 @@ pub struct FlowSteps<'a> {
     pub steps: &'a IngressSteps,
     /// The `dedupe` step.
     pub dedupe: Option<&'a DedupeRule>,
+    /// Encryption at rest, when `settings.protection.keys` is set.
+    pub at_rest: Option<&'a Arc<AtRest>>,
 }
 
 impl IngressRoute {
@@ -59,6 +70,7 @@ impl IngressRoute {
             schemas: &self.schemas,
             steps: &self.steps,
             dedupe: self.dedupe.as_ref(),
+            at_rest: self.at_rest.as_ref(),
         }
     }
 }
@@ -86,9 +98,10 @@ pub enum Processed {
         /// Index of the step among the flow's steps.
         step: usize,
     },
-    /// The events to store (at least one), in order.
+    /// The events to store (at least one), in order, their classified fields still to be
+    /// encrypted.
     Events {
-        events: Vec<NewEvent>,
+        events: Pending,
         /// Whether a `split` made them (the answer then lists every event id).
         split: bool,
     },
@@ -186,15 +199,22 @@ pub fn process_flow(
         }],
     };
     let split = pieces.iter().any(|p| p.value.is_some());
+    let at_rest = route.at_rest;
+    // The schema whose classified fields are encrypted (at rest only).
+    let classes = at_rest.and_then(|a| a.classes(route.flow, event_type.as_deref()));
     let mut events = Vec::with_capacity(pieces.len());
+    let mut unsealed = Vec::new();
     for piece in pieces {
         // `dedupe` (see `dedupe`): the store checks and records the key in the append.
-        let dedupe_window = match (route.dedupe, &value) {
+        let mut dedupe_window = match (route.dedupe, &value) {
             (Some(rule), Some(value)) => rule
                 .window(value, &piece, now)
                 .map_err(|failed| failed.problem())?,
             _ => None,
         };
+        if let (Some(a), Some(w)) = (at_rest, dedupe_window.as_mut()) {
+            w.key = a.stored_key("dedupe", &w.key);
+        }
         let (bytes, keys) = match &piece.value {
             Some(element) => (
                 Bytes::from(serde_json::to_vec(element).map_err(|e| {
@@ -212,6 +232,32 @@ pub fn process_flow(
                 order_keys(route.lanes, &payload, value.as_ref()),
             ),
         };
+        let keys = match at_rest {
+            Some(a) => keys
+                .into_iter()
+                .map(|k| k.map(|k| a.stored_key("order", &k)))
+                .collect(),
+            None => keys,
+        };
+        if let Some(classes) = classes {
+            let parsed = match (&piece.value, &value) {
+                (Some(element), _) => element.clone(),
+                (None, Some(whole)) => whole.clone(),
+                (None, None) => serde_json::from_slice(&payload).map_err(|e| {
+                    Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        "Malformed JSON",
+                        format!("the body is not JSON: {e}"),
+                    )
+                })?,
+            };
+            unsealed.push(Unsealed {
+                index: events.len(),
+                value: parsed,
+                classes: classes.clone(),
+            });
+        }
         events.push(NewEvent {
             id: EventId::new(),
             flow: route.flow.to_owned(),
@@ -238,7 +284,90 @@ pub fn process_flow(
             dedupe_window,
         });
     }
-    Ok(Processed::Events { events, split })
+    Ok(Processed::Events {
+        events: Pending {
+            events,
+            unsealed,
+            at_rest: at_rest.cloned(),
+        },
+        split,
+    })
+}
+
+/// Events [`process_flow`] made, their classified fields not yet encrypted. The only ways
+/// to the events are [`Pending::seal`] and [`Pending::seal_all`] (which encrypt when
+/// encryption at rest is on), and [`Pending::offline`] for a flow assembled without it.
+#[derive(Debug)]
+#[must_use = "events are stored only once sealed"]
+pub struct Pending {
+    events: Vec<NewEvent>,
+    unsealed: Vec<Unsealed>,
+    at_rest: Option<Arc<AtRest>>,
+}
+
+/// Why pending events could not be sealed: a data key could not be had for now. Nothing
+/// was stored; the sender (or the broker, or the next pull) tries again.
+pub fn keys_unavailable(e: &ferry_protect::KeyError) -> Problem {
+    tracing::error!(error = %e, "data keys unavailable; event not stored");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "keys_unavailable",
+        "Event not stored",
+        "the event's data key could not be had (the store is unavailable); nothing was kept — retry later",
+    )
+    .retry_after(1)
+}
+
+impl Pending {
+    /// How many events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The events, ready to store: classified fields encrypted (when on).
+    pub async fn seal(self) -> Result<Vec<NewEvent>, ferry_protect::KeyError> {
+        let mut all = Self::seal_all(vec![self]).await?;
+        Ok(all.pop().unwrap_or_default())
+    }
+
+    /// [`Pending::seal`] for a batch (a page, a queue batch), with one data-key look-up.
+    pub async fn seal_all(
+        batch: Vec<Pending>,
+    ) -> Result<Vec<Vec<NewEvent>>, ferry_protect::KeyError> {
+        let Some(at_rest) = batch.iter().find_map(|p| p.at_rest.clone()) else {
+            return Ok(batch.into_iter().map(|p| p.events).collect());
+        };
+        let mut sizes = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
+        let mut unsealed = Vec::new();
+        for p in batch {
+            let base = events.len();
+            sizes.push(p.events.len());
+            events.extend(p.events);
+            unsealed.extend(p.unsealed.into_iter().map(|mut u| {
+                u.index += base;
+                u
+            }));
+        }
+        at_rest.seal(&mut events, unsealed).await?;
+        let mut out = Vec::with_capacity(sizes.len());
+        let mut rest = events.into_iter();
+        for n in sizes {
+            out.push(rest.by_ref().take(n).collect());
+        }
+        Ok(out)
+    }
+
+    /// The events of a flow assembled without encryption at rest (`ferry test`). `None` if
+    /// the flow encrypts: those must be sealed.
+    pub fn offline(self) -> Option<Vec<NewEvent>> {
+        self.at_rest.is_none().then_some(self.events)
+    }
 }
 
 /// The ordering key of each lane (in route order): the value at the lane's `ordering.key`

@@ -8,12 +8,12 @@
 //! failed at run time is named, not quoted (VRL's message may quote the data).
 
 use bytes::Bytes;
-use ferry_store::{Millis, NewEvent, NewRejected, RejectedId};
+use ferry_store::{Millis, NewRejected, RejectedId};
 use serde_json::Value;
 
 use super::QueueSpec;
 use crate::ingress::KEPT_HEADERS;
-use crate::ingress::pipeline::{self, Processed, Received};
+use crate::ingress::pipeline::{self, Pending, Processed, Received};
 use crate::problem::Problem;
 use crate::strict_json;
 
@@ -29,8 +29,8 @@ pub struct Incoming<'a> {
 /// What a message became.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The events to store (one, or one per element of a `split`).
-    Events(Vec<NewEvent>),
+    /// The events to store (one, or one per element of a `split`), to be sealed.
+    Events(Pending),
     /// Every event was dropped by the step at this index: acknowledged, not stored.
     Filtered { step: usize },
     /// Refused: stored as a rejected record.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_connectors::source::{AckToken, QueueSource, SourceMessage};
-use ferry_store::{AppendOutcome, NewEvent, NewRejected, Store, StoreResult};
+use ferry_store::{AppendOutcome, NewRejected, Store, StoreError, StoreResult};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,7 @@ use super::message::{self, Incoming, Outcome};
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
 use crate::ingress::LaneWaker;
+use crate::ingress::pipeline::Pending;
 
 /// How often a paused source looks at the backlog again.
 const PAUSE_POLL: Duration = Duration::from_millis(100);
@@ -42,7 +43,8 @@ pub struct Tally {
 
 /// A batch run through the flow, ready to commit.
 struct Prepared {
-    events: Vec<NewEvent>,
+    /// Each message's events, their classified fields still to be encrypted.
+    events: Vec<Pending>,
     /// How many of `events` each message made, in message order (0: filtered or rejected).
     made: Vec<usize>,
     rejected: Vec<NewRejected>,
@@ -158,8 +160,29 @@ fn start_commit(ctx: &IntakeCtx, prepared: Prepared) -> Committing {
     } = prepared;
     let rejected_count = rejected.len() as u64;
     let store = ctx.store.clone();
+    let at_rest = ctx.spec.steps.at_rest.clone();
     Committing {
-        commit: tokio::spawn(async move { store.append_with_rejected(events, rejected).await }),
+        commit: tokio::spawn(async move {
+            // Encryption at rest: the batch's classified fields (one key look-up) and the
+            // rejected bodies; nothing is stored (or acknowledged) without it.
+            let unavailable = |e: ferry_protect::KeyError| {
+                StoreError::Unavailable(format!("data keys unavailable: {e}"))
+            };
+            let events: Vec<_> = Pending::seal_all(events)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut rejected = rejected;
+            if let Some(at_rest) = &at_rest {
+                at_rest
+                    .seal_rejected(&mut rejected)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            store.append_with_rejected(events, rejected).await
+        }),
         made,
         tokens,
         rejected: rejected_count,
@@ -223,7 +246,7 @@ fn prepare(spec: &QueueSpec, messages: &[SourceMessage]) -> Prepared {
         match message::process(spec, incoming, now) {
             Outcome::Events(made) => {
                 prepared.made.push(made.len());
-                prepared.events.extend(made);
+                prepared.events.push(made);
             }
             Outcome::Filtered { step } => {
                 prepared.made.push(0);

@@ -12,13 +12,13 @@
 
 use bytes::Bytes;
 use ferry_config::{PostgresSource, PullCursor};
-use ferry_store::{Millis, NewEvent};
+use ferry_store::Millis;
 use serde_json::Value;
 
 use super::PullSpec;
 use super::cursor::scalar_text;
 use super::spec::{HttpOrigin, Origin};
-use crate::ingress::pipeline::{self, Processed, Received};
+use crate::ingress::pipeline::{self, Pending, Processed, Received};
 use crate::problem::Problem;
 
 /// The skip reason of a record every event of which a `filter` (or an empty `split`)
@@ -28,8 +28,8 @@ pub const FILTERED: &str = "filtered";
 /// What one record became.
 #[derive(Debug)]
 pub enum Record {
-    /// The events to store (one, or one per element of a `split`).
-    Events(Vec<NewEvent>),
+    /// The events to store (one, or one per element of a `split`), to be sealed.
+    Events(Pending),
     /// Not stored.
     Skipped(Skip),
 }

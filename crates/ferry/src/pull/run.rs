@@ -13,6 +13,7 @@ use super::source::Pager;
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
 use crate::ingress::LaneWaker;
+use crate::ingress::pipeline::Pending;
 
 /// What a run needs: the flow's spec and the hub's shared parts.
 pub struct PullCtx {
@@ -72,18 +73,25 @@ async fn pages(ctx: &PullCtx) -> Result<RunSummary, String> {
         refuse_if_backlog_full(ctx)?;
         let page = ctx.pager.page(&spec.flow, stored_cursor.as_deref()).await?;
         let now = now_ms();
-        let mut events = Vec::with_capacity(page.records.len());
+        let mut pending = Vec::with_capacity(page.records.len());
         for (i, r) in page.records.iter().enumerate() {
             match record::process(spec, r, now)
                 .map_err(|e| format!("record {i} of the page: {e}"))?
             {
-                Record::Events(made) => events.extend(made),
+                Record::Events(made) => pending.push(made),
                 Record::Skipped(skip) => {
                     record::report(spec, i, &skip);
                     summary.skipped += 1;
                 }
             }
         }
+        // Classified fields encrypted (encryption at rest), one key look-up for the page.
+        let events: Vec<_> = Pending::seal_all(pending)
+            .await
+            .map_err(|e| format!("data keys of a page: {e}"))?
+            .into_iter()
+            .flatten()
+            .collect();
         let checkpoint = PullCheckpoint {
             from: stored_cursor.clone(),
             to: page.next.clone(),

@@ -30,6 +30,8 @@ pub struct PullSteps {
     pub steps: IngressSteps,
     /// The `dedupe` step.
     pub dedupe: Option<DedupeRule>,
+    /// Encryption at rest, when `settings.protection.keys` is set.
+    pub at_rest: Option<Arc<crate::at_rest::AtRest>>,
 }
 
 /// One pull flow, ready to run.
@@ -161,6 +163,7 @@ impl PullSpec {
             schemas: &self.steps.schemas,
             steps: &self.steps.steps,
             dedupe: self.steps.dedupe.as_ref(),
+            at_rest: self.steps.at_rest.as_ref(),
         }
     }
 }
