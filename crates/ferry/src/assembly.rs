@@ -27,6 +27,7 @@ use reqwest::header::{HeaderMap, HeaderName};
 use secrecy::ExposeSecret;
 
 use crate::enrich::Lookups;
+use crate::ingress::accept_audit::AcceptAudit;
 use crate::ingress::dedupe::DedupeRule;
 use crate::ingress::steps::IngressSteps;
 use crate::ingress::validate::{self, ValidateRule};
@@ -54,6 +55,8 @@ pub struct IngressRoute {
     pub steps: IngressSteps,
     /// The flow's `dedupe` step: the window key of each event the steps made.
     pub dedupe: Option<DedupeRule>,
+    /// What the audit trail records about each accepted event.
+    pub audit: AcceptAudit,
     /// The flow's ingress counters.
     pub counters: crate::ingress::counters::RouteCounters,
 }
@@ -167,6 +170,8 @@ fn assemble_with(
         anyhow!("invalid schemas:\n{}", all.join("\n"))
     })?);
     let hub_egress = &config.settings.delivery.egress_allow;
+    let classifier = Arc::new(ferry_protect::Classifier::new(config, &schemas));
+    let hasher = subject_hasher(config, secret)?;
     let mut routes = BTreeMap::new();
     let mut lanes = Vec::new();
     let mut pulls = Vec::new();
@@ -212,6 +217,11 @@ fn assemble_with(
             .map_err(|failures| compile_failures(&failures))?;
         let dedupe = DedupeRule::compile(flow_name, flow, &mut Vec::new())
             .map_err(|failures| compile_failures(&failures))?;
+        let audit = AcceptAudit {
+            flow_version: flow.version,
+            classifier: classifier.clone(),
+            hasher: hasher.clone(),
+        };
         let src = match &flow.source {
             Source::Webhook(src) => src,
             // A pull flow has lanes and steps like any flow, but no ingress route: its puller
@@ -222,6 +232,7 @@ fn assemble_with(
                     schemas: schemas.clone(),
                     steps,
                     dedupe,
+                    audit,
                 };
                 let spec = PullSpec::build(flow_name, src, flow_lanes, steps, hub_egress, &secret)
                     .with_context(|| format!("flow `{flow_name}`: pull source"))?;
@@ -235,6 +246,7 @@ fn assemble_with(
                     schemas: schemas.clone(),
                     steps,
                     dedupe,
+                    audit,
                 };
                 let spec = PullSpec::postgres(flow_name, src, flow_lanes, steps, &secret)
                     .with_context(|| format!("flow `{flow_name}`: postgres source"))?;
@@ -249,6 +261,7 @@ fn assemble_with(
                     schemas: schemas.clone(),
                     steps,
                     dedupe,
+                    audit,
                 };
                 let spec = QueueSpec::build(flow_name, &flow.source, flow_lanes, steps, &secret)
                     .with_context(|| format!("flow `{flow_name}`: {} source", flow.source.kind()))?
@@ -278,6 +291,7 @@ fn assemble_with(
                 schemas: schemas.clone(),
                 steps,
                 dedupe,
+                audit,
                 counters: crate::ingress::counters::RouteCounters::new(flow_name),
             }),
         );
@@ -308,6 +322,21 @@ fn assemble_with(
         admin_token,
         metrics_token,
     })
+}
+
+/// The keyed hasher of subject references (`settings.protection.hash_key`), if a key is
+/// configured. A key too short to keep references from being guessed back is refused.
+fn subject_hasher(
+    config: &Config,
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<Option<Arc<ferry_protect::KeyedHasher>>> {
+    let Some(r) = &config.settings.protection.hash_key else {
+        return Ok(None);
+    };
+    let key = secret(r)?;
+    let hasher = ferry_protect::KeyedHasher::new(key.expose_secret().as_bytes())
+        .map_err(|e| anyhow!("settings.protection.hash_key: {e}"))?;
+    Ok(Some(Arc::new(hasher)))
 }
 
 fn build_verifier(
@@ -507,6 +536,7 @@ fn build_lane(
         gate: gate_spec(dest),
         batch: dest.batch.as_ref().map(batch_spec),
         render,
+        system: Some(dest.system.clone()),
     })
 }
 

@@ -22,6 +22,7 @@ pub mod notify;
 pub mod problem;
 pub mod pull;
 pub mod render;
+pub mod retention;
 pub mod server;
 pub mod strict_json;
 pub mod telemetry;

@@ -34,6 +34,7 @@
 //! can be made to fail on purpose ([`CommitFaults`]).
 
 mod append;
+mod audit;
 mod delivery;
 mod lanes;
 mod ordering;
@@ -42,10 +43,12 @@ mod readiness;
 mod reads;
 mod rejected;
 mod replay;
+mod retention;
 mod search;
 mod windows;
 
 pub use append::*;
+pub use audit::*;
 pub use delivery::*;
 pub use lanes::*;
 pub use ordering::*;
@@ -54,6 +57,7 @@ pub use readiness::*;
 pub use reads::*;
 pub use rejected::*;
 pub use replay::*;
+pub use retention::*;
 pub use search::*;
 pub use windows::*;
 
@@ -63,10 +67,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::{
-    AppendOutcome, Attempt, ClaimedDelivery, DedupeWindow, DeliveryFilter, DeliveryId,
-    DeliveryOutcome, DeliveryState, DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey,
-    LanePause, Millis, NewDelivery, NewEvent, Next, PullCheckpoint, PullRunUpdate, PullState,
-    Store, StoreError,
+    AppendOutcome, Attempt, ClaimedDelivery, DedupeWindow, DeliveryAudit, DeliveryFilter,
+    DeliveryId, DeliveryOutcome, DeliveryState, DeliverySummary, EventAudit, EventId, LaneBacklog,
+    LaneCounts, LaneKey, LanePause, Millis, NewDelivery, NewEvent, Next, PullCheckpoint,
+    PullRunUpdate, PullState, Store, StoreError,
 };
 
 /// Expands to one test per conformance case, each on a fresh store from `$factory` (an async
@@ -123,6 +127,15 @@ macro_rules! conformance_suite {
             rejected_roll_back_with_their_batch,
             rejected_list_newest_first_paged,
             rejected_replay_marks_once,
+            audit_records_every_movement,
+            audit_records_only_what_was_committed,
+            audit_admin_action_refuses_store_kinds,
+            observed_datamap_counts_deliveries,
+            rejected_replay_is_audited,
+            purge_removes_expired_finished_events,
+            purge_by_category_takes_the_shortest_retention,
+            purge_is_bounded,
+            holdings_per_source_system,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -155,6 +168,7 @@ macro_rules! conformance_reopen_suite {
         $crate::conformance_reopen_suite!(@cases $factory;
             dedupe_window_survives_reopen,
             pull_state_survives_reopen,
+            audit_chain_survives_reopen,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -177,6 +191,7 @@ macro_rules! conformance_fault_suite {
     ($factory:expr) => {
         $crate::conformance_fault_suite!(@cases $factory;
             ping_reports_failed_commits_until_one_succeeds,
+            audit_chain_skips_failed_commits,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -241,6 +256,11 @@ fn event(flow: &str, at: Millis, destinations: &[&str]) -> NewEvent {
             })
             .collect(),
         dedupe_window: None,
+        audit: EventAudit {
+            flow_version: 1,
+            subject: None,
+            categories: Vec::new(),
+        },
     }
 }
 
@@ -269,7 +289,12 @@ fn attempt(started_at: Millis, status: Option<u16>, class: &str, error: Option<&
 }
 
 fn outcome(id: DeliveryId, attempt: Option<Attempt>, next: Next) -> DeliveryOutcome {
-    DeliveryOutcome { id, attempt, next }
+    DeliveryOutcome {
+        id,
+        attempt,
+        next,
+        audit: DeliveryAudit::default(),
+    }
 }
 
 async fn append_ok(store: &dyn Store, events: Vec<NewEvent>) -> Vec<AppendOutcome> {

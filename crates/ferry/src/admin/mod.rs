@@ -7,8 +7,9 @@ mod auth;
 pub mod client;
 pub mod dto;
 mod filters;
+pub mod governance;
 pub mod rejected;
 pub mod systems;
 
 pub use api::{AdminState, router};
-pub use auth::{TokenGate, require_token};
+pub use auth::{AdminCaller, TokenGate, require_token, token_id};

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use ferry_schema::SchemaRegistry;
 
+use super::accept_audit::AcceptAudit;
 use super::dedupe::DedupeRule;
 use super::inspect::{Inspected, inspect_route};
 use super::steps::{IngressSteps, Piece, Stepped};
@@ -46,6 +47,8 @@ pub struct FlowSteps<'a> {
     pub steps: &'a IngressSteps,
     /// The `dedupe` step.
     pub dedupe: Option<&'a DedupeRule>,
+    /// What the audit trail records about each accepted event.
+    pub audit: &'a AcceptAudit,
 }
 
 impl IngressRoute {
@@ -59,6 +62,7 @@ impl IngressRoute {
             schemas: &self.schemas,
             steps: &self.steps,
             dedupe: self.dedupe.as_ref(),
+            audit: &self.audit,
         }
     }
 }
@@ -212,6 +216,7 @@ pub fn process_flow(
                 order_keys(route.lanes, &payload, value.as_ref()),
             ),
         };
+        let audit = audit_record(route, event_type.as_deref(), &piece, value.as_ref(), &bytes);
         events.push(NewEvent {
             id: EventId::new(),
             flow: route.flow.to_owned(),
@@ -236,9 +241,23 @@ pub fn process_flow(
                 })
                 .collect(),
             dedupe_window,
+            audit,
         });
     }
     Ok(Processed::Events { events, split })
+}
+
+/// The audit record of one event the flow makes (a split element, or the whole payload):
+/// its categories and subject, read from what is stored.
+fn audit_record(
+    flow: &FlowSteps<'_>,
+    event_type: Option<&str>,
+    piece: &Piece,
+    value: Option<&Value>,
+    stored: &[u8],
+) -> ferry_store::EventAudit {
+    let value = piece.value.as_ref().or(value);
+    flow.audit.record(flow.flow, event_type, value, stored)
 }
 
 /// The ordering key of each lane (in route order): the value at the lane's `ordering.key`

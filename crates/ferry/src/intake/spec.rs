@@ -126,6 +126,7 @@ impl QueueSpec {
             schemas: &self.steps.schemas,
             steps: &self.steps.steps,
             dedupe: self.steps.dedupe.as_ref(),
+            audit: &self.steps.audit,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct PullSteps {
     pub steps: IngressSteps,
     /// The `dedupe` step.
     pub dedupe: Option<DedupeRule>,
+    /// What the audit trail records about each accepted event.
+    pub audit: crate::ingress::accept_audit::AcceptAudit,
 }
 
 /// One pull flow, ready to run.
@@ -161,6 +163,7 @@ impl PullSpec {
             schemas: &self.steps.schemas,
             steps: &self.steps.steps,
             dedupe: self.steps.dedupe.as_ref(),
+            audit: &self.steps.audit,
         }
     }
 }
