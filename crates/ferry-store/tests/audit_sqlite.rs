@@ -1,13 +1,13 @@
 //! SQLite-only behaviour of the audit trail: one record per kind per commit, the table
 //! refusing edits, a failed command's entries rolled back with it inside a shared batch,
-//! and `AuditReader` verifying beside an open store and naming a tampered record.
+//! and `StoreReader` verifying beside an open store and naming a tampered record.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use ferry_store::audit::ChainFault;
-use ferry_store::sqlite::{AuditReader, DB_FILE, SqliteOptions, SqliteStore};
+use ferry_store::sqlite::{DB_FILE, SqliteOptions, SqliteStore, StoreReader};
 use ferry_store::{
     AuditEntry, DeliveryAudit, DeliveryId, DeliveryOutcome, EventAudit, EventId, LaneKey,
     NewDelivery, NewEvent, Next, Store,
@@ -136,8 +136,8 @@ async fn a_failed_command_leaves_no_entry_in_a_shared_batch() {
     expected.sort();
     accepted.sort();
     assert_eq!(accepted, expected);
-    let reader = AuditReader::open(dir.path()).expect("reader");
-    assert!(reader.verify(None).expect("verify").is_ok());
+    let reader = StoreReader::open(dir.path()).expect("reader");
+    assert!(reader.verify_audit(None).expect("verify").is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,8 +168,8 @@ async fn the_reader_verifies_beside_an_open_store_and_names_tampering() {
             .await
             .expect("append");
     }
-    let reader = AuditReader::open(dir.path()).expect("reader beside the open store");
-    let verified = reader.verify(None).expect("verify").expect("intact");
+    let reader = StoreReader::open(dir.path()).expect("reader beside the open store");
+    let verified = reader.verify_audit(None).expect("verify").expect("intact");
     assert_eq!(verified.records, 4);
     let last = store
         .audit_records(Some(3), 10)
@@ -184,7 +184,7 @@ async fn the_reader_verifies_beside_an_open_store_and_names_tampering() {
     let anchor = format!("4:{}", ferry_store::audit::hex(&last.hash));
     assert!(
         reader
-            .verify(Some(anchor.parse().unwrap()))
+            .verify_audit(Some(anchor.parse().unwrap()))
             .expect("verify")
             .is_ok()
     );
@@ -199,9 +199,9 @@ async fn the_reader_verifies_beside_an_open_store_and_names_tampering() {
             .expect("drop the guards");
         conn.execute_batch(sql).expect(sql);
         drop(conn);
-        AuditReader::open(copy.path())
+        StoreReader::open(copy.path())
             .expect("reader")
-            .verify(None)
+            .verify_audit(None)
             .expect("verify")
             .expect_err(sql)
     };
@@ -235,10 +235,10 @@ async fn the_reader_verifies_beside_an_open_store_and_names_tampering() {
         )
         .expect("cut");
     }
-    let reader = AuditReader::open(cut.path()).expect("reader");
-    assert!(reader.verify(None).expect("verify").is_ok());
+    let reader = StoreReader::open(cut.path()).expect("reader");
+    assert!(reader.verify_audit(None).expect("verify").is_ok());
     let fault = reader
-        .verify(Some(anchor.parse().unwrap()))
+        .verify_audit(Some(anchor.parse().unwrap()))
         .expect("verify")
         .expect_err("the anchor is gone");
     assert_eq!(fault.position(), 4);
@@ -247,6 +247,6 @@ async fn the_reader_verifies_beside_an_open_store_and_names_tampering() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_reader_refuses_a_dir_without_a_store() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let err = AuditReader::open(dir.path()).expect_err("no store");
+    let err = StoreReader::open(dir.path()).expect_err("no store");
     assert!(err.to_string().contains("no store"), "{err}");
 }

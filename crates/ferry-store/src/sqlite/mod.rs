@@ -25,6 +25,7 @@ mod ops;
 mod order;
 mod pauses;
 mod pull;
+mod reader;
 mod reads;
 mod rejected;
 mod retention;
@@ -43,8 +44,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-pub use audit::{AuditReader, Verified};
 pub use files::{DIR_MODE, FILE_MODE};
+pub use reader::{StoreReader, Verified};
 pub use schema::SCHEMA_VERSION;
 pub use space::{DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 

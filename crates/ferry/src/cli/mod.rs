@@ -1,9 +1,11 @@
 //! The `ferry` command line.
 
 mod admin_cmds;
+mod audit_cmds;
 mod browse;
 mod lane_cmds;
 mod rejected_cmds;
+mod retention_cmds;
 mod serve;
 mod show;
 mod test_cmd;
@@ -87,6 +89,15 @@ pub enum Command {
     /// Resume a paused destination (paused by `ferry pause` or by auto-pause).
     #[command(after_help = "Examples:\n  ferry resume billing-events crm")]
     Resume(lane_cmds::LaneArgs),
+    /// Check and export the audit trail: every event accepted and delivered, every replay,
+    /// purge, erasure and admin action, in a hash chain. Reads the data dir directly, so it
+    /// works while the hub runs.
+    #[command(subcommand)]
+    Audit(audit_cmds::AuditCommand),
+    /// Retention: what Ferry keeps of each system's events and for how long, and where a
+    /// destination keeps data longer than its source.
+    #[command(subcommand)]
+    Retention(retention_cmds::RetentionCommand),
     /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
     /// on loopback, with a live view of what happens.
     #[command(after_help = "Examples:\n  ferry demo\n  ferry demo --duration 60s --rate 200")]
@@ -121,6 +132,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Status(a) => lane_cmds::status(a).await,
         Command::Pause(a) => lane_cmds::pause(a).await,
         Command::Resume(a) => lane_cmds::resume(a).await,
+        Command::Audit(c) => audit_cmds::run(c).await,
+        Command::Retention(c) => retention_cmds::run(c).await,
         Command::Demo(a) => crate::demo::run(a).await,
     };
     match result {
