@@ -40,6 +40,9 @@ pub struct LaneSpec {
     /// Computes what each delivery sends, at send time ([`Render`]); `None` sends the stored
     /// payload as it is.
     pub render: Option<Arc<dyn Render>>,
+    /// The system the destination delivers to, named in the audit trail with each
+    /// delivered delivery.
+    pub system: Option<String>,
 }
 
 /// Lane events kept for subscribers that fall behind.
@@ -143,6 +146,7 @@ impl DeliveryEngine {
                 gate,
                 batch,
                 render,
+                system,
             } = spec;
             if concurrency == 0 {
                 return Err(EngineError::ZeroConcurrency {
@@ -186,6 +190,7 @@ impl DeliveryEngine {
                 batch,
                 render,
                 fresh,
+                system,
             });
         }
         let lanes = configs

@@ -65,6 +65,7 @@ fn events(n: usize, payload: &Bytes, at: Millis) -> Vec<NewEvent> {
                     claimed_until: None,
                 }],
                 dedupe_window: None,
+                audit: Default::default(),
             }
         })
         .collect()
@@ -124,6 +125,7 @@ fn complete_batch(c: &mut Criterion) {
                     let outcomes = claimed
                         .iter()
                         .map(|d| DeliveryOutcome {
+                            audit: Default::default(),
                             id: d.id,
                             attempt: Some(Attempt {
                                 started_at: T0,
@@ -191,6 +193,7 @@ fn claim_batch(c: &mut Criterion) {
     let retry = head
         .iter()
         .map(|d| DeliveryOutcome {
+            audit: Default::default(),
             id: d.id,
             attempt: None,
             next: Next::Retry {
@@ -226,6 +229,7 @@ fn claim_batch(c: &mut Criterion) {
                         let outcomes = claimed
                             .iter()
                             .map(|d| DeliveryOutcome {
+                                audit: Default::default(),
                                 id: d.id,
                                 attempt: None,
                                 next: Next::Release { at: T0 },

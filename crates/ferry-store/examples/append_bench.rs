@@ -50,6 +50,7 @@ async fn main() {
                         claimed_until: None,
                     }],
                     dedupe_window: None,
+                    audit: Default::default(),
                 };
                 store.append(vec![ev]).await.expect("append");
             }

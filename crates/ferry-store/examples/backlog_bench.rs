@@ -39,6 +39,7 @@ fn events(flow: &str, destination: &str, n: usize, first: usize) -> Vec<NewEvent
                     claimed_until: None,
                 }],
                 dedupe_window: None,
+                audit: Default::default(),
             }
         })
         .collect()
@@ -109,6 +110,7 @@ async fn main() {
         .take(2500)
         .enumerate()
         .map(|(i, d)| DeliveryOutcome {
+            audit: Default::default(),
             id: d.id,
             attempt: None,
             next: match i {

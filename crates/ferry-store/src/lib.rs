@@ -5,19 +5,23 @@
 //! WAL, `synchronous=FULL`, and one writer thread doing group commit.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 mod clock;
 pub mod conformance;
 mod datakeys;
 mod model;
 mod pull;
 mod rejected;
+mod retention;
 pub mod sqlite;
 
+pub use audit::{AuditEntry, AuditRecord, CategorySent, DeliveryAudit, EventAudit};
 pub use clock::{now_millis, unix_millis};
 pub use datakeys::*;
 pub use model::*;
 pub use pull::*;
 pub use rejected::*;
+pub use retention::*;
 
 use async_trait::async_trait;
 
@@ -94,13 +98,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Replay a rejected record: append `events` (what the flow now makes of its payload, as
     /// [`Store::append`] does) and mark the record replayed at `at` with the first event,
-    /// in one transaction. Refused ([`StoreError::Invalid`], nothing written) when the
-    /// record does not exist, was replayed already, or `events` is empty.
+    /// in one transaction, with a `rejected_replayed` audit entry naming `by`. Refused
+    /// ([`StoreError::Invalid`], nothing written) when the record does not exist, was
+    /// replayed already, or `events` is empty.
     async fn replay_rejected(
         &self,
         id: RejectedId,
         events: Vec<NewEvent>,
         at: Millis,
+        by: &str,
     ) -> StoreResult<Vec<AppendOutcome>>;
 
     /// The cursor and run record of pull flow `flow`; `None` before its first run.
@@ -168,8 +174,9 @@ pub trait Store: Send + Sync + 'static {
     /// back to `pending`, due at `now`, starting a new round (round attempts reset, round start
     /// = now, replay count + 1). Pending and in-flight deliveries are left alone. Each
     /// replayed delivery keeps its attempts and gains a [`ReplayRecord`] (at `now`, asked
-    /// for `by`, with the state, attempt count and last error it had). Returns the number
-    /// replayed.
+    /// for `by`, with the state, attempt count and last error it had). A `replayed` audit
+    /// entry (the filter, the count, `by`) is written in the same transaction. Returns the
+    /// number replayed.
     async fn replay(&self, filter: &DeliveryFilter, now: Millis, by: &str) -> StoreResult<u64>;
 
     /// Per-lane counts by state.
@@ -186,6 +193,44 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every paused lane with its pause.
     async fn lane_pauses(&self) -> StoreResult<Vec<(LaneKey, LanePause)>>;
+
+    /// Record an admin action or a shredding ([`AuditEntry::is_admin_action`]) in the audit
+    /// trail; durable when it returns. Refused ([`StoreError::Invalid`]) for the other
+    /// kinds, which the store writes itself with the change they record.
+    async fn audit_admin_action(&self, entry: AuditEntry) -> StoreResult<()>;
+
+    /// Records of the audit trail in `seq` order, after position `after` if given, at most
+    /// `limit`. Every data movement and admin action committed is in a record: written by
+    /// the transaction that made the change (see [`audit`]).
+    async fn audit_records(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>>;
+
+    /// The retention purge, one bounded step: delete up to `limit` events that are past
+    /// their retention under `rules` at `now` (the shortest rule that applies to the event:
+    /// its source system's, or one of a category it carries or a parent of it) and whose
+    /// deliveries are all delivered or dead, with their deliveries and attempts, and write a
+    /// `purged` audit entry naming them, in one transaction. Events past retention with a
+    /// waiting delivery are kept and counted as [`PurgeReport::held`]. Call again while it
+    /// deletes `limit` events.
+    async fn purge_expired(
+        &self,
+        rules: &RetentionRules,
+        now: Millis,
+        limit: usize,
+    ) -> StoreResult<PurgeReport>;
+
+    /// What the store keeps per source system: its events and when the oldest arrived. One
+    /// entry per system with at least one stored event, by name.
+    async fn holdings(&self) -> StoreResult<Vec<SystemHoldings>>;
+
+    /// The observed data map: per (category, flow, destination, system, protection), how
+    /// many deliveries carrying the category were delivered and when the last was, as the
+    /// audit trail recorded them (kept in the same transactions). Sorted by category, flow,
+    /// destination.
+    async fn observed_datamap(&self, filter: &ObservedFilter) -> StoreResult<Vec<ObservedFlow>>;
 
     /// Whether the store can commit now (for `/readyz`).
     ///

@@ -7,6 +7,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::audit::{DeliveryAudit, EventAudit};
+
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
@@ -184,6 +186,9 @@ pub struct NewEvent {
     /// A `dedupe` step's key and window: the event is dropped when its flow stored an event
     /// with the same key whose window has not expired yet. `None`: no window check.
     pub dedupe_window: Option<DedupeWindow>,
+    /// What the audit trail records about it (flow version, subject reference, categories
+    /// present), written with it; its categories also decide its retention.
+    pub audit: EventAudit,
 }
 
 /// The key a `dedupe` step computed for an event, and how long it is remembered.
@@ -310,10 +315,13 @@ pub struct DeliveryOutcome {
     /// The attempt made, if one was made (`Release` carries none).
     pub attempt: Option<Attempt>,
     pub next: Next,
+    /// What the audit trail records when it is [delivered](Next::Delivered): the
+    /// destination's system, the categories sent and how each was protected.
+    pub audit: DeliveryAudit,
 }
 
 /// Select deliveries for listing and replay. All set fields must match.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryFilter {
     pub delivery_id: Option<DeliveryId>,
     pub event_id: Option<EventId>,

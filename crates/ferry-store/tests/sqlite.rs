@@ -29,6 +29,7 @@ fn event(flow: &str, at: i64, key: Option<&str>) -> NewEvent {
             claimed_until: None,
         }],
         dedupe_window: None,
+        audit: Default::default(),
     }
 }
 
@@ -68,6 +69,7 @@ async fn data_survives_close_and_reopen() {
         store
             .complete(
                 vec![DeliveryOutcome {
+                    audit: Default::default(),
                     id: done.deliveries[0].id,
                     attempt: None,
                     next: Next::Delivered,

@@ -356,6 +356,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         payload: Bytes::from_static(b"{\"n\":1}"),
                         deliveries,
                         dedupe_window: None,
+                        audit: Default::default(),
                     });
                 }
                 let got = store.append(events).await.expect("append");
@@ -459,6 +460,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                     }
                     outcomes.push(DeliveryOutcome {
+                        audit: Default::default(),
                         id,
                         attempt: with_attempt.then(|| attempt(now)),
                         next,

@@ -28,6 +28,7 @@ use secrecy::ExposeSecret;
 
 use crate::at_rest::AtRest;
 use crate::enrich::Lookups;
+use crate::ingress::accept_audit::AcceptAudit;
 use crate::ingress::dedupe::DedupeRule;
 use crate::ingress::steps::IngressSteps;
 use crate::ingress::validate::{self, ValidateRule};
@@ -56,6 +57,8 @@ pub struct IngressRoute {
     pub steps: IngressSteps,
     /// The flow's `dedupe` step: the window key of each event the steps made.
     pub dedupe: Option<DedupeRule>,
+    /// What the audit trail records about each accepted event.
+    pub audit: AcceptAudit,
     /// The flow's ingress counters.
     pub counters: crate::ingress::counters::RouteCounters,
     /// Encryption at rest, when `settings.protection.keys` is set.
@@ -195,6 +198,7 @@ fn assemble_with(
     let keys = Keys::resolve(config, protection_key)?;
     let mut protections = BTreeMap::new();
     let hub_egress = &config.settings.delivery.egress_allow;
+    let hasher = subject_hasher(config, secret)?;
     let mut routes = BTreeMap::new();
     let mut lanes = Vec::new();
     let mut pulls = Vec::new();
@@ -252,6 +256,11 @@ fn assemble_with(
             .map_err(|failures| compile_failures(&failures))?;
         let dedupe = DedupeRule::compile(flow_name, flow, &mut Vec::new())
             .map_err(|failures| compile_failures(&failures))?;
+        let audit = AcceptAudit {
+            flow_version: flow.version,
+            classifier: classifier.clone(),
+            hasher: hasher.clone(),
+        };
         let src = match &flow.source {
             Source::Webhook(src) => src,
             // A pull flow has lanes and steps like any flow, but no ingress route: its puller
@@ -263,6 +272,7 @@ fn assemble_with(
                     steps,
                     dedupe,
                     at_rest: at_rest.clone(),
+                    audit,
                 };
                 let spec = PullSpec::build(flow_name, src, flow_lanes, steps, hub_egress, &secret)
                     .with_context(|| format!("flow `{flow_name}`: pull source"))?;
@@ -277,6 +287,7 @@ fn assemble_with(
                     steps,
                     dedupe,
                     at_rest: at_rest.clone(),
+                    audit,
                 };
                 let spec = PullSpec::postgres(flow_name, src, flow_lanes, steps, &secret)
                     .with_context(|| format!("flow `{flow_name}`: postgres source"))?;
@@ -292,6 +303,7 @@ fn assemble_with(
                     steps,
                     dedupe,
                     at_rest: at_rest.clone(),
+                    audit,
                 };
                 let spec = QueueSpec::build(flow_name, &flow.source, flow_lanes, steps, &secret)
                     .with_context(|| format!("flow `{flow_name}`: {} source", flow.source.kind()))?
@@ -321,6 +333,7 @@ fn assemble_with(
                 schemas: schemas.clone(),
                 steps,
                 dedupe,
+                audit,
                 counters: crate::ingress::counters::RouteCounters::new(flow_name),
                 at_rest: at_rest.clone(),
             }),
@@ -356,6 +369,21 @@ fn assemble_with(
         admin_token,
         metrics_token,
     })
+}
+
+/// The keyed hasher of subject references (`settings.protection.hash_key`), if a key is
+/// configured. A key too short to keep references from being guessed back is refused.
+fn subject_hasher(
+    config: &Config,
+    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
+) -> Result<Option<Arc<ferry_protect::KeyedHasher>>> {
+    let Some(r) = &config.settings.protection.hash_key else {
+        return Ok(None);
+    };
+    let key = secret(r)?;
+    let hasher = ferry_protect::KeyedHasher::new(key.expose_secret().as_bytes())
+        .map_err(|e| anyhow!("settings.protection.hash_key: {e}"))?;
+    Ok(Some(Arc::new(hasher)))
 }
 
 fn build_verifier(
@@ -569,6 +597,7 @@ fn build_lane(
         gate: gate_spec(dest),
         batch: dest.batch.as_ref().map(batch_spec),
         render,
+        system: Some(dest.system.clone()),
     })
 }
 

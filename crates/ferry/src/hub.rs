@@ -56,6 +56,8 @@ pub struct RunningHub {
     pullers: Pullers,
     /// One task per queue flow.
     intakes: Intakes,
+    /// The retention purge, when the config declares a retention.
+    purge: Option<JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -119,6 +121,14 @@ impl RunningHub {
             backlog.clone(),
             background.clone(),
         );
+        let purges = Arc::new(crate::retention::PurgeLog::default());
+        let purge = crate::retention::spawn_purge(
+            dyn_store.clone(),
+            crate::retention::rules(&opts.config),
+            opts.config.settings.protection.purge_every,
+            purges.clone(),
+            background.clone(),
+        );
         let wake_all: Arc<dyn Fn() + Send + Sync> = {
             let engine = engine.clone();
             Arc::new(move || lane_keys.iter().for_each(|l| engine.wake(l)))
@@ -146,6 +156,10 @@ impl RunningHub {
                 systems: Arc::new(admin::systems::SystemCatalog::from_config(&opts.config)),
                 datamap: assembly.datamap.clone(),
                 at_rest,
+                retention: Arc::new(crate::retention::RetentionView {
+                    config: opts.config.clone(),
+                    purges,
+                }),
             },
             TokenGate::admin(assembly.admin_token),
         )
@@ -192,6 +206,7 @@ impl RunningHub {
             background,
             pullers,
             intakes,
+            purge,
             grace: opts.config.settings.delivery.shutdown_grace,
         })
     }
@@ -229,6 +244,12 @@ impl RunningHub {
         // A queue source finishes the batch it commits and lets go of the rest: the broker
         // delivers it again at the next start.
         self.intakes.join().await;
+        // A purge step in progress commits or not as a whole; the next start purges again.
+        if let Some(purge) = self.purge
+            && let Err(e) = purge.await
+        {
+            tracing::warn!(error = %e, "retention purge task failed");
+        }
         for server in self.servers {
             if let Err(e) = server.await {
                 tracing::warn!(error = %e, "HTTP server task failed");

@@ -24,6 +24,7 @@ pub mod problem;
 pub mod protect;
 pub mod pull;
 pub mod render;
+pub mod retention;
 pub mod server;
 pub mod strict_json;
 pub mod telemetry;

@@ -267,7 +267,6 @@ impl DestinationRender {
         }
     }
 
-
     /// A render that only decrypts (a destination without transforms, when encryption at
     /// rest is on): it sends the stored event decrypted. Set its keys with
     /// [`DestinationRender::with_at_rest`].

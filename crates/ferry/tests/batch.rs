@@ -274,6 +274,27 @@ async fn events_are_sent_in_signed_batches_of_at_most_max_items() {
         metrics.contains("ferry_batch_size_bucket{") && metrics.contains("le=\"10\""),
         "explicit buckets expected:\n{metrics}"
     );
+    // Each record of a batch is a delivery in the audit trail, with its destination system.
+    let mut delivered = Vec::new();
+    for r in hub.store().audit_records(None, 1000).await.unwrap() {
+        for e in r.parse_entries().unwrap() {
+            if let ferry_store::AuditEntry::Delivered {
+                destination,
+                destination_system,
+                ..
+            } = e
+            {
+                delivered.push((destination, destination_system));
+            }
+        }
+    }
+    assert_eq!(delivered.len(), 25);
+    assert!(
+        delivered
+            .iter()
+            .all(|(d, s)| d == "signed" && s.as_deref() == Some("dst")),
+        "{delivered:?}"
+    );
     hub.shutdown().await.unwrap();
 }
 

@@ -120,7 +120,12 @@ async fn a_replay_stays_in_the_delivery_history() {
     assert_eq!(history[0]["status"], 422);
     assert_eq!(history[0]["number"], 1);
     let replay = &history[1];
-    assert_eq!(replay["by"], "admin API: ferry dlq replay (ops)");
+    // Who asked, and with which admin token (its id, never the token).
+    let token_id = ferry::admin::token_id("admin", common::ADMIN_TOKEN);
+    assert_eq!(
+        replay["by"],
+        format!("admin API: ferry dlq replay (ops) [{token_id}]")
+    );
     assert_eq!(replay["from_state"], "dead");
     assert_eq!(replay["attempts_before"], 1);
     assert!(

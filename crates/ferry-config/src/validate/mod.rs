@@ -10,6 +10,7 @@ mod protection;
 mod pull;
 mod queue_sources;
 mod resilience;
+mod retention;
 mod retry;
 mod rules;
 mod secrets;
@@ -46,6 +47,7 @@ pub(crate) fn check(
     enrich::check(&mut checker);
     resilience::check(&mut checker);
     retry::check(&mut checker);
+    retention::check(&mut checker);
     pull::check(&mut checker);
     table_source::check(&mut checker);
     queue_sources::check(&mut checker);

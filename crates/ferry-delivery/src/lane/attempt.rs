@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ferry_store::{ClaimedDelivery, DeliveryOutcome, Millis};
+use ferry_store::{CategorySent, ClaimedDelivery, DeliveryAudit, DeliveryOutcome, Millis, Next};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::debug;
 
@@ -101,5 +101,26 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
             .record(result.latency.as_secs_f64());
     }
     render::seal_excerpt(ctx.render.as_deref(), delivery, &mut result).await;
-    conclude(ctx, delivery, result, now_millis(), &mut rand::rng())
+    let sent = rendered.map(|r| r.categories_sent).unwrap_or_default();
+    let outcome = conclude(ctx, delivery, result, now_millis(), &mut rand::rng());
+    with_audit(ctx, outcome, sent)
+}
+
+/// A delivered outcome with what the audit trail records of it: the destination's system
+/// and the categories the delivery carried, as rendered.
+pub(super) fn with_audit(
+    ctx: &Ctx,
+    mut outcome: DeliveryOutcome,
+    categories_sent: Vec<(String, String)>,
+) -> DeliveryOutcome {
+    if outcome.next == Next::Delivered {
+        outcome.audit = DeliveryAudit {
+            destination_system: ctx.system.clone(),
+            categories_sent: categories_sent
+                .into_iter()
+                .map(|(category, how)| CategorySent { category, how })
+                .collect(),
+        };
+    }
+    outcome
 }

@@ -28,6 +28,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{debug, info, warn};
 
+use super::attempt::with_audit;
 use super::conclude::{conclude, conclude_render};
 use super::flush::{Finished, release};
 use super::pause::auto_pause;
@@ -204,15 +205,16 @@ async fn send(
     // By index: a closure over `&Member` would have to be general over its lifetime, which
     // the spawned task's `Send` check cannot see through.
     let renderer = ctx.render.as_deref();
-    let bodies: Vec<Result<Bytes, AttemptResult>> = stream::iter(0..members.len())
-        .map(|i| render_body(renderer, &members[i].delivery))
-        .buffered(RENDER_CONCURRENCY)
-        .collect()
-        .await;
+    let bodies: Vec<Result<(Bytes, CategoriesSent), AttemptResult>> =
+        stream::iter(0..members.len())
+            .map(|i| render_body(renderer, &members[i].delivery))
+            .buffered(RENDER_CONCURRENCY)
+            .collect()
+            .await;
     let sendable: Vec<(&Member, Bytes)> = members
         .iter()
         .zip(&bodies)
-        .filter_map(|(m, b)| b.as_ref().ok().map(|b| (m, b.clone())))
+        .filter_map(|(m, b)| b.as_ref().ok().map(|(b, _)| (m, b.clone())))
         .collect();
     let mut sent = send_rendered(ctx, spec, &sendable, probe).await;
     for ((member, _), result) in sendable.iter().zip(sent.iter_mut()) {
@@ -233,8 +235,12 @@ async fn send(
             let mut rng = StdRng::seed_from_u64(seed);
             match body {
                 Err(failed) => conclude_render(ctx, &member.delivery, failed, now, &mut rng),
-                Ok(_) => match sent.next().flatten() {
-                    Some(result) => conclude(ctx, &member.delivery, result, now, &mut rng),
+                Ok((_, categories)) => match sent.next().flatten() {
+                    Some(result) => with_audit(
+                        ctx,
+                        conclude(ctx, &member.delivery, result, now, &mut rng),
+                        categories,
+                    ),
                     None => release(&member.delivery),
                 },
             }
@@ -242,15 +248,19 @@ async fn send(
         .collect()
 }
 
-/// What `delivery` sends: its rendering, or the stored payload when the lane renders
-/// nothing; `Err` is the failed rendering's attempt.
+/// The data categories a record carries and how each was protected (see
+/// [`render::Rendered::categories_sent`]).
+type CategoriesSent = Vec<(String, String)>;
+
+/// What `delivery` sends, with the categories it carries: its rendering, or the stored
+/// payload when the lane renders nothing; `Err` is the failed rendering's attempt.
 async fn render_body(
     renderer: Option<&dyn render::Render>,
     delivery: &ClaimedDelivery,
-) -> Result<Bytes, AttemptResult> {
+) -> Result<(Bytes, CategoriesSent), AttemptResult> {
     match render::render(renderer, delivery).await {
-        Ok(Some(rendered)) => Ok(rendered.body),
-        Ok(None) => Ok(delivery.payload.clone()),
+        Ok(Some(rendered)) => Ok((rendered.body, rendered.categories_sent)),
+        Ok(None) => Ok((delivery.payload.clone(), Vec::new())),
         Err(failed) => Err(failed),
     }
 }

@@ -73,6 +73,7 @@ impl Lane {
             batch,
             render,
             fresh,
+            system,
         } = cfg;
         let concurrency = concurrency.max(1);
         let timeout = attempt_timeout(connector.as_ref(), render.as_ref());
@@ -104,6 +105,7 @@ impl Lane {
             abort,
             timeout_ms: duration_millis(timeout),
             render,
+            system,
         });
         let (tx, rx) = mpsc::channel::<Finished>(prefetch);
         let flusher = tokio::spawn(flush(store, key, rx, wake.clone(), ordered));

@@ -82,6 +82,8 @@ pub(crate) struct LaneConfig {
     pub render: Option<Arc<dyn Render>>,
     /// Deliveries ingress claimed for this lane in their append (see `fresh`).
     pub fresh: Option<mpsc::Receiver<Fresh>>,
+    /// The destination's system (for the audit trail).
+    pub system: Option<String>,
 }
 
 /// One attempt's longest time: rendering (its lookups) and then the call.
@@ -121,6 +123,8 @@ struct Ctx {
     /// The lane's per-attempt metric handles.
     metrics: LaneMetrics,
     render: Option<Arc<dyn Render>>,
+    /// The destination's system (for the audit trail).
+    system: Option<String>,
 }
 
 /// Run a lane until it is stopped, then drain it: every claimed delivery ends with an
@@ -237,6 +241,7 @@ mod tests {
             batch: None,
             render,
             fresh: None,
+            system: Some("crm".into()),
         }));
         Running {
             store,
@@ -269,6 +274,7 @@ mod tests {
                     claimed_until: None,
                 }],
                 dedupe_window: None,
+                audit: Default::default(),
             }])
             .await
             .unwrap();
@@ -356,7 +362,7 @@ mod tests {
                 url: None,
                 headers: Default::default(),
                 content_type: None,
-                categories_sent: Vec::new(),
+                categories_sent: vec![("user.contact.email".into(), "hash".into())],
             })
         }
     }
@@ -386,10 +392,51 @@ mod tests {
                     claimed_until: None,
                 }],
                 dedupe_window: None,
+                audit: Default::default(),
             }])
             .await
             .unwrap();
         id
+    }
+
+    /// A delivered delivery's audit entry names the lane's system and the categories its
+    /// rendering says it carried; a dead one has none.
+    #[tokio::test]
+    async fn a_delivered_delivery_is_audited_with_what_it_carried() {
+        let (url, _) = receiver(vec![200]).await;
+        let lane = start_lane_with(url, RetryPolicy::default(), Some(Arc::new(Upcase)));
+        let bad = append_payload(lane.store.as_ref(), &lane.key, b"{\"x\":\"bad\"}").await;
+        let good = append_payload(lane.store.as_ref(), &lane.key, b"{\"x\":\"ok\"}").await;
+        lane.wake.notify_one();
+        wait_state(lane.store.as_ref(), bad, DeliveryState::Dead).await;
+        wait_state(lane.store.as_ref(), good, DeliveryState::Delivered).await;
+        let mut delivered = Vec::new();
+        for r in lane.store.audit_records(None, 100).await.unwrap() {
+            for e in r.parse_entries().unwrap() {
+                if let ferry_store::AuditEntry::Delivered {
+                    delivery,
+                    destination_system,
+                    categories_sent,
+                    ..
+                } = e
+                {
+                    delivered.push((delivery, destination_system, categories_sent));
+                }
+            }
+        }
+        assert_eq!(
+            delivered,
+            vec![(
+                good,
+                Some("crm".to_owned()),
+                vec![ferry_store::CategorySent {
+                    category: "user.contact.email".into(),
+                    how: "hash".into(),
+                }]
+            )]
+        );
+        lane.stop.cancel();
+        lane.handle.await.unwrap();
     }
 
     #[tokio::test]

@@ -259,6 +259,7 @@ pub fn spec(key: LaneKey, target: HttpTarget, retry: RetryPolicy, concurrency: u
         gate: Default::default(),
         batch: None,
         render: None,
+        system: Some("dst".into()),
     }
 }
 
@@ -303,6 +304,7 @@ pub async fn append(
                 claimed_until: None,
             }],
             dedupe_window: None,
+            audit: Default::default(),
         }])
         .await
         .unwrap();

@@ -34,6 +34,7 @@
 //! can be made to fail on purpose ([`CommitFaults`]).
 
 mod append;
+mod audit;
 mod datakeys;
 mod delivery;
 mod lanes;
@@ -43,10 +44,12 @@ mod readiness;
 mod reads;
 mod rejected;
 mod replay;
+mod retention;
 mod search;
 mod windows;
 
 pub use append::*;
+pub use audit::*;
 pub use datakeys::*;
 pub use delivery::*;
 pub use lanes::*;
@@ -56,6 +59,7 @@ pub use readiness::*;
 pub use reads::*;
 pub use rejected::*;
 pub use replay::*;
+pub use retention::*;
 pub use search::*;
 pub use windows::*;
 
@@ -65,10 +69,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::{
-    AppendOutcome, Attempt, ClaimedDelivery, DedupeWindow, DeliveryFilter, DeliveryId,
-    DeliveryOutcome, DeliveryState, DeliverySummary, EventId, LaneBacklog, LaneCounts, LaneKey,
-    LanePause, Millis, NewDelivery, NewEvent, Next, PullCheckpoint, PullRunUpdate, PullState,
-    Store, StoreError,
+    AppendOutcome, Attempt, ClaimedDelivery, DedupeWindow, DeliveryAudit, DeliveryFilter,
+    DeliveryId, DeliveryOutcome, DeliveryState, DeliverySummary, EventAudit, EventId, LaneBacklog,
+    LaneCounts, LaneKey, LanePause, Millis, NewDelivery, NewEvent, Next, PullCheckpoint,
+    PullRunUpdate, PullState, Store, StoreError,
 };
 
 /// Expands to one test per conformance case, each on a fresh store from `$factory` (an async
@@ -129,6 +133,15 @@ macro_rules! conformance_suite {
             data_keys_concurrent_creation_agree,
             data_keys_rewrap_in_pages,
             data_keys_shred_one_subject,
+            audit_records_every_movement,
+            audit_records_only_what_was_committed,
+            audit_admin_action_refuses_store_kinds,
+            observed_datamap_counts_deliveries,
+            rejected_replay_is_audited,
+            purge_removes_expired_finished_events,
+            purge_by_category_takes_the_shortest_retention,
+            purge_is_bounded,
+            holdings_per_source_system,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -161,6 +174,7 @@ macro_rules! conformance_reopen_suite {
         $crate::conformance_reopen_suite!(@cases $factory;
             dedupe_window_survives_reopen,
             pull_state_survives_reopen,
+            audit_chain_survives_reopen,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -183,6 +197,7 @@ macro_rules! conformance_fault_suite {
     ($factory:expr) => {
         $crate::conformance_fault_suite!(@cases $factory;
             ping_reports_failed_commits_until_one_succeeds,
+            audit_chain_skips_failed_commits,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -247,6 +262,11 @@ fn event(flow: &str, at: Millis, destinations: &[&str]) -> NewEvent {
             })
             .collect(),
         dedupe_window: None,
+        audit: EventAudit {
+            flow_version: 1,
+            subject: None,
+            categories: Vec::new(),
+        },
     }
 }
 
@@ -275,7 +295,12 @@ fn attempt(started_at: Millis, status: Option<u16>, class: &str, error: Option<&
 }
 
 fn outcome(id: DeliveryId, attempt: Option<Attempt>, next: Next) -> DeliveryOutcome {
-    DeliveryOutcome { id, attempt, next }
+    DeliveryOutcome {
+        id,
+        attempt,
+        next,
+        audit: DeliveryAudit::default(),
+    }
 }
 
 async fn append_ok(store: &dyn Store, events: Vec<NewEvent>) -> Vec<AppendOutcome> {

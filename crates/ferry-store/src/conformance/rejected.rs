@@ -167,7 +167,7 @@ pub async fn rejected_replay_marks_once(store: Arc<dyn Store>) {
         .expect("store");
     let fixed = keyed(event(&f, T0 + 10, &["crm"]), "m1");
     let out = store
-        .replay_rejected(bad.id, vec![fixed.clone()], T0 + 10)
+        .replay_rejected(bad.id, vec![fixed.clone()], T0 + 10, "ops")
         .await
         .expect("replay");
     assert_eq!(out, vec![AppendOutcome::Stored(fixed.id)]);
@@ -178,14 +178,16 @@ pub async fn rejected_replay_marks_once(store: Arc<dyn Store>) {
 
     let again = keyed(event(&f, T0 + 20, &["crm"]), "m1-again");
     let res = store
-        .replay_rejected(bad.id, vec![again.clone()], T0 + 20)
+        .replay_rejected(bad.id, vec![again.clone()], T0 + 20, "ops")
         .await;
     assert!(matches!(res, Err(StoreError::Invalid(_))), "{res:?}");
     assert!(store.event(again.id).await.expect("read").is_none());
     let res = store
-        .replay_rejected(RejectedId::new(), vec![again], T0 + 20)
+        .replay_rejected(RejectedId::new(), vec![again], T0 + 20, "ops")
         .await;
     assert!(matches!(res, Err(StoreError::Invalid(_))), "{res:?}");
-    let res = store.replay_rejected(bad.id, Vec::new(), T0 + 20).await;
+    let res = store
+        .replay_rejected(bad.id, Vec::new(), T0 + 20, "ops")
+        .await;
     assert!(matches!(res, Err(StoreError::Invalid(_))), "{res:?}");
 }

@@ -13,18 +13,23 @@
 //! - Nothing is cached in memory per delivery: the backlog lives on disk; memory is bounded
 //!   by the page caches ([`SqliteOptions::cache_size_kib`]), the queue and the batch bounds.
 
+mod audit;
 mod checkpoint;
 mod codec;
 mod counts;
 mod datakeys;
+mod datamap;
+mod effects;
 mod files;
 mod health;
 mod ops;
 mod order;
 mod pauses;
 mod pull;
+mod reader;
 mod reads;
 mod rejected;
+mod retention;
 mod schema;
 mod space;
 mod windows;
@@ -41,21 +46,23 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub use files::{DIR_MODE, FILE_MODE};
+pub use reader::{StoreReader, Verified};
 pub use schema::SCHEMA_VERSION;
 pub use space::{DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 
-use counts::LaneDeltas;
+use effects::Effects;
 use health::Health;
 use reads::ReadPool;
 use space::Space;
 use writer::{Bounds, Command, Job, Stats, WriterParts};
 
 use crate::{
-    AppendOutcome, ClaimedDelivery, DataKeyId, DataKeyRecord, DataKeyStats, DeliveryDetail,
-    DeliveryFilter, DeliveryId, DeliveryOutcome, DeliverySummary, EventFilter, EventId,
-    EventSummary, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis, NewDataKey, NewEvent,
-    NewRejected, PullCheckpoint, PullRunUpdate, PullState, RejectedId, RejectedRecord,
-    RewrappedKey, Store, StoreError, StoreResult, StoredEvent,
+    AppendOutcome, AuditEntry, AuditRecord, ClaimedDelivery, DataKeyId, DataKeyRecord,
+    DataKeyStats, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome, DeliverySummary,
+    EventFilter, EventId, EventSummary, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis,
+    NewDataKey, NewEvent, NewRejected, ObservedFilter, ObservedFlow, PullCheckpoint, PullRunUpdate,
+    PullState, PurgeReport, RejectedId, RejectedRecord, RetentionRules, RewrappedKey, Store,
+    StoreError, StoreResult, StoredEvent, SystemHoldings,
 };
 
 /// The database file inside the data dir.
@@ -151,6 +158,7 @@ impl SqliteStore {
         files::open_private(&path)
             .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let conn = schema::open_writer(&path, &opts)?;
+        let head = audit::load_head(&conn)?;
         let stats = Arc::new(Stats::default());
         let health = Arc::new(Health::default());
         if !opts.checkpoint_interval.is_zero() {
@@ -174,6 +182,7 @@ impl SqliteStore {
             health: Arc::clone(&health),
             space: Space::open(data_dir, opts.reserve_bytes),
             bounds,
+            head,
         };
         let thread = std::thread::Builder::new()
             .name("ferry-store-writer".to_owned())
@@ -244,7 +253,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, cost: usize, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
-        F: Fn(&rusqlite::Connection, &mut LaneDeltas) -> StoreResult<T> + Send + 'static,
+        F: Fn(&rusqlite::Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
     {
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
         let (cmd, rx) = Job::boxed(cost, work);
@@ -378,6 +387,7 @@ impl Store for SqliteStore {
         id: RejectedId,
         events: Vec<NewEvent>,
         at: Millis,
+        by: &str,
     ) -> StoreResult<Vec<AppendOutcome>> {
         if events.is_empty() {
             return Err(StoreError::Invalid(format!(
@@ -385,11 +395,19 @@ impl Store for SqliteStore {
             )));
         }
         let cost = append_cost(&events) + 64;
-        self.write(cost, move |c, n| {
-            rejected::check_replayable(c, id)?;
-            let outcomes = ops::append(c, n, &events)?;
+        let by = by.to_owned();
+        self.write(cost, move |c, fx| {
+            let flow = rejected::check_replayable(c, id)?;
+            let outcomes = ops::append(c, fx, &events)?;
             let first = outcomes[0].event_id();
             rejected::mark_replayed(c, id, at, first)?;
+            fx.audit.push(AuditEntry::RejectedReplayed {
+                at,
+                by: by.clone(),
+                rejected: id,
+                flow: flow.clone(),
+                events: outcomes.iter().map(|o| o.event_id()).collect(),
+            });
             Ok(outcomes)
         })
         .await
@@ -494,6 +512,52 @@ impl Store for SqliteStore {
 
     async fn lane_pauses(&self) -> StoreResult<Vec<(LaneKey, LanePause)>> {
         self.reads.run(pauses::list).await
+    }
+
+    async fn audit_admin_action(&self, entry: AuditEntry) -> StoreResult<()> {
+        if !entry.is_admin_action() {
+            return Err(StoreError::Invalid(format!(
+                "`{}` audit entries are written by the store with the change they record",
+                entry.kind()
+            )));
+        }
+        self.write(256, move |_, fx| {
+            fx.audit.push(entry.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_records(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        self.reads
+            .run(move |c| audit::records(c, after, limit))
+            .await
+    }
+
+    async fn purge_expired(
+        &self,
+        rules: &RetentionRules,
+        now: Millis,
+        limit: usize,
+    ) -> StoreResult<PurgeReport> {
+        let rules = rules.clone();
+        self.write(64 * limit.max(1), move |c, fx| {
+            retention::purge(c, fx, &rules, now, limit)
+        })
+        .await
+    }
+
+    async fn holdings(&self) -> StoreResult<Vec<SystemHoldings>> {
+        self.reads.run(retention::holdings).await
+    }
+
+    async fn observed_datamap(&self, filter: &ObservedFilter) -> StoreResult<Vec<ObservedFlow>> {
+        let filter = filter.clone();
+        self.reads.run(move |c| datamap::list(c, &filter)).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -648,6 +712,38 @@ mod tests {
         }
     }
 
+    /// The purge's queries seek by tag and time (and find a tag's deliveries through
+    /// `deliveries_event`), whatever the number of events.
+    #[test]
+    fn purge_queries_seek() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = schema::open_writer(&dir.path().join(DB_FILE), &SqliteOptions::default())
+            .expect("open");
+        for (sql, wants) in [
+            (
+                retention::PURGEABLE,
+                vec![
+                    "SEARCH t USING PRIMARY KEY (tag=? AND received_at<?)",
+                    "deliveries_event",
+                ],
+            ),
+            (
+                retention::NEXT_TAG,
+                vec!["SEARCH event_retention USING PRIMARY KEY (tag>? AND tag<?)"],
+            ),
+            (
+                retention::TAG_STATS,
+                vec!["SEARCH event_retention USING PRIMARY KEY (tag=?)"],
+            ),
+        ] {
+            let p = plan(&conn, sql);
+            for want in wants {
+                assert!(p.contains(want), "{sql}\n=> {p}");
+            }
+            assert!(!p.contains("SCAN"), "{sql}\n=> {p}");
+        }
+    }
+
     /// A sender id search (the id and its derived `#`/`@` forms) seeks in
     /// `events_sender_id`, alone or under deliveries; never a scan of every event.
     #[test]
@@ -752,6 +848,7 @@ mod tests {
                     claimed_until: None,
                 }],
                 dedupe_window: None,
+                audit: Default::default(),
             })
             .collect();
         store.append(keyed.clone()).await.expect("append keyed");
@@ -773,6 +870,50 @@ mod tests {
             )
             .expect("due index");
         assert!(due_sql.contains("held = 0"), "{due_sql}");
+    }
+
+    /// Events stored before the audit trail existed stay under their source system's
+    /// retention once the file is upgraded.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn events_from_before_the_audit_trail_keep_their_system_retention() {
+        use crate::RetentionRules;
+        use rusqlite::params;
+
+        const T0: Millis = 1_700_000_000_000;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ev = EventId::new();
+        let before = schema::MIGRATIONS
+            .iter()
+            .position(|m| std::ptr::eq(*m, schema::V8))
+            .expect("V8 is a migration");
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+            for m in &schema::MIGRATIONS[..before] {
+                conn.execute_batch(m).expect("migration");
+            }
+            conn.pragma_update(None, "user_version", before as i64)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO events (id, flow, source, received_at, headers, payload)
+                 VALUES (?1, 'f', 'legacy', ?2, '[]', x'7b7d')",
+                params![ev.0.as_bytes(), T0],
+            )
+            .expect("event");
+        }
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
+        let holdings = store.holdings().await.expect("holdings");
+        assert_eq!(holdings.len(), 1);
+        assert_eq!(
+            (holdings[0].system.as_str(), holdings[0].events),
+            ("legacy", 1)
+        );
+        let rules = RetentionRules {
+            systems: vec![("legacy".into(), 1000)],
+            categories: Vec::new(),
+        };
+        let report = store.purge_expired(&rules, T0 + 5000, 10).await;
+        assert_eq!(report.expect("purge").events, 1);
+        assert!(store.event(ev).await.expect("read").is_none());
     }
 
     /// A writer that dies (here: a panicking command) turns into `Closed`, not a crash.

@@ -8,12 +8,12 @@ use super::codec::{
     DEAD, DELIVERED, FilterSql, IN_FLIGHT, PENDING, RETRYING, SqlResultExt, count_at,
     decode_headers, encode_headers, limit, uuid_at,
 };
-use super::counts::LaneDeltas;
+use super::effects::Effects;
 use super::order::{self, KeyOfLane};
-use super::windows;
+use super::{datamap, retention, windows};
 use crate::{
-    AppendOutcome, Attempt, ClaimedDelivery, DeliveryFilter, DeliveryId, DeliveryOutcome, EventId,
-    LaneKey, Millis, NewEvent, Next, StoreError, StoreResult,
+    AppendOutcome, Attempt, AuditEntry, ClaimedDelivery, DeliveryFilter, DeliveryId,
+    DeliveryOutcome, EventId, LaneKey, Millis, NewEvent, Next, StoreError, StoreResult,
 };
 
 /// Appends events with their deliveries; duplicates (same flow + dedupe key) and events
@@ -21,13 +21,14 @@ use crate::{
 /// a few expired ones.
 pub(crate) fn append(
     conn: &Connection,
-    counts: &mut LaneDeltas,
+    fx: &mut Effects,
     events: &[NewEvent],
 ) -> StoreResult<Vec<AppendOutcome>> {
     let mut insert_event = conn
         .prepare_cached(
-            "INSERT INTO events (id, flow, source, dedupe_key, event_type, received_at, headers, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO events (id, flow, source, dedupe_key, event_type, received_at, headers,
+                 payload, categories)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT (flow, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
         )
         .store()?;
@@ -75,6 +76,7 @@ pub(crate) fn append(
                 ev.received_at,
                 encode_headers(&ev.headers),
                 &ev.payload[..],
+                retention::encode_categories(&ev.audit.categories),
             ])
             .map_err(|e| invalid_or_backend(e, || format!("event {} is already stored", ev.id)))?;
         if inserted == 0 {
@@ -116,17 +118,32 @@ pub(crate) fn append(
                 .map_err(|e| {
                     invalid_or_backend(e, || format!("delivery {} is already stored", d.id))
                 })?;
-            counts.add(&ev.flow, &d.destination, state, 1);
+            fx.lanes.add(&ev.flow, &d.destination, state, 1);
         }
         if let Some(window) = &ev.dedupe_window {
             windows::remember(conn, &ev.flow, window, ev.id)?;
         }
+        retention::tag(conn, ev)?;
+        fx.audit.push(accepted(ev));
         outcomes.push(AppendOutcome::Stored(ev.id));
     }
     if let Some(now) = purge_at {
         windows::purge(conn, now)?;
     }
     Ok(outcomes)
+}
+
+/// The audit entry of a stored event.
+fn accepted(ev: &NewEvent) -> AuditEntry {
+    AuditEntry::Accepted {
+        at: ev.received_at,
+        event: ev.id,
+        flow: ev.flow.clone(),
+        flow_version: ev.audit.flow_version,
+        source_system: ev.source.clone(),
+        subject: ev.audit.subject.clone(),
+        categories: ev.audit.categories.clone(),
+    }
 }
 
 fn invalid_or_backend(e: rusqlite::Error, msg: impl FnOnce() -> String) -> StoreError {
@@ -152,7 +169,7 @@ pub(crate) const CLAIM_SELECT: &str =
 /// waiting, so no order key changes hands.
 pub(crate) fn claim(
     conn: &Connection,
-    counts: &mut LaneDeltas,
+    fx: &mut Effects,
     lane: &LaneKey,
     now: Millis,
     max: usize,
@@ -190,7 +207,8 @@ pub(crate) fn claim(
         .store()?;
     for (seq, state) in seqs {
         mark.execute(params![lease_until, now, seq]).store()?;
-        counts.moved(&lane.flow, &lane.destination, state, IN_FLIGHT);
+        fx.lanes
+            .moved(&lane.flow, &lane.destination, state, IN_FLIGHT);
     }
     Ok(claimed)
 }
@@ -209,16 +227,18 @@ macro_rules! transition {
 
 /// Records outcomes. The attempt row (if any) is always kept and counts in `attempts`; the
 /// state moves (and `round_attempts` grows) only if the delivery is in flight. Outcomes for
-/// unknown deliveries (e.g. purged meanwhile) are ignored.
+/// unknown deliveries (e.g. purged meanwhile) are ignored. A delivered outcome is a data
+/// movement whatever the state: it gets its `delivered` audit entry and counts in the
+/// observed data map.
 pub(crate) fn complete(
     conn: &Connection,
-    counts: &mut LaneDeltas,
+    fx: &mut Effects,
     outcomes: &[DeliveryOutcome],
     now: Millis,
 ) -> StoreResult<()> {
     let mut current = conn
         .prepare_cached(
-            "SELECT seq, state, attempts, flow, destination, order_key FROM deliveries
+            "SELECT seq, state, attempts, flow, destination, order_key, event_id FROM deliveries
              WHERE id = ?1",
         )
         .store()?;
@@ -248,14 +268,27 @@ pub(crate) fn complete(
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
                     r.get::<_, Option<String>>(5)?,
+                    EventId(uuid_at(r, 6)?),
                 ))
             })
             .optional()
             .store()?;
-        let Some((seq, state, attempts, flow, destination, order_key)) = row else {
+        let Some((seq, state, attempts, flow, destination, order_key, event)) = row else {
             tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
             continue;
         };
+        if o.next == Next::Delivered {
+            datamap::observe(conn, &flow, &destination, &o.audit, now)?;
+            fx.audit.push(AuditEntry::Delivered {
+                at: now,
+                delivery: o.id,
+                event,
+                flow: flow.clone(),
+                destination: destination.clone(),
+                destination_system: o.audit.destination_system.clone(),
+                categories_sent: o.audit.categories_sent.clone(),
+            });
+        }
         if let Some(a) = &o.attempt {
             insert_attempt
                 .execute(params![
@@ -298,7 +331,7 @@ pub(crate) fn complete(
                 transition.execute(args).store()?;
             }
         }
-        counts.moved(&flow, &destination, IN_FLIGHT, next_state);
+        fx.lanes.moved(&flow, &destination, IN_FLIGHT, next_state);
     }
     Ok(())
 }
@@ -314,10 +347,10 @@ fn attempt_error(a: &Attempt) -> Option<String> {
 /// Puts every in-flight delivery back to pending, due at `now`.
 pub(crate) fn release_all_claims(
     conn: &Connection,
-    counts: &mut LaneDeltas,
+    fx: &mut Effects,
     now: Millis,
 ) -> StoreResult<u64> {
-    count_by_lane(conn, counts, "WHERE d.state = 1", Vec::new(), PENDING)?;
+    count_by_lane(conn, fx, "WHERE d.state = 1", Vec::new(), PENDING)?;
     let n = conn
         .prepare_cached(
             "UPDATE deliveries SET state = ?1, next_attempt_at = ?2, updated_at = ?2 WHERE state = ?3",
@@ -333,7 +366,7 @@ pub(crate) fn release_all_claims(
 /// reordered): a replayed delivery holds back the later waiting deliveries of its key again.
 pub(crate) fn replay(
     conn: &Connection,
-    counts: &mut LaneDeltas,
+    fx: &mut Effects,
     filter: &DeliveryFilter,
     now: Millis,
     by: &str,
@@ -341,7 +374,7 @@ pub(crate) fn replay(
     let rejoining = rejoining_keys(conn, filter)?;
     let mut f = FilterSql::new(filter);
     f.conditions.push("d.state IN (2, 3, 4)");
-    count_by_lane(conn, counts, &f.where_clause(), f.params.clone(), PENDING)?;
+    count_by_lane(conn, fx, &f.where_clause(), f.params.clone(), PENDING)?;
     // The history entry of each replayed delivery, from its row before the update.
     let record = format!(
         "INSERT INTO delivery_replays (delivery_id, seq, at, requested_by, from_state,
@@ -371,6 +404,12 @@ pub(crate) fn replay(
         .execute(params_from_iter(params))
         .store()?;
     order::reorder(conn, &rejoining)?;
+    fx.audit.push(AuditEntry::Replayed {
+        at: now,
+        by: by.to_owned(),
+        filter: filter.clone(),
+        count: n as u64,
+    });
     Ok(n as u64)
 }
 
@@ -397,7 +436,7 @@ fn rejoining_keys(conn: &Connection, filter: &DeliveryFilter) -> StoreResult<Vec
 /// Record that every delivery matching `where_clause` moves to `to`, by lane and current state.
 fn count_by_lane(
     conn: &Connection,
-    counts: &mut LaneDeltas,
+    fx: &mut Effects,
     where_clause: &str,
     params: Vec<rusqlite::types::Value>,
     to: i64,
@@ -412,8 +451,8 @@ fn count_by_lane(
         let (flow, destination): (String, String) = (r.get(0).store()?, r.get(1).store()?);
         let (state, n): (i64, i64) = (r.get(2).store()?, r.get(3).store()?);
         if state != to {
-            counts.add(&flow, &destination, state, -n);
-            counts.add(&flow, &destination, to, n);
+            fx.lanes.add(&flow, &destination, state, -n);
+            fx.lanes.add(&flow, &destination, to, n);
         }
     }
     Ok(())

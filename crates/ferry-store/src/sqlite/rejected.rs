@@ -99,20 +99,20 @@ pub(crate) fn get(conn: &Connection, id: RejectedId) -> StoreResult<Option<Rejec
         .store()
 }
 
-/// Refuses a replay of a record that is missing or replayed already.
-pub(crate) fn check_replayable(conn: &Connection, id: RejectedId) -> StoreResult<()> {
-    let replayed: Option<Option<Millis>> = conn
-        .prepare_cached("SELECT replayed_at FROM rejected WHERE id = ?1")
+/// Refuses a replay of a record that is missing or replayed already; else its flow.
+pub(crate) fn check_replayable(conn: &Connection, id: RejectedId) -> StoreResult<String> {
+    let replayed: Option<(Option<Millis>, String)> = conn
+        .prepare_cached("SELECT replayed_at, flow FROM rejected WHERE id = ?1")
         .store()?
-        .query_row([id.0.as_bytes()], |r| r.get(0))
+        .query_row([id.0.as_bytes()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .store()?;
     match replayed {
         None => Err(StoreError::Invalid(format!("no rejected record {id}"))),
-        Some(Some(_)) => Err(StoreError::Invalid(format!(
+        Some((Some(_), _)) => Err(StoreError::Invalid(format!(
             "rejected record {id} was replayed already"
         ))),
-        Some(None) => Ok(()),
+        Some((None, flow)) => Ok(flow),
     }
 }
 

@@ -256,8 +256,62 @@ CREATE UNIQUE INDEX data_keys_subject ON data_keys (subject_ref) WHERE shredded_
 CREATE INDEX data_keys_kek ON data_keys (kek_id, id) WHERE shredded_at IS NULL;
 "#;
 
+/// Version 8: the audit trail, retention by system and category, the observed data map.
+///
+/// - `audit_log`: the hash-chained audit trail (see `crate::audit`), one row per kind of
+///   entry per commit, `seq` from 1 without gaps. Written by the writer in the transaction
+///   of the changes it records; the triggers refuse any `UPDATE` or `DELETE`, so only
+///   someone who drops them first can change it, and `ferry audit verify` then names the
+///   first record changed.
+/// - `events.categories`: the data categories present in the event (a JSON array; NULL for
+///   none), as ingress found them.
+/// - `event_retention`: what retention goes by, one row per event and tag: `s:<source
+///   system>` and `c:<category>` for each category it carries. Keyed by tag then receive
+///   time, so the events of a tag older than a cut-off are one range; the purge looks up a
+///   purged event's own tags through `events.categories`. Existing events get their system
+///   tag here.
+/// - `datamap_observed`: per (category, flow, destination, system, protection), deliveries
+///   delivered and when the last was; updated in the transaction of the outcome, beside its
+///   `delivered` audit entry.
+pub(crate) const V8: &str = r#"
+CREATE TABLE audit_log (
+    seq       INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    kind      TEXT    NOT NULL,
+    entries   TEXT    NOT NULL,
+    prev_hash BLOB    NOT NULL,
+    hash      BLOB    NOT NULL
+);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+ALTER TABLE events ADD COLUMN categories TEXT;
+
+CREATE TABLE event_retention (
+    tag         TEXT    NOT NULL,
+    received_at INTEGER NOT NULL,
+    event_id    BLOB    NOT NULL CHECK (length(event_id) = 16),
+    PRIMARY KEY (tag, received_at, event_id)
+) WITHOUT ROWID;
+INSERT INTO event_retention (tag, received_at, event_id)
+    SELECT 's:' || source, received_at, id FROM events;
+
+CREATE TABLE datamap_observed (
+    category          TEXT    NOT NULL,
+    flow              TEXT    NOT NULL,
+    destination       TEXT    NOT NULL,
+    system            TEXT    NOT NULL,
+    how               TEXT    NOT NULL,
+    delivered         INTEGER NOT NULL,
+    last_delivered_at INTEGER NOT NULL,
+    PRIMARY KEY (category, flow, destination, system, how)
+) WITHOUT ROWID;
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this code writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

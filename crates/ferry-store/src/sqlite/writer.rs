@@ -11,6 +11,10 @@
 //!
 //! Each batch's [`Verdict`] feeds the store's readiness ([`Health`]) and the disk-full
 //! handling ([`Space`]), which runs between batches.
+//!
+//! Just before `COMMIT`, the batch applies what its commands left ([`Effects`]): the lane
+//! count changes, and the audit entries, written as records chained after the head the
+//! writer keeps (see `audit`), so every change commits with its audit record or not at all.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::audit::{self, ChainHead};
 use super::codec::map_err;
-use super::counts::LaneDeltas;
+use super::effects::Effects;
 use super::health::{Health, Verdict};
 use super::space::Space;
 use crate::{StoreError, StoreResult};
@@ -31,7 +36,7 @@ pub(crate) trait Command: Send {
     /// Runs inside the open batch transaction and keeps the result; with `isolated`, inside
     /// its own savepoint, so a failure undoes only this command. Returns whether it succeeded.
     /// May run twice (see [`run_batch`]), so the work must not consume its input.
-    fn run(&mut self, conn: &Connection, isolated: bool, deltas: &mut LaneDeltas) -> bool;
+    fn run(&mut self, conn: &Connection, isolated: bool, effects: &mut Effects) -> bool;
     /// The reason the kept result failed for lack of space or an I/O error, if it did.
     fn fault(&self) -> Option<String>;
     /// Sends the kept result if the batch committed, else the batch error.
@@ -49,7 +54,7 @@ pub(crate) struct Job<T, F> {
 impl<T, F> Job<T, F>
 where
     T: Send + 'static,
-    F: Fn(&Connection, &mut LaneDeltas) -> StoreResult<T> + Send + 'static,
+    F: Fn(&Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
 {
     /// A command and the receiver of its answer.
     pub(crate) fn boxed(
@@ -70,15 +75,16 @@ where
 impl<T, F> Command for Job<T, F>
 where
     T: Send + 'static,
-    F: Fn(&Connection, &mut LaneDeltas) -> StoreResult<T> + Send + 'static,
+    F: Fn(&Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
 {
     fn cost(&self) -> usize {
         self.cost
     }
 
-    fn run(&mut self, conn: &Connection, isolated: bool, deltas: &mut LaneDeltas) -> bool {
-        // A command's count changes join the batch only if the command succeeded.
-        let mut own = LaneDeltas::default();
+    fn run(&mut self, conn: &Connection, isolated: bool, effects: &mut Effects) -> bool {
+        // A command's count changes and audit entries join the batch only if the command
+        // succeeded.
+        let mut own = Effects::default();
         let result = if isolated {
             in_savepoint(conn, |c| (self.work)(c, &mut own))
         } else {
@@ -86,7 +92,7 @@ where
         };
         let ok = result.is_ok();
         if ok {
-            deltas.merge(own);
+            effects.merge(own);
         }
         self.result = Some(result);
         ok
@@ -168,6 +174,8 @@ pub(crate) struct WriterParts {
     pub health: Arc<Health>,
     pub space: Space,
     pub bounds: Bounds,
+    /// The audit chain's head as stored when the store opened.
+    pub head: ChainHead,
 }
 
 /// The writer loop: runs until every sender is gone and the queue is drained.
@@ -177,6 +185,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
         health,
         mut space,
         bounds,
+        mut head,
     } = parts;
     let max_commands = bounds.max_commands.max(1);
     let mut batch: Vec<Box<dyn Command>> = Vec::with_capacity(max_commands.min(4096));
@@ -193,7 +202,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
             }
         }
         space.before_batch(&conn, &health);
-        let verdict = run_batch(&conn, &mut batch, &stats, &health);
+        let verdict = run_batch(&conn, &mut batch, &stats, &health, &mut head);
         space.after_batch(&conn, &health, &verdict);
     }
     if let Err(e) = conn.execute_batch("PRAGMA optimize") {
@@ -217,14 +226,15 @@ fn run_batch(
     batch: &mut Vec<Box<dyn Command>>,
     stats: &Stats,
     health: &Health,
+    head: &mut ChainHead,
 ) -> Verdict {
     let n = batch.len() as u64;
     // Rows changed by the attempt whose outcome stands (not by a rolled-back first try).
     let mut changes = conn.total_changes();
-    let mut outcome = run_transaction(conn, batch, false, health);
+    let mut outcome = run_transaction(conn, batch, false, health, head);
     if matches!(outcome, Ok(false)) && batch.len() > 1 {
         changes = conn.total_changes();
-        outcome = run_transaction(conn, batch, true, health);
+        outcome = run_transaction(conn, batch, true, health, head);
     }
     let verdict = verdict(&outcome, conn.total_changes() > changes, batch);
     health.record(&verdict);
@@ -235,7 +245,14 @@ fn run_batch(
         }
         // A lone command failed and was rolled back; it answers with its own error.
         Ok(false) => {}
-        Err(e) => tracing::error!(error = %e, commands = n, "store: batch failed to commit"),
+        Err(e) => {
+            tracing::error!(error = %e, commands = n, "store: batch failed to commit");
+            // Should the chain head in memory be what made it fail (the table was written
+            // by something else meanwhile), the next batch starts from the stored one.
+            if let Ok(stored) = audit::load_head(conn) {
+                *head = stored;
+            }
+        }
     }
     let outcome = outcome.map(|_| ());
     for cmd in batch.drain(..) {
@@ -260,19 +277,21 @@ fn verdict(outcome: &StoreResult<bool>, changed: bool, batch: &[Box<dyn Command>
     }
 }
 
-/// One attempt at the batch. `Ok(true)`: committed. `Ok(false)`: a command failed outside a
-/// savepoint, so everything was rolled back (its error is kept in the command). `Err`: the
-/// transaction could not begin or commit, or SQLite abandoned it; nothing was applied.
+/// One attempt at the batch. `Ok(true)`: committed, and `head` moved past the batch's audit
+/// records. `Ok(false)`: a command failed outside a savepoint, so everything was rolled
+/// back (its error is kept in the command). `Err`: the transaction could not begin or
+/// commit, or SQLite abandoned it; nothing was applied.
 fn run_transaction(
     conn: &Connection,
     batch: &mut [Box<dyn Command>],
     isolated: bool,
     health: &Health,
+    head: &mut ChainHead,
 ) -> StoreResult<bool> {
     exec(conn, "BEGIN IMMEDIATE")?;
-    let mut deltas = LaneDeltas::default();
+    let mut effects = Effects::default();
     for cmd in batch.iter_mut() {
-        let ok = cmd.run(conn, isolated, &mut deltas);
+        let ok = cmd.run(conn, isolated, &mut effects);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full, ...).
             return Err(match cmd.fault() {
@@ -287,10 +306,17 @@ fn run_transaction(
             return Ok(false);
         }
     }
-    if let Err(e) = deltas.flush(conn) {
+    if let Err(e) = effects.lanes.flush(conn) {
         rollback(conn);
         return Err(e);
     }
+    let new_head = match audit::write(conn, head, &effects.audit) {
+        Ok(h) => h,
+        Err(e) => {
+            rollback(conn);
+            return Err(e);
+        }
+    };
     if let Some(reason) = health.injected() {
         rollback(conn);
         return Err(StoreError::Unavailable(reason));
@@ -299,6 +325,7 @@ fn run_transaction(
         rollback(conn);
         return Err(e);
     }
+    *head = new_head;
     Ok(true)
 }
 

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ferry_delivery::{ControlError, DeliveryEngine};
 use ferry_store::{LaneCounts, LaneKey, Store, StoredEvent};
 
-use super::auth::{TokenGate, require_token};
+use super::auth::{AdminCaller, TokenGate, require_token};
 use super::dto::*;
 use super::filters::{
     bad_request, event_filter, list_filter, page_size, parse_delivery_id, parse_event_id,
@@ -39,6 +39,8 @@ pub struct AdminState {
     /// Encryption at rest, when `settings.protection.keys` is set: stored fields are
     /// decrypted for display, and `keys` and `erase` work on its data keys.
     pub at_rest: Option<Arc<crate::at_rest::AtRest>>,
+    /// The retention rules of the running config and the last purge.
+    pub retention: Arc<crate::retention::RetentionView>,
 }
 
 /// The admin routes, all behind the bearer token.
@@ -64,6 +66,11 @@ pub fn router(state: AdminState, gate: TokenGate) -> Router {
         .route("/admin/v1/keys", get(super::keys::status))
         .route("/admin/v1/keys/rotate", post(super::keys::rotate))
         .route("/admin/v1/erase", post(super::keys::erase))
+        .route(
+            "/admin/v1/datamap/observed",
+            get(super::governance::observed),
+        )
+        .route("/admin/v1/retention", get(super::governance::retention))
         .layer(axum::middleware::from_fn_with_state(gate, require_token))
         .with_state(state)
 }
@@ -137,6 +144,7 @@ fn empty_counts(lane: LaneKey) -> LaneCounts {
 
 async fn pause(
     State(st): State<AdminState>,
+    Extension(caller): Extension<AdminCaller>,
     Path((flow, destination)): Path<(String, String)>,
     body: Option<Json<PauseRequest>>,
 ) -> ApiResult<LaneControlResponse> {
@@ -145,6 +153,14 @@ async fn pause(
         .and_then(|Json(b)| b.reason)
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| "paused by an operator".to_string());
+    audit_lane_action(
+        &st,
+        &caller,
+        "pause",
+        &lane,
+        Some(serde_json::json!({ "reason": reason })),
+    )
+    .await?;
     let changed = st
         .engine
         .pause(&lane, &reason)
@@ -156,12 +172,33 @@ async fn pause(
 
 async fn resume(
     State(st): State<AdminState>,
+    Extension(caller): Extension<AdminCaller>,
     Path((flow, destination)): Path<(String, String)>,
 ) -> ApiResult<LaneControlResponse> {
     let lane = LaneKey { flow, destination };
+    audit_lane_action(&st, &caller, "resume", &lane, None).await?;
     let changed = st.engine.resume(&lane).await.map_err(control_error)?;
     tracing::info!(flow = %lane.flow, destination = %lane.destination, changed, "resume requested through the admin API");
     lane_control(&st, lane, changed).await
+}
+
+/// Record a pause or resume of `lane` before it is done; an unknown lane is refused first
+/// (nothing to record).
+async fn audit_lane_action(
+    st: &AdminState,
+    caller: &AdminCaller,
+    action: &str,
+    lane: &LaneKey,
+    detail: Option<serde_json::Value>,
+) -> Result<(), Problem> {
+    if !st.engine.status().iter().any(|(l, _)| l == lane) {
+        return Err(control_error(ControlError::UnknownLane {
+            flow: lane.flow.clone(),
+            destination: lane.destination.clone(),
+        }));
+    }
+    let target = format!("{}/{}", lane.flow, lane.destination);
+    super::governance::record_action(st, caller, action, Some(target), detail).await
 }
 
 async fn lane_control(
@@ -314,11 +351,13 @@ async fn event_view(st: &AdminState, ev: StoredEvent) -> EventView {
 
 async fn replay(
     State(st): State<AdminState>,
+    Extension(caller): Extension<AdminCaller>,
     body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<ReplayResponse> {
     let Json(r) = body.map_err(|e| bad_request(e.body_text()))?;
     let f = replay_filter(&r)?;
-    let by = replay_origin(&r);
+    // The store records the replay in the audit trail, with who asked.
+    let by = format!("{} [{}]", replay_origin(&r), caller.0);
     let replayed = st
         .store
         .replay(&f, now_ms(), &by)

@@ -38,6 +38,8 @@ struct GateInner {
     token: Option<SecretString>,
     /// Whether a missing configured token means "refuse everything" (admin) or "open".
     required: bool,
+    /// Who a request that passes is, as the audit trail names it ([`token_id`]).
+    caller: AdminCaller,
     failures: Mutex<HashMap<IpAddr, Failures>>,
 }
 
@@ -62,11 +64,16 @@ impl TokenGate {
     fn new(what: &'static str, token: Option<SecretString>, required: bool) -> Self {
         // An empty configured token is no token (fail closed); validation refuses it anyway.
         let token = token.filter(|t| !t.expose_secret().trim().is_empty());
+        let caller = AdminCaller(match &token {
+            Some(t) => token_id(what, t.expose_secret()),
+            None => format!("{what} (no token)"),
+        });
         Self {
             inner: Arc::new(GateInner {
                 what,
                 token,
                 required,
+                caller,
                 failures: Mutex::new(HashMap::new()),
             }),
         }
@@ -183,10 +190,33 @@ fn client_ip(req: &Request) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// Middleware: let the request through only if `gate` accepts it.
-pub async fn require_token(State(gate): State<TokenGate>, req: Request, next: Next) -> Response {
+/// Who made an admin call, as the audit trail names them: the id of the token presented
+/// ([`token_id`]), never the token. Set on every request a gate lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCaller(pub String);
+
+/// A token's id: `<what>-token:` and the first 12 hex digits of the SHA-256 of the token.
+/// It tells tokens apart (a new token after a rotation has another id) and says nothing
+/// about the token: an operator finds it with `printf %s "$TOKEN" | sha256sum | cut -c1-12`.
+pub fn token_id(what: &str, token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{what}-token:{hex}")
+}
+
+/// Middleware: let the request through only if `gate` accepts it, noting who made it
+/// ([`AdminCaller`]).
+pub async fn require_token(
+    State(gate): State<TokenGate>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     match gate.check(req.headers(), client_ip(&req), Instant::now()) {
-        Ok(()) => next.run(req).await,
+        Ok(()) => {
+            req.extensions_mut().insert(gate.inner.caller.clone());
+            next.run(req).await
+        }
         Err(problem) => problem.into_response(),
     }
 }
@@ -206,6 +236,22 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, last))
+    }
+
+    #[test]
+    fn a_token_id_names_the_token_without_revealing_it() {
+        let id = token_id("admin", TOKEN);
+        assert!(id.starts_with("admin-token:") && id.len() == "admin-token:".len() + 12);
+        assert!(!id.contains(TOKEN) && !id.contains(&TOKEN[..8]), "{id}");
+        assert_eq!(id, token_id("admin", TOKEN));
+        assert_ne!(id, token_id("admin", "another-token-0123456789abcdef01"));
+        // `printf %s "$TOKEN" | sha256sum | cut -c1-12`
+        use sha2::{Digest, Sha256};
+        let full: String = Sha256::digest(TOKEN.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(&id["admin-token:".len()..], &full[..12]);
     }
 
     #[test]

@@ -140,6 +140,25 @@ impl AdminClient {
             .await
     }
 
+    /// The retention report.
+    pub async fn retention(&self) -> Result<crate::retention::RetentionReport> {
+        self.send(self.http.get(self.url("/admin/v1/retention")?))
+            .await
+    }
+
+    /// The observed data map: what was delivered where.
+    pub async fn observed(
+        &self,
+        q: &super::governance::ObservedQuery,
+    ) -> Result<super::governance::ObservedResponse> {
+        self.send(
+            self.http
+                .get(self.url("/admin/v1/datamap/observed")?)
+                .query(q),
+        )
+        .await
+    }
+
     /// A page of rejected records, newest first.
     pub async fn rejected(
         &self,

@@ -9,9 +9,10 @@ pub mod client;
 pub mod datamap;
 pub mod dto;
 mod filters;
+pub mod governance;
 pub mod keys;
 pub mod rejected;
 pub mod systems;
 
 pub use api::{AdminState, router};
-pub use auth::{TokenGate, require_token};
+pub use auth::{AdminCaller, TokenGate, require_token, token_id};

@@ -5,7 +5,7 @@
 //! still refused → `422` with the reason.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use ferry_store::{RejectedId, RejectedRecord, StoreError};
 use serde::{Deserialize, Serialize};
@@ -152,6 +152,7 @@ pub async fn show(
 /// `POST /admin/v1/rejected/{id}/replay`.
 pub async fn replay(
     State(st): State<AdminState>,
+    Extension(caller): Extension<super::AdminCaller>,
     Path(id): Path<String>,
 ) -> Result<Json<RejectedReplay>, Problem> {
     let id = parse_id(&id)?;
@@ -199,7 +200,9 @@ pub async fn replay(
             ));
         }
     };
-    let outcomes = match st.store.replay_rejected(id, events, now_ms()).await {
+    // The store records the replay in the audit trail, with who asked.
+    let by = format!("admin API [{}]", caller.0);
+    let outcomes = match st.store.replay_rejected(id, events, now_ms(), &by).await {
         Ok(outcomes) => outcomes,
         // Replayed meanwhile by another call.
         Err(StoreError::Invalid(_)) => return Err(already_replayed(id)),

@@ -1,11 +1,13 @@
 //! The `ferry` command line.
 
 mod admin_cmds;
+mod audit_cmds;
 mod browse;
 mod datamap;
 mod keys_cmds;
 mod lane_cmds;
 mod rejected_cmds;
+mod retention_cmds;
 mod serve;
 mod show;
 mod test_cmd;
@@ -105,6 +107,15 @@ pub enum Command {
     #[command(after_help = "Examples:
   ferry erase --subject ada@example.com --config ./ferry")]
     Erase(keys_cmds::EraseArgs),
+    /// Check and export the audit trail: every event accepted and delivered, every replay,
+    /// purge, erasure and admin action, in a hash chain. Reads the data dir directly, so it
+    /// works while the hub runs.
+    #[command(subcommand)]
+    Audit(audit_cmds::AuditCommand),
+    /// Retention: what Ferry keeps of each system's events and for how long, and where a
+    /// destination keeps data longer than its source.
+    #[command(subcommand)]
+    Retention(retention_cmds::RetentionCommand),
     /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
     /// on loopback, with a live view of what happens.
     #[command(after_help = "Examples:\n  ferry demo\n  ferry demo --duration 60s --rate 200")]
@@ -142,6 +153,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Datamap(a) => datamap::run(a).await,
         Command::Keys(c) => keys_cmds::keys(c).await,
         Command::Erase(a) => keys_cmds::erase(a).await,
+        Command::Audit(c) => audit_cmds::run(c).await,
+        Command::Retention(c) => retention_cmds::run(c).await,
         Command::Demo(a) => crate::demo::run(a).await,
     };
     match result {

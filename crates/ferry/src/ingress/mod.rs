@@ -1,6 +1,7 @@
 //! Ingress: `POST /ingest/{path}` — authenticate, check, dedupe, and commit the event with its
 //! deliveries before answering. A 2xx is sent only after the commit (fsync) returned.
 
+pub mod accept_audit;
 pub mod cloudevents;
 pub mod counters;
 pub mod dedupe;

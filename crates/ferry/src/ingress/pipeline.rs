@@ -27,6 +27,7 @@ use serde_json::Value;
 
 use ferry_schema::SchemaRegistry;
 
+use super::accept_audit::AcceptAudit;
 use super::dedupe::DedupeRule;
 use super::inspect::{Inspected, inspect_route};
 use super::steps::{IngressSteps, Piece, Stepped};
@@ -57,6 +58,8 @@ pub struct FlowSteps<'a> {
     pub dedupe: Option<&'a DedupeRule>,
     /// Encryption at rest, when `settings.protection.keys` is set.
     pub at_rest: Option<&'a Arc<AtRest>>,
+    /// What the audit trail records about each accepted event.
+    pub audit: &'a AcceptAudit,
 }
 
 impl IngressRoute {
@@ -71,6 +74,7 @@ impl IngressRoute {
             steps: &self.steps,
             dedupe: self.dedupe.as_ref(),
             at_rest: self.at_rest.as_ref(),
+            audit: &self.audit,
         }
     }
 }
@@ -258,6 +262,7 @@ pub fn process_flow(
                 classes: classes.clone(),
             });
         }
+        let audit = audit_record(route, event_type.as_deref(), &piece, value.as_ref(), &bytes);
         events.push(NewEvent {
             id: EventId::new(),
             flow: route.flow.to_owned(),
@@ -282,6 +287,7 @@ pub fn process_flow(
                 })
                 .collect(),
             dedupe_window,
+            audit,
         });
     }
     Ok(Processed::Events {
@@ -368,6 +374,19 @@ impl Pending {
     pub fn offline(self) -> Option<Vec<NewEvent>> {
         self.at_rest.is_none().then_some(self.events)
     }
+}
+
+/// The audit record of one event the flow makes (a split element, or the whole payload):
+/// its categories and subject, read from what is stored.
+fn audit_record(
+    flow: &FlowSteps<'_>,
+    event_type: Option<&str>,
+    piece: &Piece,
+    value: Option<&Value>,
+    stored: &[u8],
+) -> ferry_store::EventAudit {
+    let value = piece.value.as_ref().or(value);
+    flow.audit.record(flow.flow, event_type, value, stored)
 }
 
 /// The ordering key of each lane (in route order): the value at the lane's `ordering.key`

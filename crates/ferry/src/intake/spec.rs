@@ -127,6 +127,7 @@ impl QueueSpec {
             steps: &self.steps.steps,
             dedupe: self.steps.dedupe.as_ref(),
             at_rest: self.steps.at_rest.as_ref(),
+            audit: &self.steps.audit,
         }
     }
 }

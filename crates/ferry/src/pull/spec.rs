@@ -32,6 +32,8 @@ pub struct PullSteps {
     pub dedupe: Option<DedupeRule>,
     /// Encryption at rest, when `settings.protection.keys` is set.
     pub at_rest: Option<Arc<crate::at_rest::AtRest>>,
+    /// What the audit trail records about each accepted event.
+    pub audit: crate::ingress::accept_audit::AcceptAudit,
 }
 
 /// One pull flow, ready to run.
@@ -164,6 +166,7 @@ impl PullSpec {
             steps: &self.steps.steps,
             dedupe: self.steps.dedupe.as_ref(),
             at_rest: self.steps.at_rest.as_ref(),
+            audit: &self.steps.audit,
         }
     }
 }

@@ -577,6 +577,38 @@ pub async fn poison_is_rejected_and_replayed(broker: Broker) {
             .starts_with("fev_"),
         "{shown}"
     );
+    // The audit trail: every message stored is accepted (the replayed one too), and the
+    // replay names the rejected record, its event and the admin token's id.
+    let mut accepted = 0;
+    let mut replays = Vec::new();
+    for r in hub.store().audit_records(None, 1000).await.unwrap() {
+        for e in r.parse_entries().unwrap() {
+            match e {
+                ferry_store::AuditEntry::Accepted { flow, .. } if flow == "q-poison" => {
+                    accepted += 1
+                }
+                ferry_store::AuditEntry::RejectedReplayed {
+                    by,
+                    rejected,
+                    events,
+                    ..
+                } => replays.push((by, rejected.to_string(), events)),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(accepted, 3, "p-0, p-1 and the replayed p-no-amount");
+    assert_eq!(replays.len(), 1, "{replays:?}");
+    let (by, rejected_id, events) = &replays[0];
+    assert!(
+        by.contains(&ferry::admin::token_id("admin", ADMIN_TOKEN)),
+        "{by}"
+    );
+    assert_eq!(rejected_id, rejected[0]["id"].as_str().unwrap());
+    assert_eq!(
+        events.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [shown["replayed_event"].as_str().unwrap()]
+    );
     hub.shutdown().await.unwrap();
 }
 
