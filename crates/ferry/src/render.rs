@@ -568,22 +568,15 @@ impl Render for DestinationRender {
             Some(decrypted) => Cow::Owned(decrypted),
             None => Cow::Borrowed(delivery),
         };
-        let delivery = delivery.as_ref();
-        if self.enrich_plan().is_none() {
-            return self.render_now(delivery);
+        if let Cow::Owned(decrypted) = &delivery {
+            // A failure's message is stored with the attempt and may quote the decrypted
+            // values (a VRL error, a contract violation): only its class is kept.
+            return self
+                .render_opened(decrypted)
+                .await
+                .map_err(withhold_details);
         }
-        let Some(enricher) = &self.enricher else {
-            return Err(RenderError::permanent(
-                ENRICH_FAILED,
-                "this destination's `enrich` has no lookup client (the hub did not set it up)",
-            ));
-        };
-        let prepared = self.prepare(delivery)?;
-        let mut event = stored_event(&prepared.payload)?;
-        enricher.enrich(delivery, &mut event).await?;
-        let mut rendered = self.render_value(delivery, &event)?;
-        rendered.categories_sent = prepared.categories_sent;
-        Ok(rendered)
+        self.render_opened(delivery.as_ref()).await
     }
 
     fn time_budget(&self) -> Duration {
@@ -608,6 +601,38 @@ impl Render for DestinationRender {
                 SealedExcerpt::Drop
             }
         }
+    }
+}
+
+impl DestinationRender {
+    /// [`Render::render`] after the decryption: the policy, `enrich`, then the rest.
+    async fn render_opened(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
+        if self.enrich_plan().is_none() {
+            return self.render_now(delivery);
+        }
+        let Some(enricher) = &self.enricher else {
+            return Err(RenderError::permanent(
+                ENRICH_FAILED,
+                "this destination's `enrich` has no lookup client (the hub did not set it up)",
+            ));
+        };
+        let prepared = self.prepare(delivery)?;
+        let mut event = stored_event(&prepared.payload)?;
+        enricher.enrich(delivery, &mut event).await?;
+        let mut rendered = self.render_value(delivery, &event)?;
+        rendered.categories_sent = prepared.categories_sent;
+        Ok(rendered)
+    }
+}
+
+/// A rendering failure of a decrypted event, its message reduced to its class.
+fn withhold_details(e: RenderError) -> RenderError {
+    RenderError {
+        message: format!(
+            "{} (details withheld: the event's classified fields are encrypted at rest)",
+            e.class
+        ),
+        ..e
     }
 }
 

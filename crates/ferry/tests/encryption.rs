@@ -624,3 +624,46 @@ async fn queue_events_and_rejected_bodies_are_encrypted() {
     assert!(payload.contains("dave-secret@example.com"), "{shown}");
     hub.shutdown().await.unwrap();
 }
+
+/// A rendering that fails on a decrypted event (here a `map` that cannot convert the email)
+/// dead-letters it, and what the store keeps of the failure quotes no decrypted value.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_rendering_keeps_no_decrypted_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, data) = (dir.path().join("cfg"), dir.path().join("data"));
+    let rx = TestReceiver::start().await;
+    write_encrypted_config(&cfg, &rx.url("/in"), &["k1"]);
+    let flow = cfg.join("flows/orders.yaml");
+    let yaml = std::fs::read_to_string(&flow).unwrap();
+    std::fs::write(
+        &flow,
+        yaml.replace(
+            "        system: dst\n",
+            "        system: dst\n        map: |\n          .n = to_int!(.customer.email)\n",
+        ),
+    )
+    .unwrap();
+    let hub = start_hub(&cfg, &data).await;
+    assert_eq!(post(hub.addr(), 0, "erin@example.com").await, 202);
+    let dead = wait_for_dead(hub.addr()).await;
+    let error = dead["last_error"].as_str().unwrap();
+    assert!(error.contains("map_failed"), "{error}");
+    assert!(error.contains("details withheld"), "{error}");
+    for (path, bytes) in store_bytes(&data) {
+        assert!(!contains(&bytes, b"erin@example.com"), "in {}", path.display());
+    }
+    assert_eq!(rx.count(), 0);
+    hub.shutdown().await.unwrap();
+}
+
+async fn wait_for_dead(hub: SocketAddr) -> Value {
+    let mut found = None;
+    for _ in 0..300 {
+        if let Some(d) = deliveries(hub, "state=dead").await.into_iter().next() {
+            found = Some(d);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    found.expect("a dead delivery within 30 s")
+}
