@@ -1,7 +1,7 @@
 //! The `encrypt` protection action: a classified value leaves Ferry encrypted under the
 //! destination system's own key, so only that system can read it.
 //!
-//! Format (docs/governance-policy.md, "The encrypt envelope"): the field's value becomes the
+//! Format (docs/governance.md, "The encrypt envelope"): the field's value becomes the
 //! string `ferry-enc:v1:<base64(nonce || ciphertext)>`: standard base64 with padding, a
 //! random 96-bit nonce, then AES-256-GCM's ciphertext with its 16-byte tag, over the
 //! value's JSON text (a string keeps its quotes: `"ada@example.com"`), with the destination
