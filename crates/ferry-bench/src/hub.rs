@@ -184,7 +184,10 @@ pub fn config_yaml(
     }
     let (protection, steps) = match tuning.protect {
         Protect::Off => ("", ""),
-        Protect::Classified => ("", "    steps:\n      - validate: { schema: bench-event }\n"),
+        Protect::Classified => (
+            "",
+            "    steps:\n      - validate: { schema: bench-event }\n",
+        ),
         Protect::Encrypted | Protect::EncryptedNewSubjects => (
             "  protection:\n    hash_key: { file: hash-key }\n    keys:\n      - { id: bench-kek, key: { file: kek } }\n",
             "    steps:\n      - validate: { schema: bench-event }\n",
@@ -260,8 +263,14 @@ pub fn write_config(
     if tuning.protect != Protect::Off {
         std::fs::write(dir.join("bench-event.json"), bench_schema(tuning.protect))?;
         // Fixed bench keys: the data dir is thrown away after the run.
-        std::fs::write(dir.join("hash-key"), "ferry-bench-hash-key-4c1d8e2f9a7b3065e1d2\n")?;
-        std::fs::write(dir.join("kek"), "ZmVycnktYmVuY2gta2V5LWVuY3J5cHRpb24ta2V5ISE=\n")?;
+        std::fs::write(
+            dir.join("hash-key"),
+            "ferry-bench-hash-key-4c1d8e2f9a7b3065e1d2\n",
+        )?;
+        std::fs::write(
+            dir.join("kek"),
+            "ZmVycnktYmVuY2gta2V5LWVuY3J5cHRpb24ta2V5ISE=\n",
+        )?;
     }
     std::fs::write(dir.join("admin-token"), format!("{ADMIN_TOKEN}\n"))?;
     std::fs::write(dir.join("source-secret"), format!("{SOURCE_SECRET}\n"))
@@ -580,7 +589,14 @@ mod tests {
             protect: Protect::Encrypted,
             ..Tuning::PLAIN
         };
-        for tuning in [Tuning::PLAIN, Tuning::CHAOS, off, classified, shared, encrypted] {
+        for tuning in [
+            Tuning::PLAIN,
+            Tuning::CHAOS,
+            off,
+            classified,
+            shared,
+            encrypted,
+        ] {
             let dir = tempfile::tempdir().unwrap();
             write_config(
                 dir.path(),
