@@ -650,7 +650,11 @@ async fn a_failed_rendering_keeps_no_decrypted_value() {
     assert!(error.contains("map_failed"), "{error}");
     assert!(error.contains("details withheld"), "{error}");
     for (path, bytes) in store_bytes(&data) {
-        assert!(!contains(&bytes, b"erin@example.com"), "in {}", path.display());
+        assert!(
+            !contains(&bytes, b"erin@example.com"),
+            "in {}",
+            path.display()
+        );
     }
     assert_eq!(rx.count(), 0);
     hub.shutdown().await.unwrap();

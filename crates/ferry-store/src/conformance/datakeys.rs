@@ -189,7 +189,10 @@ pub async fn data_keys_shred_one_subject(store: Arc<dyn Store>) {
     assert_eq!(gone.shredded_at, Some(T0 + 10));
     assert_eq!(gone.subject_ref, a);
     assert_eq!(
-        store.data_keys_of(&[a.clone()]).await.expect("read"),
+        store
+            .data_keys_of(std::slice::from_ref(&a))
+            .await
+            .expect("read"),
         vec![]
     );
     assert_eq!(store.data_key(kb.id).await.expect("read"), Some(kb.clone()));
