@@ -306,6 +306,19 @@ async fn erasing_a_subject_nulls_its_fields_and_leaves_others_readable() {
     let (_, again) = cli(hub, &["erase", "--subject", "ada@example.com"]);
     assert!(again.contains("no data key held"), "{again}");
 
+    // The erasure is in the audit trail, by the subject's reference, never its identifier.
+    let export = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["audit", "export", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let export = String::from_utf8_lossy(&export.stdout);
+    let shredded: Vec<&str> = export
+        .lines()
+        .filter(|l| l.contains("\"shredded\""))
+        .collect();
+    assert_eq!(shredded.len(), 2, "one record per erase call: {export}");
+    assert!(!export.contains("ada@example.com"), "{export}");
+
     // One wrapped key is left; the other's bytes are gone from the database and the WAL.
     let left = wrapped_keys(&data);
     assert_eq!(left.len(), 1);

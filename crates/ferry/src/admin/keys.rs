@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::api::AdminState;
+use super::auth::AdminCaller;
 use super::filters::bad_request;
 use crate::at_rest::{AtRest, keys_by_kek};
 use crate::problem::Problem;
@@ -109,9 +111,14 @@ pub async fn status(State(st): State<AdminState>) -> Result<Json<KeysStatus>, Pr
 }
 
 /// `POST /admin/v1/keys/rotate`.
-pub async fn rotate(State(st): State<AdminState>) -> Result<Json<RotateResponse>, Problem> {
+pub async fn rotate(
+    State(st): State<AdminState>,
+    Extension(caller): Extension<AdminCaller>,
+) -> Result<Json<RotateResponse>, Problem> {
     let a = at_rest(&st)?;
     let keyring = a.keyring();
+    let target = Some(keyring.current_kek().to_owned());
+    super::governance::record_action(&st, &caller, "rotate_keys", target, None).await?;
     let done = keyring.rotate(ROTATE_PAGE).await.map_err(key_error)?;
     let stats = keyring.stats().await.map_err(key_error)?;
     let current = keyring.current_kek().to_owned();
@@ -139,6 +146,7 @@ pub async fn rotate(State(st): State<AdminState>) -> Result<Json<RotateResponse>
 /// `POST /admin/v1/erase`.
 pub async fn erase(
     State(st): State<AdminState>,
+    Extension(caller): Extension<AdminCaller>,
     body: Result<Json<EraseRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<EraseResponse>, Problem> {
     let Json(r) = body.map_err(|e| bad_request(e.body_text()))?;
@@ -151,6 +159,25 @@ pub async fn erase(
     let keyring = a.keyring();
     let subject_ref = keyring.subject_ref(Some(&r.subject));
     let shredded = keyring.erase(&r.subject).await.map_err(key_error)?;
+    // The key is gone: the shredding goes into the audit trail (the reference, never the
+    // identifier). A failure here is reported, as the erasure itself cannot be undone.
+    st.store
+        .audit_admin_action(ferry_store::AuditEntry::Shredded {
+            at: crate::clock::now_ms(),
+            by: caller.0.clone(),
+            subject: subject_ref.clone(),
+            detail: Some(serde_json::json!({ "data_keys_shredded": shredded })),
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "subject erased, but its audit record could not be written");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_unavailable",
+                "Erased, not audited",
+                format!("the subject's data key was destroyed, but the audit record could not be written ({e}); erase again to record it"),
+            )
+        })?;
     metrics::counter!("ferry_protect_subjects_erased_total").increment(u64::from(shredded > 0));
     // The reference only: the identifier itself is personal data.
     tracing::info!(subject_ref = %subject_ref, shredded, "data subject erased through the admin API");
