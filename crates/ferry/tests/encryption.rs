@@ -520,10 +520,7 @@ async fn bad_keys_and_unlisted_keks_refuse_to_start() {
     // A KEK of 16 bytes.
     std::fs::write(cfg.join("kek-k1"), STANDARD.encode([7u8; 16])).unwrap();
     let err = refused(&cfg, &data);
-    assert!(
-        err.contains("settings.protection.keys[0] (id `k1`)"),
-        "{err}"
-    );
+    assert!(err.contains("settings.protection.keys"), "{err}");
     assert!(err.contains("decodes to 16 bytes"), "{err}");
 
     // A KEK from an env var that is not set.
@@ -534,10 +531,7 @@ async fn bad_keys_and_unlisted_keks_refuse_to_start() {
     )
     .unwrap();
     let err = refused(&cfg, &data);
-    assert!(
-        err.contains("settings.protection.keys[0] (id `k1`)"),
-        "{err}"
-    );
+    assert!(err.contains("settings.protection.keys"), "{err}");
     assert!(err.contains("FERRY_TEST_KEK_NOT_SET"), "{err}");
 
     // No hash key.

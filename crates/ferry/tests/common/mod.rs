@@ -155,7 +155,7 @@ pub fn write_config_with(
     std::fs::write(dir.join("source-secret"), SOURCE_SECRET).unwrap();
     std::fs::write(
         dir.join("ferry.yaml"),
-        "settings:\n  listen: 127.0.0.1:0\n  admin:\n    token: { file: admin-token }\n  ingress:\n    max_body_bytes: 4096\n  delivery:\n    shutdown_grace: 2s\n    egress_allow: [127.0.0.0/8]\nsystems:\n  src: { owner: team-a }\n  dst: { owner: team-b }\n",
+        "settings:\n  listen: 127.0.0.1:0\n  admin:\n    token: { file: admin-token }\n  ingress:\n    max_body_bytes: 4096\n  delivery:\n    shutdown_grace: 2s\n    egress_allow: [127.0.0.0/8]\nsystems:\n  src: { owner: team-a }\n  dst: { owner: team-b, policy: { data_use: essential.service, receives: [user, system] } }\n",
     )
     .unwrap();
     std::fs::write(

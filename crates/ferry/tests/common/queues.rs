@@ -344,7 +344,7 @@ pub fn write_queue_config(
     std::fs::write(dir.join("amqp-password"), "guest").unwrap();
     std::fs::write(
         dir.join("ferry.yaml"),
-        "settings:\n  listen: 127.0.0.1:0\n  admin:\n    token: { file: admin-token }\n  delivery:\n    shutdown_grace: 2s\n    egress_allow: [127.0.0.0/8]\nsystems:\n  src: { owner: team-a }\n  dst: { owner: team-b }\n",
+        "settings:\n  listen: 127.0.0.1:0\n  admin:\n    token: { file: admin-token }\n  delivery:\n    shutdown_grace: 2s\n    egress_allow: [127.0.0.0/8]\nsystems:\n  src: { owner: team-a }\n  dst: { owner: team-b, policy: { data_use: essential.service, receives: [user, system] } }\n",
     )
     .unwrap();
     std::fs::write(
