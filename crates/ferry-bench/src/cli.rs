@@ -186,8 +186,10 @@ pub struct HubOpts {
     /// answers 503 [default: the hub's, 1000000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pending: Option<u64>,
-    /// Data protection of the bench flow: `off` (no schema), `classified` (a `validate` step
-    /// on a schema that classifies the event's `pad` and `run`, no encryption: the baseline),
+    /// Data protection of the bench flow: `off` (no schema), `validated` (a `validate` step
+    /// on a schema that classifies nothing: the baseline of protection's own cost),
+    /// `classified` (the same schema classifying the event's `pad` and `run`, the receiving
+    /// system's policy applied to every delivery, no encryption),
     /// `encrypted` (the same, encrypted at rest; one data subject per run, so the data key
     /// is found in memory: the steady state), `encrypted-new-subjects` (the subject is the
     /// event's `seq`: every event creates a data key, the worst case).
@@ -200,6 +202,7 @@ pub struct HubOpts {
 #[serde(rename_all = "kebab-case")]
 pub enum Protect {
     Off,
+    Validated,
     Classified,
     Encrypted,
     EncryptedNewSubjects,

@@ -184,7 +184,7 @@ pub fn config_yaml(
     }
     let (protection, steps) = match tuning.protect {
         Protect::Off => ("", ""),
-        Protect::Classified => (
+        Protect::Validated | Protect::Classified => (
             "",
             "    steps:\n      - validate: { schema: bench-event }\n",
         ),
@@ -193,10 +193,17 @@ pub fn config_yaml(
             "    steps:\n      - validate: { schema: bench-event }\n",
         ),
     };
-    let schemas = if tuning.protect == Protect::Off {
-        ""
+    let (schemas, dst_policy) = if tuning.protect == Protect::Off {
+        ("", "")
+    } else if tuning.protect == Protect::Validated {
+        ("schemas:\n  bench-event: { file: bench-event.json }\n", "")
     } else {
-        "schemas:\n  bench-event: { file: bench-event.json }\n"
+        (
+            "schemas:\n  bench-event: { file: bench-event.json }\n",
+            // The receiver may receive the classified fields: the policy lets them through
+            // (and is applied to every delivery, as for any system with classified data).
+            ", policy: { data_use: essential.service, receives: [user] }",
+        )
     };
     format!(
         "\
@@ -208,7 +215,7 @@ settings:
     egress_allow: [\"127.0.0.0/8\", \"::1\"]
 {protection}{schemas}systems:
   bench-src: {{ owner: bench }}
-  bench-dst: {{ owner: bench }}
+  bench-dst: {{ owner: bench{dst_policy} }}
 flows:
   {FLOW}:
     source:
@@ -228,16 +235,30 @@ fn bench_schema(protect: Protect) -> String {
         Protect::EncryptedNewSubjects => ("", ", \"x-ferry-subject\": true"),
         _ => (", \"x-ferry-subject\": true", ""),
     };
+    let (run_category, pad_category) = if protect == Protect::Validated {
+        ("", "")
+    } else {
+        (
+            ", \"x-ferry-category\": \"user.unique_id\"",
+            ", \"x-ferry-category\": \"user.content\"",
+        )
+    };
+    // Unclassified, a schema names no subject either.
+    let run_subject = if protect == Protect::Validated {
+        ""
+    } else {
+        run_subject
+    };
     format!(
         r#"{{
   "type": "object",
   "required": ["sent_ns", "run", "seq"],
   "properties": {{
     "sent_ns": {{ "type": "integer" }},
-    "run": {{ "type": "string", "x-ferry-category": "user.unique_id"{run_subject} }},
+    "run": {{ "type": "string"{run_category}{run_subject} }},
     "seq": {{ "type": "integer"{seq_subject} }},
     "type": {{ "type": "string" }},
-    "pad": {{ "type": "string", "x-ferry-category": "user.content" }}
+    "pad": {{ "type": "string"{pad_category} }}
   }}
 }}
 "#
@@ -589,10 +610,15 @@ mod tests {
             protect: Protect::Encrypted,
             ..Tuning::PLAIN
         };
+        let validated = Tuning {
+            protect: Protect::Validated,
+            ..Tuning::PLAIN
+        };
         for tuning in [
             Tuning::PLAIN,
             Tuning::CHAOS,
             off,
+            validated,
             classified,
             shared,
             encrypted,
@@ -624,7 +650,12 @@ mod tests {
             );
             assert_eq!(protection.keys.len(), usize::from(encrypts));
             assert_eq!(protection.hash_key.is_some(), encrypts);
-            if tuning.protect != Protect::Off {
+            if tuning.protect == Protect::Validated {
+                let registry = ferry_schema::SchemaRegistry::load(&loaded.config).unwrap();
+                assert!(registry.categories("bench-event").is_empty());
+                assert!(registry.subject_fields("bench-event").is_empty());
+                assert!(loaded.config.systems["bench-dst"].policy.is_none());
+            } else if tuning.protect != Protect::Off {
                 let registry = ferry_schema::SchemaRegistry::load(&loaded.config).unwrap();
                 let mut categories = registry.categories("bench-event");
                 categories.sort();
@@ -641,6 +672,14 @@ mod tests {
                     "/run"
                 };
                 assert_eq!(registry.subject_fields("bench-event"), [subject]);
+                // The hub refuses to start on a flow its policies do not allow.
+                let refused: Vec<String> =
+                    ferry_protect::check::flows(&loaded.config, &registry, &loaded.sources)
+                        .iter()
+                        .filter(|d| d.severity == ferry_config::Severity::Error)
+                        .map(ToString::to_string)
+                        .collect();
+                assert!(refused.is_empty(), "{refused:?}");
                 let kek = std::fs::read_to_string(dir.path().join("kek")).unwrap();
                 use base64::Engine;
                 let bytes = base64::engine::general_purpose::STANDARD
