@@ -54,6 +54,7 @@ impl BacklogMonitor {
                         lane: lane.clone(),
                         waiting: 0,
                         oldest_waiting_received_at: None,
+                        dead: 0,
                     },
                 )
             })
