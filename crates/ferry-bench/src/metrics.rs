@@ -132,8 +132,8 @@ async fn fetch(
 pub fn store_commits(text: &str) -> Option<(f64, f64)> {
     let value = |name: &str| samples(text).find_map(|(series, v)| (series == name).then_some(v));
     Some((
-        value("ferry_store_commits_total")?,
-        value("ferry_store_commands_total")?,
+        value(ferry_metrics::STORE_COMMITS_TOTAL)?,
+        value(ferry_metrics::STORE_COMMANDS_TOTAL)?,
     ))
 }
 

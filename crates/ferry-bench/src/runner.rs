@@ -392,8 +392,8 @@ fn delivery_window(m: &Measured, sink: &SinkStats) -> f64 {
 
 /// Each destination's line of the report.
 fn destination_reports(meta: &Meta<'_>, m: &Measured) -> Vec<DestinationReport> {
-    let backlog = metrics::by_destination(meta.end_metrics, "ferry_backlog_depth", None);
-    let breaker = metrics::by_destination(meta.end_metrics, "ferry_breaker_state", None);
+    let backlog = metrics::by_destination(meta.end_metrics, ferry_metrics::BACKLOG_DEPTH, None);
+    let breaker = metrics::by_destination(meta.end_metrics, ferry_metrics::BREAKER_STATE, None);
     meta.dests
         .iter()
         .zip(&m.each)
@@ -404,7 +404,7 @@ fn destination_reports(meta: &Meta<'_>, m: &Measured) -> Vec<DestinationReport> 
                 .filter_map(|outcome| {
                     let by = metrics::by_destination(
                         meta.end_metrics,
-                        "ferry_delivery_attempts_total",
+                        ferry_metrics::DELIVERY_ATTEMPTS_TOTAL,
                         Some(("outcome", outcome)),
                     );
                     Some((outcome.to_string(), *by.get(&d.name)?))

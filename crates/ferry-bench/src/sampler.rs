@@ -118,8 +118,8 @@ async fn take(w: &Watched, previous: Option<&Sample>, seen: &mut [Histogram<u64>
         .and_then(|p| procfs::memory(&p.to_string()))
         .map(|m| m.rss_bytes);
     let text = metrics::text(&w.target).await.unwrap_or_default();
-    let backlog = metrics::by_destination(&text, "ferry_backlog_depth", None);
-    let breaker = metrics::by_destination(&text, "ferry_breaker_state", None);
+    let backlog = metrics::by_destination(&text, ferry_metrics::BACKLOG_DEPTH, None);
+    let breaker = metrics::by_destination(&text, ferry_metrics::BREAKER_STATE, None);
     let rate = |now: u64, before: u64, dt: f64| {
         if dt > 0.0 {
             now.saturating_sub(before) as f64 / dt

@@ -65,7 +65,7 @@ impl FreshLane {
     ) -> (Self, mpsc::Receiver<Fresh>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let handed = metrics::counter!(
-            "ferry_deliveries_claimed_at_ingress_total",
+            ferry_metrics::DELIVERIES_CLAIMED_AT_INGRESS_TOTAL,
             "flow" => key.flow.clone(),
             "destination" => key.destination.clone()
         );

@@ -175,8 +175,9 @@ impl Gate {
             }
         });
         let now = Instant::now();
-        metrics::gauge!("ferry_breaker_state", labels.iter()).set(BreakerState::Closed.gauge());
-        metrics::gauge!("ferry_lane_paused", labels.iter())
+        metrics::gauge!(ferry_metrics::BREAKER_STATE, labels.iter())
+            .set(BreakerState::Closed.gauge());
+        metrics::gauge!(ferry_metrics::LANE_PAUSED, labels.iter())
             .set(f64::from(u8::from(paused.is_some())));
         Self {
             lane,
@@ -317,7 +318,7 @@ impl Gate {
 
     fn count_rate_limit_wait(&self) {
         self.state().rate_limit_waits += 1;
-        metrics::counter!("ferry_rate_limit_waits_total", self.labels.iter()).increment(1);
+        metrics::counter!(ferry_metrics::RATE_LIMIT_WAITS_TOTAL, self.labels.iter()).increment(1);
     }
 
     /// Learn from one call's result. Returns a pause to apply when the lane has now been
@@ -357,7 +358,8 @@ impl Gate {
                 let until = now + wait;
                 if state.hold_until.is_none_or(|h| h < until) {
                     state.hold_until = Some(until);
-                    metrics::counter!("ferry_lane_holds_total", self.labels.iter()).increment(1);
+                    metrics::counter!(ferry_metrics::LANE_HOLDS_TOTAL, self.labels.iter())
+                        .increment(1);
                     info!(flow = %self.lane.flow, destination = %self.lane.destination, hold_ms = wait.as_millis() as u64, "destination answered 429: holding the whole lane");
                 }
             }
@@ -404,8 +406,8 @@ impl Gate {
     fn transitioned(&self, t: Transition) {
         let mut labels = self.labels.clone();
         labels.push(Label::new("to", t.to.as_str()));
-        metrics::counter!("ferry_breaker_transitions_total", labels).increment(1);
-        metrics::gauge!("ferry_breaker_state", self.labels.iter()).set(t.to.gauge());
+        metrics::counter!(ferry_metrics::BREAKER_TRANSITIONS_TOTAL, labels).increment(1);
+        metrics::gauge!(ferry_metrics::BREAKER_STATE, self.labels.iter()).set(t.to.gauge());
         match t.to {
             BreakerState::Open => {
                 warn!(flow = %self.lane.flow, destination = %self.lane.destination, from = t.from.as_str(), "circuit breaker opened: deliveries wait without spending attempts")
@@ -435,7 +437,7 @@ impl Gate {
                 state.failing_since = None;
             }
         }
-        metrics::gauge!("ferry_lane_paused", self.labels.iter())
+        metrics::gauge!(ferry_metrics::LANE_PAUSED, self.labels.iter())
             .set(f64::from(u8::from(pause.is_some())));
         let event = match pause {
             Some(pause) => {

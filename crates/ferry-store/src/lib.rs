@@ -182,8 +182,8 @@ pub trait Store: Send + Sync + 'static {
     /// Per-lane counts by state.
     async fn lane_counts(&self) -> StoreResult<Vec<LaneCounts>>;
 
-    /// Per-lane backlog: waiting deliveries and the receive time of the oldest, one entry per
-    /// lane that has any deliveries. Polled several times a second (backpressure at ingress,
+    /// Per-lane backlog: waiting deliveries, the receive time of the oldest, and the
+    /// dead-lettered deliveries, one entry per lane that has any deliveries. Polled several times a second (backpressure at ingress,
     /// metrics), so it must cost O(lanes), whatever the backlog.
     async fn lane_backlog(&self) -> StoreResult<Vec<LaneBacklog>>;
 

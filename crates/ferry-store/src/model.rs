@@ -525,6 +525,9 @@ pub struct LaneBacklog {
     pub waiting: u64,
     /// Receive time of the oldest waiting delivery.
     pub oldest_waiting_received_at: Option<Millis>,
+    /// Dead-lettered deliveries (the lane's dead-letter queue): not waiting, kept until
+    /// replayed or purged.
+    pub dead: u64,
 }
 
 impl From<&LaneCounts> for LaneBacklog {
@@ -533,6 +536,7 @@ impl From<&LaneCounts> for LaneBacklog {
             lane: c.lane.clone(),
             waiting: c.pending + c.in_flight + c.retrying,
             oldest_waiting_received_at: c.oldest_waiting_received_at,
+            dead: c.dead,
         }
     }
 }

@@ -601,16 +601,16 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             })
             .collect();
         prop_assert_eq!(&counted, &expected_counts, "{}", ctx);
-        let backlog: BTreeMap<LaneKey, (u64, Option<Millis>)> = store
+        let backlog: BTreeMap<LaneKey, (u64, Option<Millis>, u64)> = store
             .lane_backlog()
             .await
             .expect("lane backlog")
             .into_iter()
-            .map(|b| (b.lane, (b.waiting, b.oldest_waiting_received_at)))
+            .map(|b| (b.lane, (b.waiting, b.oldest_waiting_received_at, b.dead)))
             .collect();
-        let expected_backlog: BTreeMap<LaneKey, (u64, Option<Millis>)> = expected_counts
+        let expected_backlog: BTreeMap<LaneKey, (u64, Option<Millis>, u64)> = expected_counts
             .into_iter()
-            .map(|(lane, (n, oldest))| (lane, (n[0] + n[1] + n[3], oldest)))
+            .map(|(lane, (n, oldest))| (lane, (n[0] + n[1] + n[3], oldest, n[4])))
             .collect();
         prop_assert_eq!(backlog, expected_backlog, "{}", ctx);
         for l in 0..LANES {

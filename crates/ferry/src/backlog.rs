@@ -1,6 +1,6 @@
 //! The backlog monitor: reads every lane's backlog from the store a few times a second,
-//! publishes it as metrics (depth, age of the oldest waiting delivery) and answers the
-//! ingress question "is this lane's backlog full?" from memory.
+//! publishes it as metrics (depth, age of the oldest waiting delivery, dead letters) and
+//! answers the ingress question "is this lane's backlog full?" from memory.
 //!
 //! The figure ingress sees is at most one refresh old, so a burst can overshoot a lane's
 //! `max_pending` by what arrives in one interval; the bound is on memory of nothing (the
@@ -54,6 +54,7 @@ impl BacklogMonitor {
                         lane: lane.clone(),
                         waiting: 0,
                         oldest_waiting_received_at: None,
+                        dead: 0,
                     },
                 )
             })
@@ -66,11 +67,12 @@ impl BacklogMonitor {
                 ("flow", b.lane.flow.clone()),
                 ("destination", b.lane.destination.clone()),
             ];
-            metrics::gauge!("ferry_backlog_depth", &labels).set(b.waiting as f64);
+            metrics::gauge!(ferry_metrics::BACKLOG_DEPTH, &labels).set(b.waiting as f64);
             let age = b
                 .oldest_waiting_received_at
                 .map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0);
-            metrics::gauge!("ferry_backlog_oldest_age_seconds", &labels).set(age);
+            metrics::gauge!(ferry_metrics::BACKLOG_OLDEST_AGE_SECONDS, &labels).set(age);
+            metrics::gauge!(ferry_metrics::DEAD_LETTER_DEPTH, &labels).set(b.dead as f64);
         }
         *self.lanes.write().unwrap_or_else(|p| p.into_inner()) = fresh;
     }

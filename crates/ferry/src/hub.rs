@@ -313,8 +313,8 @@ fn ops_router(store: Arc<dyn Store>) -> Router {
 /// behind `gate` when `settings.metrics.token` is set.
 fn metrics_router(sqlite: Arc<SqliteStore>, gate: TokenGate) -> Router {
     let handle = telemetry::metrics_handle();
-    let commits = metrics::counter!("ferry_store_commits_total");
-    let commands = metrics::counter!("ferry_store_commands_total");
+    let commits = metrics::counter!(ferry_metrics::STORE_COMMITS_TOTAL);
+    let commands = metrics::counter!(ferry_metrics::STORE_COMMANDS_TOTAL);
     Router::new()
         .route(
             "/metrics",

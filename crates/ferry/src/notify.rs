@@ -188,7 +188,7 @@ impl Notifier {
             match result {
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(kind, flow = %lane.flow, destination = %lane.destination, "owner notified");
-                    metrics::counter!("ferry_notifications_total", "outcome" => "sent")
+                    metrics::counter!(ferry_metrics::NOTIFICATIONS_TOTAL, "outcome" => "sent")
                         .increment(1);
                     return;
                 }
@@ -215,7 +215,7 @@ impl Notifier {
                 backoff *= 2;
             }
         }
-        metrics::counter!("ferry_notifications_total", "outcome" => "failed").increment(1);
+        metrics::counter!(ferry_metrics::NOTIFICATIONS_TOTAL, "outcome" => "failed").increment(1);
         tracing::error!(kind, flow = %lane.flow, destination = %lane.destination, "owner notification could not be delivered");
     }
 }

@@ -144,12 +144,12 @@ impl DestinationProtection {
         Some(Arc::new(DestinationProtection {
             classifier: classifier.clone(),
             protector,
-            refused: metrics::counter!("ferry_protect_refused_total", &labels),
+            refused: metrics::counter!(ferry_metrics::PROTECT_REFUSED_TOTAL, &labels),
             unclassified_removed: metrics::counter!(
-                "ferry_protect_unclassified_removed_total",
+                ferry_metrics::PROTECT_UNCLASSIFIED_REMOVED_TOTAL,
                 &labels
             ),
-            emptied: metrics::counter!("ferry_protect_emptied_total", &labels),
+            emptied: metrics::counter!(ferry_metrics::PROTECT_EMPTIED_TOTAL, &labels),
         }))
     }
 

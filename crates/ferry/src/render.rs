@@ -314,7 +314,7 @@ impl DestinationRender {
         };
         if opened.shredded > 0 {
             metrics::counter!(
-                "ferry_protect_shredded_fields_total",
+                ferry_metrics::PROTECT_SHREDDED_FIELDS_TOTAL,
                 "flow" => delivery.lane.flow.clone(),
                 "destination" => delivery.lane.destination.clone()
             )
@@ -521,7 +521,7 @@ impl DestinationRender {
         };
         let lane = &delivery.lane;
         metrics::counter!(
-            "ferry_contract_violations_total",
+            ferry_metrics::CONTRACT_VIOLATIONS_TOTAL,
             "flow" => lane.flow.clone(),
             "destination" => lane.destination.clone()
         )

@@ -138,8 +138,8 @@ pub fn spawn_purge(
     if rules.is_empty() {
         return None;
     }
-    let purged = metrics::counter!("ferry_retention_purged_events_total");
-    let held = metrics::gauge!("ferry_retention_held_events");
+    let purged = metrics::counter!(ferry_metrics::RETENTION_PURGED_EVENTS_TOTAL);
+    let held = metrics::gauge!(ferry_metrics::RETENTION_HELD_EVENTS);
     Some(tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every.max(Duration::from_secs(1)));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

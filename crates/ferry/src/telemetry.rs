@@ -38,13 +38,25 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("static bucket list is non-empty")
                 // Records per call of a batching lane (`batch.max_items` is at most 10,000).
                 .set_buckets_for_metric(
-                    Matcher::Full("ferry_batch_size".into()),
+                    Matcher::Full(ferry_metrics::BATCH_SIZE.into()),
                     &[
                         1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0,
                     ],
                 )
+                .expect("static bucket list is non-empty")
+                // Accept to delivered spans retries and outages: seconds to a day.
+                .set_buckets_for_metric(
+                    Matcher::Full(ferry_metrics::DELIVERY_END_TO_END_SECONDS.into()),
+                    &[
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                        300.0, 900.0, 3600.0, 21600.0, 86400.0,
+                    ],
+                )
                 .expect("static bucket list is non-empty");
             let recorder = builder.build_recorder();
+            // Every family's HELP text, told to this recorder itself (not to whatever is
+            // installed globally), so `/metrics` carries it in any case.
+            ferry_metrics::describe(&recorder);
             let handle = recorder.handle();
             // Another recorder may already be installed (e.g. by an embedding test); then our
             // handle still renders the metrics recorded through it.

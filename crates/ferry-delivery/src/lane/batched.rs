@@ -389,10 +389,10 @@ async fn call(
     ctx.metrics
         .attempt_seconds
         .record(result.latency.as_secs_f64());
-    metrics::histogram!("ferry_batch_size", ctx.labels.iter()).record(n as f64);
+    metrics::histogram!(ferry_metrics::BATCH_SIZE, ctx.labels.iter()).record(n as f64);
     let mut labels: Vec<Label> = ctx.labels.clone();
     labels.push(Label::new("result", result.error_class));
-    metrics::counter!("ferry_batch_calls_total", labels).increment(1);
+    metrics::counter!(ferry_metrics::BATCH_CALLS_TOTAL, labels).increment(1);
     debug!(
         batch = %id,
         flow = %ctx.key.flow,

@@ -60,6 +60,11 @@ fn conclude_with(
     if let Some(counter) = ctx.metrics.attempts(decision.kind) {
         counter.increment(1);
     }
+    if decision.kind == OutcomeKind::Delivered {
+        ctx.metrics
+            .end_to_end_seconds
+            .record(end_to_end_seconds(delivery.received_at, now));
+    }
     debug!(
         delivery = %delivery.id,
         flow = %ctx.key.flow,
@@ -87,6 +92,12 @@ fn conclude_with(
         );
     }
     decision.outcome
+}
+
+/// Seconds from an event's acceptance (`received_at`) to `delivered_at`, both in ms; 0 when
+/// the clock stepped back in between. A replayed delivery counts from its event's acceptance.
+fn end_to_end_seconds(received_at: Millis, delivered_at: Millis) -> f64 {
+    (delivered_at - received_at).max(0) as f64 / 1000.0
 }
 
 /// Rate-limits a warning: at most one per interval, telling how many were left out since the
@@ -144,7 +155,7 @@ fn note_local_failure(
 ) {
     let mut labels = ctx.labels.clone();
     labels.push(Label::new("reason", cause.as_str()));
-    metrics::counter!("ferry_delivery_local_failures_total", labels).increment(1);
+    metrics::counter!(ferry_metrics::DELIVERY_LOCAL_FAILURES_TOTAL, labels).increment(1);
     debug!(delivery = %delivery.id, flow = %ctx.key.flow, destination = %ctx.key.destination, reason = cause.as_str(), error, "call failed on this host; delivery put back without spending an attempt");
     if let Some(suppressed) = LOCAL_FAILURE_WARNINGS.admit(Instant::now()) {
         warn!(
@@ -155,5 +166,16 @@ fn note_local_failure(
             similar_since_last_warning = suppressed,
             "outbound calls fail because this host ran out of a resource (see the `reason`: emfile = the process's file-descriptor limit); the destination is not blamed: deliveries are put back without spending attempts and the circuit breaker is left alone"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::end_to_end_seconds;
+
+    #[test]
+    fn end_to_end_is_seconds_since_acceptance_and_never_negative() {
+        assert_eq!(end_to_end_seconds(1_000, 3_500), 2.5);
+        assert_eq!(end_to_end_seconds(5_000, 4_000), 0.0);
     }
 }

@@ -9,6 +9,8 @@ use crate::outcome::OutcomeKind;
 pub(super) struct LaneMetrics {
     pub in_flight: metrics::Gauge,
     pub attempt_seconds: metrics::Histogram,
+    /// `ferry_delivery_end_to_end_seconds`: from the event's acceptance to its delivery.
+    pub end_to_end_seconds: metrics::Histogram,
     delivered: metrics::Counter,
     retry: metrics::Counter,
     dead: metrics::Counter,
@@ -19,12 +21,16 @@ impl LaneMetrics {
         let attempts = |kind: OutcomeKind| {
             let mut labels = labels.to_vec();
             labels.push(Label::new("outcome", kind.as_str()));
-            metrics::counter!("ferry_delivery_attempts_total", labels)
+            metrics::counter!(ferry_metrics::DELIVERY_ATTEMPTS_TOTAL, labels)
         };
         LaneMetrics {
-            in_flight: metrics::gauge!("ferry_delivery_in_flight", labels.iter()),
+            in_flight: metrics::gauge!(ferry_metrics::DELIVERY_IN_FLIGHT, labels.iter()),
             attempt_seconds: metrics::histogram!(
-                "ferry_delivery_attempt_duration_seconds",
+                ferry_metrics::DELIVERY_ATTEMPT_DURATION_SECONDS,
+                labels.iter()
+            ),
+            end_to_end_seconds: metrics::histogram!(
+                ferry_metrics::DELIVERY_END_TO_END_SECONDS,
                 labels.iter()
             ),
             delivered: attempts(OutcomeKind::Delivered),

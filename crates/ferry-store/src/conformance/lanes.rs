@@ -3,8 +3,9 @@
 use super::*;
 
 /// `waiting` counts pending, in-flight and retrying deliveries; the oldest is by receive
-/// time among those. Lanes whose deliveries all settled stay listed with nothing waiting;
-/// lanes that never had a delivery are not listed.
+/// time among those; `dead` counts the dead-lettered ones (until a replay takes them back).
+/// Lanes whose deliveries all settled stay listed with nothing waiting; lanes that never
+/// had a delivery are not listed.
 pub async fn lane_backlog_counts_waiting_and_oldest(store: Arc<dyn Store>) {
     let store = &*store;
     let f = flow("backlog");
@@ -22,9 +23,9 @@ pub async fn lane_backlog_counts_waiting_and_oldest(store: Arc<dyn Store>) {
     assert_eq!(
         backlog_of(store, &f).await,
         vec![
-            backlog(la.clone(), 5, Some(T0)),
-            backlog(lb.clone(), 1, Some(T0 + 5)),
-            backlog(lc.clone(), 2, Some(T0 + 1))
+            backlog(la.clone(), 5, Some(T0), 0),
+            backlog(lb.clone(), 1, Some(T0 + 5), 0),
+            backlog(lc.clone(), 2, Some(T0 + 1), 0)
         ]
     );
 
@@ -36,13 +37,13 @@ pub async fn lane_backlog_counts_waiting_and_oldest(store: Arc<dyn Store>) {
     assert_eq!(
         backlog_of(store, &f).await,
         vec![
-            backlog(la.clone(), 5, Some(T0)),
-            backlog(lb.clone(), 1, Some(T0 + 5)),
-            backlog(lc.clone(), 2, Some(T0 + 1))
+            backlog(la.clone(), 5, Some(T0), 0),
+            backlog(lb.clone(), 1, Some(T0 + 5), 0),
+            backlog(lc.clone(), 2, Some(T0 + 1), 0)
         ]
     );
 
-    // Delivered and dead leave the backlog; retrying stays in it.
+    // Delivered and dead leave the backlog; retrying stays in it; dead is counted apart.
     complete_ok(
         store,
         vec![
@@ -73,9 +74,9 @@ pub async fn lane_backlog_counts_waiting_and_oldest(store: Arc<dyn Store>) {
     assert_eq!(
         backlog_of(store, &f).await,
         vec![
-            backlog(la.clone(), 3, Some(T0 + 10)),
-            backlog(lb.clone(), 1, Some(T0 + 5)),
-            backlog(lc.clone(), 1, Some(T0 + 2))
+            backlog(la.clone(), 3, Some(T0 + 10), 1),
+            backlog(lb.clone(), 1, Some(T0 + 5), 0),
+            backlog(lc.clone(), 1, Some(T0 + 2), 0)
         ]
     );
 
@@ -92,9 +93,9 @@ pub async fn lane_backlog_counts_waiting_and_oldest(store: Arc<dyn Store>) {
     assert_eq!(
         backlog_of(store, &f).await,
         vec![
-            backlog(la.clone(), 4, Some(T0 + 10)),
-            backlog(lb.clone(), 1, Some(T0 + 5)),
-            backlog(lc.clone(), 1, Some(T0 + 2))
+            backlog(la.clone(), 4, Some(T0 + 10), 0),
+            backlog(lb.clone(), 1, Some(T0 + 5), 0),
+            backlog(lc.clone(), 1, Some(T0 + 2), 0)
         ]
     );
     let rest = claim_ids(store, &la, T0 + 1000, 10).await;
@@ -117,9 +118,9 @@ pub async fn lane_backlog_counts_waiting_and_oldest(store: Arc<dyn Store>) {
     assert_eq!(
         backlog_of(store, &f).await,
         vec![
-            backlog(la.clone(), 0, None),
-            backlog(lb.clone(), 1, Some(T0 + 5)),
-            backlog(lc.clone(), 0, None)
+            backlog(la.clone(), 0, None, 0),
+            backlog(lb.clone(), 1, Some(T0 + 5), 0),
+            backlog(lc.clone(), 0, None, 0)
         ]
     );
 }
@@ -137,11 +138,12 @@ async fn backlog_of(store: &dyn Store, flow: &str) -> Vec<LaneBacklog> {
     got
 }
 
-fn backlog(lane: LaneKey, waiting: u64, oldest: Option<Millis>) -> LaneBacklog {
+fn backlog(lane: LaneKey, waiting: u64, oldest: Option<Millis>, dead: u64) -> LaneBacklog {
     LaneBacklog {
         lane,
         waiting,
         oldest_waiting_received_at: oldest,
+        dead,
     }
 }
 

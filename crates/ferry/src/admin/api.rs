@@ -363,7 +363,7 @@ async fn replay(
         .replay(&f, now_ms(), &by)
         .await
         .map_err(store_error)?;
-    metrics::counter!("ferry_replayed_total").increment(replayed);
+    metrics::counter!(ferry_metrics::REPLAYED_TOTAL).increment(replayed);
     tracing::info!(replayed, by = %by, "replay requested through the admin API");
     (st.wake_all)();
     Ok(Json(ReplayResponse { replayed }))

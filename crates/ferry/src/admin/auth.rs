@@ -135,9 +135,9 @@ impl TokenGate {
 
     fn count_rejection(&self, reason: &'static str) {
         let name = if self.inner.what == "admin" {
-            "ferry_admin_rejected_total"
+            ferry_metrics::ADMIN_REJECTED_TOTAL
         } else {
-            "ferry_metrics_rejected_total"
+            ferry_metrics::METRICS_REJECTED_TOTAL
         };
         metrics::counter!(name, "reason" => reason).increment(1);
     }

@@ -178,7 +178,8 @@ pub async fn erase(
                 format!("the subject's data key was destroyed, but the audit record could not be written ({e}); erase again to record it"),
             )
         })?;
-    metrics::counter!("ferry_protect_subjects_erased_total").increment(u64::from(shredded > 0));
+    metrics::counter!(ferry_metrics::PROTECT_SUBJECTS_ERASED_TOTAL)
+        .increment(u64::from(shredded > 0));
     // The reference only: the identifier itself is personal data.
     tracing::info!(subject_ref = %subject_ref, shredded, "data subject erased through the admin API");
     Ok(Json(EraseResponse {

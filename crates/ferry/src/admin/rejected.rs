@@ -209,7 +209,8 @@ pub async fn replay(
         Err(e) => return Err(store_error(e)),
     };
     let stored = outcomes.iter().filter(|o| o.is_stored()).count();
-    metrics::counter!("ferry_rejected_replayed_total", "flow" => record.flow.clone()).increment(1);
+    metrics::counter!(ferry_metrics::REJECTED_REPLAYED_TOTAL, "flow" => record.flow.clone())
+        .increment(1);
     tracing::info!(flow = %record.flow, rejected = %id, stored, "rejected record replayed through the admin API");
     (st.wake_all)();
     Ok(Json(RejectedReplay {

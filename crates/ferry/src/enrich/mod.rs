@@ -137,7 +137,7 @@ impl Enricher {
             Err(_) => "error",
         };
         metrics::counter!(
-            "ferry_enrich_requests_total",
+            ferry_metrics::ENRICH_REQUESTS_TOTAL,
             "flow" => delivery.lane.flow.clone(),
             "destination" => delivery.lane.destination.clone(),
             "outcome" => outcome

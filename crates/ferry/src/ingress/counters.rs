@@ -22,13 +22,13 @@ pub struct RouteCounters {
 impl RouteCounters {
     /// Register the counters of `flow` (with the process's recorder, if one is installed).
     pub fn new(flow: &str) -> Self {
-        let outcome = |outcome: &'static str| metrics::counter!("ferry_ingress_accepted_total", "flow" => flow.to_owned(), "outcome" => outcome);
+        let outcome = |outcome: &'static str| metrics::counter!(ferry_metrics::INGRESS_ACCEPTED_TOTAL, "flow" => flow.to_owned(), "outcome" => outcome);
         RouteCounters {
-            received: metrics::counter!("ferry_ingress_received_total", "flow" => flow.to_owned()),
+            received: metrics::counter!(ferry_metrics::INGRESS_RECEIVED_TOTAL, "flow" => flow.to_owned()),
             accepted: outcome("accepted"),
             duplicate: outcome("duplicate"),
             dropped_outcome: outcome("dropped"),
-            dropped: metrics::counter!("ferry_ingress_dropped_total", "flow" => flow.to_owned()),
+            dropped: metrics::counter!(ferry_metrics::INGRESS_DROPPED_TOTAL, "flow" => flow.to_owned()),
         }
     }
 }

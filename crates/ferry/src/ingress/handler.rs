@@ -44,7 +44,7 @@ pub async fn ingest(
     body: Body,
 ) -> Response {
     let Some(route) = state.routes.get(&path).cloned() else {
-        metrics::counter!("ferry_ingress_rejected_total", "flow" => "", "reason" => "unknown_flow")
+        metrics::counter!(ferry_metrics::INGRESS_REJECTED_TOTAL, "flow" => "", "reason" => "unknown_flow")
             .increment(1);
         return Problem::new(
             StatusCode::NOT_FOUND,
@@ -69,7 +69,7 @@ pub async fn ingest(
             (status, Json(body)).into_response()
         }
         Err(problem) => {
-            metrics::counter!("ferry_ingress_rejected_total", "flow" => route.flow.clone(), "reason" => problem.code)
+            metrics::counter!(ferry_metrics::INGRESS_REJECTED_TOTAL, "flow" => route.flow.clone(), "reason" => problem.code)
                 .increment(1);
             // A step failure quotes VRL's message, which may quote the event's data: only
             // its code is logged then. Other details name pointers, headers and limits.
@@ -151,7 +151,8 @@ async fn accept(
         )
         .retry_after(1)
     })?;
-    metrics::histogram!("ferry_ingress_commit_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!(ferry_metrics::INGRESS_COMMIT_SECONDS)
+        .record(started.elapsed().as_secs_f64());
     if outcome.is_empty() || outcome.len() != deliveries.len() {
         return Err(Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -57,7 +57,7 @@ impl Intakes {
         let tasks = specs
             .values()
             .map(|spec| {
-                metrics::gauge!("ferry_source_paused", "flow" => spec.flow.clone()).set(0.0);
+                metrics::gauge!(ferry_metrics::SOURCE_PAUSED, "flow" => spec.flow.clone()).set(0.0);
                 let ctx = IntakeCtx {
                     spec: spec.clone(),
                     store: store.clone(),

@@ -77,7 +77,7 @@ pub async fn flow_loop(ctx: IntakeCtx, stop: CancellationToken) {
         let full = backlog_full(&ctx);
         if full != paused {
             paused = full;
-            metrics::gauge!("ferry_source_paused", "flow" => spec.flow.clone())
+            metrics::gauge!(ferry_metrics::SOURCE_PAUSED, "flow" => spec.flow.clone())
                 .set(f64::from(u8::from(paused)));
             if paused {
                 tracing::info!(flow = %spec.flow, "a destination's backlog is full: the source stops taking messages");
@@ -143,7 +143,7 @@ pub async fn flow_loop(ctx: IntakeCtx, stop: CancellationToken) {
 /// Count and log a failure; the failures in a row now.
 fn failed(spec: &QueueSpec, failures: u32, error: &str) -> u32 {
     let failures = failures.saturating_add(1);
-    metrics::counter!("ferry_source_errors_total", "flow" => spec.flow.clone(), "kind" => spec.kind)
+    metrics::counter!(ferry_metrics::SOURCE_ERRORS_TOTAL, "flow" => spec.flow.clone(), "kind" => spec.kind)
         .increment(1);
     tracing::warn!(flow = %spec.flow, kind = spec.kind, %error, failures, "queue source failed; unacknowledged messages stay with the broker");
     failures
@@ -291,7 +291,7 @@ fn count(spec: &QueueSpec, t: &Tally) {
         ("filtered", t.filtered),
     ] {
         if n > 0 {
-            metrics::counter!("ferry_source_messages_total", "flow" => spec.flow.clone(), "kind" => spec.kind, "outcome" => outcome)
+            metrics::counter!(ferry_metrics::SOURCE_MESSAGES_TOTAL, "flow" => spec.flow.clone(), "kind" => spec.kind, "outcome" => outcome)
                 .increment(n);
         }
     }

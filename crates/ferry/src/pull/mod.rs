@@ -161,13 +161,13 @@ async fn flow_loop(ctx: PullCtx, board: Arc<PullBoard>, stop: CancellationToken)
         match result {
             Ok(s) => {
                 failures = 0;
-                metrics::counter!("ferry_pull_runs_total", "flow" => flow.clone(), "outcome" => "success")
+                metrics::counter!(ferry_metrics::PULL_RUNS_TOTAL, "flow" => flow.clone(), "outcome" => "success")
                     .increment(1);
                 tracing::info!(flow = %flow, pages = s.pages, stored = s.stored, duplicates = s.duplicates, skipped = s.skipped, truncated = s.truncated, seconds, "pull run finished");
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                metrics::counter!("ferry_pull_runs_total", "flow" => flow.clone(), "outcome" => "failure")
+                metrics::counter!(ferry_metrics::PULL_RUNS_TOTAL, "flow" => flow.clone(), "outcome" => "failure")
                     .increment(1);
                 tracing::warn!(flow = %flow, %error, failures, seconds, "pull run failed; the cursor stays after the last committed page");
             }

@@ -70,7 +70,7 @@ pub fn process(spec: &PullSpec, record: &Value, now: Millis) -> Result<Record, S
 pub fn report(spec: &PullSpec, index: usize, skip: &Skip) {
     let reason = skip.reason();
     metrics::counter!(
-        "ferry_pull_records_skipped_total",
+        ferry_metrics::PULL_RECORDS_SKIPPED_TOTAL,
         "flow" => spec.flow.clone(),
         "reason" => reason
     )

@@ -106,8 +106,9 @@ async fn pages(ctx: &PullCtx) -> Result<RunSummary, String> {
         summary.pages += 1;
         summary.stored += stored;
         summary.duplicates += outcomes.len() as u64 - stored;
-        metrics::counter!("ferry_pull_pages_total", "flow" => spec.flow.clone()).increment(1);
-        metrics::counter!("ferry_pull_records_total", "flow" => spec.flow.clone())
+        metrics::counter!(ferry_metrics::PULL_PAGES_TOTAL, "flow" => spec.flow.clone())
+            .increment(1);
+        metrics::counter!(ferry_metrics::PULL_RECORDS_TOTAL, "flow" => spec.flow.clone())
             .increment(stored);
         if stored > 0 {
             for lane in &spec.lanes {

@@ -116,10 +116,10 @@ pub fn view(spec: &PullSpec, state: Option<&PullState>, live: Live, now: i64) ->
 fn publish(v: &PullView) {
     let flow = v.flow.clone();
     if let Some(since) = v.seconds_since_success {
-        metrics::gauge!("ferry_pull_seconds_since_success", "flow" => flow.clone())
+        metrics::gauge!(ferry_metrics::PULL_SECONDS_SINCE_SUCCESS, "flow" => flow.clone())
             .set(since as f64);
     }
     if let Some(sla) = v.freshness_sla_seconds {
-        metrics::gauge!("ferry_pull_freshness_sla_seconds", "flow" => flow).set(sla as f64);
+        metrics::gauge!(ferry_metrics::PULL_FRESHNESS_SLA_SECONDS, "flow" => flow).set(sla as f64);
     }
 }

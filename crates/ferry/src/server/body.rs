@@ -83,7 +83,7 @@ impl BodyBudget {
 }
 
 fn busy(total: usize) -> Problem {
-    metrics::counter!("ferry_ingress_body_budget_exhausted_total").increment(1);
+    metrics::counter!(ferry_metrics::INGRESS_BODY_BUDGET_EXHAUSTED_TOTAL).increment(1);
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "server_busy",
@@ -163,7 +163,7 @@ pub async fn read_body(
                 ));
             }
             Err(_) => {
-                metrics::counter!("ferry_ingress_body_timeouts_total").increment(1);
+                metrics::counter!(ferry_metrics::INGRESS_BODY_TIMEOUTS_TOTAL).increment(1);
                 return Err(too_slow(if deadline == hard_deadline {
                     format!(
                         "the body did not arrive within {}s (settings.server.body_timeout); \

@@ -129,7 +129,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("ferry_http_connections_refused_total").increment(1);
+            metrics::counter!(ferry_metrics::HTTP_CONNECTIONS_REFUSED_TOTAL).increment(1);
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -192,7 +192,7 @@ async fn refuse(mut stream: TcpStream) {
 /// An accept error: out of file descriptors or memory are waited out (the connections that
 /// hold them end by themselves); others are logged.
 async fn accept_failed(e: &std::io::Error) {
-    metrics::counter!("ferry_http_accept_errors_total").increment(1);
+    metrics::counter!(ferry_metrics::HTTP_ACCEPT_ERRORS_TOTAL).increment(1);
     tracing::warn!(error = %e, "accepting a connection failed");
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
