@@ -192,8 +192,15 @@ mod tests {
         let mut v = original.clone();
         let n = seal_fields(&classes(), &mut v, &key, "fev_1");
         assert_eq!(n, 3, "email, the customer object, one iban");
+        // Each classified value is now an envelope (the customer object whole, its age
+        // with it); the clear texts are nowhere. (A short number is not searched for in the
+        // text: the base64 of a ciphertext may hold any two digits.)
+        for sealed in [&v["customer"], &v["lines"][0]["iban"]] {
+            let s = sealed.as_str().expect("an envelope is a string");
+            assert!(s.starts_with(envelope::PREFIX), "{s}");
+        }
         let text = v.to_string();
-        for clear in ["ada@example.com", "DE89370400440532013000", "36"] {
+        for clear in ["ada@example.com", "DE89370400440532013000", "\"age\""] {
             assert!(!text.contains(clear), "{clear} in {text}");
         }
         assert_eq!(v["total"], 10);
