@@ -57,21 +57,8 @@ fn write_audit_config(cfg: &Path, rx: &TestReceiver) {
     std::fs::write(cfg.join("ferry.yaml"), settings).unwrap();
 }
 
-/// Run the real binary with `args`: exit code, stdout, stderr.
-fn ferry(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn verify(data: &Path) -> (Option<i32>, String, String) {
-    ferry(&["audit", "verify", "--data-dir", data.to_str().unwrap()])
+    run_ferry(&["audit", "verify", "--data-dir", data.to_str().unwrap()])
 }
 
 /// SIGTERM, then wait for a clean exit.
@@ -179,7 +166,7 @@ async fn the_trail_records_real_traffic_verifies_and_names_tampering() {
         "{head}"
     );
 
-    let (code, export, err) = ferry(&["audit", "export", "--data-dir", data.to_str().unwrap()]);
+    let (code, export, err) = run_ferry(&["audit", "export", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
     let lines: Vec<Value> = export
         .lines()
@@ -243,7 +230,7 @@ async fn the_trail_records_real_traffic_verifies_and_names_tampering() {
         assert!(!export.contains(secret), "the export holds `{secret}`");
     }
     // Only entries since a time.
-    let (_, recent, _) = ferry(&[
+    let (_, recent, _) = run_ferry(&[
         "audit",
         "export",
         "--data-dir",
@@ -254,7 +241,7 @@ async fn the_trail_records_real_traffic_verifies_and_names_tampering() {
     assert_eq!(recent, "", "nothing after a minute from now");
 
     stop(hub);
-    let (code, out, _) = ferry(&[
+    let (code, out, _) = run_ferry(&[
         "audit",
         "verify",
         "--data-dir",
@@ -316,7 +303,7 @@ async fn the_trail_records_real_traffic_verifies_and_names_tampering() {
             );
         }
         // The export stops at the same record.
-        let (code, _, err) = ferry(&[
+        let (code, _, err) = run_ferry(&[
             "audit",
             "export",
             "--data-dir",
@@ -335,7 +322,7 @@ async fn the_trail_records_real_traffic_verifies_and_names_tampering() {
         Some(0),
         "a cut end verifies on its own"
     );
-    let (code, out, _) = ferry(&[
+    let (code, out, _) = run_ferry(&[
         "audit",
         "verify",
         "--data-dir",

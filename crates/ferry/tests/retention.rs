@@ -84,18 +84,6 @@ async fn event_exists(addr: std::net::SocketAddr, id: &str) -> bool {
     }
 }
 
-fn ferry(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_purge_deletes_what_is_past_retention_and_the_report_flags_orphaned_copies() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,7 +130,7 @@ async fn the_purge_deletes_what_is_past_retention_and_the_report_flags_orphaned_
     let url = format!("http://{addr}");
     let mut report = Value::Null;
     wait_until(30, "a purge that saw the held event", || {
-        let (code, out, err) = ferry(&[
+        let (code, out, err) = run_ferry(&[
             "retention",
             "report",
             "--config",
@@ -211,7 +199,7 @@ async fn the_purge_deletes_what_is_past_retention_and_the_report_flags_orphaned_
         "{orphaned:?}"
     );
     assert_eq!(report["orphaned"], 3);
-    let (code, text, _) = ferry(&["retention", "report", "--config", cfg_arg, "--url", &url]);
+    let (code, text, _) = run_ferry(&["retention", "report", "--config", cfg_arg, "--url", &url]);
     assert_eq!(code, Some(0));
     assert!(
         text.contains("3 destinations may keep orphaned copies"),
@@ -234,7 +222,7 @@ async fn the_purge_deletes_what_is_past_retention_and_the_report_flags_orphaned_
     );
 
     // The purge is in the audit trail, naming the event.
-    let (code, export, err) = ferry(&["audit", "export", "--data-dir", data.to_str().unwrap()]);
+    let (code, export, err) = run_ferry(&["audit", "export", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{err}");
     let purged: Vec<Value> = export
         .lines()
@@ -266,7 +254,7 @@ async fn the_purge_deletes_what_is_past_retention_and_the_report_flags_orphaned_
         assert!(Instant::now() < deadline, "ferry did not stop");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (code, out, err) = ferry(&[
+    let (code, out, err) = run_ferry(&[
         "retention",
         "report",
         "--config",
@@ -288,7 +276,7 @@ async fn the_purge_deletes_what_is_past_retention_and_the_report_flags_orphaned_
         .cloned()
         .unwrap();
     assert_eq!(ephemeral["events"], 1);
-    let (code, _, err) = ferry(&[
+    let (code, _, err) = run_ferry(&[
         "retention",
         "report",
         "--config",
@@ -299,7 +287,7 @@ async fn the_purge_deletes_what_is_past_retention_and_the_report_flags_orphaned_
     ]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
-        ferry(&["audit", "verify", "--data-dir", data.to_str().unwrap()]).0,
+        run_ferry(&["audit", "verify", "--data-dir", data.to_str().unwrap()]).0,
         Some(0)
     );
 }
