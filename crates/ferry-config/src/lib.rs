@@ -18,6 +18,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod connectors;
 mod describe;
 mod diagnostic;

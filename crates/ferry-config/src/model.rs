@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::alerting::{AlertSettings, Oncall};
 use crate::protection::{ProtectionSettings, SystemPolicy};
 use crate::resilience::{
     AutoPauseConfig, BacklogConfig, BatchConfig, CircuitBreakerConfig, NotificationSettings,
@@ -69,6 +70,69 @@ pub struct Settings {
     /// Data protection: encryption keys, the hash key, custom taxonomy, retention.
     #[serde(default)]
     pub protection: ProtectionSettings,
+    /// Alert rules evaluated in the hub, with their thresholds per business-impact tier.
+    #[serde(default)]
+    pub alerts: AlertSettings,
+    /// The teams alerts go to (by the `owner` systems and flows name), and which of each
+    /// team's channels (pager, chat, digest) gets which tier.
+    #[serde(default)]
+    pub oncall: Oncall,
+    /// OpenTelemetry traces: where Ferry's spans are exported, and how many new traces.
+    #[serde(default)]
+    pub tracing: TracingSettings,
+}
+
+/// `settings.tracing`: Ferry's spans (ingress, signature check, steps, store commit, each
+/// delivery attempt) exported over OTLP/HTTP. Without `otlp_endpoint` no span is exported
+/// and a valid inbound `traceparent` is passed on as it came.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSettings {
+    /// The OTLP/HTTP (protobuf) traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces recorded (0 to 1); a caller's sampled `traceparent` is always
+    /// followed. Default 1.
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// Longest one export call may take. Default 10s.
+    #[serde(default = "default_trace_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// `service.name` of the spans. Default `ferry`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Spans waiting for export at most; beyond it new spans are dropped, never ingest
+    /// slowed. Default 4096.
+    #[serde(default = "default_trace_queue")]
+    pub max_queue: usize,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        TracingSettings {
+            otlp_endpoint: None,
+            sample_ratio: default_sample_ratio(),
+            timeout: default_trace_timeout(),
+            service_name: default_service_name(),
+            max_queue: default_trace_queue(),
+        }
+    }
+}
+
+const fn default_sample_ratio() -> f64 {
+    1.0
+}
+
+const fn default_trace_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_service_name() -> String {
+    "ferry".to_string()
+}
+
+const fn default_trace_queue() -> usize {
+    4096
 }
 
 impl Default for Settings {
@@ -83,6 +147,9 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             server: ServerSettings::default(),
             protection: ProtectionSettings::default(),
+            alerts: AlertSettings::default(),
+            oncall: Oncall::default(),
+            tracing: TracingSettings::default(),
         }
     }
 }

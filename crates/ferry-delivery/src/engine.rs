@@ -18,6 +18,7 @@ use crate::gate::{Gate, GateSpec, GateStatus, LaneEvent, SharedGate};
 use crate::lane::{self, LaneConfig};
 use crate::render::Render;
 use crate::retry::RetryPolicy;
+use crate::tally::AttemptTally;
 use ferry_store::now_millis;
 
 /// One lane to run: where it delivers, how it retries, how many sends at once.
@@ -100,6 +101,7 @@ pub struct DeliveryEngine {
     wakers: HashMap<LaneKey, Arc<Notify>>,
     gates: HashMap<LaneKey, SharedGate>,
     fresh: HashMap<LaneKey, FreshLane>,
+    tallies: HashMap<LaneKey, Arc<AttemptTally>>,
     events: broadcast::Sender<LaneEvent>,
     /// Cancelled: stop claiming. A child of `abort`.
     stop: CancellationToken,
@@ -137,6 +139,7 @@ impl DeliveryEngine {
         let mut wakers = HashMap::with_capacity(lanes.len());
         let mut fresh_lanes = HashMap::with_capacity(lanes.len());
         let mut configs = Vec::with_capacity(lanes.len());
+        let mut tallies = HashMap::with_capacity(lanes.len());
         for spec in lanes {
             let LaneSpec {
                 key,
@@ -176,6 +179,8 @@ impl DeliveryEngine {
                 fresh_lanes.insert(key.clone(), lane);
                 rx
             });
+            let tally = Arc::new(AttemptTally::default());
+            tallies.insert(key.clone(), tally.clone());
             configs.push(LaneConfig {
                 store: store.clone(),
                 key,
@@ -191,6 +196,7 @@ impl DeliveryEngine {
                 render,
                 fresh,
                 system,
+                tally,
             });
         }
         let lanes = configs
@@ -206,6 +212,7 @@ impl DeliveryEngine {
             wakers,
             gates,
             fresh: fresh_lanes,
+            tallies,
             events,
             stop,
             abort,
@@ -225,6 +232,11 @@ impl DeliveryEngine {
     /// [`FreshLane`]): those that send one at a time and keep no per-key order.
     pub fn fresh_lanes(&self) -> HashMap<LaneKey, FreshLane> {
         self.fresh.clone()
+    }
+
+    /// Every lane's attempt totals since the engine started (for the hub's alert rules).
+    pub fn tallies(&self) -> &HashMap<LaneKey, Arc<AttemptTally>> {
+        &self.tallies
     }
 
     /// The lanes this engine runs.

@@ -67,6 +67,7 @@ pub mod oauth2;
 pub mod outcome;
 pub mod render;
 pub mod retry;
+pub mod tally;
 
 pub use batch::{BatchFailure, BatchSpec};
 pub use breaker::{BreakerSettings, BreakerState};
@@ -81,3 +82,4 @@ pub use oauth2::{AUTH_FAILED, OAuth2Grant};
 pub use outcome::{AttemptResult, Decision, LOCAL_RETRY_DELAY, OutcomeKind, decide};
 pub use render::{Render, RenderError, Rendered, SEALED_EXCERPT_PREFIX, SealedExcerpt};
 pub use retry::RetryPolicy;
+pub use tally::{AttemptTally, TallySnapshot};

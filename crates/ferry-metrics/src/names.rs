@@ -97,6 +97,10 @@ families! {
         "Deliveries that waited for the lane's rate limit.";
     NOTIFICATIONS_TOTAL = "ferry_notifications_total", Counter, COUNT, ["outcome"],
         "Owner notifications (lane paused or resumed), by outcome: sent, failed.";
+    ALERTS_FIRING = "ferry_alerts_firing", Gauge, COUNT, ["kind", "tier"],
+        "Alerts firing now, by rule and business-impact tier.";
+    ALERT_NOTIFICATIONS_TOTAL = "ferry_alert_notifications_total", Counter, COUNT, ["channel", "outcome"],
+        "Alert notifications (fired, resolved, digests) by channel (pager, chat, digest) and outcome: sent, failed, dropped.";
 
     // Rendering and data protection on the way out.
     ENRICH_REQUESTS_TOTAL = "ferry_enrich_requests_total", Counter, COUNT, ["flow", "destination", "outcome"],

@@ -34,6 +34,11 @@ impl BacklogMonitor {
             .map_or(0, |b| b.waiting)
     }
 
+    /// Every lane's backlog at the last refresh.
+    pub fn snapshot(&self) -> HashMap<LaneKey, LaneBacklog> {
+        self.lanes.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Read the store once and publish. Lanes in `known` are always published (a lane whose
     /// backlog emptied reports 0, not its last value).
     pub async fn refresh(&self, store: &dyn Store, known: &[LaneKey]) {

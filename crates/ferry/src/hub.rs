@@ -26,7 +26,7 @@ use crate::intake::Intakes;
 use crate::notify::Notifier;
 use crate::pull::Pullers;
 use crate::server::{BodyLimits, ConnectionLimits};
-use crate::{admin, ingress, server, telemetry};
+use crate::{admin, alerts, ingress, server, telemetry};
 use tokio_util::sync::CancellationToken;
 
 /// How to run a hub.
@@ -58,6 +58,10 @@ pub struct RunningHub {
     intakes: Intakes,
     /// The retention purge, when the config declares a retention.
     purge: Option<JoinHandle<()>>,
+    /// The alert rules' evaluation and the dispatch of their notifications.
+    alert_tasks: [JoinHandle<()>; 2],
+    /// The span exporter, when `settings.tracing.otlp_endpoint` is set.
+    traces: Option<Arc<ferry_trace::Exporting>>,
     grace: Duration,
 }
 
@@ -67,6 +71,7 @@ impl RunningHub {
         // The recorder must exist before the lanes start: they set gauges (breaker state,
         // paused) once, at start, and a gauge set before the recorder is installed is lost.
         let _ = telemetry::metrics_handle();
+        let traces = start_traces(&opts.config)?;
         let store = Arc::new(
             SqliteStore::open(&opts.data_dir, SqliteOptions::default())
                 .with_context(|| format!("opening the store in {}", opts.data_dir.display()))?,
@@ -113,6 +118,14 @@ impl RunningHub {
             backlog.clone(),
             background.clone(),
         )?;
+        let (alerts, alert_tasks) = start_alerts(
+            &opts.config,
+            &engine,
+            &backlog,
+            &pullers,
+            &dyn_store,
+            &background,
+        )?;
         let queues = Arc::new(assembly.queues);
         let intakes = Intakes::start(
             &queues,
@@ -156,6 +169,7 @@ impl RunningHub {
                 systems: Arc::new(admin::systems::SystemCatalog::from_config(&opts.config)),
                 datamap: assembly.datamap.clone(),
                 at_rest,
+                alerts,
                 retention: Arc::new(crate::retention::RetentionView {
                     config: opts.config.clone(),
                     purges,
@@ -207,6 +221,8 @@ impl RunningHub {
             pullers,
             intakes,
             purge,
+            alert_tasks,
+            traces,
             grace: opts.config.settings.delivery.shutdown_grace,
         })
     }
@@ -250,6 +266,13 @@ impl RunningHub {
         {
             tracing::warn!(error = %e, "retention purge task failed");
         }
+        // The evaluation holds the engine, which must be ours alone to drain; the dispatcher
+        // sends the pending digests once, within the grace period.
+        let [evaluation, dispatch] = self.alert_tasks;
+        let _ = evaluation.await;
+        if tokio::time::timeout(self.grace, dispatch).await.is_err() {
+            tracing::warn!("pending alert digests were not sent within the shutdown grace");
+        }
         for server in self.servers {
             if let Err(e) = server.await {
                 tracing::warn!(error = %e, "HTTP server task failed");
@@ -269,9 +292,65 @@ impl RunningHub {
                 "store still referenced at shutdown; it closes when the last user drops it"
             ),
         }
+        // The last spans (the drain's attempts) are exported; the exporter's wait for its
+        // thread must not hold a runtime worker.
+        if let Some(traces) = self.traces {
+            let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+        }
         tracing::info!("ferry stopped");
         Ok(())
     }
+}
+
+/// Start exporting spans when `settings.tracing.otlp_endpoint` is set.
+fn start_traces(config: &Config) -> Result<Option<Arc<ferry_trace::Exporting>>> {
+    let t = &config.settings.tracing;
+    let Some(endpoint) = &t.otlp_endpoint else {
+        return Ok(None);
+    };
+    let settings = ferry_trace::TraceSettings {
+        endpoint: endpoint.clone(),
+        sample_ratio: t.sample_ratio,
+        timeout: t.timeout,
+        service_name: t.service_name.clone(),
+        max_queue: t.max_queue,
+    };
+    let exporting = ferry_trace::install(&settings, tokio::runtime::Handle::current())
+        .map_err(|e| anyhow::anyhow!("settings.tracing: {e}"))?;
+    tracing::info!(
+        sample_ratio = t.sample_ratio,
+        "exporting traces over OTLP/HTTP"
+    );
+    Ok(Some(exporting))
+}
+
+/// Start the alert rules and the dispatcher of their notifications: the board the admin
+/// API reads, and the two tasks (evaluation, dispatch).
+fn start_alerts(
+    config: &Config,
+    engine: &Arc<DeliveryEngine>,
+    backlog: &Arc<BacklogMonitor>,
+    pullers: &Pullers,
+    store: &Arc<dyn Store>,
+    background: &CancellationToken,
+) -> Result<(Arc<alerts::AlertBoard>, [JoinHandle<()>; 2])> {
+    let dispatcher = alerts::dispatch::Dispatcher::from_config(config, hub_egress_policy(config)?)?;
+    let (edges, queue) = tokio::sync::mpsc::channel(alerts::dispatch::QUEUE);
+    let dispatch = dispatcher.spawn(queue, background.clone());
+    let board = Arc::new(alerts::AlertBoard::default());
+    let evaluation = alerts::spawn(
+        config,
+        alerts::Sources {
+            engine: engine.clone(),
+            backlog: backlog.clone(),
+            pulls: pullers.board(),
+            store: store.clone(),
+        },
+        board.clone(),
+        edges,
+        background.clone(),
+    );
+    Ok((board, [evaluation, dispatch]))
 }
 
 /// Serve `app` on `listener` until `stop` is cancelled.

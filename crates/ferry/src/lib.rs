@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod alerts;
 pub mod assembly;
 pub mod at_rest;
 pub mod backlog;
@@ -20,6 +21,7 @@ pub mod hub;
 pub mod ingress;
 pub mod intake;
 pub mod notify;
+pub mod outbound;
 pub mod problem;
 pub mod protect;
 pub mod pull;

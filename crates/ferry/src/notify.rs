@@ -3,12 +3,10 @@
 //! Webhooks when a secret is configured, with a few in-process retries.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow};
 use ferry_config::Config;
 use ferry_delivery::LaneEvent;
-use ferry_delivery::egress::{EgressRefused, refusal_of};
 use ferry_delivery::{EgressPolicy, GuardedClient};
 use ferry_signature::SigningKey;
 use ferry_store::LaneKey;
@@ -16,15 +14,10 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::clock::rfc3339;
-
-/// Tries per notification.
-const TRIES: u32 = 5;
-/// Pause after the first failed try (doubling).
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// Timeout of one try.
-const TIMEOUT: Duration = Duration::from_secs(10);
+use crate::clock::{now_ms, rfc3339};
+use crate::outbound::{Poster, TIMEOUT};
 
 /// Who owns a lane, as told in notifications.
 #[derive(Debug, Clone, Serialize)]
@@ -54,11 +47,14 @@ struct Notice<'a> {
     at: String,
 }
 
+/// What the notifier posts, in log lines.
+const WHAT: &str = "owner notification";
+/// What its endpoint is, in the egress guard's advice.
+const ENDPOINT: &str = "notification webhook";
+
 /// Sends owner notifications.
 pub struct Notifier {
-    client: GuardedClient,
-    url: reqwest::Url,
-    key: Option<SigningKey>,
+    poster: Poster,
     owners: HashMap<LaneKey, Owners>,
 }
 
@@ -107,9 +103,7 @@ impl Notifier {
         let client =
             GuardedClient::new(egress, TIMEOUT).context("building the notification client")?;
         Ok(Some(Self {
-            client,
-            url,
-            key,
+            poster: Poster::new(client, url, key, WHAT, ENDPOINT),
             owners,
         }))
     }
@@ -141,7 +135,6 @@ impl Notifier {
     }
 
     async fn send(&self, event: &LaneEvent, stop: &CancellationToken) {
-        let now = SystemTime::now();
         let (kind, lane, reason) = match event {
             LaneEvent::Paused { lane, pause } => {
                 ("destination.paused", lane, Some(pause.reason.as_str()))
@@ -149,119 +142,22 @@ impl Notifier {
             LaneEvent::Resumed { lane } => ("destination.resumed", lane, None),
             LaneEvent::Breaker { .. } => return,
         };
-        let millis = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         let notice = Notice {
             kind,
             flow: &lane.flow,
             destination: &lane.destination,
             owners: self.owners.get(lane),
             reason,
-            at: rfc3339(millis),
+            at: rfc3339(now_ms()),
         };
         let Ok(body) = serde_json::to_vec(&notice) else {
             return;
         };
-        let id = format!("ntf_{}", uuid::Uuid::now_v7().simple());
-        let mut backoff = FIRST_BACKOFF;
-        for attempt in 1..=TRIES {
-            let timestamp = millis / 1000;
-            let request = match self.client.request(reqwest::Method::POST, self.url.clone()) {
-                Ok(request) => request,
-                Err(refused) => {
-                    log_refused(kind, lane, &refused);
-                    break;
-                }
-            };
-            let mut request = request
-                .header("content-type", "application/json")
-                .header("webhook-id", &id)
-                .header("webhook-timestamp", timestamp.to_string());
-            if let Some(key) = &self.key {
-                request = request.header(
-                    "webhook-signature",
-                    ferry_signature::standard_webhooks::sign(key, &id, timestamp, &body),
-                );
-            }
-            let result = request.body(body.clone()).send().await;
-            match result {
-                Ok(r) if r.status().is_success() => {
-                    tracing::info!(kind, flow = %lane.flow, destination = %lane.destination, "owner notified");
-                    metrics::counter!(ferry_metrics::NOTIFICATIONS_TOTAL, "outcome" => "sent")
-                        .increment(1);
-                    return;
-                }
-                Ok(r) => tracing::warn!(
-                    kind,
-                    attempt,
-                    status = r.status().as_u16(),
-                    "owner notification refused"
-                ),
-                Err(e) => {
-                    // A host name whose addresses the guard refuses fails at connect time.
-                    if let Some(refused) = refusal_of(&e) {
-                        log_refused(kind, lane, refused);
-                        break;
-                    }
-                    tracing::warn!(kind, attempt, error = %describe(e), "owner notification failed");
-                }
-            }
-            if attempt < TRIES {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff *= 2;
-            }
-        }
-        metrics::counter!(ferry_metrics::NOTIFICATIONS_TOTAL, "outcome" => "failed").increment(1);
-        tracing::error!(kind, flow = %lane.flow, destination = %lane.destination, "owner notification could not be delivered");
+        let span = tracing::info_span!("owner_notification", flow = %lane.flow, destination = %lane.destination);
+        let sent = self.poster.post(kind, &body, stop).instrument(span).await;
+        let outcome = if sent { "sent" } else { "failed" };
+        metrics::counter!(ferry_metrics::NOTIFICATIONS_TOTAL, "outcome" => outcome).increment(1);
     }
-}
-
-/// A failed try's error and its causes on one line, without the URL: a notification
-/// webhook's URL often is its secret (a chat service's incoming-webhook path).
-fn describe(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut text = err.to_string();
-    let mut cause = std::error::Error::source(&err);
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
-    }
-    text
-}
-
-/// Log that the egress guard refused the notification webhook's address, with the reason.
-/// Not retried: only a configuration change can help.
-fn log_refused(kind: &str, lane: &LaneKey, refused: &EgressRefused) {
-    tracing::error!(
-        kind,
-        flow = %lane.flow,
-        destination = %lane.destination,
-        reason = %refusal_reason(refused),
-        "owner notification refused by the egress guard; not retried"
-    );
-}
-
-/// Why the guard refused the notification webhook: the address and its network (from the
-/// guard), that it is not allow-listed, and the entry that would allow it in
-/// `settings.delivery.egress_allow` (the hub-wide list, which owner notifications obey).
-fn refusal_reason(refused: &EgressRefused) -> String {
-    let or = if refused.literal {
-        "or a network containing it"
-    } else {
-        "or the network of its addresses"
-    };
-    format!(
-        "{refused}. It is not on the hub's egress allow-list; if the notification webhook is meant to be internal, add `{}` ({or}) to `settings.delivery.egress_allow`",
-        refused.suggestion()
-    )
 }
 
 #[cfg(test)]
@@ -269,7 +165,8 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
-    use ferry_delivery::egress::forbidden;
+    use crate::outbound::refusal_reason;
+    use ferry_delivery::egress::{EgressRefused, forbidden};
     use ferry_store::LanePause;
 
     /// Log output, shared with the subscriber that writes it.
@@ -295,9 +192,13 @@ mod tests {
     /// A notifier for `url` allowed to reach public addresses only.
     fn notifier(url: &str) -> Notifier {
         Notifier {
-            client: GuardedClient::new(EgressPolicy::new(), TIMEOUT).unwrap(),
-            url: reqwest::Url::parse(url).unwrap(),
-            key: None,
+            poster: Poster::new(
+                GuardedClient::new(EgressPolicy::new(), TIMEOUT).unwrap(),
+                reqwest::Url::parse(url).unwrap(),
+                None,
+                WHAT,
+                ENDPOINT,
+            ),
             owners: HashMap::new(),
         }
     }
@@ -335,7 +236,7 @@ mod tests {
         let ip = "10.0.0.5".parse().unwrap();
         let literal = EgressRefused::literal(ip, forbidden(ip).unwrap());
         assert_eq!(
-            refusal_reason(&literal),
+            refusal_reason(&literal, ENDPOINT),
             "destination address 10.0.0.5 (private network) is not public; allow it with `egress_allow`. It is not on the hub's egress allow-list; if the notification webhook is meant to be internal, add `10.0.0.5` (or a network containing it) to `settings.delivery.egress_allow`"
         );
         let loopback = "127.0.0.1".parse().unwrap();
@@ -343,7 +244,7 @@ mod tests {
             "hooks.internal",
             vec![(loopback, forbidden(loopback).unwrap())],
         );
-        let reason = refusal_reason(&resolved);
+        let reason = refusal_reason(&resolved, ENDPOINT);
         assert!(
             reason.contains("`hooks.internal` resolves only to 127.0.0.1 (loopback"),
             "{reason}"
@@ -390,7 +291,7 @@ mod tests {
         let addr = closed.local_addr().unwrap();
         drop(closed);
         let mut notifier = notifier(&format!("http://{addr}/services/T0/B0/s3cr3t-path"));
-        notifier.client = GuardedClient::new(
+        notifier.poster.client = GuardedClient::new(
             EgressPolicy::from_entries(["127.0.0.0/8"]).unwrap(),
             TIMEOUT,
         )

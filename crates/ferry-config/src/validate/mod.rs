@@ -6,6 +6,7 @@ mod dedupe;
 mod destinations;
 mod enrich;
 mod flows;
+mod observability;
 mod protection;
 mod pull;
 mod queue_sources;
@@ -41,6 +42,7 @@ pub(crate) fn check(
         diags,
     };
     settings::check(&mut checker);
+    observability::check(&mut checker);
     catalog::check(&mut checker);
     flows::check(&mut checker);
     destinations::check(&mut checker);

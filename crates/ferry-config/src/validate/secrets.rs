@@ -80,6 +80,42 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
             usage: Use::StandardWebhooksKey,
         });
     }
+    if let Some(file) = c.origins.settings {
+        for (team, channels) in &config.settings.oncall {
+            if let Some(pager) = &channels.pager {
+                out.push(Found {
+                    file,
+                    path: own(&["settings", "oncall", team, "pager", "routing_key"]),
+                    secret: &pager.routing_key,
+                    usage: Use::OutboundCredential,
+                });
+            }
+            let signing = [
+                (
+                    "pager",
+                    channels.pager.as_ref().and_then(|p| p.secret.as_ref()),
+                ),
+                (
+                    "chat",
+                    channels.chat.as_ref().and_then(|h| h.secret.as_ref()),
+                ),
+                (
+                    "digest",
+                    channels.digest.as_ref().and_then(|d| d.secret.as_ref()),
+                ),
+            ];
+            for (channel, secret) in signing {
+                if let Some(secret) = secret {
+                    out.push(Found {
+                        file,
+                        path: own(&["settings", "oncall", team, channel, "secret"]),
+                        secret,
+                        usage: Use::StandardWebhooksKey,
+                    });
+                }
+            }
+        }
+    }
     protection_keys(c, &mut out);
     for (flow, def) in &config.flows {
         let Some(file) = c.flow_file(flow) else {

@@ -2,8 +2,10 @@
 //! check, rendering, the call, and the gate told of the result.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ferry_store::{CategorySent, ClaimedDelivery, DeliveryAudit, DeliveryOutcome, Millis, Next};
+use ferry_trace::{KeyValue, SpanKind};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::debug;
 
@@ -18,15 +20,70 @@ use ferry_store::now_millis;
 /// Work one claimed delivery: wait for a send permit, send, decide, hand the outcome over.
 pub(super) async fn deliver(
     ctx: Arc<Ctx>,
-    delivery: ClaimedDelivery,
+    mut delivery: ClaimedDelivery,
     slot: Option<OwnedSemaphorePermit>,
     lease_until: Millis,
     tx: mpsc::Sender<Finished>,
 ) {
+    // The attempt's span: its id goes out in the `traceparent` the connector sends.
+    let span = ferry_trace::outbound(&mut delivery.headers).map(|ids| (ids, SystemTime::now()));
     let outcome = attempt(&ctx, &delivery, lease_until).await;
+    if let Some((ids, started)) = span {
+        trace_attempt(&ctx, &delivery, &outcome, &ids, started);
+    }
     // The flusher only goes away after every task has ended, so this cannot fail; if it
     // somehow did, the claim would expire with its lease and the delivery be sent again.
     let _ = tx.send(Finished { outcome, slot }).await;
+}
+
+/// Record the attempt's span: its status, error class, attempt number and outcome. A
+/// delivery released without a call has none.
+fn trace_attempt(
+    ctx: &Ctx,
+    delivery: &ClaimedDelivery,
+    outcome: &DeliveryOutcome,
+    ids: &ferry_trace::SpanIds,
+    started: SystemTime,
+) {
+    let Some(attempt) = &outcome.attempt else {
+        return;
+    };
+    let next = match outcome.next {
+        Next::Delivered => "delivered",
+        Next::Retry { .. } => "retry",
+        Next::Dead { .. } => "dead",
+        Next::Release { .. } => "released",
+    };
+    let mut attributes = vec![
+        KeyValue::new("ferry.flow", ctx.key.flow.clone()),
+        KeyValue::new("ferry.destination", ctx.key.destination.clone()),
+        KeyValue::new("ferry.delivery_id", delivery.id.to_string()),
+        KeyValue::new("ferry.event_id", delivery.event_id.to_string()),
+        KeyValue::new("ferry.attempt", i64::from(delivery.attempts + 1)),
+        KeyValue::new("ferry.outcome", next),
+    ];
+    if let Some(status) = attempt.status {
+        attributes.push(KeyValue::new(
+            "http.response.status_code",
+            i64::from(status),
+        ));
+    }
+    let error = attempt
+        .error_class
+        .clone()
+        .filter(|class| class != "ok" && next != "delivered");
+    if let Some(class) = &error {
+        attributes.push(KeyValue::new("error.type", class.clone()));
+    }
+    ferry_trace::record(
+        ids,
+        "ferry.attempt",
+        SpanKind::Client,
+        started,
+        SystemTime::now(),
+        attributes,
+        error,
+    );
 }
 
 async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> DeliveryOutcome {
@@ -96,9 +153,7 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
         auto_pause(ctx, pause).await;
     }
     if result.verdict.local_failure().is_none() {
-        ctx.metrics
-            .attempt_seconds
-            .record(result.latency.as_secs_f64());
+        ctx.metrics.call_latency(result.latency);
     }
     render::seal_excerpt(ctx.render.as_deref(), delivery, &mut result).await;
     let sent = rendered.map(|r| r.categories_sent).unwrap_or_default();

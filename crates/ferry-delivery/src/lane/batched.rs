@@ -386,9 +386,7 @@ async fn call(
         let results = per_record(&result, n, &BTreeMap::new());
         return Some((result, results));
     }
-    ctx.metrics
-        .attempt_seconds
-        .record(result.latency.as_secs_f64());
+    ctx.metrics.call_latency(result.latency);
     metrics::histogram!(ferry_metrics::BATCH_SIZE, ctx.labels.iter()).record(n as f64);
     let mut labels: Vec<Label> = ctx.labels.clone();
     labels.push(Label::new("result", result.error_class));

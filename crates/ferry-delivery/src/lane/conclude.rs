@@ -57,9 +57,7 @@ fn conclude_with(
         note_local_failure(ctx, delivery, cause, error.as_deref());
         return decision.outcome;
     }
-    if let Some(counter) = ctx.metrics.attempts(decision.kind) {
-        counter.increment(1);
-    }
+    ctx.metrics.attempted(decision.kind);
     if decision.kind == OutcomeKind::Delivered {
         ctx.metrics
             .end_to_end_seconds

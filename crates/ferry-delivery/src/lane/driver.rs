@@ -74,6 +74,7 @@ impl Lane {
             render,
             fresh,
             system,
+            tally,
         } = cfg;
         let concurrency = concurrency.max(1);
         let timeout = attempt_timeout(connector.as_ref(), render.as_ref());
@@ -93,7 +94,7 @@ impl Lane {
         ];
         let ordered = gate.ordered();
         let ctx = Arc::new(Ctx {
-            metrics: LaneMetrics::new(&labels),
+            metrics: LaneMetrics::new(&labels, tally),
             labels,
             store: store.clone(),
             gate,

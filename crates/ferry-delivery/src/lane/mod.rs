@@ -84,6 +84,8 @@ pub(crate) struct LaneConfig {
     pub fresh: Option<mpsc::Receiver<Fresh>>,
     /// The destination's system (for the audit trail).
     pub system: Option<String>,
+    /// The lane's attempt totals, shared with the engine's readers.
+    pub tally: Arc<crate::tally::AttemptTally>,
 }
 
 /// One attempt's longest time: rendering (its lookups) and then the call.
@@ -242,6 +244,7 @@ mod tests {
             render,
             fresh: None,
             system: Some("crm".into()),
+            tally: Default::default(),
         }));
         Running {
             store,

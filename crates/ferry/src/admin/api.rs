@@ -39,6 +39,8 @@ pub struct AdminState {
     /// Encryption at rest, when `settings.protection.keys` is set: stored fields are
     /// decrypted for display, and `keys` and `erase` work on its data keys.
     pub at_rest: Option<Arc<crate::at_rest::AtRest>>,
+    /// The alerts of the last evaluation.
+    pub alerts: Arc<crate::alerts::AlertBoard>,
     /// The retention rules of the running config and the last purge.
     pub retention: Arc<crate::retention::RetentionView>,
 }
@@ -56,6 +58,7 @@ pub fn router(state: AdminState, gate: TokenGate) -> Router {
         .route("/admin/v1/events/{id}", get(show_event))
         .route("/admin/v1/replay", post(replay))
         .route("/admin/v1/pulls", get(pulls))
+        .route("/admin/v1/alerts", get(alerts))
         .route("/admin/v1/datamap", get(super::datamap::datamap))
         .route("/admin/v1/rejected", get(super::rejected::list))
         .route("/admin/v1/rejected/{id}", get(super::rejected::show))
@@ -100,6 +103,11 @@ async fn systems(State(st): State<AdminState>) -> ApiResult<SystemsResponse> {
     Ok(Json(SystemsResponse {
         systems: roll_up(&lanes, &st.systems, now_ms()),
     }))
+}
+
+/// `GET /admin/v1/alerts`: the alerts pending and firing, and the last resolved.
+async fn alerts(State(st): State<AdminState>) -> Json<crate::alerts::AlertsResponse> {
+    Json(st.alerts.get())
 }
 
 /// Stored counts joined with the running gates; lanes known to only one side are kept.

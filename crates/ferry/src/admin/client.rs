@@ -56,6 +56,12 @@ impl AdminClient {
         self.send(self.http.get(self.url("/admin/v1/lanes")?)).await
     }
 
+    /// The alerts pending and firing, and the last resolved.
+    pub async fn alerts(&self) -> Result<crate::alerts::AlertsResponse> {
+        self.send(self.http.get(self.url("/admin/v1/alerts")?))
+            .await
+    }
+
     /// The lanes rolled up per system, worst first.
     pub async fn systems(&self) -> Result<super::systems::SystemsResponse> {
         self.send(self.http.get(self.url("/admin/v1/systems")?))

@@ -248,7 +248,7 @@ fn gate_text(lane: &LaneView, now: i64) -> String {
     }
 }
 
-fn age(ms: i64) -> String {
+pub(super) fn age(ms: i64) -> String {
     let secs = u64::try_from(ms.max(0) / 1000).unwrap_or(0);
     humantime::format_duration(Duration::from_secs(secs.max(1))).to_string()
 }

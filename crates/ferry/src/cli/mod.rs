@@ -1,6 +1,7 @@
 //! The `ferry` command line.
 
 mod admin_cmds;
+mod alerts_cmds;
 mod audit_cmds;
 mod browse;
 mod datamap;
@@ -116,6 +117,12 @@ pub enum Command {
     /// destination keeps data longer than its source.
     #[command(subcommand)]
     Retention(retention_cmds::RetentionCommand),
+    /// List the alerts of a running hub: firing and pending, with their team, channel and
+    /// runbook (`--all` adds the recently resolved).
+    Alerts(alerts_cmds::AlertsArgs),
+    /// Export what the hub knows for other tools.
+    #[command(subcommand)]
+    Export(alerts_cmds::ExportCommand),
     /// Run a self-contained demo: the hub plus simulated billing, CRM and warehouse systems
     /// on loopback, with a live view of what happens.
     #[command(after_help = "Examples:\n  ferry demo\n  ferry demo --duration 60s --rate 200")]
@@ -155,6 +162,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Erase(a) => keys_cmds::erase(a).await,
         Command::Audit(c) => audit_cmds::run(c).await,
         Command::Retention(c) => retention_cmds::run(c).await,
+        Command::Alerts(a) => alerts_cmds::alerts(a).await,
+        Command::Export(c) => alerts_cmds::export(c),
         Command::Demo(a) => crate::demo::run(a).await,
     };
     match result {

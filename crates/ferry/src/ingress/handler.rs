@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::IngressState;
 use super::pipeline::{self, Processed};
+use super::trace::IngressTrace;
 use crate::assembly::IngressRoute;
 use crate::clock::now_ms;
 use crate::problem::Problem;
@@ -56,7 +57,11 @@ pub async fn ingest(
     };
     let counters = &route.counters;
     counters.received.increment(1);
-    match accept(&state, &route, &headers, body).await {
+    // W3C Trace Context: what the event keeps of the request's, and Ferry's ingress span.
+    let mut trace = IngressTrace::start(&headers);
+    let result = accept(&state, &route, &headers, body, &mut trace).await;
+    trace.finish(&route.flow, &path, &result);
+    match result {
         Ok((status, body)) => {
             if body.dropped {
                 counters.dropped.increment(1);
@@ -85,6 +90,7 @@ async fn accept(
     route: &IngressRoute,
     headers: &HeaderMap,
     body: Body,
+    trace: &mut IngressTrace,
 ) -> Result<(StatusCode, AcceptedBody), Problem> {
     let refused = |e: ferry_signature::VerifyError| {
         Problem::new(
@@ -102,15 +108,29 @@ async fn accept(
     // `_held` keeps the body's bytes counted in the memory budget until the answer.
     let (payload, _held) = read_body(headers, body, route.max_body_bytes, &state.body).await?;
     let now = now_ms();
-    route
-        .verifier
-        .verify(headers, &payload, now / 1000)
-        .map_err(refused)?;
+    let verify = trace.phase();
+    let verified = route.verifier.verify(headers, &payload, now / 1000);
+    trace.end_phase(
+        verify,
+        "ferry.signature",
+        verified.as_ref().err().map(|e| e.code()),
+    );
+    verified.map_err(refused)?;
     refuse_if_backlog_full(state, route)?;
     // CloudEvents, body checks, `validate`, `filter`/`route`/`split`, `dedupe`: the events
     // to store with their deliveries (see `pipeline`).
-    let received = pipeline::receive(route, headers, payload)?;
-    let (events, split) = match pipeline::process(route, received, now)? {
+    let steps = trace.phase();
+    let received = pipeline::receive(route, headers, payload).map(|mut r| {
+        trace.keep(&mut r.headers);
+        r
+    });
+    let processed = received.and_then(|r| pipeline::process(route, r, now));
+    trace.end_phase(
+        steps,
+        "ferry.steps",
+        processed.as_ref().err().map(|p| p.code),
+    );
+    let (events, split) = match processed? {
         Processed::Events { events, split } => (events, split),
         Processed::Dropped { step } => {
             tracing::debug!(flow = %route.flow, step, "event dropped by a filter");
@@ -140,8 +160,15 @@ async fn accept(
         .map(|lane| &lane.key)
         .collect();
     let started = std::time::Instant::now();
+    let commit = trace.phase();
     // One call: a split's events are stored together or not at all.
-    let outcome = append(state, events, handed).await.map_err(|e| {
+    let outcome = append(state, events, handed).await;
+    trace.end_phase(
+        commit,
+        "ferry.commit",
+        outcome.as_ref().err().map(|_| "store_unavailable"),
+    );
+    let outcome = outcome.map_err(|e| {
         tracing::error!(flow = %route.flow, error = %e, "store refused an event");
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

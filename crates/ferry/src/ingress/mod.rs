@@ -10,6 +10,7 @@ mod handler;
 mod inspect;
 pub mod pipeline;
 pub mod steps;
+mod trace;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap};
