@@ -195,6 +195,11 @@ pub struct HubOpts {
     /// event's `seq`: every event creates a data key, the worst case).
     #[arg(long, value_enum, default_value_t = Protect::Off)]
     pub protect: Protect,
+    /// Export the hub's spans (`settings.tracing`) to an OTLP/HTTP sink the bench runs on
+    /// loopback, recording this share of new traces (0 to 1). Without it the hub exports no
+    /// span.
+    #[arg(long, value_name = "RATIO")]
+    pub trace_sample: Option<f64>,
 }
 
 /// What the generated hub does to protect the bench events (see [`HubOpts::protect`]).

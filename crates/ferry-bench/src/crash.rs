@@ -174,7 +174,13 @@ pub async fn run(args: CrashArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     // A fixed port outside the ephemeral range: see `ports`.
-    let spec = runner::hub_spec(&args.hub, vec![receiver], ports::stable_loopback()?, true)?;
+    let spec = runner::hub_spec(
+        &args.hub,
+        vec![receiver],
+        ports::stable_loopback()?,
+        true,
+        None,
+    )?;
     let mut hub = Hub::start(&spec).await?;
     // Kept until the verdict is known; removed afterwards if it passes.
     hub.keep();

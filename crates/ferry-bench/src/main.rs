@@ -17,6 +17,7 @@ mod faults;
 mod hub;
 mod metrics;
 mod oracle;
+mod otlp_sink;
 mod payload;
 mod ports;
 mod probe;

@@ -133,6 +133,7 @@ pub fn hub_spec(
     receivers: Vec<SocketAddr>,
     listen: SocketAddr,
     chaos: bool,
+    trace_sink: Option<SocketAddr>,
 ) -> anyhow::Result<HubSpec> {
     let base = if chaos { Tuning::CHAOS } else { Tuning::PLAIN };
     let tuning = Tuning {
@@ -140,6 +141,16 @@ pub fn hub_spec(
         breaker: opts.breaker.unwrap_or(base.breaker),
         max_pending: opts.max_pending,
         protect: opts.protect,
+        trace: match (opts.trace_sample, trace_sink) {
+            (Some(ratio), Some(sink)) => {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&ratio),
+                    "--trace-sample is a share of traces, from 0 to 1"
+                );
+                Some((sink, (ratio * 1000.0).round() as u16))
+            }
+            _ => None,
+        },
         ..base
     };
     anyhow::ensure!(
@@ -599,11 +610,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let clock = Clock::new();
     let run_id = payload::new_run_id();
     let dests = destinations::start(&args.destinations, &args.faults, seed, clock, &run_id).await?;
+    let otlp = match args.hub.trace_sample {
+        Some(_) => Some(crate::otlp_sink::start().await?),
+        None => None,
+    };
     let spec = hub_spec(
         &args.hub,
         dests.iter().map(|d| d.addr).collect(),
         SocketAddr::from(([127, 0, 0, 1], 0)),
         faults.any(),
+        otlp.as_ref().map(|(addr, _)| *addr),
     )?;
     let mut hub = Hub::start(&spec).await?;
     if !load.opts.quiet {
@@ -672,6 +688,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         end_metrics: &end_metrics,
     };
     let report = build_report(&meta, &load, &measured, Some(usage));
+    if let Some((_, sink)) = &otlp {
+        use std::sync::atomic::Ordering::Relaxed;
+        eprintln!(
+            "ferry-bench: the OTLP sink received {} exports, {} bytes of spans",
+            sink.requests.load(Relaxed),
+            sink.bytes.load(Relaxed)
+        );
+    }
     emit(&report, load.opts.json)
 }
 

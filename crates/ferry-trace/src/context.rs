@@ -147,6 +147,14 @@ fn position(headers: &[(String, String)], name: &str) -> Option<usize> {
         .position(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
+/// Put `context` (a `traceparent` and maybe a `tracestate`) in `headers` in place of theirs.
+pub fn replace_context(headers: &mut Vec<(String, String)>, context: &[(String, String)]) {
+    headers.retain(|(name, _)| {
+        !name.eq_ignore_ascii_case("traceparent") && !name.eq_ignore_ascii_case("tracestate")
+    });
+    headers.extend(context.iter().cloned());
+}
+
 /// What an accepted event keeps of its request's trace context (`headers`: the kept
 /// request headers, edited in place), and the ids of Ferry's ingress span when traces are
 /// exported.

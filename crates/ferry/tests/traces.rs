@@ -3,7 +3,8 @@
 //! ingress, signature, steps, commit, the delivery attempt — in the trace of the inbound
 //! `traceparent`; the destination receives a `traceparent` of the same trace whose parent
 //! is Ferry's attempt span, and the `tracestate` as sent; an invalid `traceparent` starts a
-//! new trace. (Its own test binary: the span exporter is process-wide.)
+//! new trace; a pulled page is a span whose events' deliveries are its children. (Its own
+//! test binary, the tests one at a time: the span exporter is process-wide.)
 
 mod common;
 
@@ -20,6 +21,9 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+/// One hub at a time: the span exporter is process-wide.
+static ONE_HUB: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 /// An OTLP/HTTP traces endpoint keeping every span it receives.
@@ -95,6 +99,7 @@ async fn send_traced(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_event_is_one_trace_from_the_caller_through_ferry_to_the_destination() {
+    let _one = ONE_HUB.lock().await;
     let collector = Collector::default();
     let endpoint = collector.start().await;
     let rx = TestReceiver::start().await;
@@ -221,4 +226,49 @@ async fn one_event_is_one_trace_from_the_caller_through_ferry_to_the_destination
         Some(AnyValue::IntValue(401))
     );
     assert!(attribute(&refused, "error.type").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pulled_page_is_the_parent_of_its_events_deliveries() {
+    let _one = ONE_HUB.lock().await;
+    let collector = Collector::default();
+    let endpoint = collector.start().await;
+    let api = common::pages::PageServer::start(common::pages::Paging::Token, 3, 10).await;
+    let rx = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    common::pages::write_pull_config(
+        &cfg,
+        &api.url(),
+        "* * * * * *",
+        &common::pages::cursor_yaml(common::pages::Paging::Token, 10),
+        "",
+        &http_destination("sink", &rx.url("/in"), 3),
+    );
+    let settings = std::fs::read_to_string(cfg.join("ferry.yaml")).unwrap().replace(
+        "settings:\n",
+        &format!("settings:\n  tracing:\n    otlp_endpoint: {endpoint}\n"),
+    );
+    std::fs::write(cfg.join("ferry.yaml"), settings).unwrap();
+    let hub = start_hub(&cfg, &dir.path().join("data")).await;
+    wait_until(20, "3 records delivered", || async { rx.count() >= 3 }).await;
+    hub.shutdown().await.unwrap();
+
+    let delivered = &rx.received()[0];
+    let sent = ferry_trace::TraceParent::parse(
+        delivered.headers["traceparent"].to_str().unwrap(),
+    )
+    .expect("a delivery of a pulled record carries a traceparent");
+    let trace = hex::encode(sent.trace_id);
+    let page = collector
+        .named("ferry.pull", &trace)
+        .unwrap_or_else(|| panic!("no page span in {:?}", collector.spans()));
+    assert!(page.parent_span_id.is_empty(), "a page starts its trace");
+    assert_eq!(attribute(&page, "ferry.records"), Some(AnyValue::IntValue(3)));
+    let attempt = collector
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "ferry.attempt" && s.span_id == sent.span_id.to_vec())
+        .expect("the attempt span the destination was told of");
+    assert_eq!(attempt.parent_span_id, page.span_id);
 }

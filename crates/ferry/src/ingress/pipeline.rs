@@ -326,6 +326,14 @@ pub fn keys_unavailable(e: &ferry_protect::KeyError) -> Problem {
 
 impl Pending {
     /// How many events.
+    /// Give every event this trace context (`traceparent`, `tracestate`) in place of its
+    /// own: a pulled page's span is the parent of its events' deliveries.
+    pub fn set_trace_context(&mut self, context: &[(String, String)]) {
+        for event in &mut self.events {
+            ferry_trace::replace_context(&mut event.headers, context);
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.events.len()
     }

@@ -49,10 +49,7 @@ impl IngressTrace {
 
     /// Put the trace context the event keeps in its kept `headers`, in place of the request's.
     pub fn keep(&self, headers: &mut Vec<(String, String)>) {
-        headers.retain(|(name, _)| {
-            !name.eq_ignore_ascii_case("traceparent") && !name.eq_ignore_ascii_case("tracestate")
-        });
-        headers.extend(self.context.iter().cloned());
+        ferry_trace::replace_context(headers, &self.context);
     }
 
     /// When a phase starts.

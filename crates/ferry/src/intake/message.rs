@@ -7,6 +7,8 @@
 //! A rejection's detail names pointers, steps and rules, never payload values: a step that
 //! failed at run time is named, not quoted (VRL's message may quote the data).
 
+use std::time::SystemTime;
+
 use bytes::Bytes;
 use ferry_store::{Millis, NewRejected, RejectedId};
 use serde_json::Value;
@@ -66,15 +68,56 @@ impl Refusal {
 
 /// Run `incoming` through `spec`'s flow at `now`.
 pub fn process(spec: &QueueSpec, incoming: Incoming<'_>, now: Millis) -> Outcome {
-    let received = match received(spec, incoming) {
+    let started = SystemTime::now();
+    let mut received = match received(spec, incoming) {
         Ok(received) => received,
         Err(refusal) => return Outcome::Rejected(refusal),
     };
-    match pipeline::process_flow(&spec.flow_steps(), received, now) {
+    // The message's trace context: Ferry's receive span is a child of the producer's, and
+    // the parent of the event's deliveries.
+    let span = ferry_trace::inbound(&mut received.headers);
+    let outcome = match pipeline::process_flow(&spec.flow_steps(), received, now) {
         Ok(Processed::Events { events, .. }) => Outcome::Events(events),
         Ok(Processed::Dropped { step }) => Outcome::Filtered { step },
         Err(problem) => Outcome::Rejected(refusal(&problem)),
+    };
+    if let Some(ids) = span {
+        trace_receive(spec, incoming, &ids, started, &outcome);
     }
+    outcome
+}
+
+/// Record a message's receive span (`ferry.receive`): the flow, the broker, what it became.
+fn trace_receive(
+    spec: &QueueSpec,
+    incoming: Incoming<'_>,
+    ids: &ferry_trace::SpanIds,
+    started: SystemTime,
+    outcome: &Outcome,
+) {
+    use ferry_trace::KeyValue;
+    let (became, error) = match outcome {
+        Outcome::Events(_) => ("stored", None),
+        Outcome::Filtered { .. } => ("filtered", None),
+        Outcome::Rejected(r) => ("rejected", Some(r.reason.to_string())),
+    };
+    let mut attributes = vec![
+        KeyValue::new("ferry.flow", spec.flow.clone()),
+        KeyValue::new("messaging.system", spec.kind),
+        KeyValue::new("ferry.outcome", became),
+    ];
+    if let Some(id) = incoming.id {
+        attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
+    }
+    ferry_trace::record(
+        ids,
+        "ferry.receive",
+        ferry_trace::SpanKind::Consumer,
+        started,
+        SystemTime::now(),
+        attributes,
+        error,
+    );
 }
 
 /// The message as the pipeline takes it: parsed, with its dedupe key, type and the headers

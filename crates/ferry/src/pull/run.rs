@@ -4,12 +4,13 @@
 //! records they skip are left out of the page's commit, never holding the cursor back.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ferry_store::{PullCheckpoint, PullRunUpdate, Store};
 
 use super::PullSpec;
 use super::record::{self, Record};
-use super::source::Pager;
+use super::source::{Page, Pager};
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
 use crate::ingress::LaneWaker;
@@ -71,14 +72,21 @@ async fn pages(ctx: &PullCtx) -> Result<RunSummary, String> {
     let mut summary = RunSummary::default();
     for _ in 0..spec.max_pages {
         refuse_if_backlog_full(ctx)?;
-        let page = ctx.pager.page(&spec.flow, stored_cursor.as_deref()).await?;
+        // The page's span (a new trace): the parent of its events' deliveries.
+        let mut context = Vec::new();
+        let span = ferry_trace::inbound(&mut context).map(|ids| (ids, SystemTime::now()));
+        let page = ctx.pager.page(&spec.flow, stored_cursor.as_deref()).await;
+        let page = trace_page(spec, span.as_ref(), page)?;
         let now = now_ms();
         let mut pending = Vec::with_capacity(page.records.len());
         for (i, r) in page.records.iter().enumerate() {
             match record::process(spec, r, now)
                 .map_err(|e| format!("record {i} of the page: {e}"))?
             {
-                Record::Events(made) => pending.push(made),
+                Record::Events(mut made) => {
+                    made.set_trace_context(&context);
+                    pending.push(made)
+                }
                 Record::Skipped(skip) => {
                     record::report(spec, i, &skip);
                     summary.skipped += 1;
@@ -122,6 +130,33 @@ async fn pages(ctx: &PullCtx) -> Result<RunSummary, String> {
     }
     summary.truncated = true;
     Ok(summary)
+}
+
+/// Record the span of a page read (`ferry.pull`), with its records or its error.
+fn trace_page(
+    spec: &PullSpec,
+    span: Option<&(ferry_trace::SpanIds, SystemTime)>,
+    page: Result<Page, String>,
+) -> Result<Page, String> {
+    if let Some((ids, started)) = span {
+        let mut attributes = vec![ferry_trace::KeyValue::new("ferry.flow", spec.flow.clone())];
+        if let Ok(page) = &page {
+            attributes.push(ferry_trace::KeyValue::new(
+                "ferry.records",
+                page.records.len() as i64,
+            ));
+        }
+        ferry_trace::record(
+            ids,
+            "ferry.pull",
+            ferry_trace::SpanKind::Consumer,
+            *started,
+            SystemTime::now(),
+            attributes,
+            page.as_ref().err().cloned(),
+        );
+    }
+    page
 }
 
 /// A lane at its bounded backlog stops the run (the cursor stays; the next run goes on).
