@@ -80,6 +80,77 @@ pub struct Settings {
     /// OpenTelemetry traces: where Ferry's spans are exported, and how many new traces.
     #[serde(default)]
     pub tracing: TracingSettings,
+    /// The hub's logs: format, where they go, and how log files rotate and are kept.
+    #[serde(default)]
+    pub logs: LogSettings,
+}
+
+/// `settings.logs`: how `ferry serve` logs. `RUST_LOG` sets the level (default `info`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (human-readable) or `json` (one object per line, for log shippers). Default
+    /// `text`; `--log-json` makes it `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+    /// Where lines go: `stderr` (default), `stdout`, or `file` (then `file:` says where).
+    #[serde(default)]
+    pub to: LogTarget,
+    /// The log file, its rotation and its retention (with `to: file`).
+    #[serde(default)]
+    pub file: Option<LogFile>,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogTarget {
+    #[default]
+    Stderr,
+    Stdout,
+    File,
+}
+
+/// A rotated log file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogFile {
+    /// The file written to (relative paths from the working directory), e.g.
+    /// `/var/log/ferry/ferry.log`. Rotated files sit beside it as `ferry.log.<UTC time>`.
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this many bytes. Default 104857600 (100 MiB).
+    #[serde(default = "default_log_max_bytes")]
+    pub max_bytes: u64,
+    /// Rotate when the file is this old. Default 1d.
+    #[serde(default = "default_log_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Rotated files kept at most (the oldest deleted first). Default 10.
+    #[serde(default = "default_log_keep_files")]
+    pub keep_files: usize,
+    /// Rotated files older than this are deleted. Default: kept until `keep_files` drops them.
+    #[serde(default, with = "humantime_serde")]
+    pub keep_for: Option<Duration>,
+}
+
+const fn default_log_max_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+
+const fn default_log_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+const fn default_log_keep_files() -> usize {
+    10
 }
 
 /// `settings.tracing`: Ferry's spans (ingress, signature check, steps, store commit, each
@@ -150,6 +221,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             oncall: Oncall::default(),
             tracing: TracingSettings::default(),
+            logs: LogSettings::default(),
         }
     }
 }

@@ -147,6 +147,16 @@ fn position(headers: &[(String, String)], name: &str) -> Option<usize> {
         .position(|(n, _)| n.eq_ignore_ascii_case(name))
 }
 
+/// The trace id (hex) of the `traceparent` among `headers`, if one is valid: what log lines
+/// about the event carry.
+pub fn trace_id(headers: &[(String, String)]) -> Option<String> {
+    let i = position(headers, "traceparent")?;
+    let parent = TraceParent::parse(&headers[i].1)?;
+    let mut out = String::with_capacity(32);
+    hex_into(&mut out, &parent.trace_id);
+    Some(out)
+}
+
 /// Put `context` (a `traceparent` and maybe a `tracestate`) in `headers` in place of theirs.
 pub fn replace_context(headers: &mut Vec<(String, String)>, context: &[(String, String)]) {
     headers.retain(|(name, _)| {

@@ -18,7 +18,7 @@
 mod context;
 mod export;
 
-pub use context::{SpanIds, TraceParent, inbound, outbound, replace_context};
+pub use context::{SpanIds, TraceParent, inbound, outbound, replace_context, trace_id};
 pub use export::{Exporting, TraceSettings, install, record};
 pub use opentelemetry::KeyValue;
 pub use opentelemetry::trace::SpanKind;

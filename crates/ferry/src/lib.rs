@@ -20,6 +20,7 @@ pub mod fixture;
 pub mod hub;
 pub mod ingress;
 pub mod intake;
+pub mod logfile;
 pub mod notify;
 pub mod outbound;
 pub mod problem;

@@ -19,7 +19,10 @@ fn main() -> ExitCode {
         ferry::cli::Command::Demo(_) | ferry::cli::Command::Test(_) => "error",
         _ => "info",
     };
-    ferry::telemetry::init_logging(cli.log_json, default_level);
+    // `ferry serve` logs per its config's `settings.logs` (see `cli::serve`).
+    if !matches!(cli.command, ferry::cli::Command::Serve(_)) {
+        ferry::telemetry::init_logging(cli.log_json, default_level);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,6 +2,9 @@
 
 use std::sync::OnceLock;
 
+use ferry_config::{LogFormat, LogSettings, LogTarget};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Install the tracing subscriber on stderr: JSON lines when `json`, else human-readable
@@ -20,6 +23,54 @@ pub fn init_logging(json: bool, default_level: &str) {
     } else {
         builder.try_init()
     };
+}
+
+/// Install the hub's subscriber per `settings.logs` (`json` forces JSON lines): to stderr,
+/// stdout, or a rotated file written through a non-blocking writer, whose guard flushes
+/// it when dropped (keep it until the process ends). Level from `RUST_LOG`, else `info`.
+/// Lines logged while an event is handled carry its `trace_id` (from its span).
+pub fn init_hub_logging(
+    settings: &LogSettings,
+    json: bool,
+) -> std::io::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    use std::io::IsTerminal;
+    let json = json || settings.format == LogFormat::Json;
+    let (writer, guard, ansi) = match (settings.to, &settings.file) {
+        (LogTarget::File, Some(file)) => {
+            let rotation = crate::logfile::Rotation {
+                max_bytes: file.max_bytes,
+                max_age: file.max_age,
+                keep_files: file.keep_files,
+                keep_for: file.keep_for,
+            };
+            let log = crate::logfile::RotatingFile::open(&file.path, rotation)?;
+            // Lossy when the disk cannot keep up: a request never waits for a log line.
+            let (writer, guard) = tracing_appender::non_blocking(log);
+            (BoxMakeWriter::new(writer), Some(guard), false)
+        }
+        (LogTarget::Stdout, _) => (
+            BoxMakeWriter::new(std::io::stdout),
+            None,
+            std::io::stdout().is_terminal(),
+        ),
+        _ => (
+            BoxMakeWriter::new(std::io::stderr),
+            None,
+            std::io::stderr().is_terminal(),
+        ),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi && !json)
+        .with_writer(writer);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+    Ok(guard)
 }
 
 /// The process-wide Prometheus recorder (installed on first use).

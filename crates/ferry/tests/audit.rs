@@ -9,7 +9,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -63,26 +62,7 @@ fn verify(data: &Path) -> (Option<i32>, String, String) {
 
 /// SIGTERM, then wait for a clean exit.
 fn stop(mut hub: KillOnDrop) {
-    let pid = hub.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = hub.0.try_wait().unwrap() {
-            assert!(status.success(), "ferry exited {status}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ferry did not exit after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    stop_gracefully(&mut hub.0);
 }
 
 /// A copy of the stopped hub's data dir, then `sql` run on it by the `sqlite3` CLI after

@@ -152,11 +152,7 @@ fn serve(cfg: &Path, data: &Path) -> (Child, SocketAddr) {
 
 /// Stop a hub gracefully (SIGTERM) and wait for it.
 fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    stop_gracefully(&mut child);
 }
 
 /// `ferry serve` that must refuse to start: its stderr.

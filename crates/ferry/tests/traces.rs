@@ -245,26 +245,29 @@ async fn a_pulled_page_is_the_parent_of_its_events_deliveries() {
         "",
         &http_destination("sink", &rx.url("/in"), 3),
     );
-    let settings = std::fs::read_to_string(cfg.join("ferry.yaml")).unwrap().replace(
-        "settings:\n",
-        &format!("settings:\n  tracing:\n    otlp_endpoint: {endpoint}\n"),
-    );
+    let settings = std::fs::read_to_string(cfg.join("ferry.yaml"))
+        .unwrap()
+        .replace(
+            "settings:\n",
+            &format!("settings:\n  tracing:\n    otlp_endpoint: {endpoint}\n"),
+        );
     std::fs::write(cfg.join("ferry.yaml"), settings).unwrap();
     let hub = start_hub(&cfg, &dir.path().join("data")).await;
     wait_until(20, "3 records delivered", || async { rx.count() >= 3 }).await;
     hub.shutdown().await.unwrap();
 
     let delivered = &rx.received()[0];
-    let sent = ferry_trace::TraceParent::parse(
-        delivered.headers["traceparent"].to_str().unwrap(),
-    )
-    .expect("a delivery of a pulled record carries a traceparent");
+    let sent = ferry_trace::TraceParent::parse(delivered.headers["traceparent"].to_str().unwrap())
+        .expect("a delivery of a pulled record carries a traceparent");
     let trace = hex::encode(sent.trace_id);
     let page = collector
         .named("ferry.pull", &trace)
         .unwrap_or_else(|| panic!("no page span in {:?}", collector.spans()));
     assert!(page.parent_span_id.is_empty(), "a page starts its trace");
-    assert_eq!(attribute(&page, "ferry.records"), Some(AnyValue::IntValue(3)));
+    assert_eq!(
+        attribute(&page, "ferry.records"),
+        Some(AnyValue::IntValue(3))
+    );
     let attempt = collector
         .spans()
         .into_iter()

@@ -51,6 +51,70 @@ pub(super) fn check(c: &mut Checker) {
     }
     unheard_owners(c, file);
     tracing(c, file);
+    logs(c, file);
+}
+
+/// `settings.logs`: a file when lines go to one, limits that let a line through.
+fn logs(c: &mut Checker, file: FileId) {
+    let logs = c.config.settings.logs.clone();
+    match (&logs.to, &logs.file) {
+        (crate::model::LogTarget::File, None) => c.error(
+            file,
+            &["settings", "logs", "to"],
+            Part::Value,
+            "logs go to a file, but `settings.logs.file` names none".to_string(),
+            Some("add `file: { path: /var/log/ferry/ferry.log }`".to_string()),
+        ),
+        (crate::model::LogTarget::File, Some(_)) | (_, None) => {}
+        (_, Some(_)) => c.warning(
+            file,
+            &["settings", "logs", "file"],
+            Part::Key,
+            "`settings.logs.file` is ignored: logs go to the terminal".to_string(),
+            Some("set `to: file`, or remove `file`".to_string()),
+        ),
+    }
+    let Some(f) = &logs.file else { return };
+    let at = |field: &'static str| ["settings", "logs", "file", field];
+    if f.path.as_os_str().is_empty() || f.path.file_name().is_none() {
+        c.error(
+            file,
+            &at("path"),
+            Part::Value,
+            "the log file's path names no file".to_string(),
+            None,
+        );
+    }
+    if f.max_bytes < 4096 {
+        c.error(
+            file,
+            &at("max_bytes"),
+            Part::Value,
+            format!(
+                "max_bytes is {}: a log file must hold at least 4096 bytes",
+                f.max_bytes
+            ),
+            None,
+        );
+    }
+    if f.max_age < Duration::from_secs(1) {
+        c.error(
+            file,
+            &at("max_age"),
+            Part::Value,
+            "max_age is under 1s".to_string(),
+            None,
+        );
+    }
+    if f.keep_files == 0 {
+        c.error(
+            file,
+            &at("keep_files"),
+            Part::Value,
+            "keep_files is 0: every rotated file would be deleted at once".to_string(),
+            Some("keep at least 1".to_string()),
+        );
+    }
 }
 
 /// `settings.tracing`: an endpoint that is a URL, a ratio that is a share, a queue.

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use ferry_store::{CategorySent, ClaimedDelivery, DeliveryAudit, DeliveryOutcome, Millis, Next};
 use ferry_trace::{KeyValue, SpanKind};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tracing::debug;
+use tracing::{Instrument, debug};
 
 use super::conclude::{conclude, conclude_render};
 use super::flush::{Finished, release};
@@ -27,7 +27,14 @@ pub(super) async fn deliver(
 ) {
     // The attempt's span: its id goes out in the `traceparent` the connector sends.
     let span = ferry_trace::outbound(&mut delivery.headers).map(|ids| (ids, SystemTime::now()));
-    let outcome = attempt(&ctx, &delivery, lease_until).await;
+    // Every line logged about the attempt carries the event's trace id.
+    let log_span = tracing::info_span!("delivery", trace_id = tracing::field::Empty);
+    if let Some(id) = ferry_trace::trace_id(&delivery.headers) {
+        log_span.record("trace_id", id.as_str());
+    }
+    let outcome = attempt(&ctx, &delivery, lease_until)
+        .instrument(log_span)
+        .await;
     if let Some((ids, started)) = span {
         trace_attempt(&ctx, &delivery, &outcome, &ids, started);
     }

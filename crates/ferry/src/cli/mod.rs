@@ -146,7 +146,7 @@ pub struct HubTarget {
 /// Run the parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Serve(a) => serve::run(a).await,
+        Command::Serve(a) => serve::run(a, cli.log_json).await,
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test_cmd::run(a).await,
         Command::Dlq(c) => admin_cmds::dlq(c).await,

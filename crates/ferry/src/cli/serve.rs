@@ -65,7 +65,7 @@ pub fn load_config_counted(dir: &Path, resolve_secrets: bool) -> Option<(Config,
 }
 
 /// Run `ferry serve` until SIGTERM or Ctrl-C.
-pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+pub async fn run(args: ServeArgs, log_json: bool) -> Result<ExitCode> {
     let Some(config) = load_config(&args.config, true) else {
         eprintln!(
             "ferry: refusing to start with an invalid config ({})",
@@ -73,6 +73,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     };
+    // Held until the end: dropping it flushes the log file.
+    let _log_guard = crate::telemetry::init_hub_logging(&config.settings.logs, log_json)
+        .map_err(|e| anyhow::anyhow!("settings.logs.file: {e}"))?;
     let data_dir = args
         .data_dir
         .or_else(|| config.settings.data_dir.clone())

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use ferry_delivery::FreshSlot;
 use ferry_store::{AppendOutcome, ClaimedDelivery, NewEvent, StoreError};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::IngressState;
 use super::pipeline::{self, Processed};
@@ -59,7 +60,14 @@ pub async fn ingest(
     counters.received.increment(1);
     // W3C Trace Context: what the event keeps of the request's, and Ferry's ingress span.
     let mut trace = IngressTrace::start(&headers);
-    let result = accept(&state, &route, &headers, body, &mut trace).await;
+    // Every line logged about the request carries its trace id.
+    let span = tracing::info_span!("ingest", trace_id = tracing::field::Empty);
+    if let Some(id) = trace.trace_id() {
+        span.record("trace_id", id.as_str());
+    }
+    let result = accept(&state, &route, &headers, body, &mut trace)
+        .instrument(span)
+        .await;
     trace.finish(&route.flow, &path, &result);
     match result {
         Ok((status, body)) => {

@@ -52,6 +52,11 @@ impl IngressTrace {
         ferry_trace::replace_context(headers, &self.context);
     }
 
+    /// The trace id the event keeps (hex), for its log lines.
+    pub fn trace_id(&self) -> Option<String> {
+        ferry_trace::trace_id(&self.context)
+    }
+
     /// When a phase starts.
     pub fn phase(&self) -> SystemTime {
         SystemTime::now()

@@ -405,15 +405,19 @@ pub fn spawn_ferry_with_umask(
 fn spawn_serving(mut cmd: std::process::Command, log: &Path) -> (std::process::Child, SocketAddr) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let log = std::fs::OpenOptions::new()
+    let log_file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(log_file).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
-    let line = lines.next().expect("ferry printed nothing").unwrap();
+    let Some(line) = lines.next() else {
+        let stderr = std::fs::read_to_string(log).unwrap_or_default();
+        panic!("ferry printed nothing; its stderr:\n{stderr}");
+    };
+    let line = line.unwrap();
     let addr = line
         .strip_prefix("ferry listening on http://")
         .unwrap_or_else(|| panic!("unexpected: {line}"))
@@ -602,4 +606,28 @@ pub fn run_ferry(args: &[&str]) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// SIGTERM the hub, then wait (up to 20 s) for it to exit successfully.
+pub fn stop_gracefully(child: &mut std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "ferry exited {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ferry did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
