@@ -428,6 +428,39 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// Destinations by name (names are unique within the flow). At least one.
     pub destinations: BTreeMap<String, Destination>,
+    /// A synthetic transaction: a marked event sent through the flow on a schedule (and by
+    /// `ferry probe`), which must be delivered everywhere within `expect_within`.
+    #[serde(default)]
+    pub synthetic: Option<Synthetic>,
+}
+
+/// A flow's synthetic transaction (webhook flows).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Synthetic {
+    /// The event sent: a JSON file, relative to the config directory.
+    pub payload: PathBuf,
+    /// Send one this often. Without it, only `ferry probe` sends one.
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+    /// Every destination must have it within this time of its acceptance, or the probe
+    /// fails. Default 30s.
+    #[serde(default = "default_expect_within", with = "humantime_serde")]
+    pub expect_within: Duration,
+}
+
+const fn default_expect_within() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// How a destination gets synthetic events.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticDelivery {
+    /// Send synthetic events here instead of the destination's `url` (HTTP destinations);
+    /// without it they go to the real endpoint, marked `Ferry-Synthetic: true`.
+    #[serde(default)]
+    pub sandbox_url: Option<String>,
 }
 
 const fn default_flow_version() -> u32 {
@@ -553,6 +586,10 @@ pub enum EventIdSource {
 pub struct Destination {
     /// The receiving system (must be declared under `systems:`).
     pub system: String,
+    /// Where synthetic events go: the real endpoint, marked `Ferry-Synthetic: true`
+    /// (default), or `sandbox_url`.
+    #[serde(default)]
+    pub synthetic: SyntheticDelivery,
     /// Deliver with an HTTP request. A destination has exactly one kind: `http`, `nats`,
     /// `rabbitmq`, `postgres` or `kafka`.
     #[serde(default)]

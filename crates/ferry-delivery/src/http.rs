@@ -102,6 +102,8 @@ pub struct HttpConnector {
     refused: Option<EgressRefused>,
     /// With `auth: oauth2`: where each attempt's bearer token comes from.
     oauth2: Option<TokenSource>,
+    /// Where synthetic events go instead of the target's URL.
+    sandbox: Option<Url>,
 }
 
 impl HttpConnector {
@@ -124,7 +126,15 @@ impl HttpConnector {
             target,
             refused,
             oauth2: None,
+            sandbox: None,
         })
+    }
+
+    /// Send synthetic events to `url` instead of the target's URL (through the same
+    /// egress guard).
+    pub fn with_sandbox(mut self, url: Url) -> Self {
+        self.sandbox = Some(url);
+        self
     }
 
     /// Authenticate every call with an OAuth2 access token obtained per `grant` (see
@@ -166,7 +176,11 @@ impl HttpConnector {
         if let Some(refused) = &self.refused {
             return refused_attempt(started_at, clock, refused);
         }
-        let url = match rendered.and_then(|r| r.url.as_ref()) {
+        let sandbox = self
+            .sandbox
+            .as_ref()
+            .filter(|_| crate::synthetic::is_synthetic(delivery));
+        let url = match sandbox.or(rendered.and_then(|r| r.url.as_ref())) {
             Some(url) => {
                 if let Err(refused) = self.target.egress.check_literal(url) {
                     return refused_attempt(started_at, clock, &refused);
@@ -316,6 +330,12 @@ impl HttpConnector {
             if let Ok(value) = HeaderValue::from_str(&signature) {
                 headers.insert(WEBHOOK_SIGNATURE, value);
             }
+        }
+        if crate::synthetic::is_synthetic(delivery) {
+            headers.insert(
+                HeaderName::from_static(crate::synthetic::HEADER),
+                HeaderValue::from_static("true"),
+            );
         }
         // W3C Trace Context: `tracestate` travels with its `traceparent`, never alone.
         if let Some(traceparent) = stored_header(delivery, "traceparent") {

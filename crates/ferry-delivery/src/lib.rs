@@ -67,6 +67,7 @@ pub mod oauth2;
 pub mod outcome;
 pub mod render;
 pub mod retry;
+pub mod synthetic;
 pub mod tally;
 
 pub use batch::{BatchFailure, BatchSpec};

@@ -652,8 +652,14 @@ fn http_connector(
             .map_err(|e| anyhow!("egress_allow: {e}"))?,
         format: http.format,
     };
-    let connector = HttpConnector::new(target, dest.concurrency.max(1))
+    let mut connector = HttpConnector::new(target, dest.concurrency.max(1))
         .context("cannot build the destination's HTTP client")?;
+    if let Some(sandbox) = &dest.synthetic.sandbox_url {
+        connector = connector.with_sandbox(
+            reqwest::Url::parse(sandbox)
+                .with_context(|| format!("synthetic.sandbox_url `{sandbox}`"))?,
+        );
+    }
     match &http.auth {
         Some(ferry_config::HttpAuth::Oauth2(oauth2)) => connector
             .with_oauth2(oauth2_grant(oauth2, secret)?)

@@ -60,6 +60,8 @@ pub struct RunningHub {
     purge: Option<JoinHandle<()>>,
     /// The alert rules' evaluation and the dispatch of their notifications.
     alert_tasks: [JoinHandle<()>; 2],
+    /// The scheduled synthetic transactions, one task per flow with an `every`.
+    probe_tasks: Vec<JoinHandle<()>>,
     /// The span exporter, when `settings.tracing.otlp_endpoint` is set.
     traces: Option<Arc<ferry_trace::Exporting>>,
     grace: Duration,
@@ -118,12 +120,24 @@ impl RunningHub {
             backlog.clone(),
             background.clone(),
         )?;
+        let routes = Arc::new(assembly.routes);
+        // Synthetic transactions: on their schedules, and `ferry probe`.
+        let prober = Arc::new(crate::synthetic::Prober::new(
+            &opts.config,
+            &routes,
+            dyn_store.clone(),
+            waker.clone(),
+        )?);
+        let probe_tasks = prober.spawn_schedules(background.clone());
         let (alerts, alert_tasks) = start_alerts(
             &opts.config,
-            &engine,
-            &backlog,
-            &pullers,
-            &dyn_store,
+            alerts::Sources {
+                engine: engine.clone(),
+                backlog: backlog.clone(),
+                pulls: pullers.board(),
+                store: dyn_store.clone(),
+                prober: prober.clone(),
+            },
             &background,
         )?;
         let queues = Arc::new(assembly.queues);
@@ -149,7 +163,7 @@ impl RunningHub {
         let settings = &opts.config.settings;
         let public = Router::new()
             .merge(ingress::router(ingress::IngressState {
-                routes: Arc::new(assembly.routes),
+                routes,
                 store: dyn_store.clone(),
                 wake: waker,
                 backlog,
@@ -170,6 +184,7 @@ impl RunningHub {
                 datamap: assembly.datamap.clone(),
                 at_rest,
                 alerts,
+                prober,
                 retention: Arc::new(crate::retention::RetentionView {
                     config: opts.config.clone(),
                     purges,
@@ -222,6 +237,7 @@ impl RunningHub {
             intakes,
             purge,
             alert_tasks,
+            probe_tasks,
             traces,
             grace: opts.config.settings.delivery.shutdown_grace,
         })
@@ -268,6 +284,9 @@ impl RunningHub {
         }
         // The evaluation holds the engine, which must be ours alone to drain; the dispatcher
         // sends the pending digests once, within the grace period.
+        for probe in self.probe_tasks {
+            let _ = probe.await;
+        }
         let [evaluation, dispatch] = self.alert_tasks;
         let _ = evaluation.await;
         if tokio::time::timeout(self.grace, dispatch).await.is_err() {
@@ -328,28 +347,14 @@ fn start_traces(config: &Config) -> Result<Option<Arc<ferry_trace::Exporting>>> 
 /// API reads, and the two tasks (evaluation, dispatch).
 fn start_alerts(
     config: &Config,
-    engine: &Arc<DeliveryEngine>,
-    backlog: &Arc<BacklogMonitor>,
-    pullers: &Pullers,
-    store: &Arc<dyn Store>,
+    sources: alerts::Sources,
     background: &CancellationToken,
 ) -> Result<(Arc<alerts::AlertBoard>, [JoinHandle<()>; 2])> {
     let dispatcher = alerts::dispatch::Dispatcher::from_config(config, hub_egress_policy(config)?)?;
     let (edges, queue) = tokio::sync::mpsc::channel(alerts::dispatch::QUEUE);
     let dispatch = dispatcher.spawn(queue, background.clone());
     let board = Arc::new(alerts::AlertBoard::default());
-    let evaluation = alerts::spawn(
-        config,
-        alerts::Sources {
-            engine: engine.clone(),
-            backlog: backlog.clone(),
-            pulls: pullers.board(),
-            store: store.clone(),
-        },
-        board.clone(),
-        edges,
-        background.clone(),
-    );
+    let evaluation = alerts::spawn(config, sources, board.clone(), edges, background.clone());
     Ok((board, [evaluation, dispatch]))
 }
 

@@ -30,5 +30,6 @@ pub mod render;
 pub mod retention;
 pub mod server;
 pub mod strict_json;
+pub mod synthetic;
 pub mod telemetry;
 pub mod transforms;

@@ -489,3 +489,113 @@ fn every_alert_kind_has_its_runbook_section() {
         );
     }
 }
+
+/// The metric value of `family{labels…}` on `/metrics` (0 when absent).
+async fn metric(hub: std::net::SocketAddr, family: &str, labels: &[&str]) -> f64 {
+    let text = metrics_text(hub).await;
+    text.lines()
+        .filter(|l| l.starts_with(family) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Synthetic transactions through the binary: `ferry probe` passes on a healthy flow,
+/// marks the event (`Ferry-Synthetic: true`), sends it to a destination's sandbox when it
+/// has one, and leaves the usage counters alone; with the destination broken it exits 1 and
+/// the `synthetic` alert pages the owning team — and the broken deliveries of the probe do
+/// not count in the lane's failure ratio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ferry_probe_passes_when_healthy_fails_when_broken_and_pages() {
+    let rx = Receivers::start().await;
+    let sandbox = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    write_alerting_config(&cfg, &rx);
+    std::fs::write(
+        cfg.join("synthetic.json"),
+        r#"{"type":"order.paid","amount":0}"#,
+    )
+    .unwrap();
+    let flows = std::fs::read_to_string(cfg.join("flows.yaml"))
+        .unwrap()
+        // Its own flow name: the metrics recorder is shared with the other tests.
+        .replace("  orders:\n", "  probed:\n")
+        .replace(
+            "    destinations:\n",
+            "    synthetic: { payload: synthetic.json, expect_within: 2s }\n    destinations:\n",
+        )
+        .replace(
+            "      mailer:\n",
+            &format!(
+                "      mailer:\n        synthetic: {{ sandbox_url: '{}' }}\n",
+                sandbox.url("/sandbox")
+            ),
+        );
+    std::fs::write(cfg.join("flows.yaml"), flows).unwrap();
+    let hub = start_hub(&cfg, &dir.path().join("data")).await;
+    let url = format!("http://{}", hub.addr());
+    let probe = |url: String| async move {
+        tokio::task::spawn_blocking(move || {
+            run_ferry(&["probe", "probed", "--url", &url, "--token", ADMIN_TOKEN])
+        })
+        .await
+        .unwrap()
+    };
+
+    // Healthy: passes; the ledger got it marked, the mailer's copy went to its sandbox.
+    let (code, out, err) = probe(url.clone()).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("passed"), "{out}");
+    let got = rx.ledger.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].headers["ferry-synthetic"], "true");
+    assert_eq!(
+        rx.mailer.count(),
+        0,
+        "the synthetic went to the real mailer"
+    );
+    assert_eq!(sandbox.count(), 1);
+    assert_eq!(sandbox.received()[0].headers["ferry-synthetic"], "true");
+    // Absent from the usage counters.
+    let addr = hub.addr();
+    assert_eq!(
+        metric(addr, "ferry_ingress_accepted_total", &["flow=\"probed\""]).await,
+        0.0
+    );
+    assert_eq!(
+        metric(addr, "ferry_delivery_attempts_total", &["flow=\"probed\""]).await,
+        0.0
+    );
+
+    // Broken: the ledger answers 500; the probe fails and exits 1.
+    rx.ledger.set_default(Answer::status(500));
+    let (code, out, err) = probe(url.clone()).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("FAILED"), "{out}");
+    // Three attempts, fast backoff: the ledger's delivery dies within the 2 s.
+    assert!(out.contains("the delivery to `ledger` died"), "{out}");
+    wait_until(10, "the synthetic alert paged", || async {
+        pager_events(&rx.pager, "ferry/synthetic/probed").contains(&"trigger".to_string())
+    })
+    .await;
+    let trigger = json_bodies(&rx.pager)
+        .into_iter()
+        .find(|e| e["dedup_key"] == "ferry/synthetic/probed")
+        .unwrap();
+    assert_eq!(trigger["payload"]["class"], "synthetic");
+    assert_eq!(trigger["payload"]["severity"], "critical");
+    // The probe's failed attempts are not the lane's: no failure-ratio page.
+    assert!(
+        pager_events(&rx.pager, "ferry/failure_ratio/probed/ledger").is_empty(),
+        "synthetic failures counted in the failure ratio"
+    );
+    // Fixed: the next probe passes and the alert resolves.
+    rx.ledger.set_default(Answer::status(200));
+    let (code, out, _) = probe(url.clone()).await;
+    assert_eq!(code, Some(0), "{out}");
+    wait_until(10, "the synthetic alert resolved", || async {
+        pager_events(&rx.pager, "ferry/synthetic/probed").contains(&"resolve".to_string())
+    })
+    .await;
+    hub.shutdown().await.unwrap();
+}

@@ -17,6 +17,7 @@ mod rules;
 mod secrets;
 mod settings;
 mod steps;
+mod synthetic;
 mod table_source;
 mod transforms;
 
@@ -56,6 +57,7 @@ pub(crate) fn check(
     dedupe::check(&mut checker);
     steps::check(&mut checker);
     transforms::check(&mut checker);
+    synthetic::check(&mut checker);
     protection::check(&mut checker);
     if opts.resolve_secrets {
         secrets::check(&mut checker);

@@ -146,7 +146,11 @@ impl KafkaConnector {
                 key: "content-type",
                 value: Some(content_type),
             });
-        for name in ["traceparent", "tracestate"] {
+        for name in [
+            "traceparent",
+            "tracestate",
+            ferry_delivery::synthetic::HEADER,
+        ] {
             if let Some(value) = stored_header(delivery, name) {
                 headers = headers.insert(Header {
                     key: name,

@@ -86,7 +86,11 @@ impl NatsConnector {
             .or_else(|| stored_header(delivery, "content-type"))
             .unwrap_or("application/json");
         headers.insert("content-type", content_type);
-        for name in ["traceparent", "tracestate"] {
+        for name in [
+            "traceparent",
+            "tracestate",
+            ferry_delivery::synthetic::HEADER,
+        ] {
             if let Some(value) = stored_header(delivery, name) {
                 headers.insert(name, value);
             }

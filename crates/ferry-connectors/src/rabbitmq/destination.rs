@@ -120,7 +120,11 @@ impl RabbitmqConnector {
             "webhook-id".into(),
             AMQPValue::LongString(LongString::from(id.as_str())),
         );
-        for name in ["traceparent", "tracestate"] {
+        for name in [
+            "traceparent",
+            "tracestate",
+            ferry_delivery::synthetic::HEADER,
+        ] {
             if let Some(value) = stored_header(delivery, name) {
                 headers.insert(name.into(), AMQPValue::LongString(LongString::from(value)));
             }

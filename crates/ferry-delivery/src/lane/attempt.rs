@@ -52,7 +52,7 @@ fn trace_attempt(
     ids: &ferry_trace::SpanIds,
     started: SystemTime,
 ) {
-    let Some(attempt) = &outcome.attempt else {
+    let Some(attempt) = outcome.attempt.as_ref().filter(|_| ids.sampled) else {
         return;
     };
     let next = match outcome.next {
@@ -159,11 +159,15 @@ async fn attempt(ctx: &Ctx, delivery: &ClaimedDelivery, lease_until: Millis) -> 
     if let Some(pause) = ctx.gate.record(&result, probe) {
         auto_pause(ctx, pause).await;
     }
-    if result.verdict.local_failure().is_none() {
+    if result.verdict.local_failure().is_none() && !crate::synthetic::is_synthetic(delivery) {
         ctx.metrics.call_latency(result.latency);
     }
     render::seal_excerpt(ctx.render.as_deref(), delivery, &mut result).await;
-    let sent = rendered.map(|r| r.categories_sent).unwrap_or_default();
+    // A synthetic event is no personal data: nothing of it enters the audit's data map.
+    let sent = rendered
+        .map(|r| r.categories_sent)
+        .filter(|_| !crate::synthetic::is_synthetic(delivery))
+        .unwrap_or_default();
     let outcome = conclude(ctx, delivery, result, now_millis(), &mut rand::rng());
     with_audit(ctx, outcome, sent)
 }

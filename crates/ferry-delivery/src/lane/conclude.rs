@@ -57,8 +57,12 @@ fn conclude_with(
         note_local_failure(ctx, delivery, cause, error.as_deref());
         return decision.outcome;
     }
-    ctx.metrics.attempted(decision.kind);
-    if decision.kind == OutcomeKind::Delivered {
+    // A synthetic event's attempts stay out of the business metrics and alert tallies.
+    let synthetic = crate::synthetic::is_synthetic(delivery);
+    if !synthetic {
+        ctx.metrics.attempted(decision.kind);
+    }
+    if decision.kind == OutcomeKind::Delivered && !synthetic {
         ctx.metrics
             .end_to_end_seconds
             .record(end_to_end_seconds(delivery.received_at, now));

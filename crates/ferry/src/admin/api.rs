@@ -41,6 +41,8 @@ pub struct AdminState {
     pub at_rest: Option<Arc<crate::at_rest::AtRest>>,
     /// The alerts of the last evaluation.
     pub alerts: Arc<crate::alerts::AlertBoard>,
+    /// The synthetic transactions (`ferry probe`).
+    pub prober: Arc<crate::synthetic::Prober>,
     /// The retention rules of the running config and the last purge.
     pub retention: Arc<crate::retention::RetentionView>,
 }
@@ -59,6 +61,7 @@ pub fn router(state: AdminState, gate: TokenGate) -> Router {
         .route("/admin/v1/replay", post(replay))
         .route("/admin/v1/pulls", get(pulls))
         .route("/admin/v1/alerts", get(alerts))
+        .route("/admin/v1/probe", get(last_probes).post(probe))
         .route("/admin/v1/datamap", get(super::datamap::datamap))
         .route("/admin/v1/rejected", get(super::rejected::list))
         .route("/admin/v1/rejected/{id}", get(super::rejected::show))
@@ -108,6 +111,47 @@ async fn systems(State(st): State<AdminState>) -> ApiResult<SystemsResponse> {
 /// `GET /admin/v1/alerts`: the alerts pending and firing, and the last resolved.
 async fn alerts(State(st): State<AdminState>) -> Json<crate::alerts::AlertsResponse> {
     Json(st.alerts.get())
+}
+
+/// `POST /admin/v1/probe`: body `{"flows": [..]}` (none: every flow with a synthetic
+/// transaction). Runs them now, together, and answers when each passed or failed.
+async fn probe(
+    State(st): State<AdminState>,
+    Json(body): Json<ProbeRequest>,
+) -> ApiResult<crate::synthetic::ProbeResponse> {
+    let flows: Vec<String> = if body.flows.is_empty() {
+        st.prober.flows().cloned().collect()
+    } else {
+        body.flows
+    };
+    let runs = flows.iter().map(|flow| st.prober.probe(flow));
+    let mut results = Vec::with_capacity(flows.len());
+    for result in futures_util::future::join_all(runs).await {
+        results.push(result.map_err(|e| {
+            Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_probed",
+                "Not probed",
+                e.to_string(),
+            )
+        })?);
+    }
+    Ok(Json(crate::synthetic::ProbeResponse { results }))
+}
+
+/// `GET /admin/v1/probe`: each flow's last synthetic transaction.
+async fn last_probes(State(st): State<AdminState>) -> Json<crate::synthetic::ProbeResponse> {
+    Json(crate::synthetic::ProbeResponse {
+        results: st.prober.last(),
+    })
+}
+
+/// The body of `POST /admin/v1/probe`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeRequest {
+    #[serde(default)]
+    flows: Vec<String>,
 }
 
 /// Stored counts joined with the running gates; lanes known to only one side are kept.

@@ -56,6 +56,17 @@ impl AdminClient {
         self.send(self.http.get(self.url("/admin/v1/lanes")?)).await
     }
 
+    /// Run the synthetic transactions of `flows` (none: all) and wait for their results.
+    pub async fn probe(&self, flows: &[String]) -> Result<crate::synthetic::ProbeResponse> {
+        let request = self
+            .http
+            .post(self.url("/admin/v1/probe")?)
+            .json(&serde_json::json!({ "flows": flows }))
+            // A probe waits up to its flow's `expect_within`.
+            .timeout(std::time::Duration::from_secs(3600));
+        self.send(request).await
+    }
+
     /// The alerts pending and firing, and the last resolved.
     pub async fn alerts(&self) -> Result<crate::alerts::AlertsResponse> {
         self.send(self.http.get(self.url("/admin/v1/alerts")?))

@@ -29,6 +29,8 @@ pub struct Inputs {
     pub breakers: HashMap<LaneKey, &'static str>,
     /// Each pull flow's time since its last successful run (`None`: never).
     pub pulls: HashMap<String, (Option<Duration>, Duration)>,
+    /// Each flow's last synthetic transaction.
+    pub synthetics: HashMap<String, crate::synthetic::ProbeResult>,
 }
 
 /// An alert's identity: its rule and what it watches.
@@ -176,6 +178,20 @@ impl Evaluator {
                 rules: &rules,
             };
             if let Some(view) = self.step(id, target, pending_for, reading, now, now_ms) {
+                edges.push(view);
+            }
+        }
+        let synthetics = self.targets.synthetics.clone();
+        for target in &synthetics {
+            let rules = self.settings.rules(target.impact.tier);
+            let reading = rules::synthetic(inputs.synthetics.get(&target.flow));
+            let id = (AlertKind::Synthetic, target.flow.clone(), None);
+            let watched = Watched {
+                impact: &target.impact,
+                rules: &rules,
+            };
+            // A failed probe is its own evidence: it fires at once.
+            if let Some(view) = self.step(id, watched, Duration::ZERO, reading, now, now_ms) {
                 edges.push(view);
             }
         }

@@ -119,6 +119,8 @@ pub struct Sources {
     pub backlog: Arc<BacklogMonitor>,
     pub pulls: Arc<PullBoard>,
     pub store: Arc<dyn Store>,
+    /// The synthetic transactions' last results.
+    pub prober: Arc<crate::synthetic::Prober>,
 }
 
 /// Evaluate the rules of `config` every `settings.alerts.evaluate_every` until `stop`,
@@ -197,11 +199,18 @@ async fn gather(sources: &Sources) -> Inputs {
             tracing::warn!(error = %e, "reading the pull flows' state for the alert rules failed")
         }
     }
+    let synthetics = sources
+        .prober
+        .last()
+        .into_iter()
+        .map(|r| (r.flow.clone(), r))
+        .collect();
     Inputs {
         tallies,
         backlog,
         breakers,
         pulls,
+        synthetics,
     }
 }
 

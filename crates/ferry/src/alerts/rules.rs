@@ -20,17 +20,20 @@ pub enum AlertKind {
     BreakerOpen,
     DeadLettersGrowing,
     Freshness,
+    /// A flow's synthetic transaction failed or was late.
+    Synthetic,
 }
 
 impl AlertKind {
     /// Every kind.
-    pub const ALL: [AlertKind; 6] = [
+    pub const ALL: [AlertKind; 7] = [
         AlertKind::FailureRatio,
         AlertKind::AttemptLatencyP99,
         AlertKind::BacklogAge,
         AlertKind::BreakerOpen,
         AlertKind::DeadLettersGrowing,
         AlertKind::Freshness,
+        AlertKind::Synthetic,
     ];
 
     /// The name in config, metrics and the API.
@@ -42,6 +45,7 @@ impl AlertKind {
             AlertKind::BreakerOpen => "breaker_open",
             AlertKind::DeadLettersGrowing => "dead_letters_growing",
             AlertKind::Freshness => "freshness",
+            AlertKind::Synthetic => "synthetic",
         }
     }
 
@@ -54,6 +58,7 @@ impl AlertKind {
             AlertKind::BreakerOpen => "alert-breaker-open",
             AlertKind::DeadLettersGrowing => "alert-dead-letters-growing",
             AlertKind::Freshness => "alert-freshness",
+            AlertKind::Synthetic => "alert-synthetic",
         }
     }
 }
@@ -256,6 +261,22 @@ pub fn freshness(sla: Duration, since_success: Option<Duration>, uptime: Duratio
                 round(since),
                 round(sla)
             )
+        },
+    }
+}
+
+/// The flow's last synthetic transaction failed (unknown before the first).
+pub fn synthetic(last: Option<&crate::synthetic::ProbeResult>) -> Reading {
+    let Some(last) = last else {
+        return unknown(0.0);
+    };
+    Reading {
+        condition: holds(!last.passed),
+        value: last.took_ms as f64 / 1000.0,
+        threshold: 0.0,
+        summary: match &last.failure {
+            Some(failure) => format!("the synthetic transaction failed: {failure}"),
+            None => format!("the synthetic transaction passed in {} ms", last.took_ms),
         },
     }
 }

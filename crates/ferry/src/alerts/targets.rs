@@ -29,11 +29,20 @@ pub struct PullTarget {
     pub impact: Impact,
 }
 
+/// A flow with a synthetic transaction: its impact is its owner's, at the highest tier of
+/// the systems it delivers to.
+#[derive(Debug, Clone)]
+pub struct SyntheticTarget {
+    pub flow: String,
+    pub impact: Impact,
+}
+
 /// Everything watched.
 #[derive(Debug, Clone, Default)]
 pub struct Targets {
     pub lanes: Vec<LaneTarget>,
     pub pulls: Vec<PullTarget>,
+    pub synthetics: Vec<SyntheticTarget>,
 }
 
 impl Targets {
@@ -61,6 +70,27 @@ impl Targets {
                         destination: dest_name.clone(),
                     },
                     impact: impact(&dest.system),
+                });
+            }
+            if flow.synthetic.is_some() {
+                let rank = |t: Tier| match t {
+                    Tier::Critical => 0,
+                    Tier::High => 1,
+                    Tier::Low => 2,
+                };
+                let tier = flow
+                    .destinations
+                    .values()
+                    .filter_map(|d| config.systems.get(&d.system).map(|s| s.tier))
+                    .min_by_key(|t| rank(*t))
+                    .unwrap_or_default();
+                targets.synthetics.push(SyntheticTarget {
+                    flow: flow_name.clone(),
+                    impact: Impact {
+                        system: source.to_string(),
+                        tier,
+                        owner: flow_owner.clone(),
+                    },
                 });
             }
             let freshness = match &flow.source {

@@ -1,5 +1,5 @@
-//! `ferry alerts` (what a running hub's rules say now) and `ferry export prometheus-rules`
-//! (the same rules for Prometheus).
+//! `ferry alerts` (what a running hub's rules say now), `ferry probe` (its synthetic
+//! transactions, now) and `ferry export prometheus-rules` (the rules for Prometheus).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +22,18 @@ pub struct AlertsArgs {
     /// Also list the alerts that resolved recently.
     #[arg(long)]
     pub all: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ferry probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub target: HubTarget,
+    /// The flows to probe [default: every flow with a `synthetic` transaction].
+    pub flows: Vec<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -101,6 +113,42 @@ pub async fn alerts(args: AlertsArgs) -> Result<ExitCode> {
         println!("{}: runbook {}", a.id, a.runbook);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Run the synthetic transactions now; exit 1 when one failed (for a deploy pipeline).
+pub async fn probe(args: ProbeArgs) -> Result<ExitCode> {
+    let answer = client(&args.target)?.probe(&args.flows).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else if answer.results.is_empty() {
+        println!("no flow has a synthetic transaction");
+    } else {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_BORDERS_ONLY)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(["flow", "result", "took", "deliveries", "why"]);
+        for r in &answer.results {
+            let deliveries: Vec<String> = r
+                .deliveries
+                .iter()
+                .map(|d| format!("{} {}", d.destination, d.state))
+                .collect();
+            table.add_row([
+                r.flow.clone(),
+                if r.passed { "passed" } else { "FAILED" }.to_string(),
+                format!("{} ms", r.took_ms),
+                deliveries.join(", "),
+                r.failure.clone().unwrap_or_default(),
+            ]);
+        }
+        println!("{table}");
+    }
+    Ok(if answer.results.iter().all(|r| r.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `ferry export …`.

@@ -120,6 +120,12 @@ pub enum Command {
     /// List the alerts of a running hub: firing and pending, with their team, channel and
     /// runbook (`--all` adds the recently resolved).
     Alerts(alerts_cmds::AlertsArgs),
+    /// Run the synthetic transactions of a running hub now (every flow with `synthetic`, or
+    /// the flows named) and wait for them: exit 1 when one failed or was late.
+    #[command(
+        after_help = "Examples:\n  ferry probe --config ./config\n  ferry probe shop-orders --url http://127.0.0.1:8080"
+    )]
+    Probe(alerts_cmds::ProbeArgs),
     /// Export what the hub knows for other tools.
     #[command(subcommand)]
     Export(alerts_cmds::ExportCommand),
@@ -163,6 +169,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Audit(c) => audit_cmds::run(c).await,
         Command::Retention(c) => retention_cmds::run(c).await,
         Command::Alerts(a) => alerts_cmds::alerts(a).await,
+        Command::Probe(a) => alerts_cmds::probe(a).await,
         Command::Export(c) => alerts_cmds::export(c),
         Command::Demo(a) => crate::demo::run(a).await,
     };
