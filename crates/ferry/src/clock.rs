@@ -32,6 +32,28 @@ pub fn parse_time(input: &str, now: Millis) -> Result<Millis, String> {
     ))
 }
 
+/// The ticks of a periodic task: the first at once, then every `period` (a late tick
+/// delays the next ones rather than bunching them).
+pub struct Every {
+    tick: tokio::time::Interval,
+}
+
+impl Every {
+    pub fn new(period: std::time::Duration) -> Self {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Every { tick }
+    }
+
+    /// Wait for the next tick: `false` once `stop` is cancelled.
+    pub async fn next(&mut self, stop: &tokio_util::sync::CancellationToken) -> bool {
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = self.tick.tick() => true,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -318,13 +318,8 @@ impl Prober {
                 let prober = self.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(every);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tick.tick() => {}
-                        }
+                    let mut ticks = crate::clock::Every::new(every);
+                    while ticks.next(&stop).await {
                         tokio::select! {
                             _ = stop.cancelled() => break,
                             _ = prober.probe(&flow) => {}

@@ -259,12 +259,10 @@ fn a_route_to_a_missing_channel_is_a_config_error() {
         dir.path(),
         &http_destination("crm", "http://127.0.0.1:9/x", 3),
     );
-    let settings = std::fs::read_to_string(dir.path().join("ferry.yaml")).unwrap();
-    let settings = settings.replace(
-        "settings:\n",
-        "settings:\n  oncall:\n    team-b:\n      chat: { url: 'http://127.0.0.1:9/chat' }\n      route: { critical: pager }\n",
+    add_settings(
+        dir.path(),
+        "  oncall:\n    team-b:\n      chat: { url: 'http://127.0.0.1:9/chat' }\n      route: { critical: pager }\n",
     );
-    std::fs::write(dir.path().join("ferry.yaml"), settings).unwrap();
     let (code, _out, err) = ferry_on_dir(&["validate"], dir.path());
     assert_eq!(code, Some(1), "{err}");
     assert!(

@@ -106,13 +106,10 @@ async fn one_event_is_one_trace_from_the_caller_through_ferry_to_the_destination
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config");
     write_config(&cfg, &http_destination("crm", &rx.url("/hook"), 3));
-    let settings = std::fs::read_to_string(cfg.join("ferry.yaml"))
-        .unwrap()
-        .replace(
-            "settings:\n",
-            &format!("settings:\n  tracing:\n    otlp_endpoint: {endpoint}\n"),
-        );
-    std::fs::write(cfg.join("ferry.yaml"), settings).unwrap();
+    add_settings(
+        &cfg,
+        &format!("  tracing:\n    otlp_endpoint: {endpoint}\n"),
+    );
     let hub = start_hub(&cfg, &dir.path().join("data")).await;
 
     // A valid caller context: Ferry's spans join its trace, `tracestate` goes on unchanged.
@@ -245,13 +242,10 @@ async fn a_pulled_page_is_the_parent_of_its_events_deliveries() {
         "",
         &http_destination("sink", &rx.url("/in"), 3),
     );
-    let settings = std::fs::read_to_string(cfg.join("ferry.yaml"))
-        .unwrap()
-        .replace(
-            "settings:\n",
-            &format!("settings:\n  tracing:\n    otlp_endpoint: {endpoint}\n"),
-        );
-    std::fs::write(cfg.join("ferry.yaml"), settings).unwrap();
+    add_settings(
+        &cfg,
+        &format!("  tracing:\n    otlp_endpoint: {endpoint}\n"),
+    );
     let hub = start_hub(&cfg, &dir.path().join("data")).await;
     wait_until(20, "3 records delivered", || async { rx.count() >= 3 }).await;
     hub.shutdown().await.unwrap();

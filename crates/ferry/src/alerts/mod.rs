@@ -140,13 +140,8 @@ pub fn spawn(
         Instant::now(),
     );
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+        let mut ticks = crate::clock::Every::new(every);
+        while ticks.next(&stop).await {
             let inputs = gather(&sources).await;
             let edges = evaluator.evaluate(&inputs, Instant::now(), now_ms());
             let (active, resolved) = evaluator.views();

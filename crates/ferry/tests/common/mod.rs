@@ -631,3 +631,16 @@ pub fn stop_gracefully(child: &mut std::process::Child) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Add `lines` (YAML indented by two spaces, each ending in a newline) at the top of the
+/// `settings:` of the config in `cfg`.
+pub fn add_settings(cfg: &Path, lines: &str) {
+    let path = cfg.join("ferry.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("settings:\n"), "{text}");
+    std::fs::write(
+        &path,
+        text.replacen("settings:\n", &format!("settings:\n{lines}"), 1),
+    )
+    .unwrap();
+}
