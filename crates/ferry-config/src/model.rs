@@ -434,11 +434,12 @@ pub struct Flow {
     pub synthetic: Option<Synthetic>,
 }
 
-/// A flow's synthetic transaction (webhook flows).
+/// A flow's synthetic transaction.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Synthetic {
-    /// The event sent: a JSON file, relative to the config directory.
+    /// The event sent: a JSON file, relative to the config directory, entering the flow as
+    /// its source's events do (a posted body, a queue message, a pulled record or row).
     pub payload: PathBuf,
     /// Send one this often. Without it, only `ferry probe` sends one.
     #[serde(default, with = "humantime_serde")]

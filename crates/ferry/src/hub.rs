@@ -113,6 +113,7 @@ impl RunningHub {
         {
             notifier.spawn(engine.subscribe(), background.clone());
         }
+        let pull_specs = assembly.pulls.clone();
         let pullers = Pullers::start(
             assembly.pulls,
             dyn_store.clone(),
@@ -121,10 +122,13 @@ impl RunningHub {
             background.clone(),
         )?;
         let routes = Arc::new(assembly.routes);
+        let queues = Arc::new(assembly.queues);
         // Synthetic transactions: on their schedules, and `ferry probe`.
         let prober = Arc::new(crate::synthetic::Prober::new(
             &opts.config,
             &routes,
+            &queues,
+            &pull_specs,
             dyn_store.clone(),
             waker.clone(),
         )?);
@@ -140,7 +144,6 @@ impl RunningHub {
             },
             &background,
         )?;
-        let queues = Arc::new(assembly.queues);
         let intakes = Intakes::start(
             &queues,
             dyn_store.clone(),

@@ -3,7 +3,9 @@
 //! `ferry-synthetic: true`, on a schedule (`every`) and on demand (`ferry probe`). A probe
 //! passes when every delivery of the event is delivered within `expect_within`.
 //!
-//! It enters after the signature check (the hub is its own sender); the mark keeps it out
+//! It enters where the source's events enter the flow: after a webhook's signature check
+//! (the hub is its own sender), as a message read from the queue, as a record of a pulled
+//! page or table. The mark keeps it out
 //! of the ingress counters, the delivery metrics, the alert rules' tallies and the audit
 //! of personal data, and sends it marked `Ferry-Synthetic: true` (or to a destination's
 //! sandbox URL). A failed or late probe fires the `synthetic` alert.
@@ -23,6 +25,11 @@ use crate::assembly::IngressRoute;
 use crate::clock::now_ms;
 use crate::ingress::LaneWaker;
 use crate::ingress::pipeline::{self, Processed};
+use crate::intake::QueueFlows;
+use crate::intake::QueueSpec;
+use crate::intake::message::{self, Incoming};
+use crate::pull::PullSpec;
+use crate::pull::record::{self, Record, Skip};
 
 /// How often a running probe looks at its deliveries.
 const POLL: Duration = Duration::from_millis(100);
@@ -69,24 +76,34 @@ pub struct ProbeResponse {
 /// Why a flow cannot be probed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("flow `{0}` has no `synthetic` transaction (or is not a webhook flow)")]
+    #[error("flow `{0}` has no `synthetic` transaction")]
     NotProbed(String),
+}
+
+/// Where a flow's events enter it.
+enum Entry {
+    Webhook(Arc<IngressRoute>),
+    Queue(Arc<QueueSpec>),
+    Pull(Arc<PullSpec>),
 }
 
 /// Runs the synthetic transactions and keeps each flow's last result.
 pub struct Prober {
     specs: BTreeMap<String, Spec>,
-    routes: HashMap<String, Arc<IngressRoute>>,
+    entries: HashMap<String, Entry>,
     store: Arc<dyn Store>,
     wake: LaneWaker,
     last: RwLock<BTreeMap<String, ProbeResult>>,
 }
 
 impl Prober {
-    /// The synthetic transactions of `config`'s webhook flows (`routes`, by path).
+    /// The synthetic transactions of `config`'s flows: webhook (`routes`, by path), queue
+    /// (`queues`) and pull (`pulls`) flows.
     pub fn new(
         config: &Config,
         routes: &BTreeMap<String, Arc<IngressRoute>>,
+        queues: &QueueFlows,
+        pulls: &[Arc<PullSpec>],
         store: Arc<dyn Store>,
         wake: LaneWaker,
     ) -> anyhow::Result<Self> {
@@ -108,13 +125,23 @@ impl Prober {
                 },
             );
         }
-        let routes = routes
+        let entries = routes
             .values()
-            .map(|r| (r.flow.clone(), r.clone()))
+            .map(|r| (r.flow.clone(), Entry::Webhook(r.clone())))
+            .chain(
+                queues
+                    .iter()
+                    .map(|(f, q)| (f.clone(), Entry::Queue(q.clone()))),
+            )
+            .chain(
+                pulls
+                    .iter()
+                    .map(|p| (p.flow.clone(), Entry::Pull(p.clone()))),
+            )
             .collect();
         Ok(Prober {
             specs,
-            routes,
+            entries,
             store,
             wake,
             last: RwLock::default(),
@@ -139,11 +166,11 @@ impl Prober {
     /// Probe `flow` now: send its synthetic event and wait for every delivery, up to its
     /// `expect_within`.
     pub async fn probe(&self, flow: &str) -> Result<ProbeResult, ProbeError> {
-        let (Some(spec), Some(route)) = (self.specs.get(flow), self.routes.get(flow)) else {
+        let (Some(spec), Some(entry)) = (self.specs.get(flow), self.entries.get(flow)) else {
             return Err(ProbeError::NotProbed(flow.to_string()));
         };
         let started_at = now_ms();
-        let result = match self.send(route, spec).await {
+        let result = match self.send(entry, spec).await {
             Ok(events) => {
                 self.watch(flow, events, started_at, spec.expect_within)
                     .await
@@ -166,41 +193,67 @@ impl Prober {
         Ok(result)
     }
 
-    /// Run the payload through the flow's steps and store it, marked: its event ids.
-    async fn send(&self, route: &IngressRoute, spec: &Spec) -> Result<Vec<EventId>, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", "application/json".parse().expect("static"));
-        let mut received = pipeline::receive(route, &headers, spec.payload.clone())
-            .map_err(|p| format!("the flow refused the synthetic payload: {}", p.code))?;
-        // Its own id every time: a probe is never a duplicate of the last one.
-        received.dedupe_key = Some(format!("ferry-synthetic-{}", uuid::Uuid::now_v7().simple()));
-        received.headers.push((
-            ferry_delivery::synthetic::HEADER.to_string(),
-            "true".to_string(),
-        ));
-        let _ = ferry_trace::inbound(&mut received.headers);
-        let events = match pipeline::process(route, received, now_ms()) {
-            Ok(Processed::Events { events, .. }) => events,
-            Ok(Processed::Dropped { step }) => {
-                return Err(format!(
-                    "step {step} of the flow dropped the synthetic event"
-                ));
+    /// Run the payload through the flow's steps as its source's events enter it, and store
+    /// it, marked: its event ids.
+    async fn send(&self, entry: &Entry, spec: &Spec) -> Result<Vec<EventId>, String> {
+        let now = now_ms();
+        let refused = |code: &str| format!("the flow refused the synthetic payload: {code}");
+        let (pending, lanes) = match entry {
+            Entry::Webhook(route) => {
+                let mut headers = HeaderMap::new();
+                headers.insert("content-type", "application/json".parse().expect("static"));
+                let received = pipeline::receive(route, &headers, spec.payload.clone())
+                    .map_err(|p| refused(p.code))?;
+                match pipeline::process(route, received, now).map_err(|p| refused(p.code))? {
+                    Processed::Events { events, .. } => (events, &route.lanes),
+                    Processed::Dropped { step } => return Err(dropped(step)),
+                }
             }
-            Err(p) => {
-                return Err(format!(
-                    "the flow refused the synthetic payload: {}",
-                    p.code
-                ));
+            Entry::Queue(queue) => {
+                let id = format!("ferry-synthetic-{}", uuid::Uuid::now_v7().simple());
+                let incoming = Incoming {
+                    id: Some(&id),
+                    payload: &spec.payload,
+                    headers: &[],
+                };
+                match message::process(queue, incoming, now) {
+                    message::Outcome::Events(events) => (events, &queue.lanes),
+                    message::Outcome::Filtered { step } => return Err(dropped(step)),
+                    message::Outcome::Rejected(r) => return Err(refused(r.reason)),
+                }
+            }
+            Entry::Pull(pull) => {
+                let record: serde_json::Value = serde_json::from_slice(&spec.payload)
+                    .map_err(|e| format!("the synthetic payload is not JSON: {e}"))?;
+                match record::process(pull, &record, now)? {
+                    Record::Events(events) => (events, &pull.lanes),
+                    Record::Skipped(Skip::Filtered { step }) => return Err(dropped(step)),
+                    Record::Skipped(Skip::Refused(p)) => return Err(refused(p.code)),
+                }
             }
         };
-        let mut events = events
+        let mut events = pending
             .seal()
             .await
             .map_err(|e| format!("data keys unavailable: {e}"))?;
-        // No personal data: nothing of it enters the audit's data map or retention.
-        for event in &mut events {
+        // Its own trace, and marked: never a duplicate of the last probe, no personal data
+        // (nothing of it enters the audit's data map or retention).
+        let mut context = Vec::new();
+        let _ = ferry_trace::inbound(&mut context);
+        let probe = uuid::Uuid::now_v7().simple().to_string();
+        for (i, event) in events.iter_mut().enumerate() {
+            event.dedupe_key = Some(format!("ferry-synthetic-{probe}-{i}"));
+            event.dedupe_window = None;
             event.audit.subject = None;
             event.audit.categories.clear();
+            ferry_trace::replace_context(&mut event.headers, &context);
+            event
+                .headers
+                .retain(|(n, _)| n != ferry_delivery::synthetic::HEADER);
+            event.headers.push((
+                ferry_delivery::synthetic::HEADER.to_string(),
+                "true".to_string(),
+            ));
         }
         let outcomes = self
             .store
@@ -214,7 +267,7 @@ impl Prober {
                 _ => None,
             })
             .collect();
-        for lane in &route.lanes {
+        for lane in lanes {
             (self.wake)(&lane.key);
         }
         Ok(ids)
@@ -329,6 +382,10 @@ impl Prober {
             })
             .collect()
     }
+}
+
+fn dropped(step: usize) -> String {
+    format!("step {step} of the flow dropped the synthetic event")
 }
 
 fn failed(flow: &str, started_at: Millis, failure: String, event_ids: Vec<String>) -> ProbeResult {

@@ -597,3 +597,48 @@ async fn ferry_probe_passes_when_healthy_fails_when_broken_and_pages() {
     .await;
     hub.shutdown().await.unwrap();
 }
+
+/// A pull flow's synthetic record enters as a pulled record does: through the flow's steps
+/// to its destination, marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_flow_is_probed_with_a_record() {
+    let api = common::pages::PageServer::start(common::pages::Paging::Token, 0, 10).await;
+    let rx = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config");
+    common::pages::write_pull_config(
+        &cfg,
+        &api.url(),
+        "0 0 1 1 *",
+        &common::pages::cursor_yaml(common::pages::Paging::Token, 10),
+        "",
+        &http_destination("sink", &rx.url("/in"), 3),
+    );
+    std::fs::write(
+        cfg.join("record.json"),
+        r#"{"id":"probe","type":"probe.record"}"#,
+    )
+    .unwrap();
+    let flow = cfg.join("flows/pulled.yaml");
+    let text = std::fs::read_to_string(&flow).unwrap().replace(
+        "    destinations:\n",
+        "    synthetic: { payload: record.json, expect_within: 5s }\n    destinations:\n",
+    );
+    std::fs::write(&flow, text).unwrap();
+    let hub = start_hub(&cfg, &dir.path().join("data")).await;
+    // Twice: each probe is its own event, never a duplicate of the last.
+    for _ in 0..2 {
+        let answer = admin_post(hub.addr(), "/admin/v1/probe", serde_json::json!({})).await;
+        let result = &answer["results"][0];
+        assert_eq!(result["flow"], "pulled", "{answer}");
+        assert_eq!(result["passed"], true, "{answer}");
+        assert_eq!(result["deliveries"][0]["state"], "delivered", "{answer}");
+    }
+    let got = rx.received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.headers["ferry-synthetic"] == "true"));
+    assert_eq!(got[0].body, got[1].body);
+    let last = admin_get(hub.addr(), "/admin/v1/probe").await;
+    assert_eq!(last["results"][0]["passed"], true, "{last}");
+    hub.shutdown().await.unwrap();
+}

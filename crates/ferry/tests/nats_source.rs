@@ -49,3 +49,11 @@ async fn nats_kill_9_under_load_loses_nothing() {
     };
     queues::kill_9_under_load_loses_nothing(broker, 3000).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nats_flow_is_probed_with_a_message() {
+    let Some(broker) = Broker::nats().await else {
+        return;
+    };
+    queues::probed_with_a_message(broker).await;
+}

@@ -1,5 +1,5 @@
-//! Checks of synthetic transactions: a flow's `synthetic` (a webhook flow, a payload file
-//! that is JSON, times that make sense) and a destination's `synthetic.sandbox_url`.
+//! Checks of synthetic transactions: a flow's `synthetic` (a payload file that is JSON, times
+//! that make sense) and a destination's `synthetic.sandbox_url`.
 
 use std::time::Duration;
 
@@ -7,7 +7,6 @@ use super::Checker;
 use super::resilience::{hub_policy, refusal_at};
 use super::rules;
 use crate::locate::Part;
-use crate::model::Source;
 
 pub(super) fn check(c: &mut Checker) {
     let flows = c.config.flows.clone();
@@ -49,15 +48,6 @@ pub(super) fn check(c: &mut Checker) {
             continue;
         };
         let at = |field: &'static str| -> Vec<&str> { vec!["flows", name, "synthetic", field] };
-        if !matches!(flow.source, Source::Webhook(_)) {
-            c.error(
-                file,
-                &["flows", name, "synthetic"],
-                Part::Key,
-                "synthetic transactions are sent through webhook flows".to_string(),
-                Some("probe the webhook flow that feeds this source instead".to_string()),
-            );
-        }
         let payload = c.config.root.join(&synthetic.payload);
         match std::fs::read(&payload) {
             Err(e) => c.error(

@@ -784,3 +784,35 @@ pub async fn kill_9_under_load_loses_nothing(broker: Broker, n: usize) {
     })
     .await;
 }
+
+/// A queue flow's synthetic message enters as a message read from the broker does, through
+/// the flow's steps to its destination, marked; each probe is its own event even though
+/// the payload's `id` (the dedupe key) is the same.
+pub async fn probed_with_a_message(broker: Broker) {
+    let rx = TestReceiver::start().await;
+    let (cfg, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(cfg.path().join("message.json"), order("synthetic")).unwrap();
+    write_queue_config(
+        cfg.path(),
+        "q-probe",
+        &broker.source_yaml(&["event_id: /id"]),
+        "    synthetic: { payload: message.json, expect_within: 10s }\n",
+        &rx.url("/hook"),
+        "",
+    );
+    let hub = start_hub(cfg.path(), data.path()).await;
+    for _ in 0..2 {
+        let answer = admin_post(
+            hub.addr(),
+            "/admin/v1/probe",
+            serde_json::json!({ "flows": ["q-probe"] }),
+        )
+        .await;
+        assert_eq!(answer["results"][0]["passed"], true, "{answer}");
+    }
+    let got = rx.received();
+    assert_eq!(got.len(), 2);
+    assert!(got.iter().all(|r| r.headers["ferry-synthetic"] == "true"));
+    assert_eq!(received_ids(&rx), ["synthetic"]);
+    hub.shutdown().await.unwrap();
+}
