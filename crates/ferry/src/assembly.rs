@@ -198,7 +198,8 @@ fn assemble_with(
     let keys = Keys::resolve(config, protection_key)?;
     let mut protections = BTreeMap::new();
     let hub_egress = &config.settings.delivery.egress_allow;
-    let hasher = subject_hasher(config, secret)?;
+    // Subject references use the protection actions' hasher: one key, one hasher.
+    let hasher = keys.hasher().cloned();
     let mut routes = BTreeMap::new();
     let mut lanes = Vec::new();
     let mut pulls = Vec::new();
@@ -369,21 +370,6 @@ fn assemble_with(
         admin_token,
         metrics_token,
     })
-}
-
-/// The keyed hasher of subject references (`settings.protection.hash_key`), if a key is
-/// configured. A key too short to keep references from being guessed back is refused.
-fn subject_hasher(
-    config: &Config,
-    secret: &dyn Fn(&ferry_config::SecretRef) -> Result<secrecy::SecretString>,
-) -> Result<Option<Arc<ferry_protect::KeyedHasher>>> {
-    let Some(r) = &config.settings.protection.hash_key else {
-        return Ok(None);
-    };
-    let key = secret(r)?;
-    let hasher = ferry_protect::KeyedHasher::new(key.expose_secret().as_bytes())
-        .map_err(|e| anyhow!("settings.protection.hash_key: {e}"))?;
-    Ok(Some(Arc::new(hasher)))
 }
 
 fn build_verifier(

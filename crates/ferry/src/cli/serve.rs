@@ -73,6 +73,8 @@ pub async fn run(args: ServeArgs, log_json: bool) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     };
+    // From here on SIGTERM stops the hub gracefully, even one sent right after start-up.
+    let signals = StopSignals::listen();
     // Held until the end: dropping it flushes the log file.
     let _log_guard = crate::telemetry::init_hub_logging(&config.settings.logs, log_json)
         .map_err(|e| anyhow::anyhow!("settings.logs.file: {e}"))?;
@@ -94,7 +96,7 @@ pub async fn run(args: ServeArgs, log_json: bool) -> Result<ExitCode> {
         );
     }
     let _ = std::io::stdout().flush();
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!("stopping: draining in-flight work");
     hub.shutdown().await?;
     Ok(ExitCode::SUCCESS)
@@ -102,23 +104,61 @@ pub async fn run(args: ServeArgs, log_json: bool) -> Result<ExitCode> {
 
 /// Resolve on SIGTERM or Ctrl-C.
 pub async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+    StopSignals::listen().wait().await;
+}
+
+/// SIGTERM and Ctrl-C (SIGINT), listened for from creation on: a signal that arrives before
+/// [`StopSignals::wait`] is kept for it, instead of killing the process.
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+/// The next signal on `signal`; never, without one.
+#[cfg(unix)]
+async fn recv_or_never(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+impl StopSignals {
+    /// Start listening.
+    pub fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            StopSignals {
+                term: signal(SignalKind::terminate()).ok(),
+                interrupt: signal(SignalKind::interrupt()).ok(),
             }
         }
+        #[cfg(not(unix))]
+        StopSignals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Resolve when one of them came (or comes).
+    pub async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let (mut term, mut interrupt) = (self.term, self.interrupt);
+            if term.is_none() && interrupt.is_none() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            tokio::select! {
+                _ = recv_or_never(term.as_mut()) => {}
+                _ = recv_or_never(interrupt.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
