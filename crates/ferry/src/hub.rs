@@ -62,6 +62,8 @@ pub struct RunningHub {
     alert_tasks: [JoinHandle<()>; 2],
     /// The scheduled synthetic transactions, one task per flow with an `every`.
     probe_tasks: Vec<JoinHandle<()>>,
+    /// The backlog monitor and the owner notifier.
+    watchers: Vec<JoinHandle<()>>,
     /// The span exporter, when `settings.tracing.otlp_endpoint` is set.
     traces: Option<Arc<ferry_trace::Exporting>>,
     grace: Duration,
@@ -107,11 +109,12 @@ impl RunningHub {
         let background = CancellationToken::new();
         let backlog = Arc::new(BacklogMonitor::default());
         backlog.refresh(dyn_store.as_ref(), &lane_keys).await;
-        backlog.spawn(dyn_store.clone(), lane_keys.clone(), background.clone());
+        let mut watchers =
+            vec![backlog.spawn(dyn_store.clone(), lane_keys.clone(), background.clone())];
         if let Some(notifier) =
             Notifier::from_config(&opts.config, hub_egress_policy(&opts.config)?)?
         {
-            notifier.spawn(engine.subscribe(), background.clone());
+            watchers.push(notifier.spawn(engine.subscribe(), background.clone()));
         }
         let pull_specs = assembly.pulls.clone();
         let pullers = Pullers::start(
@@ -241,6 +244,7 @@ impl RunningHub {
             purge,
             alert_tasks,
             probe_tasks,
+            watchers,
             traces,
             grace: opts.config.settings.delivery.shutdown_grace,
         })
@@ -287,8 +291,8 @@ impl RunningHub {
         }
         // The evaluation holds the engine, which must be ours alone to drain; the dispatcher
         // sends the pending digests once, within the grace period.
-        for probe in self.probe_tasks {
-            let _ = probe.await;
+        for task in self.probe_tasks.into_iter().chain(self.watchers) {
+            let _ = task.await;
         }
         let [evaluation, dispatch] = self.alert_tasks;
         let _ = evaluation.await;
@@ -300,11 +304,11 @@ impl RunningHub {
                 tracing::warn!(error = %e, "HTTP server task failed");
             }
         }
-        match Arc::into_inner(self.engine) {
+        match sole_owner(self.engine, self.grace).await {
             Some(engine) => engine.shutdown(self.grace).await,
             None => tracing::warn!("delivery engine still referenced at shutdown; skipping drain"),
         }
-        match Arc::into_inner(self.store) {
+        match sole_owner(self.store, self.grace).await {
             Some(store) => {
                 if let Err(e) = store.close().await {
                     tracing::warn!(error = %e, "closing the store");
@@ -321,6 +325,22 @@ impl RunningHub {
         }
         tracing::info!("ferry stopped");
         Ok(())
+    }
+}
+
+/// Take `shared` back once every other holder has let go, waiting up to `within` for the
+/// last ones (a connection task drops its copy of the app just after it finishes).
+async fn sole_owner<T>(mut shared: Arc<T>, within: Duration) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match Arc::try_unwrap(shared) {
+            Ok(owned) => return Some(owned),
+            Err(still_shared) if tokio::time::Instant::now() < deadline => {
+                shared = still_shared;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(_) => return None,
+        }
     }
 }
 

@@ -143,13 +143,18 @@ pub async fn serve(
         let builder = builder.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(io, service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => finished(result),
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    finished(conn.await);
+            {
+                // The connection owns the app (and so the store and the engine): it is
+                // dropped before the receiver, so that shutdown, which waits for the
+                // receivers, finds the app's state released.
+                let conn = builder.serve_connection_with_upgrades(io, service);
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    result = conn.as_mut() => finished(result),
+                    _ = stop.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        finished(conn.await);
+                    }
                 }
             }
             drop(slot);
