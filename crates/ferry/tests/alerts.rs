@@ -606,14 +606,7 @@ async fn a_pull_flow_is_probed_with_a_record() {
     let rx = TestReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config");
-    common::pages::write_pull_config(
-        &cfg,
-        &api.url(),
-        "0 0 1 1 *",
-        &common::pages::cursor_yaml(common::pages::Paging::Token, 10),
-        "",
-        &http_destination("sink", &rx.url("/in"), 3),
-    );
+    common::pages::write_token_pull_to(&cfg, &api, "0 0 1 1 *", &rx.url("/in"));
     std::fs::write(
         cfg.join("record.json"),
         r#"{"id":"probe","type":"probe.record"}"#,

@@ -234,14 +234,7 @@ async fn a_pulled_page_is_the_parent_of_its_events_deliveries() {
     let rx = TestReceiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("config");
-    common::pages::write_pull_config(
-        &cfg,
-        &api.url(),
-        "* * * * * *",
-        &common::pages::cursor_yaml(common::pages::Paging::Token, 10),
-        "",
-        &http_destination("sink", &rx.url("/in"), 3),
-    );
+    common::pages::write_token_pull_to(&cfg, &api, "* * * * * *", &rx.url("/in"));
     add_settings(
         &cfg,
         &format!("  tracing:\n    otlp_endpoint: {endpoint}\n"),

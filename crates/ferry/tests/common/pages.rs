@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{ADMIN_TOKEN, SOURCE_SECRET};
+use super::{ADMIN_TOKEN, SOURCE_SECRET, http_destination};
 
 /// How the API pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,6 +211,19 @@ pub fn cursor_yaml(paging: Paging, page_size: usize) -> String {
             format!("{{ offset: {{ param: offset, limit_param: limit, limit: {page_size} }} }}")
         }
     }
+}
+
+/// Write a config directory with one pull flow `pulled` reading `api` by page token, 10
+/// records a page, on `schedule`, and delivering to `receiver_url` (3 attempts).
+pub fn write_token_pull_to(dir: &Path, api: &PageServer, schedule: &str, receiver_url: &str) {
+    write_pull_config(
+        dir,
+        &api.url(),
+        schedule,
+        &cursor_yaml(Paging::Token, 10),
+        "",
+        &http_destination("sink", receiver_url, 3),
+    );
 }
 
 /// Write a config directory with one pull flow `pulled` polling `url` (systems `src`,
