@@ -249,9 +249,9 @@ pub async fn observed_datamap_counts_deliveries(store: Arc<dyn Store>) {
     let category = format!("custom.{}", uuid::Uuid::now_v7().simple());
     let email = format!("{category}.email");
     let l = lane(&f, "crm");
-    let events: Vec<NewEvent> = (0..3).map(|i| event(&f, T0 + i, &["crm"])).collect();
+    let events: Vec<NewEvent> = (0..5).map(|i| event(&f, T0 + i, &["crm"])).collect();
     append_ok(store, events.clone()).await;
-    for (i, ev) in events.iter().enumerate() {
+    for (i, ev) in events[..3].iter().enumerate() {
         let at = T0 + 10 + i as i64;
         // Oldest first: one at a time.
         assert_eq!(claim_ids(store, &l, at, 1).await, vec![ev.deliveries[0].id]);
@@ -294,6 +294,34 @@ pub async fn observed_datamap_counts_deliveries(store: Arc<dyn Store>) {
             row(&email, "redact", 1, T0 + 12),
         ]
     );
+    // Two deliveries completed in one call count twice.
+    let at = T0 + 20;
+    let both = claim_ids(store, &l, at, 2).await;
+    assert_eq!(both.len(), 2);
+    let outcomes = both
+        .into_iter()
+        .map(|id| {
+            let mut o = outcome(
+                id,
+                Some(attempt(at, Some(200), "ok", None)),
+                Next::Delivered,
+            );
+            o.audit = DeliveryAudit {
+                destination_system: Some("hubspot".into()),
+                categories_sent: vec![sent(&email, "hash")],
+            };
+            o
+        })
+        .collect();
+    complete_ok(store, outcomes, at).await;
+    let hashed = store
+        .observed_datamap(&ObservedFilter {
+            category: Some(email.clone()),
+            system: None,
+        })
+        .await
+        .expect("datamap");
+    assert_eq!(hashed[0], row(&email, "hash", 4, T0 + 20), "{hashed:?}");
     let by_system = store
         .observed_datamap(&ObservedFilter {
             category: Some(email.clone()),

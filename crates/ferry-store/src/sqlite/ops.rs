@@ -257,6 +257,7 @@ pub(crate) fn complete(
         .prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE seq = ?1")
         .store()?;
 
+    let mut observed = datamap::Observed::default();
     for o in outcomes {
         let id = o.id.0.as_bytes();
         let row = current
@@ -278,7 +279,7 @@ pub(crate) fn complete(
             continue;
         };
         if o.next == Next::Delivered {
-            datamap::observe(conn, &flow, &destination, &o.audit, now)?;
+            observed.add(&flow, &destination, &o.audit);
             fx.audit.push(AuditEntry::Delivered {
                 at: now,
                 delivery: o.id,
@@ -333,7 +334,7 @@ pub(crate) fn complete(
         }
         fx.lanes.moved(&flow, &destination, IN_FLIGHT, next_state);
     }
-    Ok(())
+    observed.write(conn, now)
 }
 
 /// The error text kept on a retrying delivery.
