@@ -154,14 +154,14 @@ impl AtRest {
     ) -> Result<(), KeyError> {
         let mut work = Vec::with_capacity(unsealed.len());
         let mut refs = Vec::with_capacity(unsealed.len());
-        for u in unsealed {
-            if u.classes.categories_present(&u.value).is_empty() {
+        for mut u in unsealed {
+            if !u.classified && u.classes.categories_present(&u.value).is_empty() {
                 continue;
             }
-            refs.push(
+            refs.push(u.subject_ref.take().unwrap_or_else(|| {
                 self.keyring
-                    .subject_ref(u.classes.subject(&u.value).as_deref()),
-            );
+                    .subject_ref(u.classes.subject(&u.value).as_deref())
+            }));
             work.push(u);
         }
         if work.is_empty() {
@@ -325,6 +325,12 @@ pub struct Unsealed {
     pub value: Value,
     /// Its schema's classified fields.
     pub classes: Arc<FieldClasses>,
+    /// Whether the audit record already found a value of a category in it; when not, the
+    /// fields are looked at again (an event without one is stored as it came).
+    pub classified: bool,
+    /// Its subject's reference, when the audit record already has it (the same keyed hash
+    /// of the same identifier); else it is computed when sealing.
+    pub subject_ref: Option<String>,
 }
 
 /// Whether `sender` (a sender id) is, or starts a derived id with (`<id>#…`, `<id>@…`), a
@@ -332,15 +338,19 @@ pub struct Unsealed {
 fn carries_classified(classes: &FieldClasses, value: &mut Value, sender: &str) -> bool {
     let mut found = false;
     classes.visit_at_mut(value, &mut |_, _, v| {
+        let number;
         let text = match v {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.as_str(),
+            Value::Number(n) => {
+                number = n.to_string();
+                number.as_str()
+            }
             _ => return,
         };
         if !text.is_empty()
             && (sender == text
                 || sender
-                    .strip_prefix(text.as_str())
+                    .strip_prefix(text)
                     .is_some_and(|rest| rest.starts_with('#') || rest.starts_with('@')))
         {
             found = true;

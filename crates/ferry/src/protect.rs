@@ -21,7 +21,7 @@ use ferry_config::{
     decode_encryption_key,
 };
 use ferry_delivery::RenderError;
-use ferry_protect::{Classifier, FieldCipher, KeyedHasher, Protector};
+use ferry_protect::{Classifier, FieldCipher, FieldClasses, KeyedHasher, Protector};
 use ferry_schema::SchemaRegistry;
 use ferry_store::ClaimedDelivery;
 use secrecy::{ExposeSecret, SecretString};
@@ -168,16 +168,45 @@ impl DestinationProtection {
         if classes.is_none() && self.protector.unclassified() != Unclassified::Deny {
             return Ok((payload.clone(), Vec::new()));
         }
-        let mut event: Value = serde_json::from_slice(payload).map_err(|_| {
+        let event: Value = serde_json::from_slice(payload).map_err(|_| {
             // Fail closed: what cannot be read cannot be protected.
             RenderError::permanent(
                 "payload_invalid",
                 "the stored event is not JSON, so its classified fields cannot be protected",
             )
         })?;
-        let done = self
-            .protector
-            .protect(classes.map(|c| c.as_ref()), &mut event);
+        self.protect_parsed(classes.map(|c| c.as_ref()), event)
+    }
+
+    /// [`DestinationProtection::apply`] for the stored event already parsed (decrypted at
+    /// rest): written to JSON once, protected.
+    pub fn apply_value(
+        &self,
+        delivery: &ClaimedDelivery,
+        event: Value,
+    ) -> Result<(Bytes, Vec<(String, String)>), RenderError> {
+        let classes = self
+            .classifier
+            .classes(&delivery.lane.flow, delivery.event_type.as_deref())
+            .filter(|c| c.has_categories());
+        if classes.is_none() && self.protector.unclassified() != Unclassified::Deny {
+            let body = serde_json::to_vec(&event).map_err(|e| {
+                RenderError::permanent(
+                    "payload_invalid",
+                    format!("the event cannot be written as JSON: {e}"),
+                )
+            })?;
+            return Ok((Bytes::from(body), Vec::new()));
+        }
+        self.protect_parsed(classes.map(|c| c.as_ref()), event)
+    }
+
+    fn protect_parsed(
+        &self,
+        classes: Option<&FieldClasses>,
+        mut event: Value,
+    ) -> Result<(Bytes, Vec<(String, String)>), RenderError> {
+        let done = self.protector.protect(classes, &mut event);
         self.refused.increment(done.refused as u64);
         self.unclassified_removed
             .increment(done.unclassified_removed as u64);

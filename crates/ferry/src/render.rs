@@ -19,7 +19,6 @@
 //! `ferry_contract_violations_total{flow,destination}` (which counts violating payloads in
 //! both modes).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -245,6 +244,36 @@ impl DestinationRender {
         self.protect(delivery, &delivery.payload)
     }
 
+    /// [`DestinationRender::prepare`] for the stored event decrypted (`event`): protected
+    /// from the parsed value, written to JSON once.
+    fn prepare_opened(
+        &self,
+        delivery: &ClaimedDelivery,
+        event: Value,
+    ) -> Result<Prepared, RenderError> {
+        match &self.protection {
+            None => {
+                let json = serde_json::to_vec(&event).map_err(|e| {
+                    RenderError::permanent(
+                        "payload_undecryptable",
+                        format!("the decrypted event: {e}"),
+                    )
+                })?;
+                Ok(Prepared {
+                    payload: Bytes::from(json),
+                    categories_sent: Vec::new(),
+                })
+            }
+            Some(protection) => {
+                let (payload, categories_sent) = protection.apply_value(delivery, event)?;
+                Ok(Prepared {
+                    payload,
+                    categories_sent,
+                })
+            }
+        }
+    }
+
     /// `payload` protected per the destination system's policy (classified values it may
     /// not receive hashed, redacted, encrypted or removed), with the categories it carries.
     fn protect(
@@ -287,12 +316,12 @@ impl DestinationRender {
         self
     }
 
-    /// `delivery` with its stored fields decrypted (`None`: nothing encrypted, or no
-    /// encryption at rest): a field whose key was shredded is `null`, and counted.
+    /// The stored event of `delivery` with its fields decrypted (`None`: nothing encrypted,
+    /// or no encryption at rest): a field whose key was shredded is `null`, and counted.
     async fn decrypt_at_rest(
         &self,
         delivery: &ClaimedDelivery,
-    ) -> Result<Option<ClaimedDelivery>, RenderError> {
+    ) -> Result<Option<Value>, RenderError> {
         let Some(at_rest) = &self.at_rest else {
             return Ok(None);
         };
@@ -320,12 +349,7 @@ impl DestinationRender {
             )
             .increment(opened.shredded as u64);
         }
-        let json = serde_json::to_vec(&event).map_err(|e| {
-            RenderError::permanent("payload_undecryptable", format!("the decrypted event: {e}"))
-        })?;
-        let mut decrypted = delivery.clone();
-        decrypted.payload = Bytes::from(json);
-        Ok(Some(decrypted))
+        Ok(Some(event))
     }
 
     /// Set up the destination's `enrich` lookups (nothing to do without one): its requests
@@ -349,6 +373,15 @@ impl DestinationRender {
     /// I/O). [`Render::render`] looks up first.
     pub fn render_now(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
         let prepared = self.prepare(delivery)?;
+        self.render_prepared_now(delivery, prepared)
+    }
+
+    /// Render `delivery` from its `prepared` event, without `enrich`.
+    fn render_prepared_now(
+        &self,
+        delivery: &ClaimedDelivery,
+        prepared: Prepared,
+    ) -> Result<Rendered, RenderError> {
         let mut rendered = self.render_payload(delivery, &prepared.payload, None)?;
         rendered.categories_sent = prepared.categories_sent;
         Ok(rendered)
@@ -564,19 +597,20 @@ impl DestinationRender {
 impl Render for DestinationRender {
     async fn render(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
         // Fields encrypted at rest, decrypted first: everything after sees the event as sent.
-        let delivery: Cow<'_, ClaimedDelivery> = match self.decrypt_at_rest(delivery).await? {
-            Some(decrypted) => Cow::Owned(decrypted),
-            None => Cow::Borrowed(delivery),
-        };
-        if let Cow::Owned(decrypted) = &delivery {
+        match self.decrypt_at_rest(delivery).await? {
             // A failure's message is stored with the attempt and may quote the decrypted
             // values (a VRL error, a contract violation): only its class is kept.
-            return self
-                .render_opened(decrypted)
-                .await
-                .map_err(withhold_details);
+            Some(event) => async {
+                let prepared = self.prepare_opened(delivery, event)?;
+                self.render_prepared(delivery, prepared).await
+            }
+            .await
+            .map_err(withhold_details),
+            None => {
+                self.render_prepared(delivery, self.prepare(delivery)?)
+                    .await
+            }
         }
-        self.render_opened(delivery.as_ref()).await
     }
 
     fn time_budget(&self) -> Duration {
@@ -605,10 +639,15 @@ impl Render for DestinationRender {
 }
 
 impl DestinationRender {
-    /// [`Render::render`] after the decryption: the policy, `enrich`, then the rest.
-    async fn render_opened(&self, delivery: &ClaimedDelivery) -> Result<Rendered, RenderError> {
+    /// [`Render::render`] after the decryption and the policy (`prepared`): `enrich`, then
+    /// the rest.
+    async fn render_prepared(
+        &self,
+        delivery: &ClaimedDelivery,
+        prepared: Prepared,
+    ) -> Result<Rendered, RenderError> {
         if self.enrich_plan().is_none() {
-            return self.render_now(delivery);
+            return self.render_prepared_now(delivery, prepared);
         }
         let Some(enricher) = &self.enricher else {
             return Err(RenderError::permanent(
@@ -616,7 +655,6 @@ impl DestinationRender {
                 "this destination's `enrich` has no lookup client (the hub did not set it up)",
             ));
         };
-        let prepared = self.prepare(delivery)?;
         let mut event = stored_event(&prepared.payload)?;
         enricher.enrich(delivery, &mut event).await?;
         let mut rendered = self.render_value(delivery, &event)?;

@@ -208,7 +208,9 @@ pub fn process_flow(
     let classes = at_rest.and_then(|a| a.classes(route.flow, event_type.as_deref()));
     let mut events = Vec::with_capacity(pieces.len());
     let mut unsealed = Vec::new();
-    for piece in pieces {
+    let mut value = value;
+    let count = pieces.len();
+    for (i, mut piece) in pieces.into_iter().enumerate() {
         // `dedupe` (see `dedupe`): the store checks and records the key in the append.
         let mut dedupe_window = match (route.dedupe, &value) {
             (Some(rule), Some(value)) => rule
@@ -243,11 +245,19 @@ pub fn process_flow(
                 .collect(),
             None => keys,
         };
+        let audit = audit_record(route, event_type.as_deref(), &piece, value.as_ref(), &bytes);
         if let Some(classes) = classes {
-            let parsed = match (&piece.value, &value) {
-                (Some(element), _) => element.clone(),
-                (None, Some(whole)) => whole.clone(),
-                (None, None) => serde_json::from_slice(&payload).map_err(|e| {
+            // The parsed event is moved, not copied, where nothing needs it after.
+            let whole = || {
+                if i + 1 == count {
+                    value.take()
+                } else {
+                    value.clone()
+                }
+            };
+            let parsed = match piece.value.take().or_else(whole) {
+                Some(parsed) => parsed,
+                None => serde_json::from_slice(&payload).map_err(|e| {
                     Problem::new(
                         StatusCode::BAD_REQUEST,
                         "malformed_json",
@@ -260,9 +270,10 @@ pub fn process_flow(
                 index: events.len(),
                 value: parsed,
                 classes: classes.clone(),
+                classified: !audit.categories.is_empty(),
+                subject_ref: audit.subject.clone(),
             });
         }
-        let audit = audit_record(route, event_type.as_deref(), &piece, value.as_ref(), &bytes);
         events.push(NewEvent {
             id: EventId::new(),
             flow: route.flow.to_owned(),
