@@ -161,13 +161,9 @@ impl DestinationProtection {
         delivery: &ClaimedDelivery,
         payload: &Bytes,
     ) -> Result<(Bytes, Vec<(String, String)>), RenderError> {
-        let classes = self
-            .classifier
-            .classes(&delivery.lane.flow, delivery.event_type.as_deref())
-            .filter(|c| c.has_categories());
-        if classes.is_none() && self.protector.unclassified() != Unclassified::Deny {
+        let Some(classes) = self.classes_to_protect(delivery) else {
             return Ok((payload.clone(), Vec::new()));
-        }
+        };
         let event: Value = serde_json::from_slice(payload).map_err(|_| {
             // Fail closed: what cannot be read cannot be protected.
             RenderError::permanent(
@@ -175,7 +171,7 @@ impl DestinationProtection {
                 "the stored event is not JSON, so its classified fields cannot be protected",
             )
         })?;
-        self.protect_parsed(classes.map(|c| c.as_ref()), event)
+        self.protect_parsed(classes, event)
     }
 
     /// [`DestinationProtection::apply`] for the stored event already parsed (decrypted at
@@ -185,11 +181,7 @@ impl DestinationProtection {
         delivery: &ClaimedDelivery,
         event: Value,
     ) -> Result<(Bytes, Vec<(String, String)>), RenderError> {
-        let classes = self
-            .classifier
-            .classes(&delivery.lane.flow, delivery.event_type.as_deref())
-            .filter(|c| c.has_categories());
-        if classes.is_none() && self.protector.unclassified() != Unclassified::Deny {
+        let Some(classes) = self.classes_to_protect(delivery) else {
             let body = serde_json::to_vec(&event).map_err(|e| {
                 RenderError::permanent(
                     "payload_invalid",
@@ -197,8 +189,21 @@ impl DestinationProtection {
                 )
             })?;
             return Ok((Bytes::from(body), Vec::new()));
+        };
+        self.protect_parsed(classes, event)
+    }
+
+    /// The classified fields of `delivery`'s event, or `None` when the event goes as it is
+    /// (its schema classifies nothing and unclassified fields are allowed).
+    fn classes_to_protect(&self, delivery: &ClaimedDelivery) -> Option<Option<&FieldClasses>> {
+        let classes = self
+            .classifier
+            .classes(&delivery.lane.flow, delivery.event_type.as_deref())
+            .filter(|c| c.has_categories());
+        if classes.is_none() && self.protector.unclassified() != Unclassified::Deny {
+            return None;
         }
-        self.protect_parsed(classes.map(|c| c.as_ref()), event)
+        Some(classes.map(|c| c.as_ref()))
     }
 
     fn protect_parsed(
