@@ -310,3 +310,42 @@ async fn the_admin_api_refuses_calls_without_the_token() {
     }
     hub.shutdown().await.unwrap();
 }
+
+/// A hub stopped while clients hold keep-alive connections open lets go of its data dir
+/// before `shutdown` returns: the next hub in the same process opens the same store at
+/// once, every time, and delivers what the last one accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_hub_releases_its_store_for_the_next_one_at_once() {
+    let rx = TestReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cfg");
+    let data = dir.path().join("data");
+    write_config(&cfg, &http_destination("a", &rx.url("/a"), 3));
+    // One client for every request: its pooled connections stay open across requests.
+    let keep_alive = client();
+    for round in 0..3 {
+        let hub = start_hub(&cfg, &data).await;
+        for i in 0..10 {
+            let id = format!("msg_{round}_{i}");
+            let body = format!("{{\"type\":\"order.created\",\"n\":{i}}}");
+            let mut req = keep_alive
+                .post(format!("http://{}/ingest/orders", hub.addr()))
+                .body(body.clone());
+            for (k, v) in signed(&id, &body) {
+                req = req.header(k, v);
+            }
+            assert_eq!(req.send().await.unwrap().status().as_u16(), 202);
+        }
+        let listed = keep_alive
+            .get(format!("http://{}/admin/v1/deliveries?limit=1", hub.addr()))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status().as_u16(), 200);
+        hub.shutdown().await.unwrap();
+    }
+    let hub = start_hub(&cfg, &data).await;
+    wait_until(15, "all 30 events delivered", || async { rx.count() >= 30 }).await;
+    hub.shutdown().await.unwrap();
+}
