@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod address;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod kafka;
 pub mod nats;
@@ -28,6 +29,7 @@ mod outcome;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod source;
+#[cfg(feature = "conformance")]
 pub mod source_conformance;
 
 use ferry_store::ClaimedDelivery;

@@ -1,12 +1,14 @@
 //! Ferry's durable store.
 //!
-//! [`Store`] is the one contract every backend honours; [`conformance`] is the suite that
-//! proves it, run against each backend. [`sqlite::SqliteStore`] is the embedded backend:
+//! [`Store`] is the one contract every backend honours; `conformance` (behind the
+//! `conformance` feature, off in the production build) is the suite that proves it, run
+//! against each backend. [`sqlite::SqliteStore`] is the embedded backend:
 //! WAL, `synchronous=FULL`, and one writer thread doing group commit.
 #![forbid(unsafe_code)]
 
 pub mod audit;
 mod clock;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod datakeys;
 mod model;
