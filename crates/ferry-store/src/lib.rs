@@ -11,7 +11,9 @@ mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod datakeys;
+mod effects;
 mod model;
+pub mod postgres;
 mod pull;
 mod rejected;
 mod retention;

@@ -1,9 +1,10 @@
-//! Property test of the delivery state machine on the real SQLite store.
+//! Property test of the delivery state machine on the real stores (SQLite and PostgreSQL).
 //!
 //! Random sequences of operations (appends fanning out to 1–3 lanes, with dedupe keys;
 //! claims with random limits and leases; completions with random outcomes, including stale
 //! ones; replays with random filters; `release_all_claims`) run against a `SqliteStore` in a
-//! temp dir under a clock that only moves forward. A small in-memory model predicts every
+//! temp dir, and against a `PgStore` in a schema of its own (with `FERRY_TEST_POSTGRES_URL`
+//! set; skipped with a printed reason otherwise), under a clock that only moves forward. A small in-memory model predicts every
 //! answer and every delivery row; after each step the store must match the model, and these
 //! invariants are checked on what the store itself reports:
 //!
@@ -22,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+use ferry_store::postgres::{PgOptions, PgStore};
 use ferry_store::sqlite::{SqliteOptions, SqliteStore};
 use ferry_store::{
     AppendOutcome, Attempt, DeliveryFilter, DeliveryId, DeliveryOutcome, DeliveryState,
@@ -259,7 +261,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-async fn snapshot(store: &SqliteStore) -> BTreeMap<DeliveryId, DeliverySummary> {
+async fn snapshot(store: &dyn Store) -> BTreeMap<DeliveryId, DeliverySummary> {
     store
         .list_deliveries(&DeliveryFilter::default(), None, 100_000)
         .await
@@ -269,16 +271,63 @@ async fn snapshot(store: &SqliteStore) -> BTreeMap<DeliveryId, DeliverySummary> 
         .collect()
 }
 
-async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let opts = SqliteOptions {
-        checkpoint_interval: std::time::Duration::ZERO,
-        read_connections: 1,
-        // Hundreds of stores: no 8 MiB disk reserve for each.
-        reserve_bytes: 0,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open(dir.path(), opts).expect("open store");
+/// The backend a run is on.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    /// In a fresh schema of the database at this URL, dropped after the run.
+    Postgres(&'static str),
+}
+
+/// What keeps a run's store: its temp dir, or its schema (dropped on drop).
+enum Place {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Schema { url: &'static str, name: String },
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if let Place::Schema { url, name } = self {
+            let (url, name) = (*url, name.clone());
+            // The blocking client runs its own runtime: off the test's runtime threads.
+            let _ = std::thread::spawn(move || {
+                if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
+                    let _ = c.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
+                }
+            })
+            .join();
+        }
+    }
+}
+
+async fn open(backend: Backend) -> (Box<dyn Store>, Place) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let opts = SqliteOptions {
+                checkpoint_interval: std::time::Duration::ZERO,
+                read_connections: 1,
+                // Hundreds of stores: no 8 MiB disk reserve for each.
+                reserve_bytes: 0,
+                ..SqliteOptions::default()
+            };
+            let store = SqliteStore::open(dir.path(), opts).expect("open store");
+            (Box::new(store), Place::Dir(dir))
+        }
+        Backend::Postgres(url) => {
+            let name = format!("ferry_prop_{}", uuid::Uuid::now_v7().simple());
+            let mut opts = PgOptions::new(url);
+            opts.schema = Some(name.clone());
+            opts.read_connections = 1;
+            let store = PgStore::open(opts).await.expect("open store");
+            (Box::new(store), Place::Schema { url, name })
+        }
+    }
+}
+
+async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let (boxed, place) = open(backend).await;
+    let store = boxed.as_ref();
     let mut model = Model::default();
     let mut now = T0;
     // Claims handed out and not yet completed (a delivery may be held twice after its lease
@@ -526,7 +575,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
 
         // --- What the store reports now. ---
-        let after = snapshot(&store).await;
+        let after = snapshot(store).await;
 
         // No delivery is claimed while an earlier claim's lease is live.
         for id in &claimed_now {
@@ -653,7 +702,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let detail = store.delivery(d.id).await.expect("detail").expect("exists");
         prop_assert_eq!(detail.attempts.len() as u32, d.attempts);
     }
-    store.close().await.expect("close");
+    // The store stops (its writer joined) before its schema goes.
+    tokio::task::block_in_place(|| drop(boxed));
+    drop(place);
     Ok(())
 }
 
@@ -664,6 +715,29 @@ proptest! {
     fn delivery_state_machine_holds_its_invariants(
         ops in proptest::collection::vec(op(), 1..40)
     ) {
-        runtime().block_on(run(ops))?;
+        runtime().block_on(run(Backend::Sqlite, ops))?;
     }
+
+    #[test]
+    fn delivery_state_machine_holds_its_invariants_on_postgres(
+        ops in proptest::collection::vec(op(), 1..40)
+    ) {
+        let Some(url) = postgres_url() else { return Ok(()) };
+        runtime().block_on(run(Backend::Postgres(url), ops))?;
+    }
+}
+
+/// `FERRY_TEST_POSTGRES_URL`, or `None` (said once) when it is not set.
+fn postgres_url() -> Option<&'static str> {
+    static URL: OnceLock<Option<String>> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = std::env::var("FERRY_TEST_POSTGRES_URL").ok();
+        if url.is_none() {
+            eprintln!(
+                "skipped on PostgreSQL: FERRY_TEST_POSTGRES_URL is not set (a PostgreSQL URL)"
+            );
+        }
+        url
+    })
+    .as_deref()
 }

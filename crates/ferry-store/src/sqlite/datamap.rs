@@ -3,63 +3,34 @@
 //! "which systems received customer emails, and when last?" is one small table read
 //! rather than a scan of the audit trail.
 
-use std::collections::BTreeMap;
-
 use rusqlite::types::Value;
 use rusqlite::{Connection, params, params_from_iter};
 
 use super::codec::SqlResultExt;
-use crate::{DeliveryAudit, Millis, ObservedFilter, ObservedFlow, StoreResult};
+use crate::effects::Observed;
+use crate::{Millis, ObservedFilter, ObservedFlow, StoreResult};
 
-/// The delivered deliveries of one store call, counted per data-map row: written with one
-/// upsert per row rather than one per delivery and category (a group commit of a hundred
-/// deliveries of one lane then updates its row once).
-#[derive(Debug, Default)]
-pub(crate) struct Observed {
-    /// (category, flow, destination, system, how) → deliveries.
-    counts: BTreeMap<(String, String, String, String, String), i64>,
-}
-
-impl Observed {
-    /// Count one delivered delivery of (`flow`, `destination`) for each category it carried.
-    pub(crate) fn add(&mut self, flow: &str, destination: &str, audit: &DeliveryAudit) {
-        let system = audit.destination_system.as_deref().unwrap_or("");
-        for sent in &audit.categories_sent {
-            *self
-                .counts
-                .entry((
-                    sent.category.clone(),
-                    flow.to_owned(),
-                    destination.to_owned(),
-                    system.to_owned(),
-                    sent.how.clone(),
-                ))
-                .or_default() += 1;
-        }
+/// Add a store call's counts to `datamap_observed`, delivered last at `at`.
+pub(crate) fn write(observed: Observed, conn: &Connection, at: Millis) -> StoreResult<()> {
+    if observed.counts.is_empty() {
+        return Ok(());
     }
-
-    /// Add the counts to `datamap_observed`, delivered last at `at`.
-    pub(crate) fn write(self, conn: &Connection, at: Millis) -> StoreResult<()> {
-        if self.counts.is_empty() {
-            return Ok(());
-        }
-        let mut upsert = conn
-            .prepare_cached(
-                "INSERT INTO datamap_observed (category, flow, destination, system, how, delivered,
-                     last_delivered_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (category, flow, destination, system, how) DO UPDATE SET
-                     delivered = delivered + excluded.delivered,
-                     last_delivered_at = max(last_delivered_at, excluded.last_delivered_at)",
-            )
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO datamap_observed (category, flow, destination, system, how, delivered,
+                 last_delivered_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (category, flow, destination, system, how) DO UPDATE SET
+                 delivered = delivered + excluded.delivered,
+                 last_delivered_at = max(last_delivered_at, excluded.last_delivered_at)",
+        )
+        .store()?;
+    for ((category, flow, destination, system, how), n) in &observed.counts {
+        upsert
+            .execute(params![category, flow, destination, system, how, n, at])
             .store()?;
-        for ((category, flow, destination, system, how), n) in &self.counts {
-            upsert
-                .execute(params![category, flow, destination, system, how, n, at])
-                .store()?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 /// The rows matching `filter`, by category, flow, destination.

@@ -19,7 +19,6 @@ mod codec;
 mod counts;
 mod datakeys;
 mod datamap;
-mod effects;
 mod files;
 mod health;
 mod ops;
@@ -50,7 +49,7 @@ pub use reader::{StoreReader, Verified};
 pub use schema::SCHEMA_VERSION;
 pub use space::{DEFAULT_RESERVE_BYTES, RESERVE_FILE};
 
-use effects::Effects;
+use crate::effects::Effects;
 use health::Health;
 use reads::ReadPool;
 use space::Space;

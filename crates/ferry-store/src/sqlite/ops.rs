@@ -8,9 +8,9 @@ use super::codec::{
     DEAD, DELIVERED, FilterSql, IN_FLIGHT, PENDING, RETRYING, SqlResultExt, count_at,
     decode_headers, encode_headers, limit, uuid_at,
 };
-use super::effects::Effects;
 use super::order::{self, KeyOfLane};
 use super::{datamap, retention, windows};
+use crate::effects::Effects;
 use crate::{
     AppendOutcome, Attempt, AuditEntry, ClaimedDelivery, DeliveryFilter, DeliveryId,
     DeliveryOutcome, EventId, LaneKey, Millis, NewEvent, Next, StoreError, StoreResult,
@@ -257,7 +257,7 @@ pub(crate) fn complete(
         .prepare_cached("UPDATE deliveries SET attempts = attempts + 1 WHERE seq = ?1")
         .store()?;
 
-    let mut observed = datamap::Observed::default();
+    let mut observed = crate::effects::Observed::default();
     for o in outcomes {
         let id = o.id.0.as_bytes();
         let row = current
@@ -334,7 +334,7 @@ pub(crate) fn complete(
         }
         fx.lanes.moved(&flow, &destination, IN_FLIGHT, next_state);
     }
-    observed.write(conn, now)
+    datamap::write(observed, conn, now)
 }
 
 /// The error text kept on a retrying delivery.

@@ -14,7 +14,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::codec::{SqlResultExt, limit, uuid_at};
-use super::effects::Effects;
+use crate::effects::Effects;
 use crate::{
     AuditEntry, EventId, Millis, NewEvent, PurgeReport, RetentionRules, StoreError, StoreResult,
     SystemHoldings,

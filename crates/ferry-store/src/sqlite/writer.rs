@@ -24,9 +24,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{self, ChainHead};
 use super::codec::map_err;
-use super::effects::Effects;
 use super::health::{Health, Verdict};
 use super::space::Space;
+use crate::effects::Effects;
 use crate::{StoreError, StoreResult};
 
 /// One unit of work for the writer. Implemented by [`Job`].
@@ -306,7 +306,7 @@ fn run_transaction(
             return Ok(false);
         }
     }
-    if let Err(e) = effects.lanes.flush(conn) {
+    if let Err(e) = super::counts::flush(&mut effects.lanes, conn) {
         rollback(conn);
         return Err(e);
     }
