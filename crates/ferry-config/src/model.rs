@@ -53,6 +53,10 @@ pub struct Settings {
     /// Where the embedded store lives. `--data-dir` overrides it. Default: `./ferry-data`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// Where events and deliveries are kept: the embedded store in the data dir (default),
+    /// or PostgreSQL, shared by several nodes. `ferry serve --store` overrides it.
+    #[serde(default)]
+    pub store: StoreSettings,
     #[serde(default)]
     pub admin: AdminSettings,
     #[serde(default)]
@@ -83,6 +87,38 @@ pub struct Settings {
     /// The hub's logs: format, where they go, and how log files rotate and are kept.
     #[serde(default)]
     pub logs: LogSettings,
+}
+
+/// `settings.store`: the store's backend. Empty (the default): the embedded SQLite store in
+/// the data dir.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Keep everything in PostgreSQL: several `ferry serve` nodes on one database share
+    /// the work.
+    #[serde(default)]
+    pub postgres: Option<PostgresStore>,
+}
+
+/// `settings.store.postgres`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStore {
+    /// The connection URL (`postgres://user:password@host:5432/db`), by reference: it holds
+    /// credentials.
+    pub url: SecretRef,
+    /// The schema Ferry's tables live in, created if missing (letters, digits and `_`).
+    /// Default: the connection's (`public`).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Connections for reads (the admin API, claims' payloads are read by the writer).
+    /// Default 4; the writer has one more.
+    #[serde(default = "default_store_pool")]
+    pub pool: usize,
+}
+
+const fn default_store_pool() -> usize {
+    4
 }
 
 /// `settings.logs`: how `ferry serve` logs. `RUST_LOG` sets the level (default `info`).
@@ -211,6 +247,7 @@ impl Default for Settings {
         Self {
             listen: default_listen(),
             data_dir: None,
+            store: StoreSettings::default(),
             admin: AdminSettings::default(),
             ingress: IngressSettings::default(),
             delivery: DeliverySettings::default(),

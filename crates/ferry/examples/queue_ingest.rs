@@ -159,6 +159,7 @@ async fn main() -> Result<()> {
     let hub = RunningHub::start(HubOptions {
         config: loaded.config,
         data_dir: data.path().to_path_buf(),
+        store_url: None,
         listen: None,
     })
     .await?;

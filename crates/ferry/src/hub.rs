@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -14,12 +14,12 @@ use axum::routing::get;
 use ferry_config::Config;
 use ferry_delivery::DeliveryEngine;
 use ferry_store::Store;
-use ferry_store::sqlite::{SqliteOptions, SqliteStore};
 use tokio::task::JoinHandle;
 
 use crate::admin::TokenGate;
 use crate::assembly::{assemble_serving, hub_egress_policy};
 use crate::at_rest::AtRest;
+use crate::backend::{HubStore, StoreChoice};
 use crate::backlog::BacklogMonitor;
 use crate::clock::now_ms;
 use crate::intake::Intakes;
@@ -33,8 +33,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct HubOptions {
     pub config: Config,
-    /// Where the embedded store lives.
+    /// Where the embedded store lives (unless the store is PostgreSQL).
     pub data_dir: PathBuf,
+    /// A PostgreSQL URL for the store (`ferry serve --store`): overrides
+    /// `settings.store.postgres`. `None`: as the config says.
+    pub store_url: Option<String>,
     /// Overrides `settings.listen` (e.g. `127.0.0.1:0` in tests).
     pub listen: Option<SocketAddr>,
 }
@@ -44,7 +47,7 @@ pub struct RunningHub {
     addr: SocketAddr,
     /// The admin listener's address, when `settings.admin.listen` puts it apart.
     admin_addr: Option<SocketAddr>,
-    store: Arc<SqliteStore>,
+    store: HubStore,
     engine: Arc<DeliveryEngine>,
     /// One task per listener.
     servers: Vec<JoinHandle<()>>,
@@ -76,22 +79,29 @@ impl RunningHub {
         // paused) once, at start, and a gauge set before the recorder is installed is lost.
         let _ = telemetry::metrics_handle();
         let traces = start_traces(&opts.config)?;
-        let store = Arc::new(
-            SqliteStore::open(&opts.data_dir, SqliteOptions::default())
-                .with_context(|| format!("opening the store in {}", opts.data_dir.display()))?,
-        );
+        let choice = StoreChoice::resolve(
+            &opts.config,
+            opts.store_url.as_deref(),
+            opts.data_dir.clone(),
+        )?;
+        let store = HubStore::open(&choice).await?;
+        let dyn_store: Arc<dyn Store> = store.handle();
         // Encryption at rest: its keys are read and checked against the store's data keys
         // before anything is accepted or delivered.
-        let at_rest = AtRest::open(&opts.config, store.clone()).await?;
+        let at_rest = AtRest::open(&opts.config, dyn_store.clone()).await?;
         let assembly = assemble_serving(&opts.config, at_rest.clone())?;
-        let released = store.release_all_claims(now_ms()).await?;
-        if released > 0 {
-            tracing::info!(
-                released,
-                "recovered deliveries that were in flight when the last run stopped"
-            );
+        // A store of its own: whatever was in flight when the last run stopped is due again
+        // now. A shared store: other nodes may be delivering; what a dead node held is due
+        // again when its leases end.
+        if !store.shared() {
+            let released = dyn_store.release_all_claims(now_ms()).await?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "recovered deliveries that were in flight when the last run stopped"
+                );
+            }
         }
-        let dyn_store: Arc<dyn Store> = store.clone();
         let engine = Arc::new(DeliveryEngine::start(dyn_store.clone(), assembly.lanes).await?);
 
         let waker: ingress::LaneWaker = {
@@ -199,7 +209,7 @@ impl RunningHub {
             TokenGate::admin(assembly.admin_token),
         )
         .merge(metrics_router(
-            store.clone(),
+            store.stats_source(),
             TokenGate::metrics(assembly.metrics_token),
         ));
 
@@ -230,7 +240,7 @@ impl RunningHub {
                 None
             }
         };
-        tracing::info!(%addr, data_dir = %opts.data_dir.display(), "ferry is serving");
+        tracing::info!(%addr, store = %store.describe(), "ferry is serving");
         Ok(Self {
             addr,
             admin_addr,
@@ -270,7 +280,7 @@ impl RunningHub {
 
     /// The store (for in-process observers such as `ferry demo`).
     pub fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
+        self.store.handle()
     }
 
     /// Graceful stop: stop accepting, let in-flight requests and deliveries finish (up to the
@@ -308,16 +318,7 @@ impl RunningHub {
             Some(engine) => engine.shutdown(self.grace).await,
             None => tracing::warn!("delivery engine still referenced at shutdown; skipping drain"),
         }
-        match sole_owner(self.store, self.grace).await {
-            Some(store) => {
-                if let Err(e) = store.close().await {
-                    tracing::warn!(error = %e, "closing the store");
-                }
-            }
-            None => tracing::warn!(
-                "store still referenced at shutdown; it closes when the last user drops it"
-            ),
-        }
+        self.store.close(self.grace).await;
         // The last spans (the drain's attempts) are exported; the exporter's wait for its
         // thread must not hold a runtime worker.
         if let Some(traces) = self.traces {
@@ -330,7 +331,7 @@ impl RunningHub {
 
 /// Take `shared` back once every other holder has let go, waiting up to `within` for the
 /// last ones (a connection task drops its copy of the app just after it finishes).
-async fn sole_owner<T>(mut shared: Arc<T>, within: Duration) -> Option<T> {
+pub(crate) async fn sole_owner<T>(mut shared: Arc<T>, within: Duration) -> Option<T> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         match Arc::try_unwrap(shared) {
@@ -418,7 +419,7 @@ fn ops_router(store: Arc<dyn Store>) -> Router {
 
 /// `/metrics` (Prometheus, with the store's group-commit counters read at each scrape),
 /// behind `gate` when `settings.metrics.token` is set.
-fn metrics_router(sqlite: Arc<SqliteStore>, gate: TokenGate) -> Router {
+fn metrics_router(stats: crate::backend::StatsSource, gate: TokenGate) -> Router {
     let handle = telemetry::metrics_handle();
     let commits = metrics::counter!(ferry_metrics::STORE_COMMITS_TOTAL);
     let commands = metrics::counter!(ferry_metrics::STORE_COMMANDS_TOTAL);
@@ -428,7 +429,7 @@ fn metrics_router(sqlite: Arc<SqliteStore>, gate: TokenGate) -> Router {
             get(move || {
                 let handle = handle.clone();
                 // Commands per commit is group commit's batching (docs/benchmarks.md).
-                let stats = sqlite.commit_stats();
+                let stats = stats();
                 commits.absolute(stats.commits);
                 commands.absolute(stats.commands);
                 async move {

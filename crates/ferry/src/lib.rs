@@ -11,6 +11,7 @@ pub mod admin;
 pub mod alerts;
 pub mod assembly;
 pub mod at_rest;
+pub mod backend;
 pub mod backlog;
 pub mod cli;
 pub mod clock;

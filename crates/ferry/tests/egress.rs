@@ -30,6 +30,7 @@ async fn start_hub_without_allow_list(cfg: &Path, data: &Path) -> RunningHub {
     RunningHub::start(HubOptions {
         config: loaded.config,
         data_dir: data.to_path_buf(),
+        store_url: None,
         listen: None,
     })
     .await

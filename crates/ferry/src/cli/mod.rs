@@ -7,6 +7,7 @@ mod browse;
 mod datamap;
 mod keys_cmds;
 mod lane_cmds;
+mod migrate;
 mod rejected_cmds;
 mod retention_cmds;
 mod serve;
@@ -38,6 +39,12 @@ pub enum Command {
         after_help = "Examples:\n  ferry serve --config examples/quickstart\n  ferry serve --config ./ferry --data-dir /var/lib/ferry --listen 0.0.0.0:8080"
     )]
     Serve(serve::ServeArgs),
+    /// Bring the store's schema to this version (PostgreSQL or the embedded store), then
+    /// exit. `ferry serve` migrates at start as well.
+    #[command(
+        after_help = "Examples:\n  ferry migrate --store postgres://ferry@db:5432/ferry\n  ferry migrate --config ./ferry   # settings.store, else settings.data_dir"
+    )]
+    Migrate(migrate::MigrateArgs),
     /// Check a config directory and print every error with file, line and field.
     #[command(
         after_help = "Examples:\n  ferry validate examples/quickstart\n  ferry validate ./ferry --skip-secrets   # in CI, where secrets are not set"
@@ -153,6 +160,7 @@ pub struct HubTarget {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) => serve::run(a, cli.log_json).await,
+        Command::Migrate(a) => migrate::run(a).await,
         Command::Validate(a) => validate::run(a),
         Command::Test(a) => test_cmd::run(a).await,
         Command::Dlq(c) => admin_cmds::dlq(c).await,

@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Where the embedded store lives (default: settings.data_dir, else ./ferry-data).
     #[arg(long, env = "FERRY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep events and deliveries in PostgreSQL at this URL (`postgres://user@host:5432/db`)
+    /// instead of settings.store; several nodes may share it.
+    #[arg(long, env = "FERRY_STORE", value_name = "URL")]
+    pub store: Option<String>,
     /// Listen address (default: settings.listen).
     #[arg(long, env = "FERRY_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -85,6 +89,7 @@ pub async fn run(args: ServeArgs, log_json: bool) -> Result<ExitCode> {
     let hub = RunningHub::start(HubOptions {
         config,
         data_dir,
+        store_url: args.store,
         listen: args.listen,
     })
     .await?;

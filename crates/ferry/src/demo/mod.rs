@@ -104,6 +104,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let hub = RunningHub::start(HubOptions {
         config,
         data_dir: work.path().join("data"),
+        store_url: None,
         listen: Some(any_port),
     })
     .await

@@ -201,6 +201,7 @@ pub async fn start_hub(config_dir: &Path, data_dir: &Path) -> RunningHub {
     RunningHub::start(HubOptions {
         config: loaded.config,
         data_dir: data_dir.to_path_buf(),
+        store_url: None,
         listen: None,
     })
     .await

@@ -1,0 +1,329 @@
+//! The hub on the PostgreSQL store, through the real binary: events accepted with a 2xx are
+//! delivered, survive a `kill -9` and a restart, and are listed by the admin API; a database
+//! that cannot be reached, or that a newer Ferry wrote, stops the start with a clear error.
+//!
+//! Needs `FERRY_TEST_POSTGRES_URL` (e.g. `postgres://postgres@127.0.0.1:5432/test`); each
+//! test skips with a printed reason without it. Each works in its own schema, dropped at
+//! the end.
+
+mod common;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use common::*;
+
+/// A schema of the test database for one test, dropped at the end.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new() -> Option<Schema> {
+        let Ok(url) = std::env::var("FERRY_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: FERRY_TEST_POSTGRES_URL is not set (a PostgreSQL URL)");
+            return None;
+        };
+        Some(Schema {
+            url,
+            name: format!("ferry_hub_{}", uuid::Uuid::now_v7().simple()),
+        })
+    }
+
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+        tokio::spawn(conn);
+        client
+    }
+
+    /// A config dir whose store is this schema: the URL from a file, as a secret.
+    fn configure(&self, dir: &Path, receiver: &TestReceiver) {
+        write_config(dir, &http_destination("crm", &receiver.url("/hook"), 5));
+        std::fs::write(dir.join("store-url"), &self.url).unwrap();
+        let settings = std::fs::read_to_string(dir.join("ferry.yaml")).unwrap();
+        let settings = settings.replacen(
+            "settings:\n",
+            &format!(
+                "settings:\n  store:\n    postgres: {{ url: {{ file: store-url }}, schema: {} }}\n",
+                self.name
+            ),
+            1,
+        );
+        std::fs::write(dir.join("ferry.yaml"), settings).unwrap();
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = c
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The sender ids (`body.sid`) the receiver got, and how many requests in all.
+fn received_sids(rx: &TestReceiver) -> (HashSet<String>, usize) {
+    let all = rx.received();
+    let sids = all
+        .iter()
+        .filter_map(|r| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            v["sid"].as_str().map(str::to_owned)
+        })
+        .collect();
+    (sids, all.len())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hub_on_postgres_delivers_and_recovers_after_kill_9() {
+    let Some(schema) = Schema::new() else { return };
+    let rx = TestReceiver::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let log = cfg.path().join("ferry.log");
+    schema.configure(cfg.path(), &rx);
+
+    let (child, hub) = spawn_ferry(cfg.path(), data.path(), &log);
+    let mut child = KillOnDrop(child);
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let sid = format!("pg-a-{i}");
+        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+        let resp = send(hub, &sid, &body).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+        sent.push(sid);
+    }
+    wait_until(30, "the first 20 delivered", || {
+        let rx = rx.clone();
+        async move { received_sids(&rx).0.len() == 20 }
+    })
+    .await;
+    // The admin API reads the same store.
+    wait_until(30, "the first 20 recorded as delivered", || async move {
+        deliveries(hub, "state=delivered").await.len() == 20
+    })
+    .await;
+    let metrics = metrics_text(hub).await;
+    let commits = metrics
+        .lines()
+        .find(|l| l.starts_with("ferry_store_commits_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("ferry_store_commits_total");
+    assert!(commits >= 1.0, "{metrics}");
+
+    // The database drops the hub's connections: the calls of that moment fail with 503
+    // (nothing acknowledged), and the hub connects again for the next ones.
+    let c = schema.client().await;
+    let dropped: i64 = c
+        .query_one(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = $1) t",
+            &[&format!("ferry:{}", schema.name)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        dropped >= 1,
+        "the hub's connections are named after its schema"
+    );
+    let mut refused = 0;
+    for i in 0..10 {
+        let sid = format!("pg-r-{i}");
+        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+        let resp = send(hub, &sid, &body).await;
+        if resp.status().is_success() {
+            sent.push(sid);
+        } else {
+            assert_eq!(resp.status(), 503);
+            assert!(resp.headers().contains_key("retry-after"));
+            refused += 1;
+        }
+    }
+    assert!(
+        refused <= 2,
+        "{refused} refused after the connections were dropped"
+    );
+
+    // Killed mid-load: what it acknowledged is on the database.
+    for i in 0..10 {
+        let sid = format!("pg-b-{i}");
+        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+        let resp = send(hub, &sid, &body).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+        sent.push(sid);
+    }
+    child.0.kill().unwrap();
+    let _ = child.0.wait();
+
+    let (child2, hub2) = spawn_ferry(cfg.path(), data.path(), &log);
+    let _child2 = KillOnDrop(child2);
+    for i in 0..5 {
+        let sid = format!("pg-c-{i}");
+        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+        let resp = send(hub2, &sid, &body).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+        sent.push(sid);
+    }
+    // Deliveries the killed node held in flight are due again when their lease ends (a
+    // minute past the destination's timeouts).
+    let want: HashSet<String> = sent.iter().cloned().collect();
+    for _ in 0..1200 {
+        if want.is_subset(&received_sids(&rx).0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let missing: Vec<_> = want.difference(&received_sids(&rx).0).cloned().collect();
+    let not_yet: Vec<_> = deliveries(hub2, "")
+        .await
+        .into_iter()
+        .filter(|d| d["state"] != "delivered")
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{missing:?}\n{not_yet:#?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // The receiver answers before the outcome commits, and a delivery the killed node had
+    // sent but not recorded is sent again once its lease ends: wait for the last ones.
+    let n = sent.len();
+    for _ in 0..1200 {
+        if deliveries(hub2, "state=delivered").await.len() == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let not_yet: Vec<_> = deliveries(hub2, "")
+        .await
+        .into_iter()
+        .filter(|d| d["state"] != "delivered")
+        .collect();
+    assert!(
+        not_yet.is_empty(),
+        "{not_yet:#?}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let listed = deliveries(hub2, "").await;
+    assert_eq!(listed.len(), n, "one delivery per event");
+    // A delivery sent twice (across the kill) carried one webhook-id both times.
+    let mut ids_by_sid: std::collections::HashMap<String, HashSet<String>> = Default::default();
+    for r in rx.received() {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let id = r.headers["webhook-id"].to_str().unwrap().to_owned();
+        ids_by_sid
+            .entry(v["sid"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(id);
+    }
+    assert!(
+        ids_by_sid.values().all(|ids| ids.len() == 1),
+        "{ids_by_sid:?}"
+    );
+    let ready = client()
+        .get(format!("http://{hub2}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    // Nothing was written to the data dir: the store is the database.
+    assert!(!data.path().join("ferry.db").exists());
+    let c = schema.client().await;
+    let n: i64 = c
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".events", schema.name),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, sent.len());
+}
+
+#[test]
+fn an_unreachable_database_stops_the_start_naming_host_and_setting() {
+    let cfg = tempfile::tempdir().unwrap();
+    write_config(
+        cfg.path(),
+        &http_destination("crm", "http://127.0.0.1:9/x", 1),
+    );
+    let (code, _, stderr) = run_ferry(&[
+        "serve",
+        "--config",
+        cfg.path().to_str().unwrap(),
+        "--store",
+        "postgres://ferry:hunter2@127.0.0.1:1/ferry",
+    ]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+    assert!(stderr.contains("--store"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never printed: {stderr}"
+    );
+
+    let (code, _, stderr) = run_ferry(&[
+        "serve",
+        "--config",
+        cfg.path().to_str().unwrap(),
+        "--store",
+        "mysql://db/x",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("not a PostgreSQL URL"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_brings_the_schema_up_and_a_newer_database_is_refused() {
+    let Some(schema) = Schema::new() else { return };
+    let rx = TestReceiver::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    schema.configure(cfg.path(), &rx);
+    let dir = cfg.path().to_str().unwrap();
+
+    let (code, stdout, stderr) = run_ferry(&["migrate", "--config", dir]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("from schema version 0 to 1"), "{stdout}");
+    let (code, stdout, _) = run_ferry(&["migrate", "--config", dir]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("nothing to do"), "{stdout}");
+
+    // As if a newer Ferry had migrated it.
+    let c = schema.client().await;
+    c.batch_execute(&format!(
+        "UPDATE \"{}\".ferry_schema SET version = 99",
+        schema.name
+    ))
+    .await
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run_ferry(&[
+        "serve",
+        "--config",
+        dir,
+        "--data-dir",
+        data.path().to_str().unwrap(),
+    ]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("schema version is 99") && stderr.contains("only up to 1"),
+        "{stderr}"
+    );
+}
