@@ -257,6 +257,101 @@ async fn a_hub_on_postgres_delivers_and_recovers_after_kill_9() {
     assert_eq!(n as usize, sent.len());
 }
 
+/// Three `ferry serve` nodes on one database under load, one of them `kill -9`'d twice and
+/// started again: every event acknowledged 2xx by any node is delivered, each delivery with
+/// one `webhook-id`, and no delivery is sent by two nodes at once (the receiver holds each
+/// request 50 ms and looks for overlapping requests of one id).
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_share_the_work_and_survive_kill_9() {
+    let Some(schema) = Schema::new() else { return };
+    let rx = TestReceiver::start().await;
+    rx.set_default(Answer {
+        status: 200,
+        retry_after: None,
+        delay: std::time::Duration::from_millis(50),
+    });
+    let cfg = tempfile::tempdir().unwrap();
+    schema.configure(cfg.path(), &rx);
+    let log = cfg.path().join("nodes.log");
+    let data: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for d in &data {
+        let (child, addr) = spawn_ferry(cfg.path(), d.path(), &log);
+        nodes.push((KillOnDrop(child), addr));
+    }
+
+    let mut acked: Vec<String> = Vec::new();
+    for round in 0..3 {
+        for i in 0..60 {
+            let sid = format!("n-{round}-{i}");
+            let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+            // Sent one at a time: a node is killed between two requests, never during one.
+            let node = nodes[i % nodes.len()].1;
+            let resp = send(node, &sid, &body).await;
+            assert!(resp.status().is_success(), "{}", resp.status());
+            acked.push(sid);
+            if i == 31 && round < 2 {
+                // Node 2 dies mid-load, with the delivery of the event it just took in
+                // flight, and comes back.
+                let (child, _) = &mut nodes[1];
+                child.0.kill().unwrap();
+                let _ = child.0.wait();
+                let (child, addr) = spawn_ferry(cfg.path(), data[1].path(), &log);
+                nodes[1] = (KillOnDrop(child), addr);
+            }
+        }
+    }
+    // A dead node's claims are due again when their leases end.
+    let want: HashSet<String> = acked.iter().cloned().collect();
+    for _ in 0..1500 {
+        if want.is_subset(&received_sids(&rx).0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let missing: Vec<_> = want.difference(&received_sids(&rx).0).cloned().collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+
+    // One webhook-id per event, and no two requests of one id overlapping in time.
+    let mut by_id: std::collections::HashMap<String, Vec<std::time::Instant>> = Default::default();
+    let mut ids_by_sid: std::collections::HashMap<String, HashSet<String>> = Default::default();
+    for r in rx.received() {
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        let id = r.headers["webhook-id"].to_str().unwrap().to_owned();
+        ids_by_sid
+            .entry(v["sid"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(id.clone());
+        by_id.entry(id).or_default().push(r.at);
+    }
+    assert!(
+        ids_by_sid.values().all(|ids| ids.len() == 1),
+        "{ids_by_sid:?}"
+    );
+    for (id, mut arrivals) in by_id {
+        arrivals.sort();
+        for pair in arrivals.windows(2) {
+            assert!(
+                pair[1].duration_since(pair[0]) >= std::time::Duration::from_millis(50),
+                "delivery {id} was sent twice at once"
+            );
+        }
+    }
+    // Every node served ingress, and the deliveries are recorded once each.
+    let hub = nodes[0].1;
+    let n = acked.len();
+    for _ in 0..1200 {
+        if deliveries(hub, "state=delivered&limit=1000").await.len() == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(deliveries(hub, "state=delivered&limit=1000").await.len(), n);
+}
+
 #[test]
 fn an_unreachable_database_stops_the_start_naming_host_and_setting() {
     let cfg = tempfile::tempdir().unwrap();
