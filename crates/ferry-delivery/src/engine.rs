@@ -260,6 +260,44 @@ impl DeliveryEngine {
         out
     }
 
+    /// Keep the lanes' pauses as the store has them, read every `every` until `stop`: for a
+    /// store other nodes share, where another node's admin API (or its auto-pause) pauses or
+    /// resumes a lane. Every pause is stored before it applies, so the store is the truth.
+    /// The task holds the lanes' gates, not the engine.
+    pub fn follow_store_pauses(&self, every: Duration, stop: CancellationToken) -> JoinHandle<()> {
+        let store = self.store.clone();
+        let gates = self.gates.clone();
+        let wakers = self.wakers.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let stored: HashMap<LaneKey, LanePause> = match store.lane_pauses().await {
+                    Ok(list) => list.into_iter().collect(),
+                    Err(e) => {
+                        debug!(error = %e, "reading the lanes' pauses failed; trying again");
+                        continue;
+                    }
+                };
+                for (key, gate) in &gates {
+                    let pause = stored.get(key).cloned();
+                    let resumed = gate.is_paused() && pause.is_none();
+                    if gate.is_paused() != pause.is_some() {
+                        info!(flow = %key.flow, destination = %key.destination, paused = pause.is_some(), "lane pause changed by another node");
+                    }
+                    gate.set_paused(pause);
+                    if resumed && let Some(wake) = wakers.get(key) {
+                        wake.notify_one();
+                    }
+                }
+            }
+        })
+    }
+
     /// Pause a lane: it stops sending (in-flight calls finish) and its deliveries wait,
     /// durably, until [`DeliveryEngine::resume`]. Returns `false` if it was already paused.
     pub async fn pause(&self, lane: &LaneKey, reason: &str) -> Result<bool, ControlError> {

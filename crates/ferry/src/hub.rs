@@ -121,6 +121,10 @@ impl RunningHub {
         backlog.refresh(dyn_store.as_ref(), &lane_keys).await;
         let mut watchers =
             vec![backlog.spawn(dyn_store.clone(), lane_keys.clone(), background.clone())];
+        if store.shared() {
+            // Another node's pause or resume holds here within a second.
+            watchers.push(engine.follow_store_pauses(Duration::from_secs(1), background.clone()));
+        }
         if let Some(notifier) =
             Notifier::from_config(&opts.config, hub_egress_policy(&opts.config)?)?
         {

@@ -352,6 +352,54 @@ async fn three_nodes_share_the_work_and_survive_kill_9() {
     assert_eq!(deliveries(hub, "state=delivered&limit=1000").await.len(), n);
 }
 
+/// A pause made through one node's admin API holds on the others (they follow the store's
+/// pauses), and a resume through another node lets everything go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_holds_on_every_node() {
+    let Some(schema) = Schema::new() else { return };
+    let rx = TestReceiver::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    schema.configure(cfg.path(), &rx);
+    let log = cfg.path().join("nodes.log");
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, hub_a) = spawn_ferry(cfg.path(), da.path(), &log);
+    let (b, hub_b) = spawn_ferry(cfg.path(), db.path(), &log);
+    let (_a, _b) = (KillOnDrop(a), KillOnDrop(b));
+
+    let paused = admin_post(
+        hub_a,
+        "/admin/v1/lanes/orders/crm/pause",
+        serde_json::json!({ "reason": "vendor maintenance" }),
+    )
+    .await;
+    assert_eq!(paused["changed"], true, "{paused}");
+    // Node B learns of it within a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for i in 0..5 {
+        let sid = format!("p-{i}");
+        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+        assert!(send(hub_b, &sid, &body).await.status().is_success());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        rx.count(),
+        0,
+        "node B sent while the lane was paused on node A"
+    );
+
+    admin_post(
+        hub_b,
+        "/admin/v1/lanes/orders/crm/resume",
+        serde_json::json!({}),
+    )
+    .await;
+    wait_until(30, "the paused events delivered after the resume", || {
+        let rx = rx.clone();
+        async move { received_sids(&rx).0.len() == 5 }
+    })
+    .await;
+}
+
 #[test]
 fn an_unreachable_database_stops_the_start_naming_host_and_setting() {
     let cfg = tempfile::tempdir().unwrap();
