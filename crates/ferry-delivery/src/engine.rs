@@ -129,6 +129,25 @@ impl DeliveryEngine {
         store: Arc<dyn Store>,
         lanes: Vec<LaneSpec>,
     ) -> Result<DeliveryEngine, EngineError> {
+        Self::start_with(store, lanes, true).await
+    }
+
+    /// The lanes' gates without their lanes: nothing is claimed or sent, and no delivery is
+    /// claimed at ingress. For a node that serves ingress and the admin API while other
+    /// nodes deliver (`ferry serve --role api`): pauses and resumes are stored as usual, and
+    /// the lanes of the delivering nodes follow them.
+    pub async fn start_standby(
+        store: Arc<dyn Store>,
+        lanes: Vec<LaneSpec>,
+    ) -> Result<DeliveryEngine, EngineError> {
+        Self::start_with(store, lanes, false).await
+    }
+
+    async fn start_with(
+        store: Arc<dyn Store>,
+        lanes: Vec<LaneSpec>,
+        deliver: bool,
+    ) -> Result<DeliveryEngine, EngineError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| EngineError::NoRuntime)?;
         let mut pauses: HashMap<LaneKey, LanePause> =
             store.lane_pauses().await?.into_iter().collect();
@@ -173,7 +192,7 @@ impl DeliveryEngine {
             ));
             gates.insert(key.clone(), gate.clone());
             // Deliveries claimed at ingress: for lanes that send one at a time, unordered.
-            let fresh = (batch.is_none() && !gate.ordered()).then(|| {
+            let fresh = (deliver && batch.is_none() && !gate.ordered()).then(|| {
                 let lease = lane::lease(connector.as_ref(), render.as_ref(), None);
                 let (lane, rx) = FreshLane::new(&key, concurrency, lease, gate.clone());
                 fresh_lanes.insert(key.clone(), lane);
@@ -198,6 +217,9 @@ impl DeliveryEngine {
                 system,
                 tally,
             });
+        }
+        if !deliver {
+            configs.clear();
         }
         let lanes = configs
             .into_iter()

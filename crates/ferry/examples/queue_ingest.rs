@@ -161,6 +161,7 @@ async fn main() -> Result<()> {
         data_dir: data.path().to_path_buf(),
         store_url: None,
         listen: None,
+        role: Default::default(),
     })
     .await?;
     let store = hub.store();

@@ -40,6 +40,36 @@ pub struct HubOptions {
     pub store_url: Option<String>,
     /// Overrides `settings.listen` (e.g. `127.0.0.1:0` in tests).
     pub listen: Option<SocketAddr>,
+    /// What this node does: everything, or only ingress and the admin API, or only
+    /// delivery and the background sources (`ferry serve --role`).
+    pub role: Role,
+}
+
+/// What a node does. Several nodes on one shared store can split the work, so ingress and
+/// delivery scale apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Ingress, the admin API, delivery, pulls, queue sources, purge, alerts.
+    #[default]
+    All,
+    /// Ingress and the admin API; nothing is delivered here (stored deliveries wait for a
+    /// `worker` node).
+    Api,
+    /// Delivery, pulls, queue sources, the retention purge, alerts and synthetic probes;
+    /// HTTP serves only `/healthz`, `/readyz` and `/metrics`.
+    Worker,
+}
+
+impl Role {
+    /// Whether the node runs the lanes and the background work.
+    pub fn delivers(self) -> bool {
+        self != Role::Api
+    }
+
+    /// Whether the node serves ingress and the admin API.
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
 }
 
 /// A started hub.
@@ -61,8 +91,9 @@ pub struct RunningHub {
     intakes: Intakes,
     /// The retention purge, when the config declares a retention.
     purge: Option<JoinHandle<()>>,
-    /// The alert rules' evaluation and the dispatch of their notifications.
-    alert_tasks: [JoinHandle<()>; 2],
+    /// The alert rules' evaluation and the dispatch of their notifications (on a node that
+    /// delivers).
+    alert_tasks: Option<[JoinHandle<()>; 2]>,
     /// The scheduled synthetic transactions, one task per flow with an `every`.
     probe_tasks: Vec<JoinHandle<()>>,
     /// The backlog monitor and the owner notifier.
@@ -85,6 +116,14 @@ impl RunningHub {
             opts.data_dir.clone(),
         )?;
         let store = HubStore::open(&choice).await?;
+        if opts.role != Role::All && !store.shared() {
+            anyhow::bail!(
+                "--role {:?} splits the work between nodes, which needs a store they share: \
+                 set settings.store.postgres or --store (the embedded store in the data dir serves one node, --role all)",
+                opts.role
+            );
+        }
+        let delivers = opts.role.delivers();
         let dyn_store: Arc<dyn Store> = store.handle();
         // Encryption at rest: its keys are read and checked against the store's data keys
         // before anything is accepted or delivered.
@@ -102,7 +141,11 @@ impl RunningHub {
                 );
             }
         }
-        let engine = Arc::new(DeliveryEngine::start(dyn_store.clone(), assembly.lanes).await?);
+        let engine = Arc::new(if delivers {
+            DeliveryEngine::start(dyn_store.clone(), assembly.lanes).await?
+        } else {
+            DeliveryEngine::start_standby(dyn_store.clone(), assembly.lanes).await?
+        });
 
         let waker: ingress::LaneWaker = {
             let engine = engine.clone();
@@ -132,7 +175,7 @@ impl RunningHub {
         }
         let pull_specs = assembly.pulls.clone();
         let pullers = Pullers::start(
-            assembly.pulls,
+            if delivers { assembly.pulls } else { Vec::new() },
             dyn_store.clone(),
             waker.clone(),
             backlog.clone(),
@@ -149,51 +192,66 @@ impl RunningHub {
             dyn_store.clone(),
             waker.clone(),
         )?);
-        let probe_tasks = prober.spawn_schedules(background.clone());
-        let (alerts, alert_tasks) = start_alerts(
-            &opts.config,
-            alerts::Sources {
-                engine: engine.clone(),
-                backlog: backlog.clone(),
-                pulls: pullers.board(),
-                store: dyn_store.clone(),
-                prober: prober.clone(),
-            },
-            &background,
-        )?;
+        let probe_tasks = if delivers {
+            prober.spawn_schedules(background.clone())
+        } else {
+            Vec::new()
+        };
+        let (alerts, alert_tasks) = if delivers {
+            let (board, tasks) = start_alerts(
+                &opts.config,
+                alerts::Sources {
+                    engine: engine.clone(),
+                    backlog: backlog.clone(),
+                    pulls: pullers.board(),
+                    store: dyn_store.clone(),
+                    prober: prober.clone(),
+                },
+                &background,
+            )?;
+            (board, Some(tasks))
+        } else {
+            (Arc::new(alerts::AlertBoard::default()), None)
+        };
+        let no_queues = Default::default();
         let intakes = Intakes::start(
-            &queues,
+            if delivers { &queues } else { &no_queues },
             dyn_store.clone(),
             waker.clone(),
             backlog.clone(),
             background.clone(),
         );
         let purges = Arc::new(crate::retention::PurgeLog::default());
-        let purge = crate::retention::spawn_purge(
-            dyn_store.clone(),
-            crate::retention::rules(&opts.config),
-            opts.config.settings.protection.purge_every,
-            purges.clone(),
-            background.clone(),
-        );
+        let purge = if delivers {
+            crate::retention::spawn_purge(
+                dyn_store.clone(),
+                crate::retention::rules(&opts.config),
+                opts.config.settings.protection.purge_every,
+                purges.clone(),
+                background.clone(),
+            )
+        } else {
+            None
+        };
         let wake_all: Arc<dyn Fn() + Send + Sync> = {
             let engine = engine.clone();
             Arc::new(move || lane_keys.iter().for_each(|l| engine.wake(l)))
         };
         let settings = &opts.config.settings;
-        let public = Router::new()
-            .merge(ingress::router(ingress::IngressState {
+        let mut public = ops_router(dyn_store.clone());
+        if opts.role.serves_api() {
+            public = public.merge(ingress::router(ingress::IngressState {
                 routes,
                 store: dyn_store.clone(),
                 wake: waker,
                 backlog,
                 fresh: Arc::new(engine.fresh_lanes()),
                 body: Arc::new(BodyLimits::from_settings(&settings.server)),
-            }))
-            .merge(ops_router(dyn_store.clone()));
+            }));
+        }
         // The operator's side: the admin API and `/metrics`, on the public listener or on
         // `settings.admin.listen`.
-        let operator = admin::router(
+        let admin = admin::router(
             admin::AdminState {
                 store: dyn_store.clone(),
                 engine: engine.clone(),
@@ -211,11 +269,16 @@ impl RunningHub {
                 }),
             },
             TokenGate::admin(assembly.admin_token),
-        )
-        .merge(metrics_router(
+        );
+        let metrics = metrics_router(
             store.stats_source(),
             TokenGate::metrics(assembly.metrics_token),
-        ));
+        );
+        let operator = if opts.role.serves_api() {
+            admin.merge(metrics)
+        } else {
+            metrics
+        };
 
         let limits = ConnectionLimits::from_settings(&settings.server);
         let stop = CancellationToken::new();
@@ -244,7 +307,7 @@ impl RunningHub {
                 None
             }
         };
-        tracing::info!(%addr, store = %store.describe(), "ferry is serving");
+        tracing::info!(%addr, store = %store.describe(), role = ?opts.role, "ferry is serving");
         Ok(Self {
             addr,
             admin_addr,
@@ -308,10 +371,11 @@ impl RunningHub {
         for task in self.probe_tasks.into_iter().chain(self.watchers) {
             let _ = task.await;
         }
-        let [evaluation, dispatch] = self.alert_tasks;
-        let _ = evaluation.await;
-        if tokio::time::timeout(self.grace, dispatch).await.is_err() {
-            tracing::warn!("pending alert digests were not sent within the shutdown grace");
+        if let Some([evaluation, dispatch]) = self.alert_tasks {
+            let _ = evaluation.await;
+            if tokio::time::timeout(self.grace, dispatch).await.is_err() {
+                tracing::warn!("pending alert digests were not sent within the shutdown grace");
+            }
         }
         for server in self.servers {
             if let Err(e) = server.await {

@@ -32,6 +32,7 @@ async fn start_hub_without_allow_list(cfg: &Path, data: &Path) -> RunningHub {
         data_dir: data.to_path_buf(),
         store_url: None,
         listen: None,
+        role: Default::default(),
     })
     .await
     .unwrap()

@@ -400,6 +400,65 @@ async fn a_pause_holds_on_every_node() {
     .await;
 }
 
+/// `--role api` takes events and delivers nothing; `--role worker` delivers them and serves
+/// no ingress. With the embedded store a split role is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_and_worker_roles_split_ingress_and_delivery() {
+    let Some(schema) = Schema::new() else { return };
+    let rx = TestReceiver::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    schema.configure(cfg.path(), &rx);
+    let log = cfg.path().join("nodes.log");
+    let (da, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (api, hub_api) = spawn_ferry_env(cfg.path(), da.path(), &log, &[("FERRY_ROLE", "api")]);
+    let _api = KillOnDrop(api);
+    for i in 0..10 {
+        let sid = format!("role-{i}");
+        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+        assert!(send(hub_api, &sid, &body).await.status().is_success());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(rx.count(), 0, "an api node delivered");
+    assert_eq!(deliveries(hub_api, "state=pending").await.len(), 10);
+
+    let (worker, hub_worker) =
+        spawn_ferry_env(cfg.path(), dw.path(), &log, &[("FERRY_ROLE", "worker")]);
+    let _worker = KillOnDrop(worker);
+    wait_until(30, "the worker delivered what the api node took in", || {
+        let rx = rx.clone();
+        async move { received_sids(&rx).0.len() == 10 }
+    })
+    .await;
+    let resp = client()
+        .post(format!("http://{hub_worker}/ingest/orders"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404, "a worker serves no ingress");
+    let ready = client()
+        .get(format!("http://{hub_worker}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+
+    // One node on its own data dir cannot split its work.
+    let solo = tempfile::tempdir().unwrap();
+    write_config(solo.path(), &http_destination("crm", &rx.url("/hook"), 1));
+    let (code, _, stderr) = run_ferry(&[
+        "serve",
+        "--config",
+        solo.path().to_str().unwrap(),
+        "--data-dir",
+        solo.path().join("data").to_str().unwrap(),
+        "--role",
+        "worker",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("needs a store they share"), "{stderr}");
+}
+
 #[test]
 fn an_unreachable_database_stops_the_start_naming_host_and_setting() {
     let cfg = tempfile::tempdir().unwrap();

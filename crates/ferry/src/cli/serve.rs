@@ -24,6 +24,11 @@ pub struct ServeArgs {
     /// instead of settings.store; several nodes may share it.
     #[arg(long, env = "FERRY_STORE", value_name = "URL")]
     pub store: Option<String>,
+    /// What this node does: `all` (default), `api` (ingress and the admin API only) or
+    /// `worker` (delivery, pulls, queue sources, purge, alerts only). `api` and `worker`
+    /// need a shared store (settings.store.postgres or --store).
+    #[arg(long, env = "FERRY_ROLE", value_enum, default_value_t = crate::hub::Role::All)]
+    pub role: crate::hub::Role,
     /// Listen address (default: settings.listen).
     #[arg(long, env = "FERRY_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -91,6 +96,7 @@ pub async fn run(args: ServeArgs, log_json: bool) -> Result<ExitCode> {
         data_dir,
         store_url: args.store,
         listen: args.listen,
+        role: args.role,
     })
     .await?;
     println!("ferry listening on http://{}", hub.addr());

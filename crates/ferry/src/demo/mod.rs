@@ -106,6 +106,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         data_dir: work.path().join("data"),
         store_url: None,
         listen: Some(any_port),
+        role: Default::default(),
     })
     .await
     .context("starting the hub")?;

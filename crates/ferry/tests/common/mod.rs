@@ -203,6 +203,7 @@ pub async fn start_hub(config_dir: &Path, data_dir: &Path) -> RunningHub {
         data_dir: data_dir.to_path_buf(),
         store_url: None,
         listen: None,
+        role: Default::default(),
     })
     .await
     .unwrap()
