@@ -92,6 +92,20 @@ pub enum ControlError {
     Store(#[from] StoreError),
 }
 
+/// Sets this node's share of the lanes' rate limits.
+#[derive(Clone)]
+pub struct RateShares(Vec<SharedGate>);
+
+impl RateShares {
+    /// Enforce `1 / nodes` of each lane's rate limit here: `nodes` delivering nodes share
+    /// the store, and together they keep each destination's limit.
+    pub fn set(&self, nodes: u32) {
+        for gate in &self.0 {
+            gate.set_share(nodes);
+        }
+    }
+}
+
 /// Runs the delivery lanes: `store -> lanes -> connector -> outcome back to the store`.
 ///
 /// Dropping the engine without [`DeliveryEngine::shutdown`] stops it hard: sends are
@@ -280,6 +294,12 @@ impl DeliveryEngine {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// A handle that sets this node's share of every lane's rate limit (see
+    /// [`RateShares::set`]); it holds the lanes' gates, not the engine.
+    pub fn rate_shares(&self) -> RateShares {
+        RateShares(self.gates.values().cloned().collect())
     }
 
     /// Keep the lanes' pauses as the store has them, read every `every` until `stop`: for a

@@ -112,6 +112,22 @@ pub(crate) enum Admit {
     Stopped,
 }
 
+/// The limiter of `1 / share` of the rate limit `rl`.
+fn limiter(rl: &RateLimitSpec, share: u32) -> Limiter {
+    let period = (rl.per / rl.requests.get()).saturating_mul(share.max(1));
+    let burst = NonZeroU32::new(rl.burst.get() / share.max(1)).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+        .unwrap_or_else(|| Quota::per_second(rl.requests))
+        .allow_burst(burst);
+    match &rl.key {
+        None => Limiter::Direct(RateLimiter::direct(quota)),
+        Some(pointer) => Limiter::Keyed {
+            limiter: RateLimiter::keyed(quota),
+            pointer: pointer.clone(),
+        },
+    }
+}
+
 enum Limiter {
     Direct(DefaultDirectRateLimiter),
     Keyed {
@@ -142,7 +158,10 @@ pub(crate) struct Gate {
     lane: LaneKey,
     labels: Vec<Label>,
     state: Mutex<State>,
-    limiter: Option<Limiter>,
+    /// The destination's rate limit as configured, and the limiter enforcing this node's
+    /// share of it (all of it on a node of its own; see [`Gate::set_share`]).
+    rate_limit: Option<RateLimitSpec>,
+    limiter: Mutex<Option<Arc<Limiter>>>,
     auto_pause_after: Option<Duration>,
     ordered: bool,
     /// Bumped on every change that may let a waiter go on.
@@ -161,19 +180,7 @@ impl Gate {
             Label::new("flow", lane.flow.clone()),
             Label::new("destination", lane.destination.clone()),
         ];
-        let limiter = spec.rate_limit.map(|rl| {
-            let period = rl.per / rl.requests.get();
-            let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
-                .unwrap_or_else(|| Quota::per_second(rl.requests))
-                .allow_burst(rl.burst);
-            match rl.key {
-                None => Limiter::Direct(RateLimiter::direct(quota)),
-                Some(pointer) => Limiter::Keyed {
-                    limiter: RateLimiter::keyed(quota),
-                    pointer,
-                },
-            }
-        });
+        let limiter = spec.rate_limit.as_ref().map(|rl| Arc::new(limiter(rl, 1)));
         let now = Instant::now();
         metrics::gauge!(ferry_metrics::BREAKER_STATE, labels.iter())
             .set(BreakerState::Closed.gauge());
@@ -189,7 +196,8 @@ impl Gate {
                 failing_since: None,
                 rate_limit_waits: 0,
             }),
-            limiter,
+            rate_limit: spec.rate_limit,
+            limiter: Mutex::new(limiter),
             auto_pause_after: spec.auto_pause_after,
             ordered: spec.ordered,
             version: watch::channel(0).0,
@@ -276,8 +284,13 @@ impl Gate {
                 _ = sleep_until(wait) => {}
             }
         };
-        if let Some(limiter) = &self.limiter {
-            let ready = match limiter {
+        let limiter = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(limiter) = limiter {
+            let ready = match limiter.as_ref() {
                 Limiter::Direct(l) => {
                     if l.check().is_ok() {
                         return Admit::Go { probe };
@@ -465,8 +478,25 @@ impl Gate {
 
     /// Drop rate-limit state of keys not seen lately (keyed limits only).
     pub(crate) fn retain_recent(&self) {
-        if let Some(Limiter::Keyed { limiter, .. }) = &self.limiter {
+        let limiter = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(Limiter::Keyed { limiter, .. }) = limiter.as_deref() {
             limiter.retain_recent();
+        }
+    }
+
+    /// Enforce `1 / nodes` of the destination's rate limit here: `nodes` delivering nodes
+    /// share one database, and a vendor's quota does not grow with them. The calls are
+    /// spaced `nodes` times wider and the burst divided (at least 1). A lane without a
+    /// rate limit is unchanged.
+    pub(crate) fn set_share(&self, nodes: u32) {
+        if let Some(spec) = &self.rate_limit {
+            let fresh = Arc::new(limiter(spec, nodes.max(1)));
+            *self.limiter.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh);
+            self.bump();
         }
     }
 

@@ -75,7 +75,7 @@ pub use breaker::{BreakerSettings, BreakerState};
 pub use classify::{LocalFailure, Verdict, classify_status, local_failure, parse_retry_after};
 pub use connector::{BatchCall, Connector};
 pub use egress::{EgressPolicy, GuardedClient, guarded_client_builder};
-pub use engine::{ControlError, DeliveryEngine, EngineError, LaneSpec};
+pub use engine::{ControlError, DeliveryEngine, EngineError, LaneSpec, RateShares};
 pub use fresh::{FreshLane, FreshSlot};
 pub use gate::{GateSpec, GateStatus, LaneEvent, RateLimitSpec};
 pub use http::{HttpConnector, HttpTarget};

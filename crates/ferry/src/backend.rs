@@ -116,6 +116,14 @@ impl HubStore {
         matches!(self, HubStore::Postgres(_))
     }
 
+    /// The PostgreSQL store, when that is the backend.
+    pub fn postgres(&self) -> Option<Arc<PgStore>> {
+        match self {
+            HubStore::Postgres(s) => Some(s.clone()),
+            HubStore::Sqlite(_) => None,
+        }
+    }
+
     /// Where it is, for logs.
     pub fn describe(&self) -> String {
         match self {

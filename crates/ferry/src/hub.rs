@@ -124,6 +124,12 @@ impl RunningHub {
             );
         }
         let delivers = opts.role.delivers();
+        // On a shared store, the nodes divide rate limits among them: known before any lane
+        // starts.
+        let membership = match store.postgres() {
+            Some(pg) => Some(crate::membership::Membership::join(pg, delivers).await?),
+            None => None,
+        };
         let dyn_store: Arc<dyn Store> = store.handle();
         // Encryption at rest: its keys are read and checked against the store's data keys
         // before anything is accepted or delivered.
@@ -164,9 +170,11 @@ impl RunningHub {
         backlog.refresh(dyn_store.as_ref(), &lane_keys).await;
         let mut watchers =
             vec![backlog.spawn(dyn_store.clone(), lane_keys.clone(), background.clone())];
-        if store.shared() {
+        if let Some((membership, live)) = membership {
             // Another node's pause or resume holds here within a second.
             watchers.push(engine.follow_store_pauses(Duration::from_secs(1), background.clone()));
+            // Rate limits are the cluster's: divided by the delivering nodes alive.
+            watchers.push(membership.spawn(engine.rate_shares(), live, background.clone()));
         }
         if let Some(notifier) =
             Notifier::from_config(&opts.config, hub_egress_policy(&opts.config)?)?

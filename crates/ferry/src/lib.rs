@@ -22,6 +22,7 @@ pub mod hub;
 pub mod ingress;
 pub mod intake;
 pub mod logfile;
+pub mod membership;
 pub mod notify;
 pub mod outbound;
 pub mod problem;

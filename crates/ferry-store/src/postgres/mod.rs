@@ -325,6 +325,51 @@ impl PgStore {
         schema::migrate(&mut client)
     }
 
+    /// Record that node `node` (which delivers or not) is alive at `now`, and answer how
+    /// many delivering nodes are: those whose heartbeat is newer than `now - live_within`
+    /// (this one included when it delivers; at least 1). Rows of nodes silent for ten times
+    /// that are removed.
+    pub async fn heartbeat(
+        &self,
+        node: &str,
+        delivers: bool,
+        now: Millis,
+        live_within: Millis,
+    ) -> StoreResult<u32> {
+        let node = node.to_owned();
+        let live = self
+            .write(64, move |tx, _| {
+                tx.execute(
+                    "INSERT INTO ferry_nodes (node_id, delivers, started_at, heartbeat_at)
+                     VALUES ($1, $2, $3, $3)
+                     ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
+                         delivers = excluded.delivers",
+                    &[&node, &delivers, &now],
+                )?;
+                tx.execute(
+                    "DELETE FROM ferry_nodes WHERE heartbeat_at < $1",
+                    &[&(now - 10 * live_within)],
+                )?;
+                let row = tx.query_one(
+                    "SELECT count(*) FROM ferry_nodes WHERE delivers AND heartbeat_at > $1",
+                    &[&(now - live_within)],
+                )?;
+                Ok(codec::col::<i64>(&row, 0)?)
+            })
+            .await?;
+        Ok(u32::try_from(live.max(1)).unwrap_or(u32::MAX))
+    }
+
+    /// Node `node` stops: the others stop counting it at their next heartbeat.
+    pub async fn leave(&self, node: &str) -> StoreResult<()> {
+        let node = node.to_owned();
+        self.write(64, move |tx, _| {
+            tx.execute("DELETE FROM ferry_nodes WHERE node_id = $1", &[&node])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// `host:port` of the database (never the password).
     pub fn target(&self) -> &str {
         &self.target

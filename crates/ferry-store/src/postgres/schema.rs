@@ -204,8 +204,20 @@ CREATE TABLE datamap_observed (
 );
 "#;
 
+/// Version 2: the nodes sharing the database (`ferry_nodes`), one row per running
+/// `ferry serve`, refreshed by its heartbeat: how many deliver, to divide a destination's
+/// rate limit among them. A row not refreshed for a few seconds is a node gone.
+const V2: &str = r#"
+CREATE TABLE ferry_nodes (
+    node_id      text    COLLATE "C" NOT NULL PRIMARY KEY,
+    delivers     boolean NOT NULL,
+    started_at   bigint  NOT NULL,
+    heartbeat_at bigint  NOT NULL
+);
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
