@@ -65,6 +65,18 @@ impl LaneDeltas {
         }
     }
 
+    /// The lanes that more deliveries entered `state` than left it, sorted.
+    pub(crate) fn lanes_entering(&self, state: i64) -> Vec<(String, String)> {
+        let mut out: Vec<_> = self
+            .0
+            .iter()
+            .filter(|((_, _, s), n)| *s == state && **n > 0)
+            .map(|((f, d, _), _)| (f.clone(), d.clone()))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// The non-zero net changes, sorted by lane and state (so that concurrent writers of a
     /// shared database lock the counter rows in one order), and forget them.
     pub(crate) fn drain_sorted(&mut self) -> Vec<((String, String, i64), i64)> {

@@ -106,3 +106,76 @@ async fn faulty() -> Option<(Arc<dyn Store>, Faults)> {
 }
 
 ferry_store::conformance_fault_suite!(faulty);
+
+/// Nodes wake each other: an append that leaves a delivery pending in a lane reaches every
+/// store on the same schema listening for lane work, once committed; a delivery claimed in
+/// its append (sent by the node that took it) wakes nobody.
+#[test]
+fn pending_work_wakes_the_other_nodes() {
+    use ferry_store::{DeliveryId, EventAudit, EventId, LaneKey, NewDelivery, NewEvent};
+    use std::time::Duration;
+
+    ferry_store::conformance::run_case(async {
+        let Some(schema) = Schema::new() else { return };
+        let a = open(&schema).await;
+        let b = open(&schema).await;
+        let mut work = b.lane_work().expect("listen");
+        let event = |claimed_until: Option<i64>| NewEvent {
+            id: EventId::new(),
+            flow: "orders".into(),
+            source: "shop".into(),
+            dedupe_key: None,
+            event_type: None,
+            received_at: 1_700_000_000_000,
+            headers: Vec::new(),
+            payload: bytes::Bytes::from_static(b"{}"),
+            deliveries: vec![NewDelivery {
+                id: DeliveryId::new(),
+                destination: if claimed_until.is_some() {
+                    "fresh"
+                } else {
+                    "crm"
+                }
+                .into(),
+                due_at: 1_700_000_000_000,
+                order_key: None,
+                claimed_until,
+            }],
+            dedupe_window: None,
+            audit: EventAudit::default(),
+        };
+        // The listener connects in the background: append until it hears (a few tries).
+        let mut heard = None;
+        for _ in 0..50 {
+            a.append(vec![event(Some(1_700_000_060_000)), event(None)])
+                .await
+                .expect("append");
+            if let Ok(Some(lane)) =
+                tokio::time::timeout(Duration::from_millis(200), work.recv()).await
+            {
+                heard = Some(lane);
+                break;
+            }
+        }
+        assert_eq!(
+            heard,
+            Some(LaneKey {
+                flow: "orders".into(),
+                destination: "crm".into()
+            })
+        );
+        // Only the pending lane is ever named.
+        while let Ok(Some(lane)) =
+            tokio::time::timeout(Duration::from_millis(300), work.recv()).await
+        {
+            assert_eq!(lane.destination, "crm");
+        }
+        assert!(b.lane_work().is_err(), "one receiver per store");
+        drop(work);
+        for store in [a, b] {
+            tokio::task::spawn_blocking(move || drop(store))
+                .await
+                .expect("close");
+        }
+    });
+}

@@ -176,6 +176,14 @@ impl RunningHub {
             // Rate limits are the cluster's: divided by the delivering nodes alive.
             watchers.push(membership.spawn(engine.rate_shares(), live, background.clone()));
         }
+        if delivers && let Some(pg) = store.postgres() {
+            // Work another node stored (an api node's events, a replay) wakes the lane now.
+            watchers.push(follow_lane_work(
+                pg.lane_work()?,
+                waker.clone(),
+                background.clone(),
+            ));
+        }
         if let Some(notifier) =
             Notifier::from_config(&opts.config, hub_egress_policy(&opts.config)?)?
         {
@@ -419,6 +427,25 @@ pub(crate) async fn sole_owner<T>(mut shared: Arc<T>, within: Duration) -> Optio
             Err(_) => return None,
         }
     }
+}
+
+/// Wake each lane a notification names, until `stop`.
+fn follow_lane_work(
+    mut work: tokio::sync::mpsc::UnboundedReceiver<ferry_store::LaneKey>,
+    wake: ingress::LaneWaker,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                lane = work.recv() => match lane {
+                    Some(lane) => wake(&lane),
+                    None => return,
+                },
+            }
+        }
+    })
 }
 
 /// Start exporting spans when `settings.tracing.otlp_endpoint` is set.

@@ -22,6 +22,7 @@ mod counts;
 mod datakeys;
 mod datamap;
 mod health;
+mod listen;
 mod ops;
 mod order;
 mod pauses;
@@ -256,6 +257,10 @@ impl Drop for ReadPool {
 pub struct PgStore {
     tx: Option<mpsc::Sender<Box<dyn Command>>>,
     thread: Option<JoinHandle<()>>,
+    connector: Arc<Connector>,
+    /// The channel other nodes' wake-ups come on, and its listener once asked for.
+    channel: String,
+    listener: Mutex<Option<listen::Listener>>,
     reads: Arc<ReadPool>,
     stats: Arc<Stats>,
     health: Arc<Health>,
@@ -280,7 +285,9 @@ impl PgStore {
         let stats = Arc::new(Stats::default());
         let health = Arc::new(Health::default());
         let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
+        let channel = listen::channel(opts.schema.as_deref());
         let parts = WriterParts {
+            channel: channel.clone(),
             connector: Arc::clone(&connector),
             client,
             stats: Arc::clone(&stats),
@@ -303,6 +310,9 @@ impl PgStore {
         Ok(PgStore {
             tx: Some(tx),
             thread: Some(thread),
+            connector: Arc::clone(&connector),
+            channel,
+            listener: Mutex::new(None),
             reads,
             stats,
             health,
@@ -390,8 +400,40 @@ impl PgStore {
         self.health.inject(reason.map(str::to_owned));
     }
 
+    /// The lanes in which any node (this one too) just left deliveries waiting: each is
+    /// received once its batch has committed. Starts a listening connection on a thread of
+    /// its own, connected again when lost; a wake-up missed meanwhile is the lanes' idle
+    /// poll's to catch. One receiver per store.
+    pub fn lane_work(&self) -> StoreResult<mpsc::UnboundedReceiver<LaneKey>> {
+        let mut slot = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return Err(StoreError::Invalid(
+                "the store's lane wake-ups already have a receiver".to_owned(),
+            ));
+        }
+        let (out, rx) = mpsc::unbounded_channel();
+        let listener = listen::spawn(Arc::clone(&self.connector), self.channel.clone(), out)
+            .map_err(|e| StoreError::Backend(format!("cannot start the listener: {e}")))?;
+        *slot = Some(listener);
+        Ok(rx)
+    }
+
+    /// Stops the listener, if one runs (it notices within a quarter second).
+    fn stop_listening(&self) -> Option<JoinHandle<()>> {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        listener.stop.store(true, Ordering::Relaxed);
+        Some(listener.thread)
+    }
+
     /// Finishes queued commands and stops the writer.
     pub async fn close(mut self) -> StoreResult<()> {
+        if let Some(listening) = self.stop_listening() {
+            let _ = tokio::task::spawn_blocking(move || listening.join()).await;
+        }
         self.tx = None;
         if let Some(thread) = self.thread.take() {
             tokio::task::spawn_blocking(move || thread.join())
@@ -417,6 +459,9 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        if let Some(listening) = self.stop_listening() {
+            let _ = listening.join();
+        }
         self.tx = None;
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()

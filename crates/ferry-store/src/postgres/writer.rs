@@ -28,8 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Connector;
 use super::audit;
+use super::codec::PENDING;
 use super::codec::{is_retryable, map_err};
 use super::health::Health;
+use super::listen;
 use crate::effects::Effects;
 use crate::{StoreError, StoreResult};
 
@@ -201,6 +203,8 @@ pub(crate) struct WriterParts {
     pub stats: Arc<Stats>,
     pub health: Arc<Health>,
     pub bounds: Bounds,
+    /// Where batches that leave deliveries pending notify the other nodes (`listen`).
+    pub channel: String,
 }
 
 /// How often a batch runs again after a conflict between nodes before it fails.
@@ -214,6 +218,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Box<dyn Command>>, parts: WriterParts) 
         stats,
         health,
         bounds,
+        channel,
     } = parts;
     let mut client = Some(client);
     let max_commands = bounds.max_commands.max(1);
@@ -231,7 +236,7 @@ pub(crate) fn run(mut rx: mpsc::Receiver<Box<dyn Command>>, parts: WriterParts) 
             }
         }
         let outcome = match connected(&mut client, &connector) {
-            Ok(c) => run_batch(c, &mut batch, &health),
+            Ok(c) => run_batch(c, &mut batch, &health, &channel),
             Err(e) => Err(e),
         };
         match &outcome {
@@ -283,11 +288,12 @@ fn run_batch(
     client: &mut Client,
     batch: &mut [Box<dyn Command>],
     health: &Health,
+    channel: &str,
 ) -> StoreResult<bool> {
     let mut isolated = false;
     let mut conflicts = 0;
     loop {
-        match run_transaction(client, batch, isolated, health) {
+        match run_transaction(client, batch, isolated, health, channel) {
             Attempt::Committed => return Ok(true),
             Attempt::CommandFailed if batch.len() > 1 && !isolated => isolated = true,
             Attempt::CommandFailed => return Ok(false),
@@ -324,6 +330,7 @@ fn run_transaction(
     batch: &mut [Box<dyn Command>],
     isolated: bool,
     health: &Health,
+    channel: &str,
 ) -> Attempt {
     let mut tx = match client.transaction() {
         Ok(tx) => tx,
@@ -343,13 +350,12 @@ fn run_transaction(
             Ran::Failed => {}
         }
     }
-    if let Err(f) = super::counts::flush(&mut effects.lanes, &mut tx) {
-        return match f {
-            super::writer::Failure::Pg(e) => failed(e),
-            super::writer::Failure::Store(e) => Attempt::Failed(e),
-        };
-    }
-    if let Err(f) = audit::write(&mut tx, &effects.audit) {
+    // Other nodes' lanes wake when deliveries wait for them (sent at commit).
+    let waiting = effects.lanes.lanes_entering(i64::from(PENDING));
+    let applied = listen::notify(&mut tx, channel, &waiting)
+        .and_then(|()| super::counts::flush(&mut effects.lanes, &mut tx))
+        .and_then(|()| audit::write(&mut tx, &effects.audit));
+    if let Err(f) = applied {
         return match f {
             Failure::Pg(e) => failed(e),
             Failure::Store(e) => Attempt::Failed(e),
