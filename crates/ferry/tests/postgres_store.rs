@@ -517,6 +517,52 @@ async fn a_rate_limit_holds_across_three_nodes() {
     );
 }
 
+/// `ferry audit verify` and `export` read the trail from the database the config names, and
+/// a record changed in the database is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_verify_and_export_read_the_database() {
+    let Some(schema) = Schema::new() else { return };
+    let rx = TestReceiver::start().await;
+    let cfg = tempfile::tempdir().unwrap();
+    schema.configure(cfg.path(), &rx);
+    let data = tempfile::tempdir().unwrap();
+    let log = cfg.path().join("ferry.log");
+    let (child, hub) = spawn_ferry(cfg.path(), data.path(), &log);
+    let _hub = KillOnDrop(child);
+    for i in 0..3 {
+        let sid = format!("au-{i}");
+        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+        assert!(send(hub, &sid, &body).await.status().is_success());
+    }
+    delivered_at_least(hub, 3).await;
+    let dir = cfg.path().to_str().unwrap();
+
+    let (code, stdout, stderr) = run_ferry(&["audit", "verify", "--config", dir]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("audit trail intact"), "{stdout}");
+    let (code, stdout, stderr) = run_ferry(&["audit", "export", "--config", dir]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let accepted = stdout
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"accepted\""))
+        .count();
+    assert_eq!(accepted, 3, "{stdout}");
+
+    // Someone with database access rewrites a record.
+    let c = schema.client().await;
+    c.batch_execute(&format!(
+        "SET search_path TO \"{s}\";
+         ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update;
+         UPDATE audit_log SET entries = replace(entries, 'order', 'other') WHERE seq = 1;",
+        s = schema.name
+    ))
+    .await
+    .unwrap();
+    let (code, stdout, _) = run_ferry(&["audit", "verify", "--config", dir]);
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("BROKEN at record 1"), "{stdout}");
+}
+
 #[test]
 fn an_unreachable_database_stops_the_start_naming_host_and_setting() {
     let cfg = tempfile::tempdir().unwrap();

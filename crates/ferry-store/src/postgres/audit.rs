@@ -10,7 +10,7 @@
 use postgres::Transaction;
 
 use super::codec::{PgResultExt, col, limit};
-use super::writer::Failure;
+use super::writer::{Failure, prepared};
 use crate::audit::{AuditRecord, GENESIS_HASH, record_hash};
 use crate::{AuditEntry, StoreError, StoreResult};
 
@@ -34,7 +34,8 @@ pub(crate) fn write(tx: &mut Transaction<'_>, entries: &[AuditEntry]) -> Result<
         Some(r) => (col::<i64>(&r, 0)?, col::<Vec<u8>>(&r, 1)?),
         None => (0, GENESIS_HASH.to_vec()),
     };
-    let insert = tx.prepare(
+    let insert = prepared(
+        tx,
         "INSERT INTO audit_log (seq, at, kind, entries, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6)",
     )?;

@@ -4,7 +4,7 @@
 
 use postgres::Transaction;
 
-use super::writer::Failure;
+use super::writer::{Failure, prepared};
 use crate::effects::LaneDeltas;
 
 /// Apply the net changes inside the current transaction, and forget them.
@@ -13,7 +13,8 @@ pub(crate) fn flush(deltas: &mut LaneDeltas, tx: &mut Transaction<'_>) -> Result
     if changes.is_empty() {
         return Ok(());
     }
-    let upsert = tx.prepare(
+    let upsert = prepared(
+        tx,
         "INSERT INTO lane_state_counts (flow, destination, state, n) VALUES ($1, $2, $3, $4)
          ON CONFLICT (flow, destination, state) DO UPDATE SET n = lane_state_counts.n + excluded.n",
     )?;

@@ -7,7 +7,7 @@ use postgres::{Client, Transaction};
 
 use super::codec::col;
 use super::codec::{Param, PgResultExt, args, count64};
-use super::writer::Failure;
+use super::writer::{Failure, prepared};
 use crate::effects::Observed;
 use crate::{Millis, ObservedFilter, ObservedFlow, StoreResult};
 
@@ -22,7 +22,8 @@ pub(crate) fn write(
     if observed.counts.is_empty() {
         return Ok(());
     }
-    let upsert = tx.prepare(
+    let upsert = prepared(
+        tx,
         "INSERT INTO datamap_observed (category, flow, destination, system, how, delivered,
              last_delivered_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)

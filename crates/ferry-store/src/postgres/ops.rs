@@ -51,6 +51,10 @@ pub(crate) fn append(
     let mut outcomes = Vec::with_capacity(events.len());
     let mut purge_at: Option<Millis> = None;
     for ev in events {
+        if ev.dedupe_window.is_none() && ev.deliveries.iter().all(|d| d.order_key.is_none()) {
+            outcomes.push(append_plain(tx, fx, ev, &find_dup)?);
+            continue;
+        }
         if let Some(window) = &ev.dedupe_window {
             purge_at = purge_at.max(Some(ev.received_at));
             // A re-send of the same event is a `Duplicate` whatever its window says.
@@ -133,6 +137,103 @@ pub(crate) fn append(
         windows::purge(tx, now)?;
     }
     Ok(outcomes)
+}
+
+/// An event, its deliveries and its retention tags in one statement: the common case (no
+/// window key, no order key), one round trip to the server.
+const APPEND_PLAIN: &str = "WITH e AS (
+         INSERT INTO events (id, flow, source, dedupe_key, event_type, received_at, headers,
+             payload, categories)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (flow, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+         RETURNING id),
+     d AS (
+         INSERT INTO deliveries (id, event_id, flow, destination, state, next_attempt_at,
+             round_started_at, created_at, updated_at, received_at, order_key, held)
+         SELECT u.id, e.id, $2, u.destination, u.state, u.next_at, $6, $6, $6, $6, NULL, 0
+         FROM e, unnest($10::uuid[], $11::text[], $12::integer[], $13::bigint[])
+             AS u (id, destination, state, next_at)),
+     t AS (
+         INSERT INTO event_retention (tag, received_at, event_id)
+         SELECT tag, $6, e.id FROM e, unnest($14::text[]) AS tag
+         ON CONFLICT DO NOTHING)
+     SELECT count(*) FROM e";
+
+/// Appends one event without a window key or an order key (see [`APPEND_PLAIN`]).
+fn append_plain(
+    tx: &mut Transaction<'_>,
+    fx: &mut Effects,
+    ev: &NewEvent,
+    find_dup: &postgres::Statement,
+) -> Result<AppendOutcome, Failure> {
+    let stmt = prepared(tx, APPEND_PLAIN)?;
+    let headers = encode_headers(&ev.headers);
+    let categories = retention::encode_categories(&ev.audit.categories);
+    let n = ev.deliveries.len();
+    let (mut ids, mut destinations, mut states, mut next_at) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for d in &ev.deliveries {
+        // Claimed in the append: in flight until its lease ends, like a claim leaves it.
+        let (state, at) = match d.claimed_until {
+            Some(lease_until) => (IN_FLIGHT, lease_until),
+            None => (PENDING, d.due_at),
+        };
+        ids.push(d.id.0);
+        destinations.push(d.destination.as_str());
+        states.push(state);
+        next_at.push(at);
+    }
+    let tags = retention::tags_of(ev);
+    let row = tx
+        .query_one(
+            &stmt,
+            &[
+                &ev.id.0,
+                &ev.flow,
+                &ev.source,
+                &ev.dedupe_key,
+                &ev.event_type,
+                &ev.received_at,
+                &headers,
+                &&ev.payload[..],
+                &categories,
+                &ids,
+                &destinations,
+                &states,
+                &next_at,
+                &tags,
+            ],
+        )
+        .map_err(|e| already_stored(e, ev))?;
+    if col::<i64>(&row, 0)? == 0 {
+        // Only the dedupe conflict is ignored, so the key is set and the row exists.
+        let row = tx.query_one(find_dup, &[&ev.flow, &ev.dedupe_key])?;
+        return Ok(AppendOutcome::Duplicate(EventId(col(&row, 0)?)));
+    }
+    for (d, state) in ev.deliveries.iter().zip(&states) {
+        fx.lanes.add(&ev.flow, &d.destination, i64::from(*state), 1);
+    }
+    fx.audit.push(accepted(ev));
+    Ok(AppendOutcome::Stored(ev.id))
+}
+
+/// An id used twice is the caller's mistake, named by the constraint it broke.
+fn already_stored(e: postgres::Error, ev: &NewEvent) -> Failure {
+    let constraint = e.as_db_error().and_then(|db| db.constraint()).unwrap_or("");
+    if e.code() != Some(&SqlState::UNIQUE_VIOLATION) {
+        return Failure::Pg(e);
+    }
+    Failure::Store(StoreError::Invalid(
+        if constraint.starts_with("deliveries") {
+            format!("a delivery of event {} is already stored", ev.id)
+        } else {
+            format!("event {} is already stored", ev.id)
+        },
+    ))
 }
 
 /// The audit entry of a stored event.
@@ -223,16 +324,22 @@ pub(crate) fn claim(
     Ok(claimed)
 }
 
-/// The state change of an in-flight delivery, `$1` attempts counted; `$extra` sets more.
-macro_rules! transition {
-    ($extra:literal) => {
-        concat!(
-            "UPDATE deliveries SET attempts = attempts + $1, state = $2, next_attempt_at = $3,
-                 round_attempts = round_attempts + $1, last_error = $4, updated_at = $5",
-            $extra,
-            " WHERE seq = $6"
-        )
-    };
+/// A delivery as an outcome call found it (locked), and as its outcomes leave it.
+struct Row {
+    seq: i64,
+    flow: String,
+    destination: String,
+    order_key: Option<String>,
+    event: EventId,
+    state: i32,
+    attempts: i32,
+    round_attempts: i32,
+    /// Whether an outcome moved its state (else only attempts were counted).
+    moved: bool,
+    next_at: Option<Millis>,
+    last_error: Option<String>,
+    /// Left its key's queue (delivered or dead).
+    dequeued: bool,
 }
 
 /// Records outcomes. The attempt row (if any) is always kept and counts in `attempts`; the
@@ -240,80 +347,70 @@ macro_rules! transition {
 /// unknown deliveries (e.g. purged meanwhile) are ignored. A delivered outcome is a data
 /// movement whatever the state: it gets its `delivered` audit entry and counts in the
 /// observed data map.
+///
+/// A call costs three statements whatever its number of outcomes: the deliveries are read
+/// and locked together (in `seq` order, so nodes lock in one order), the outcomes applied in
+/// memory in their order (one delivery may have several), then the attempt rows inserted
+/// and the deliveries updated, each in one statement.
 pub(crate) fn complete(
     tx: &mut Transaction<'_>,
     fx: &mut Effects,
     outcomes: &[DeliveryOutcome],
     now: Millis,
 ) -> Result<(), Failure> {
-    // Locked: a replay on another node waits for this outcome, or this one sees the replay.
-    let current = prepared(
+    let lock = prepared(
         tx,
-        "SELECT seq, state, attempts, flow, destination, order_key, event_id FROM deliveries
-         WHERE id = $1 FOR UPDATE",
+        "SELECT id, seq, state, attempts, round_attempts, flow, destination, order_key, event_id,
+                next_attempt_at, last_error
+         FROM deliveries WHERE id = ANY($1) ORDER BY seq FOR UPDATE",
     )?;
-    let insert_attempt = prepared(
-        tx,
-        "INSERT INTO attempts (delivery_id, seq, started_at, latency_ms, status, error_class,
-             error, response_excerpt)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )?;
-    let transition = prepared(tx, transition!(""))?;
-    // The same for a keyed delivery that settles, and so leaves its key's queue.
-    let dequeue = prepared(tx, transition!(", held = NULL"))?;
-    let count_only = prepared(
-        tx,
-        "UPDATE deliveries SET attempts = attempts + 1 WHERE seq = $1",
-    )?;
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id.0).collect();
+    let mut rows = std::collections::HashMap::with_capacity(ids.len());
+    for r in tx.query(&lock, &[&ids])? {
+        rows.insert(
+            col::<Uuid>(&r, 0)?,
+            Row {
+                seq: col(&r, 1)?,
+                state: col(&r, 2)?,
+                attempts: col(&r, 3)?,
+                round_attempts: col(&r, 4)?,
+                flow: col(&r, 5)?,
+                destination: col(&r, 6)?,
+                order_key: col(&r, 7)?,
+                event: EventId(col(&r, 8)?),
+                next_at: col(&r, 9)?,
+                last_error: col(&r, 10)?,
+                moved: false,
+                dequeued: false,
+            },
+        );
+    }
 
     let mut observed = Observed::default();
+    let mut attempts = AttemptRows::default();
     for o in outcomes {
-        let Some(row) = tx.query_opt(&current, &[&o.id.0])? else {
+        let Some(row) = rows.get_mut(&o.id.0) else {
             tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
             continue;
         };
-        let seq: i64 = col(&row, 0)?;
-        let state: i32 = col(&row, 1)?;
-        let attempts: i32 = col(&row, 2)?;
-        let flow: String = col(&row, 3)?;
-        let destination: String = col(&row, 4)?;
-        let order_key: Option<String> = col(&row, 5)?;
-        let event = EventId(col::<Uuid>(&row, 6)?);
         if o.next == Next::Delivered {
-            observed.add(&flow, &destination, &o.audit);
+            observed.add(&row.flow, &row.destination, &o.audit);
             fx.audit.push(AuditEntry::Delivered {
                 at: now,
                 delivery: o.id,
-                event,
-                flow: flow.clone(),
-                destination: destination.clone(),
+                event: row.event,
+                flow: row.flow.clone(),
+                destination: row.destination.clone(),
                 destination_system: o.audit.destination_system.clone(),
                 categories_sent: o.audit.categories_sent.clone(),
             });
         }
         if let Some(a) = &o.attempt {
-            let latency = i64::from(a.latency_ms);
-            let status = a.status.map(i32::from);
-            tx.execute(
-                &insert_attempt,
-                &[
-                    &o.id.0,
-                    &(attempts + 1),
-                    &a.started_at,
-                    &latency,
-                    &status,
-                    &a.error_class,
-                    &a.error,
-                    &a.response_excerpt,
-                ],
-            )?;
+            row.attempts += 1;
+            attempts.push(o.id.0, row.attempts, a);
         }
-        let counted = i32::from(o.attempt.is_some());
-        if state != IN_FLIGHT {
+        if row.state != IN_FLIGHT {
             // Replayed or settled meanwhile: keep the attempt, leave the state alone.
-            if counted == 1 {
-                tx.execute(&count_only, &[&seq])?;
-            }
             continue;
         }
         let (next_state, next_at, last_error) = match &o.next {
@@ -326,25 +423,146 @@ pub(crate) fn complete(
             Next::Dead { reason } => (DEAD, None, Some(reason.clone())),
             Next::Release { at } => (PENDING, Some(*at), None),
         };
-        let params: [&(dyn postgres::types::ToSql + Sync); 6] =
-            [&counted, &next_state, &next_at, &last_error, &now, &seq];
-        match order_key {
-            Some(key) if matches!(next_state, DELIVERED | DEAD) => {
-                tx.execute(&dequeue, &params)?;
-                order::promote_head(tx, &flow, &destination, &key)?;
-            }
-            _ => {
-                tx.execute(&transition, &params)?;
-            }
-        }
+        row.round_attempts += i32::from(o.attempt.is_some());
+        row.state = next_state;
+        row.next_at = next_at;
+        row.last_error = last_error;
+        row.moved = true;
+        row.dequeued = row.order_key.is_some() && matches!(next_state, DELIVERED | DEAD);
         fx.lanes.moved(
-            &flow,
-            &destination,
+            &row.flow,
+            &row.destination,
             i64::from(IN_FLIGHT),
             i64::from(next_state),
         );
     }
+    attempts.insert(tx)?;
+    update_rows(tx, rows.values(), now)?;
+    let mut promote: Vec<KeyOfLane> = rows
+        .into_values()
+        .filter(|r| r.dequeued)
+        .filter_map(|r| r.order_key.map(|k| (r.flow, r.destination, k)))
+        .collect();
+    promote.sort();
+    promote.dedup();
+    for (flow, destination, key) in &promote {
+        order::promote_head(tx, flow, destination, key)?;
+    }
     datamap::write(observed, tx, now)
+}
+
+/// Attempt rows of one outcome call, inserted in one statement.
+#[derive(Default)]
+struct AttemptRows {
+    delivery: Vec<Uuid>,
+    seq: Vec<i32>,
+    started_at: Vec<i64>,
+    latency_ms: Vec<i64>,
+    status: Vec<Option<i32>>,
+    error_class: Vec<Option<String>>,
+    error: Vec<Option<String>>,
+    excerpt: Vec<Option<String>>,
+}
+
+impl AttemptRows {
+    fn push(&mut self, delivery: Uuid, seq: i32, a: &Attempt) {
+        self.delivery.push(delivery);
+        self.seq.push(seq);
+        self.started_at.push(a.started_at);
+        self.latency_ms.push(i64::from(a.latency_ms));
+        self.status.push(a.status.map(i32::from));
+        self.error_class.push(a.error_class.clone());
+        self.error.push(a.error.clone());
+        self.excerpt.push(a.response_excerpt.clone());
+    }
+
+    fn insert(&self, tx: &mut Transaction<'_>) -> Result<(), Failure> {
+        if self.delivery.is_empty() {
+            return Ok(());
+        }
+        let stmt = prepared(
+            tx,
+            "INSERT INTO attempts (delivery_id, seq, started_at, latency_ms, status, error_class,
+                 error, response_excerpt)
+             SELECT * FROM unnest($1::uuid[], $2::integer[], $3::bigint[], $4::bigint[],
+                 $5::integer[], $6::text[], $7::text[], $8::text[])",
+        )?;
+        tx.execute(
+            &stmt,
+            &[
+                &self.delivery,
+                &self.seq,
+                &self.started_at,
+                &self.latency_ms,
+                &self.status,
+                &self.error_class,
+                &self.error,
+                &self.excerpt,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// Write the deliveries as the outcomes left them, in one statement: the attempt count
+/// always; state, due time, round attempts, error and `updated_at` when an outcome moved
+/// the state; `held = NULL` when it left its key's queue.
+fn update_rows<'a>(
+    tx: &mut Transaction<'_>,
+    rows: impl Iterator<Item = &'a Row>,
+    now: Millis,
+) -> Result<(), Failure> {
+    let mut seq = Vec::new();
+    let mut attempts = Vec::new();
+    let mut round = Vec::new();
+    let mut state = Vec::new();
+    let mut moved = Vec::new();
+    let mut next_at: Vec<Option<i64>> = Vec::new();
+    let mut last_error: Vec<Option<String>> = Vec::new();
+    let mut dequeued = Vec::new();
+    for r in rows {
+        seq.push(r.seq);
+        attempts.push(r.attempts);
+        round.push(r.round_attempts);
+        state.push(r.state);
+        moved.push(r.moved);
+        next_at.push(r.next_at);
+        last_error.push(r.last_error.clone());
+        dequeued.push(r.dequeued);
+    }
+    if seq.is_empty() {
+        return Ok(());
+    }
+    let stmt = prepared(
+        tx,
+        "UPDATE deliveries AS d SET
+             attempts = u.attempts,
+             round_attempts = u.round_attempts,
+             state = u.state,
+             next_attempt_at = u.next_at,
+             last_error = u.last_error,
+             updated_at = CASE WHEN u.moved THEN $9 ELSE d.updated_at END,
+             held = CASE WHEN u.dequeued THEN NULL ELSE d.held END
+         FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $5::boolean[],
+                     $6::bigint[], $7::text[], $8::boolean[])
+             AS u (seq, attempts, round_attempts, state, moved, next_at, last_error, dequeued)
+         WHERE d.seq = u.seq",
+    )?;
+    tx.execute(
+        &stmt,
+        &[
+            &seq,
+            &attempts,
+            &round,
+            &state,
+            &moved,
+            &next_at,
+            &last_error,
+            &dequeued,
+            &now,
+        ],
+    )?;
+    Ok(())
 }
 
 /// The error text kept on a retrying delivery.

@@ -48,15 +48,20 @@ fn tags<'a>(source: &str, categories: &'a [String]) -> impl Iterator<Item = Stri
         .chain(categories.iter().map(|c| format!("{CATEGORY}{c}")))
 }
 
+/// The retention tags of an event.
+pub(crate) fn tags_of(ev: &NewEvent) -> Vec<String> {
+    tags(&ev.source, &ev.audit.categories).collect()
+}
+
 /// Tag a newly stored event: one statement for all its tags.
 pub(crate) fn tag(tx: &mut Transaction<'_>, ev: &NewEvent) -> Result<(), Failure> {
-    let all: Vec<String> = tags(&ev.source, &ev.audit.categories).collect();
-    tx.execute(
+    let stmt = super::writer::prepared(
+        tx,
         "INSERT INTO event_retention (tag, received_at, event_id)
          SELECT t, $2, $3 FROM unnest($1::text[]) AS t
          ON CONFLICT DO NOTHING",
-        &[&all, &ev.received_at, &ev.id.0],
     )?;
+    tx.execute(&stmt, &[&tags_of(ev), &ev.received_at, &ev.id.0])?;
     Ok(())
 }
 

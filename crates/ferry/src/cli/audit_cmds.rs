@@ -1,5 +1,6 @@
-//! `ferry audit verify|export`: the audit trail of a data dir, read straight from its store
-//! file (read-only, no lock), so both work while the hub runs.
+//! `ferry audit verify|export`: the audit trail, read straight from the store (a data
+//! dir's file read-only without its lock, or the PostgreSQL database), so both work while
+//! the hub runs.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use ferry_store::audit::{Anchor, ChainVerifier, hex};
+use ferry_store::postgres::PgStore;
 use ferry_store::sqlite::{StoreReader, Verified};
+use ferry_store::{AuditRecord, Store};
+
+use crate::backend::StoreChoice;
 use serde_json::{Map, Value, json};
 
 use crate::clock::{now_ms, parse_time, rfc3339};
@@ -52,16 +57,19 @@ pub enum AuditCommand {
     },
 }
 
-/// Where the store is: `--data-dir`, else the config's `settings.data_dir`, else
-/// `./ferry-data` (as `ferry serve` decides).
+/// Where the store is: `--store` (a PostgreSQL URL), `--data-dir`, else the config's
+/// `settings.store` or `settings.data_dir`, else `./ferry-data` (as `ferry serve` decides).
 #[derive(Debug, Clone, Args)]
 pub struct DataDirArgs {
     /// The hub's data dir.
     #[arg(long, env = "FERRY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Read the data dir from this config directory's `settings.data_dir`.
+    /// Read the store from this config directory's `settings.store` or `settings.data_dir`.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The PostgreSQL store at this URL (`postgres://user@host:5432/db`).
+    #[arg(long, env = "FERRY_STORE", value_name = "URL")]
+    pub store: Option<String>,
 }
 
 impl DataDirArgs {
@@ -82,6 +90,95 @@ impl DataDirArgs {
     }
 }
 
+impl DataDirArgs {
+    /// The store to read: PostgreSQL when `--store` or the config's `settings.store` says
+    /// so (and no `--data-dir` was given), else the data dir.
+    pub fn source(&self) -> Result<StoreChoice> {
+        if self.data_dir.is_none() {
+            let config = match &self.config {
+                Some(dir) => match super::serve::load_config(dir, false) {
+                    Some(c) => c,
+                    None => bail!("the config in {} is invalid", dir.display()),
+                },
+                None => ferry_config::Config::default(),
+            };
+            let choice = StoreChoice::resolve(&config, self.store.as_deref(), PathBuf::new())?;
+            if let StoreChoice::Postgres { .. } = choice {
+                return Ok(choice);
+            }
+        }
+        Ok(StoreChoice::Sqlite(self.resolve()?))
+    }
+}
+
+/// The audit trail's records, from either store.
+enum Trail {
+    Sqlite(StoreReader),
+    Postgres(PgStore),
+}
+
+impl Trail {
+    async fn open(args: &DataDirArgs) -> std::result::Result<Trail, ExitCode> {
+        let source = args.source().map_err(|e| {
+            eprintln!("error: {e:#}");
+            ExitCode::from(CANNOT_READ)
+        })?;
+        match source {
+            StoreChoice::Sqlite(dir) => open(&dir).map(Trail::Sqlite),
+            StoreChoice::Postgres { options, setting } => PgStore::open(options)
+                .await
+                .map(Trail::Postgres)
+                .map_err(|e| {
+                    eprintln!("error: cannot read the audit trail ({setting}): {e}");
+                    ExitCode::from(CANNOT_READ)
+                }),
+        }
+    }
+
+    async fn records(&self, after: Option<u64>, limit: usize) -> Result<Vec<AuditRecord>> {
+        Ok(match self {
+            Trail::Sqlite(r) => r.audit_records(after, limit)?,
+            Trail::Postgres(s) => s.audit_records(after, limit).await?,
+        })
+    }
+
+    /// Recompute the whole chain. The SQLite file is read in one read transaction; the
+    /// database a page at a time (the trail only grows, so a page read later only adds
+    /// records after those checked).
+    async fn verify(
+        &self,
+        anchor: Option<Anchor>,
+    ) -> Result<std::result::Result<Verified, ferry_store::audit::ChainFault>> {
+        if let Trail::Sqlite(r) = self {
+            return Ok(r.verify_audit(anchor)?);
+        }
+        let mut verifier = ChainVerifier::new(anchor);
+        let mut after = None;
+        loop {
+            let page = self.records(after, PAGE).await?;
+            for r in &page {
+                if let Err(fault) = verifier.push(r) {
+                    return Ok(Err(fault));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.seq),
+                _ => break,
+            }
+        }
+        Ok(verifier
+            .finish()
+            .map(|(records, head)| Verified { records, head }))
+    }
+
+    /// Close the database connections off the async workers.
+    async fn close(self) {
+        if let Trail::Postgres(s) = self {
+            let _ = s.close().await;
+        }
+    }
+}
+
 /// Run a `ferry audit` command.
 pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
     match cmd {
@@ -91,7 +188,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 .map(str::parse::<Anchor>)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            verify(&dir.resolve()?, anchor, json)
+            verify(&dir, anchor, json).await
         }
         AuditCommand::Export { dir, since } => {
             let since = since
@@ -99,7 +196,7 @@ pub async fn run(cmd: AuditCommand) -> Result<ExitCode> {
                 .map(|s| parse_time(s, now_ms()))
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            export(&dir.resolve()?, since)
+            export(&dir, since).await
         }
     }
 }
@@ -111,12 +208,14 @@ fn open(data_dir: &Path) -> std::result::Result<StoreReader, ExitCode> {
     })
 }
 
-fn verify(data_dir: &Path, anchor: Option<Anchor>, json: bool) -> Result<ExitCode> {
-    let reader = match open(data_dir) {
-        Ok(r) => r,
+async fn verify(args: &DataDirArgs, anchor: Option<Anchor>, json: bool) -> Result<ExitCode> {
+    let trail = match Trail::open(args).await {
+        Ok(t) => t,
         Err(code) => return Ok(code),
     };
-    let result = match reader.verify_audit(anchor) {
+    let result = trail.verify(anchor).await;
+    trail.close().await;
+    let result = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot read the audit trail: {e}");
@@ -160,18 +259,25 @@ fn verify(data_dir: &Path, anchor: Option<Anchor>, json: bool) -> Result<ExitCod
 /// Records read per page.
 const PAGE: usize = 1000;
 
-fn export(data_dir: &Path, since: Option<i64>) -> Result<ExitCode> {
-    let reader = match open(data_dir) {
-        Ok(r) => r,
+async fn export(args: &DataDirArgs, since: Option<i64>) -> Result<ExitCode> {
+    let trail = match Trail::open(args).await {
+        Ok(t) => t,
         Err(code) => return Ok(code),
     };
+    let result = export_trail(&trail, since).await;
+    trail.close().await;
+    result
+}
+
+async fn export_trail(trail: &Trail, since: Option<i64>) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut verifier = ChainVerifier::default();
     let mut after = None;
     loop {
-        let page = reader
-            .audit_records(after, PAGE)
+        let page = trail
+            .records(after, PAGE)
+            .await
             .context("reading the audit trail")?;
         for record in &page {
             if let Err(fault) = verifier.push(record) {

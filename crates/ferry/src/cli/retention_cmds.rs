@@ -8,11 +8,14 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use comfy_table::{ContentArrangement, Table, presets::UTF8_BORDERS_ONLY};
+use ferry_store::Store;
+use ferry_store::postgres::PgStore;
 use ferry_store::sqlite::StoreReader;
 
 use super::HubTarget;
 use super::admin_cmds::client;
 use super::audit_cmds::DataDirArgs;
+use crate::backend::StoreChoice;
 use crate::clock::rfc3339;
 use crate::retention::{RetentionReport, report};
 
@@ -46,13 +49,13 @@ pub struct ReportArgs {
 pub async fn run(cmd: RetentionCommand) -> Result<ExitCode> {
     let RetentionCommand::Report(args) = cmd;
     let report = if args.data_dir.is_some() {
-        offline(&args)?
+        offline(&args).await?
     } else {
         match from_hub(&args).await {
             Ok(report) => report,
             Err(e) if args.target.config.is_some() && unreachable(&e) => {
-                eprintln!("no hub answers ({e:#}); reading the data dir's store instead");
-                offline(&args)?
+                eprintln!("no hub answers ({e:#}); reading the store instead");
+                offline(&args).await?
             }
             Err(e) => return Err(e),
         }
@@ -76,22 +79,34 @@ fn unreachable(e: &anyhow::Error) -> bool {
         .any(|r| r.is_connect())
 }
 
-/// The report from the config and the store file, without a hub.
-fn offline(args: &ReportArgs) -> Result<RetentionReport> {
+/// The report from the config and the store (the data dir's file, or the PostgreSQL
+/// database of `settings.store`), without a hub.
+async fn offline(args: &ReportArgs) -> Result<RetentionReport> {
     let Some(config_dir) = &args.target.config else {
         bail!("reading a data dir needs the config too: pass --config");
     };
     let Some(config) = super::serve::load_config(config_dir, false) else {
         bail!("the config in {} is invalid", config_dir.display());
     };
-    let data_dir = DataDirArgs {
+    let source = DataDirArgs {
         data_dir: args.data_dir.clone(),
         config: Some(config_dir.clone()),
+        store: None,
     }
-    .resolve()?;
-    let holdings = StoreReader::open(&data_dir)
-        .and_then(|r| r.holdings())
-        .map_err(|e| anyhow::anyhow!("reading the store in {}: {e}", data_dir.display()))?;
+    .source()?;
+    let holdings = match source {
+        StoreChoice::Sqlite(data_dir) => StoreReader::open(&data_dir)
+            .and_then(|r| r.holdings())
+            .map_err(|e| anyhow::anyhow!("reading the store in {}: {e}", data_dir.display()))?,
+        StoreChoice::Postgres { options, setting } => {
+            let store = PgStore::open(options)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the store ({setting}): {e}"))?;
+            let holdings = store.holdings().await;
+            let _ = store.close().await;
+            holdings.map_err(|e| anyhow::anyhow!("reading the store ({setting}): {e}"))?
+        }
+    };
     Ok(report(&config, &holdings, None))
 }
 
