@@ -179,3 +179,92 @@ fn pending_work_wakes_the_other_nodes() {
         }
     });
 }
+
+/// Concurrent appends share statements (a batch's plain appends are stored together): each
+/// call still gets its own outcomes, a re-sent event is a duplicate of the first one stored,
+/// and a call reusing a stored event id fails alone, leaving the others of its batch stored.
+#[test]
+fn merged_appends_keep_each_call_apart() {
+    use ferry_store::{
+        AppendOutcome, DeliveryId, EventAudit, EventId, NewDelivery, NewEvent, StoreError,
+    };
+
+    ferry_store::conformance::run_case(async {
+        let Some(schema) = Schema::new() else { return };
+        let store = open(&schema).await;
+        let event = |id: EventId, key: Option<String>| NewEvent {
+            id,
+            flow: "orders".into(),
+            source: "shop".into(),
+            dedupe_key: key,
+            event_type: None,
+            received_at: 1_700_000_000_000,
+            headers: Vec::new(),
+            payload: bytes::Bytes::from_static(b"{}"),
+            deliveries: vec![NewDelivery {
+                id: DeliveryId::new(),
+                destination: "crm".into(),
+                due_at: 1_700_000_000_000,
+                order_key: None,
+                claimed_until: None,
+            }],
+            dedupe_window: None,
+            audit: EventAudit::default(),
+        };
+        let taken = EventId::new();
+        store.append(vec![event(taken, None)]).await.expect("first");
+        for round in 0..5 {
+            let mut calls = Vec::new();
+            for i in 0..40 {
+                let store = store.clone();
+                // Every fourth call re-sends key `k<round>-<i/4>`; one call reuses `taken`.
+                let ev = if i == 17 {
+                    event(taken, None)
+                } else {
+                    event(EventId::new(), Some(format!("k{round}-{}", i / 4)))
+                };
+                calls.push(tokio::spawn(async move {
+                    (i, ev.id, store.append(vec![ev]).await)
+                }));
+            }
+            let mut first_of_key = std::collections::HashMap::new();
+            let mut results = Vec::new();
+            for c in calls {
+                results.push(c.await.expect("task"));
+            }
+            for (i, id, res) in results {
+                if i == 17 {
+                    assert!(matches!(res, Err(StoreError::Invalid(_))), "{res:?}");
+                    continue;
+                }
+                let out = res.expect("append");
+                assert_eq!(out.len(), 1);
+                let key = i / 4;
+                match out[0] {
+                    AppendOutcome::Stored(stored) => {
+                        assert_eq!(stored, id);
+                        assert!(
+                            first_of_key.insert(key, id).is_none(),
+                            "key {key} stored twice"
+                        );
+                    }
+                    AppendOutcome::Duplicate(_) => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            // Every key was stored once, and its duplicates name that event.
+            assert_eq!(first_of_key.len(), 10);
+            for id in first_of_key.values() {
+                assert!(store.event(*id).await.expect("read").is_some());
+            }
+        }
+        let stats = store.commit_stats();
+        assert!(
+            stats.commands > stats.commits,
+            "{stats:?}: no batch held two calls"
+        );
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .expect("close");
+    });
+}

@@ -510,8 +510,10 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let cost = append_cost(&events);
-        self.write(cost, move |tx, fx| ops::append(tx, fx, &events))
-            .await
+        let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
+        let (cmd, rx) = writer::AppendJob::boxed(cost, events);
+        tx.send(cmd).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn append_page(

@@ -51,7 +51,7 @@ pub(crate) fn append(
     let mut outcomes = Vec::with_capacity(events.len());
     let mut purge_at: Option<Millis> = None;
     for ev in events {
-        if ev.dedupe_window.is_none() && ev.deliveries.iter().all(|d| d.order_key.is_none()) {
+        if is_plain(ev) {
             outcomes.push(append_plain(tx, fx, ev, &find_dup)?);
             continue;
         }
@@ -139,6 +139,154 @@ pub(crate) fn append(
     Ok(outcomes)
 }
 
+/// Whether an event is stored by the plain path: no window key, no order key.
+pub(crate) fn is_plain(ev: &NewEvent) -> bool {
+    ev.dedupe_window.is_none() && ev.deliveries.iter().all(|d| d.order_key.is_none())
+}
+
+/// The events of several plain appends (see [`is_plain`]), their deliveries and retention
+/// tags, in one statement: a batch's appends cost one round trip together. Rows go in in
+/// order, so of two events with one dedupe key the first is stored, as one by one. Answers
+/// each group's outcomes. Any failure fails them all (the batch then runs command by
+/// command, which finds the culprit).
+const APPEND_MANY: &str = "WITH e AS (
+         INSERT INTO events (id, flow, source, dedupe_key, event_type, received_at, headers,
+             payload, categories)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+             $6::bigint[], $7::text[], $8::bytea[], $9::text[])
+         ON CONFLICT (flow, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+         RETURNING id),
+     d AS (
+         INSERT INTO deliveries (id, event_id, flow, destination, state, next_attempt_at,
+             round_started_at, created_at, updated_at, received_at, order_key, held)
+         SELECT u.id, u.event_id, u.flow, u.destination, u.state, u.next_at, u.received_at,
+             u.received_at, u.received_at, u.received_at, NULL, 0
+         FROM unnest($10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::integer[],
+             $15::bigint[], $16::bigint[])
+             AS u (id, event_id, flow, destination, state, next_at, received_at)
+         JOIN e ON e.id = u.event_id),
+     t AS (
+         INSERT INTO event_retention (tag, received_at, event_id)
+         SELECT u.tag, u.received_at, u.event_id
+         FROM unnest($17::text[], $18::bigint[], $19::uuid[]) AS u (tag, received_at, event_id)
+         JOIN e ON e.id = u.event_id
+         ON CONFLICT DO NOTHING)
+     SELECT id FROM e";
+
+pub(crate) fn append_plain_many(
+    tx: &mut Transaction<'_>,
+    fx: &mut Effects,
+    groups: &[&[NewEvent]],
+) -> Result<Vec<Vec<AppendOutcome>>, Failure> {
+    let mut ev_id = Vec::new();
+    let mut ev_flow = Vec::new();
+    let mut ev_source = Vec::new();
+    let mut ev_key = Vec::new();
+    let mut ev_type = Vec::new();
+    let mut ev_at = Vec::new();
+    let mut ev_headers = Vec::new();
+    let mut ev_payload: Vec<&[u8]> = Vec::new();
+    let mut ev_categories = Vec::new();
+    let mut d_id = Vec::new();
+    let mut d_event = Vec::new();
+    let mut d_flow = Vec::new();
+    let mut d_destination = Vec::new();
+    let mut d_state = Vec::new();
+    let mut d_next = Vec::new();
+    let mut d_at = Vec::new();
+    let mut t_tag = Vec::new();
+    let mut t_at = Vec::new();
+    let mut t_event = Vec::new();
+    for ev in groups.iter().flat_map(|g| g.iter()) {
+        ev_id.push(ev.id.0);
+        ev_flow.push(ev.flow.as_str());
+        ev_source.push(ev.source.as_str());
+        ev_key.push(ev.dedupe_key.as_deref());
+        ev_type.push(ev.event_type.as_deref());
+        ev_at.push(ev.received_at);
+        ev_headers.push(encode_headers(&ev.headers));
+        ev_payload.push(&ev.payload[..]);
+        ev_categories.push(retention::encode_categories(&ev.audit.categories));
+        for d in &ev.deliveries {
+            let (state, at) = delivery_start(d);
+            d_id.push(d.id.0);
+            d_event.push(ev.id.0);
+            d_flow.push(ev.flow.as_str());
+            d_destination.push(d.destination.as_str());
+            d_state.push(state);
+            d_next.push(at);
+            d_at.push(ev.received_at);
+        }
+        for tag in retention::tags_of(ev) {
+            t_tag.push(tag);
+            t_at.push(ev.received_at);
+            t_event.push(ev.id.0);
+        }
+    }
+    let stmt = prepared(tx, APPEND_MANY)?;
+    let rows = tx.query(
+        &stmt,
+        &[
+            &ev_id,
+            &ev_flow,
+            &ev_source,
+            &ev_key,
+            &ev_type,
+            &ev_at,
+            &ev_headers,
+            &ev_payload,
+            &ev_categories,
+            &d_id,
+            &d_event,
+            &d_flow,
+            &d_destination,
+            &d_state,
+            &d_next,
+            &d_at,
+            &t_tag,
+            &t_at,
+            &t_event,
+        ],
+    )?;
+    let mut stored = std::collections::HashSet::with_capacity(rows.len());
+    for r in &rows {
+        stored.insert(col::<Uuid>(r, 0)?);
+    }
+    let find_dup = prepared(
+        tx,
+        "SELECT id FROM events WHERE flow = $1 AND dedupe_key = $2",
+    )?;
+    let mut out = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut outcomes = Vec::with_capacity(group.len());
+        for ev in group.iter() {
+            if stored.contains(&ev.id.0) {
+                for d in &ev.deliveries {
+                    let (state, _) = delivery_start(d);
+                    fx.lanes.add(&ev.flow, &d.destination, i64::from(state), 1);
+                }
+                fx.audit.push(accepted(ev));
+                outcomes.push(AppendOutcome::Stored(ev.id));
+            } else {
+                // Only the dedupe conflict is ignored, so the key is set and the row exists.
+                let row = tx.query_one(&find_dup, &[&ev.flow, &ev.dedupe_key])?;
+                outcomes.push(AppendOutcome::Duplicate(EventId(col(&row, 0)?)));
+            }
+        }
+        out.push(outcomes);
+    }
+    Ok(out)
+}
+
+/// A new delivery's state and `next_attempt_at`: in flight until its lease ends when claimed
+/// in the append (as a claim leaves it), else pending until due.
+fn delivery_start(d: &crate::NewDelivery) -> (i32, Millis) {
+    match d.claimed_until {
+        Some(lease_until) => (IN_FLIGHT, lease_until),
+        None => (PENDING, d.due_at),
+    }
+}
+
 /// An event, its deliveries and its retention tags in one statement: the common case (no
 /// window key, no order key), one round trip to the server.
 const APPEND_PLAIN: &str = "WITH e AS (
@@ -177,11 +325,7 @@ fn append_plain(
         Vec::with_capacity(n),
     );
     for d in &ev.deliveries {
-        // Claimed in the append: in flight until its lease ends, like a claim leaves it.
-        let (state, at) = match d.claimed_until {
-            Some(lease_until) => (IN_FLIGHT, lease_until),
-            None => (PENDING, d.due_at),
-        };
+        let (state, at) = delivery_start(d);
         ids.push(d.id.0);
         destinations.push(d.destination.as_str());
         states.push(state);

@@ -32,8 +32,9 @@ use super::codec::PENDING;
 use super::codec::{is_retryable, map_err};
 use super::health::Health;
 use super::listen;
+use super::ops;
 use crate::effects::Effects;
-use crate::{StoreError, StoreResult};
+use crate::{AppendOutcome, NewEvent, StoreError, StoreResult};
 
 /// One unit of work for the writer. Implemented by [`Job`].
 pub(crate) trait Command: Send {
@@ -45,6 +46,76 @@ pub(crate) trait Command: Send {
     fn run(&mut self, tx: &mut Transaction<'_>, isolated: bool, effects: &mut Effects) -> Ran;
     /// Sends the kept result if the batch committed, else the batch error.
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
+    /// The events of a plain append (no window key, no order key), which the batch may
+    /// store together with the other plain appends in one statement (see
+    /// [`ops::append_plain_many`]).
+    fn plain_events(&self) -> Option<&[NewEvent]> {
+        None
+    }
+    /// Keep the outcomes of this command's events, stored by the batch's merged statement.
+    fn merged(&mut self, _outcomes: Vec<AppendOutcome>) {}
+}
+
+/// A plain append: its events may be stored with the batch's other plain appends in one
+/// statement; alone (or when the batch runs again command by command) as [`ops::append`].
+pub(crate) struct AppendJob {
+    cost: usize,
+    events: Vec<NewEvent>,
+    result: Option<StoreResult<Vec<AppendOutcome>>>,
+    reply: oneshot::Sender<StoreResult<Vec<AppendOutcome>>>,
+}
+
+impl AppendJob {
+    /// A command and the receiver of its answer.
+    pub(crate) fn boxed(
+        cost: usize,
+        events: Vec<NewEvent>,
+    ) -> (
+        Box<dyn Command>,
+        oneshot::Receiver<StoreResult<Vec<AppendOutcome>>>,
+    ) {
+        let (reply, rx) = oneshot::channel();
+        let job = AppendJob {
+            cost,
+            events,
+            result: None,
+            reply,
+        };
+        (Box::new(job), rx)
+    }
+}
+
+impl Command for AppendJob {
+    fn cost(&self) -> usize {
+        self.cost
+    }
+
+    fn run(&mut self, tx: &mut Transaction<'_>, isolated: bool, effects: &mut Effects) -> Ran {
+        let events = &self.events;
+        let (result, ran) = run_one(tx, isolated, effects, &|tx, fx| ops::append(tx, fx, events));
+        self.result = Some(result);
+        ran
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), &StoreError>) {
+        let out = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Backend("command was not run".to_owned())),
+            (Err(e), _) => Err(batch_error(e)),
+        };
+        let _ = self.reply.send(out);
+    }
+
+    fn plain_events(&self) -> Option<&[NewEvent]> {
+        self.events
+            .iter()
+            .all(ops::is_plain)
+            .then_some(&self.events[..])
+    }
+
+    fn merged(&mut self, outcomes: Vec<AppendOutcome>) {
+        self.result = Some(Ok(outcomes));
+    }
 }
 
 /// How a command ran.
@@ -135,29 +206,8 @@ where
     }
 
     fn run(&mut self, tx: &mut Transaction<'_>, isolated: bool, effects: &mut Effects) -> Ran {
-        // A command's count changes and audit entries join the batch only if it succeeded.
-        let mut own = Effects::default();
-        let result = if isolated {
-            match tx.savepoint("cmd") {
-                Ok(mut sp) => match (self.work)(&mut sp, &mut own) {
-                    Ok(v) => sp.commit().map(|_| v).map_err(Failure::from),
-                    // Dropping the savepoint rolls it back.
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(Failure::from(e)),
-            }
-        } else {
-            (self.work)(tx, &mut own)
-        };
-        let ran = match &result {
-            Ok(_) => {
-                effects.merge(own);
-                Ran::Ok
-            }
-            Err(f) if f.conflict() => Ran::Conflict,
-            Err(_) => Ran::Failed,
-        };
-        self.result = Some(result.map_err(Failure::into_store));
+        let (result, ran) = run_one(tx, isolated, effects, &self.work);
+        self.result = Some(result);
         ran
     }
 
@@ -170,6 +220,38 @@ where
         // The caller may have gone away (cancelled); its work is committed regardless.
         let _ = self.reply.send(out);
     }
+}
+
+/// Runs one command's work in the open transaction (with `isolated`, in its own
+/// savepoint); its effects join the batch's only if it succeeded.
+fn run_one<T>(
+    tx: &mut Transaction<'_>,
+    isolated: bool,
+    effects: &mut Effects,
+    work: &dyn Fn(&mut Transaction<'_>, &mut Effects) -> Result<T, Failure>,
+) -> (StoreResult<T>, Ran) {
+    let mut own = Effects::default();
+    let result = if isolated {
+        match tx.savepoint("cmd") {
+            Ok(mut sp) => match work(&mut sp, &mut own) {
+                Ok(v) => sp.commit().map(|_| v).map_err(Failure::from),
+                // Dropping the savepoint rolls it back.
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(Failure::from(e)),
+        }
+    } else {
+        work(tx, &mut own)
+    };
+    let ran = match &result {
+        Ok(_) => {
+            effects.merge(own);
+            Ran::Ok
+        }
+        Err(f) if f.conflict() => Ran::Conflict,
+        Err(_) => Ran::Failed,
+    };
+    (result.map_err(Failure::into_store), ran)
 }
 
 fn batch_error(e: &StoreError) -> StoreError {
@@ -337,7 +419,35 @@ fn run_transaction(
         Err(e) => return failed(e),
     };
     let mut effects = Effects::default();
-    for cmd in batch.iter_mut() {
+    // First the plain appends, all in one statement (not when the batch runs command by
+    // command: then each is on its own, in its savepoint).
+    let mut merged = vec![false; batch.len()];
+    if !isolated {
+        let plain: Vec<usize> = (0..batch.len())
+            .filter(|&i| batch[i].plain_events().is_some())
+            .collect();
+        if plain.len() > 1 {
+            let groups: Vec<&[NewEvent]> = plain
+                .iter()
+                .filter_map(|&i| batch[i].plain_events())
+                .collect();
+            match ops::append_plain_many(&mut tx, &mut effects, &groups) {
+                Ok(outcomes) => {
+                    for (&i, out) in plain.iter().zip(outcomes) {
+                        batch[i].merged(out);
+                        merged[i] = true;
+                    }
+                }
+                Err(Failure::Pg(e)) if is_retryable(&e) => return Attempt::Conflict(map_err(e)),
+                // Which command broke it is found command by command.
+                Err(_) => return Attempt::CommandFailed,
+            }
+        }
+    }
+    for (i, cmd) in batch.iter_mut().enumerate() {
+        if merged[i] {
+            continue;
+        }
         match cmd.run(&mut tx, isolated, &mut effects) {
             Ran::Ok => {}
             Ran::Conflict => {
