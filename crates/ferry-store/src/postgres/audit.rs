@@ -26,21 +26,33 @@ pub(crate) fn write(tx: &mut Transaction<'_>, entries: &[AuditEntry]) -> Result<
             kinds.push(e.kind());
         }
     }
-    tx.batch_execute("LOCK TABLE audit_log IN EXCLUSIVE MODE")?;
-    let (mut seq, mut hash) = match tx.query_opt(
-        "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-        &[],
+    // The lock, then the head, in one round trip (the simple protocol runs both in order);
+    // the records then go in with one statement.
+    let mut head = None;
+    for msg in tx.simple_query(
+        "LOCK TABLE audit_log IN EXCLUSIVE MODE;
+         SELECT seq, encode(hash, 'hex') FROM audit_log ORDER BY seq DESC LIMIT 1",
     )? {
-        Some(r) => (col::<i64>(&r, 0)?, col::<Vec<u8>>(&r, 1)?),
+        if let postgres::SimpleQueryMessage::Row(r) = msg {
+            head = Some((r.get(0).map(str::to_owned), r.get(1).map(str::to_owned)));
+        }
+    }
+    let (mut seq, mut hash) = match head {
+        Some((Some(seq), Some(hash))) => (
+            seq.parse::<i64>()
+                .map_err(|e| corrupt(format!("head position `{seq}`: {e}")))?,
+            unhex(&hash).ok_or_else(|| corrupt(format!("head hash `{hash}`")))?,
+        ),
+        Some(_) => return Err(corrupt("a head record without position or hash".to_owned())),
         None => (0, GENESIS_HASH.to_vec()),
     };
-    let insert = prepared(
-        tx,
-        "INSERT INTO audit_log (seq, at, kind, entries, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )?;
-    for kind in kinds {
-        let of_kind: Vec<&AuditEntry> = entries.iter().filter(|e| e.kind() == kind).collect();
+    let mut seqs = Vec::with_capacity(kinds.len());
+    let mut ats = Vec::with_capacity(kinds.len());
+    let mut texts = Vec::with_capacity(kinds.len());
+    let mut prevs = Vec::with_capacity(kinds.len());
+    let mut hashes = Vec::with_capacity(kinds.len());
+    for kind in &kinds {
+        let of_kind: Vec<&AuditEntry> = entries.iter().filter(|e| e.kind() == *kind).collect();
         let at = of_kind.iter().map(|e| e.at()).max().unwrap_or(0);
         let text = serde_json::to_string(&of_kind).map_err(|e| {
             Failure::Store(StoreError::Backend(format!(
@@ -49,11 +61,38 @@ pub(crate) fn write(tx: &mut Transaction<'_>, entries: &[AuditEntry]) -> Result<
         })?;
         let next = seq + 1;
         let new_hash = record_hash(&hash, u64::try_from(next).unwrap_or(0), at, kind, &text);
-        tx.execute(&insert, &[&next, &at, &kind, &text, &hash, &&new_hash[..]])?;
+        seqs.push(next);
+        ats.push(at);
+        texts.push(text);
+        prevs.push(std::mem::replace(&mut hash, new_hash.to_vec()));
+        hashes.push(new_hash.to_vec());
         seq = next;
-        hash = new_hash.to_vec();
     }
+    let insert = prepared(
+        tx,
+        "INSERT INTO audit_log (seq, at, kind, entries, prev_hash, hash)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+             $5::bytea[], $6::bytea[])",
+    )?;
+    tx.execute(&insert, &[&seqs, &ats, &kinds, &texts, &prevs, &hashes])?;
     Ok(())
+}
+
+fn corrupt(what: String) -> Failure {
+    Failure::Store(StoreError::Backend(format!(
+        "the audit trail's last record is unreadable: {what}"
+    )))
+}
+
+/// Bytes of a hex string (as `encode(…, 'hex')` writes them).
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Records after position `after`, in order, at most `max`.
