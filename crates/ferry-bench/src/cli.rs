@@ -67,7 +67,9 @@ Only plain http:// hub URLs are supported. Exit status as for `run`.
 Examples:
   ferry-bench load --url http://127.0.0.1:8080 --flow bench --secret whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
   ferry-bench load --url http://127.0.0.1:8080 --flow bench --secret-file ./secret \\
-      --receiver-listen 127.0.0.1:9000 --hub-pid $(pgrep -x ferry) --duration 30s")]
+      --receiver-listen 127.0.0.1:9000 --hub-pid $(pgrep -x ferry) --duration 30s
+  ferry-bench load --url http://127.0.0.1:8081 --url http://127.0.0.1:8082 --flow bench \\
+      --secret-file ./secret   # two nodes on one PostgreSQL store")]
     Load(LoadArgs),
     /// Serve a bare HTTP endpoint answering 200 to any POST: the ceiling to compare with.
     #[command(after_help = "\
@@ -373,9 +375,11 @@ pub struct CrashArgs {
 pub struct LoadArgs {
     #[command(flatten)]
     pub load: LoadOpts,
-    /// Base URL of the running hub, e.g. `http://127.0.0.1:8080`.
-    #[arg(long)]
-    pub url: String,
+    /// Base URL of the running hub, e.g. `http://127.0.0.1:8080`. Repeat it for the nodes of
+    /// one cluster (sharing a PostgreSQL store): the connections are spread over them, round
+    /// robin; the first answers the metrics.
+    #[arg(long, required = true)]
+    pub url: Vec<String>,
     /// The flow's ingest path segment: events go to `{url}/ingest/{flow}`.
     #[arg(long)]
     pub flow: String,

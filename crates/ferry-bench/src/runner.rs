@@ -233,6 +233,7 @@ fn missing_at(drained: &[&Destination], accepted: &[u64]) -> u64 {
 async fn measure(
     load: &Load,
     target: Target,
+    also: Vec<Target>,
     key: SigningKey,
     run: &str,
     clock: Clock,
@@ -257,14 +258,9 @@ async fn measure(
         rate: opts.rate,
         request_timeout: opts.timeout,
     };
-    let shared = Arc::new(Shared::new(
-        plan,
-        target.clone(),
-        template,
-        key,
-        run.to_string(),
-        clock,
-    ));
+    let shared = Arc::new(
+        Shared::new(plan, target.clone(), template, key, run.to_string(), clock).spreading(also),
+    );
     let sinks: Vec<(String, Arc<Sink>)> = dests
         .iter()
         .map(|d| (d.name.clone(), d.sink.clone()))
@@ -641,6 +637,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let measured = measure(
         &load,
         target.clone(),
+        Vec::new(),
         key,
         &run_id,
         clock,
@@ -709,7 +706,15 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
         (None, None) => anyhow::bail!("give --secret or --secret-file"),
     };
     let key = SigningKey::from_standard_webhooks(&secret).context("invalid --secret")?;
-    let target = Target::from_url(&args.url, &args.flow).await?;
+    let (first, rest) = args
+        .url
+        .split_first()
+        .context("give the hub's URL with --url")?;
+    let target = Target::from_url(first, &args.flow).await?;
+    let mut also = Vec::with_capacity(rest.len());
+    for url in rest {
+        also.push(Target::from_url(url, &args.flow).await?);
+    }
     let (faults, seed) = faults(&args.faults)?;
     let started_at_unix = unix_secs();
     let clock = Clock::new();
@@ -726,6 +731,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let measured = measure(
         &load,
         target.clone(),
+        also,
         key,
         &run_id,
         clock,
@@ -882,6 +888,7 @@ mod tests {
         let m = measure(
             &load,
             target.clone(),
+            Vec::new(),
             key,
             &run,
             clock,
@@ -976,9 +983,20 @@ mod tests {
             sink,
             Arc::new(Faults::none()),
         )];
-        let m = measure(&load, target, key, &run, clock, &dests, None, None, false)
-            .await
-            .unwrap();
+        let m = measure(
+            &load,
+            target,
+            Vec::new(),
+            key,
+            &run,
+            clock,
+            &dests,
+            None,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
         assert_eq!(m.send.accepted.len(), 0);
         assert_eq!(m.send.errors.get("connect: connection refused"), Some(&20));
         assert_eq!(m.missing, 0);

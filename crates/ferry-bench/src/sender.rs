@@ -110,6 +110,10 @@ impl Plan {
 pub struct Shared {
     pub plan: Plan,
     pub target: Target,
+    /// More hubs (nodes of one cluster): connection `k` goes to `[target, also…][k % n]`.
+    also: Vec<Target>,
+    /// Connections started so far, to spread them over the targets.
+    connections: std::sync::atomic::AtomicUsize,
     pub template: Template,
     pub key: SigningKey,
     pub run: String,
@@ -139,6 +143,8 @@ impl Shared {
         Self {
             plan,
             target,
+            also: Vec::new(),
+            connections: std::sync::atomic::AtomicUsize::new(0),
             template,
             key,
             run,
@@ -149,6 +155,21 @@ impl Shared {
             failed: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             record: false,
+        }
+    }
+
+    /// Spread the connections over these hubs too (nodes sharing one store), round robin.
+    pub fn spreading(mut self, also: Vec<Target>) -> Self {
+        self.also = also;
+        self
+    }
+
+    /// The hub the next connection sends to.
+    fn next_target(&self) -> &Target {
+        let k = self.connections.fetch_add(1, Ordering::Relaxed) % (1 + self.also.len());
+        match k {
+            0 => &self.target,
+            k => &self.also[k - 1],
         }
     }
 
@@ -350,6 +371,7 @@ async fn exchange(sender: &mut Sender, req: Request<Full<Bytes>>) -> Outcome {
 /// Send events until the plan is exhausted.
 pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
     let plan = &shared.plan;
+    let target = shared.next_target();
     let mut res = WorkerResult::new();
     let mut conn: Option<Sender> = None;
     loop {
@@ -371,7 +393,7 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
         {
             tokio::time::sleep_until(due.into()).await;
         }
-        if let Err(kind) = ensure_ready(&mut conn, &shared.target, plan.request_timeout).await {
+        if let Err(kind) = ensure_ready(&mut conn, target, plan.request_timeout).await {
             conn = None;
             res.connect_failed += 1;
             res.error(&shared, kind, None);
@@ -391,8 +413,8 @@ pub async fn worker(shared: Arc<Shared>) -> WorkerResult {
         let id = format!("evt_{}_{i}", shared.run);
         let ts = unix_secs();
         let sig = ferry_signature::standard_webhooks::sign(&shared.key, &id, ts, &body);
-        let req = Request::post(shared.target.path.as_str())
-            .header(HOST, shared.target.host.clone())
+        let req = Request::post(target.path.as_str())
+            .header(HOST, target.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header("webhook-id", id)
             .header("webhook-timestamp", ts)

@@ -136,6 +136,25 @@ impl DeliveryState {
         DeliveryState::Dead,
     ];
 
+    /// The number every backend stores for it (`deliveries.state`): 0 pending, 1 in flight,
+    /// 2 delivered, 3 retrying, 4 dead. The waiting states are 0, 1 and 3.
+    pub(crate) const fn code(self) -> u8 {
+        match self {
+            DeliveryState::Pending => 0,
+            DeliveryState::InFlight => 1,
+            DeliveryState::Delivered => 2,
+            DeliveryState::Retrying => 3,
+            DeliveryState::Dead => 4,
+        }
+    }
+
+    /// The state stored as `code`, if it is one.
+    pub(crate) fn from_code(code: i64) -> Option<DeliveryState> {
+        DeliveryState::ALL
+            .into_iter()
+            .find(|s| i64::from(s.code()) == code)
+    }
+
     /// The stable lower-case name used in the API, the CLI and the store.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -96,3 +96,37 @@ mod tests {
         assert!(!category_under("user", "user.contact"));
     }
 }
+
+/// How the backends tag events for retention (`event_retention.tag`): `s:<source system>`
+/// and `c:<category>` for each category the event carries.
+pub(crate) mod tagging {
+    use crate::{StoreError, StoreResult};
+
+    /// Prefix of a source system's tag.
+    pub(crate) const SYSTEM: &str = "s:";
+    /// Prefix of a data category's tag.
+    pub(crate) const CATEGORY: &str = "c:";
+
+    /// The `events.categories` value of an event: a JSON array, or NULL for none.
+    pub(crate) fn encode_categories(categories: &[String]) -> Option<String> {
+        (!categories.is_empty()).then(|| serde_json::to_string(categories).unwrap_or_default())
+    }
+
+    /// The categories of an event, from its `events.categories` value.
+    pub(crate) fn decode_categories(text: Option<String>) -> StoreResult<Vec<String>> {
+        match text {
+            None => Ok(Vec::new()),
+            Some(t) => serde_json::from_str(&t)
+                .map_err(|e| StoreError::Backend(format!("unreadable event categories: {e}"))),
+        }
+    }
+
+    /// The tags of an event of `source` carrying `categories`.
+    pub(crate) fn tags<'a>(
+        source: &str,
+        categories: &'a [String],
+    ) -> impl Iterator<Item = String> + 'a {
+        std::iter::once(format!("{SYSTEM}{source}"))
+            .chain(categories.iter().map(|c| format!("{CATEGORY}{c}")))
+    }
+}

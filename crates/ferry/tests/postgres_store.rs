@@ -82,6 +82,23 @@ impl Drop for Schema {
     }
 }
 
+/// The body of event `sid`.
+fn order(sid: &str) -> String {
+    format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}")
+}
+
+/// Send `n` events `<prefix>-<i>` to `hub`, each answered 2xx; their sender ids.
+async fn send_ok(hub: std::net::SocketAddr, prefix: &str, n: usize) -> Vec<String> {
+    let mut sent = Vec::with_capacity(n);
+    for i in 0..n {
+        let sid = format!("{prefix}-{i}");
+        let resp = send(hub, &sid, &order(&sid)).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+        sent.push(sid);
+    }
+    sent
+}
+
 /// The sender ids (`body.sid`) the receiver got, and how many requests in all.
 fn received_sids(rx: &TestReceiver) -> (HashSet<String>, usize) {
     let all = rx.received();
@@ -107,13 +124,7 @@ async fn a_hub_on_postgres_delivers_and_recovers_after_kill_9() {
     let (child, hub) = spawn_ferry(cfg.path(), data.path(), &log);
     let mut child = KillOnDrop(child);
     let mut sent = Vec::new();
-    for i in 0..20 {
-        let sid = format!("pg-a-{i}");
-        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
-        let resp = send(hub, &sid, &body).await;
-        assert!(resp.status().is_success(), "{}", resp.status());
-        sent.push(sid);
-    }
+    sent.extend(send_ok(hub, "pg-a", 20).await);
     wait_until(30, "the first 20 delivered", || {
         let rx = rx.clone();
         async move { received_sids(&rx).0.len() == 20 }
@@ -152,7 +163,7 @@ async fn a_hub_on_postgres_delivers_and_recovers_after_kill_9() {
     let mut refused = 0;
     for i in 0..10 {
         let sid = format!("pg-r-{i}");
-        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+        let body = order(&sid);
         let resp = send(hub, &sid, &body).await;
         if resp.status().is_success() {
             sent.push(sid);
@@ -168,25 +179,13 @@ async fn a_hub_on_postgres_delivers_and_recovers_after_kill_9() {
     );
 
     // Killed mid-load: what it acknowledged is on the database.
-    for i in 0..10 {
-        let sid = format!("pg-b-{i}");
-        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
-        let resp = send(hub, &sid, &body).await;
-        assert!(resp.status().is_success(), "{}", resp.status());
-        sent.push(sid);
-    }
+    sent.extend(send_ok(hub, "pg-b", 10).await);
     child.0.kill().unwrap();
     let _ = child.0.wait();
 
     let (child2, hub2) = spawn_ferry(cfg.path(), data.path(), &log);
     let _child2 = KillOnDrop(child2);
-    for i in 0..5 {
-        let sid = format!("pg-c-{i}");
-        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
-        let resp = send(hub2, &sid, &body).await;
-        assert!(resp.status().is_success(), "{}", resp.status());
-        sent.push(sid);
-    }
+    sent.extend(send_ok(hub2, "pg-c", 5).await);
     // Deliveries the killed node held in flight are due again when their lease ends (a
     // minute past the destination's timeouts).
     let want: HashSet<String> = sent.iter().cloned().collect();
@@ -289,7 +288,7 @@ async fn three_nodes_share_the_work_and_survive_kill_9() {
     for round in 0..3 {
         for i in 0..60 {
             let sid = format!("n-{round}-{i}");
-            let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+            let body = order(&sid);
             // Sent one at a time: a node is killed between two requests, never during one.
             let node = nodes[i % nodes.len()].1;
             let resp = send(node, &sid, &body).await;
@@ -380,11 +379,7 @@ async fn a_pause_holds_on_every_node() {
     assert_eq!(paused["changed"], true, "{paused}");
     // Node B learns of it within a second.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    for i in 0..5 {
-        let sid = format!("p-{i}");
-        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
-        assert!(send(hub_b, &sid, &body).await.status().is_success());
-    }
+    send_ok(hub_b, "p", 5).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
         rx.count(),
@@ -417,11 +412,7 @@ async fn api_and_worker_roles_split_ingress_and_delivery() {
     let (da, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (api, hub_api) = spawn_ferry_env(cfg.path(), da.path(), &log, &[("FERRY_ROLE", "api")]);
     let _api = KillOnDrop(api);
-    for i in 0..10 {
-        let sid = format!("role-{i}");
-        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
-        assert!(send(hub_api, &sid, &body).await.status().is_success());
-    }
+    send_ok(hub_api, "role", 10).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(rx.count(), 0, "an api node delivered");
     assert_eq!(deliveries(hub_api, "state=pending").await.len(), 10);
@@ -491,7 +482,7 @@ async fn a_rate_limit_holds_across_three_nodes() {
             for k in 0..10 {
                 let i = w * 10 + k;
                 let sid = format!("rl-{i}");
-                let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
+                let body = order(&sid);
                 let resp = send(hubs[i % 3], &sid, &body).await;
                 assert!(resp.status().is_success());
             }
@@ -529,11 +520,7 @@ async fn audit_verify_and_export_read_the_database() {
     let log = cfg.path().join("ferry.log");
     let (child, hub) = spawn_ferry(cfg.path(), data.path(), &log);
     let _hub = KillOnDrop(child);
-    for i in 0..3 {
-        let sid = format!("au-{i}");
-        let body = format!("{{\"type\":\"order.created\",\"sid\":\"{sid}\"}}");
-        assert!(send(hub, &sid, &body).await.status().is_success());
-    }
+    send_ok(hub, "au", 3).await;
     delivered_at_least(hub, 3).await;
     let dir = cfg.path().to_str().unwrap();
 

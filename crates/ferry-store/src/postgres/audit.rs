@@ -86,7 +86,7 @@ fn corrupt(what: String) -> Failure {
 
 /// Bytes of a hex string (as `encode(…, 'hex')` writes them).
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())

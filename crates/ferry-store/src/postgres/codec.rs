@@ -11,34 +11,21 @@ use crate::{
 
 /// `deliveries.state` codes, the same as the SQLite backend's. Waiting states (claimable,
 /// indexed by `deliveries_due`) are pending, in_flight and retrying: `state IN (0, 1, 3)`.
-pub(crate) const PENDING: i32 = 0;
-pub(crate) const IN_FLIGHT: i32 = 1;
-pub(crate) const DELIVERED: i32 = 2;
-pub(crate) const RETRYING: i32 = 3;
-pub(crate) const DEAD: i32 = 4;
+pub(crate) const PENDING: i32 = DeliveryState::Pending.code() as i32;
+pub(crate) const IN_FLIGHT: i32 = DeliveryState::InFlight.code() as i32;
+pub(crate) const DELIVERED: i32 = DeliveryState::Delivered.code() as i32;
+pub(crate) const RETRYING: i32 = DeliveryState::Retrying.code() as i32;
+pub(crate) const DEAD: i32 = DeliveryState::Dead.code() as i32;
 
 pub(crate) fn state_code(state: DeliveryState) -> i32 {
-    match state {
-        DeliveryState::Pending => PENDING,
-        DeliveryState::InFlight => IN_FLIGHT,
-        DeliveryState::Delivered => DELIVERED,
-        DeliveryState::Retrying => RETRYING,
-        DeliveryState::Dead => DEAD,
-    }
+    i32::from(state.code())
 }
 
 pub(crate) fn state_from_code(code: i32) -> Result<DeliveryState, StoreError> {
-    Ok(match code {
-        PENDING => DeliveryState::Pending,
-        IN_FLIGHT => DeliveryState::InFlight,
-        DELIVERED => DeliveryState::Delivered,
-        RETRYING => DeliveryState::Retrying,
-        DEAD => DeliveryState::Dead,
-        other => {
-            return Err(StoreError::Backend(format!(
-                "unknown delivery state code {other} in the database"
-            )));
-        }
+    DeliveryState::from_code(i64::from(code)).ok_or_else(|| {
+        StoreError::Backend(format!(
+            "unknown delivery state code {code} in the database"
+        ))
     })
 }
 

@@ -52,7 +52,8 @@ pub(crate) fn append(
     let mut purge_at: Option<Millis> = None;
     for ev in events {
         if is_plain(ev) {
-            outcomes.push(append_plain(tx, fx, ev, &find_dup)?);
+            let mut one = append_plain_many(tx, fx, &[std::slice::from_ref(ev)])?;
+            outcomes.append(&mut one.swap_remove(0));
             continue;
         }
         if let Some(window) = &ev.dedupe_window {
@@ -224,30 +225,41 @@ pub(crate) fn append_plain_many(
         }
     }
     let stmt = prepared(tx, APPEND_MANY)?;
-    let rows = tx.query(
-        &stmt,
-        &[
-            &ev_id,
-            &ev_flow,
-            &ev_source,
-            &ev_key,
-            &ev_type,
-            &ev_at,
-            &ev_headers,
-            &ev_payload,
-            &ev_categories,
-            &d_id,
-            &d_event,
-            &d_flow,
-            &d_destination,
-            &d_state,
-            &d_next,
-            &d_at,
-            &t_tag,
-            &t_at,
-            &t_event,
-        ],
-    )?;
+    let mut all = groups.iter().flat_map(|g| g.iter());
+    let lone = match (all.next(), all.next()) {
+        (Some(ev), None) => Some(ev),
+        _ => None,
+    };
+    let rows = tx
+        .query(
+            &stmt,
+            &[
+                &ev_id,
+                &ev_flow,
+                &ev_source,
+                &ev_key,
+                &ev_type,
+                &ev_at,
+                &ev_headers,
+                &ev_payload,
+                &ev_categories,
+                &d_id,
+                &d_event,
+                &d_flow,
+                &d_destination,
+                &d_state,
+                &d_next,
+                &d_at,
+                &t_tag,
+                &t_at,
+                &t_event,
+            ],
+        )
+        .map_err(|e| match lone {
+            // A call of its own: say which id it reused.
+            Some(ev) => already_stored(e, ev),
+            None => Failure::Pg(e),
+        })?;
     let mut stored = std::collections::HashSet::with_capacity(rows.len());
     for r in &rows {
         stored.insert(col::<Uuid>(r, 0)?);
@@ -285,84 +297,6 @@ fn delivery_start(d: &crate::NewDelivery) -> (i32, Millis) {
         Some(lease_until) => (IN_FLIGHT, lease_until),
         None => (PENDING, d.due_at),
     }
-}
-
-/// An event, its deliveries and its retention tags in one statement: the common case (no
-/// window key, no order key), one round trip to the server.
-const APPEND_PLAIN: &str = "WITH e AS (
-         INSERT INTO events (id, flow, source, dedupe_key, event_type, received_at, headers,
-             payload, categories)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-         ON CONFLICT (flow, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-         RETURNING id),
-     d AS (
-         INSERT INTO deliveries (id, event_id, flow, destination, state, next_attempt_at,
-             round_started_at, created_at, updated_at, received_at, order_key, held)
-         SELECT u.id, e.id, $2, u.destination, u.state, u.next_at, $6, $6, $6, $6, NULL, 0
-         FROM e, unnest($10::uuid[], $11::text[], $12::integer[], $13::bigint[])
-             AS u (id, destination, state, next_at)),
-     t AS (
-         INSERT INTO event_retention (tag, received_at, event_id)
-         SELECT tag, $6, e.id FROM e, unnest($14::text[]) AS tag
-         ON CONFLICT DO NOTHING)
-     SELECT count(*) FROM e";
-
-/// Appends one event without a window key or an order key (see [`APPEND_PLAIN`]).
-fn append_plain(
-    tx: &mut Transaction<'_>,
-    fx: &mut Effects,
-    ev: &NewEvent,
-    find_dup: &postgres::Statement,
-) -> Result<AppendOutcome, Failure> {
-    let stmt = prepared(tx, APPEND_PLAIN)?;
-    let headers = encode_headers(&ev.headers);
-    let categories = retention::encode_categories(&ev.audit.categories);
-    let n = ev.deliveries.len();
-    let (mut ids, mut destinations, mut states, mut next_at) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for d in &ev.deliveries {
-        let (state, at) = delivery_start(d);
-        ids.push(d.id.0);
-        destinations.push(d.destination.as_str());
-        states.push(state);
-        next_at.push(at);
-    }
-    let tags = retention::tags_of(ev);
-    let row = tx
-        .query_one(
-            &stmt,
-            &[
-                &ev.id.0,
-                &ev.flow,
-                &ev.source,
-                &ev.dedupe_key,
-                &ev.event_type,
-                &ev.received_at,
-                &headers,
-                &&ev.payload[..],
-                &categories,
-                &ids,
-                &destinations,
-                &states,
-                &next_at,
-                &tags,
-            ],
-        )
-        .map_err(|e| already_stored(e, ev))?;
-    if col::<i64>(&row, 0)? == 0 {
-        // Only the dedupe conflict is ignored, so the key is set and the row exists.
-        let row = tx.query_one(find_dup, &[&ev.flow, &ev.dedupe_key])?;
-        return Ok(AppendOutcome::Duplicate(EventId(col(&row, 0)?)));
-    }
-    for (d, state) in ev.deliveries.iter().zip(&states) {
-        fx.lanes.add(&ev.flow, &d.destination, i64::from(*state), 1);
-    }
-    fx.audit.push(accepted(ev));
-    Ok(AppendOutcome::Stored(ev.id))
 }
 
 /// An id used twice is the caller's mistake, named by the constraint it broke.

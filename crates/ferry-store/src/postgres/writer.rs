@@ -98,12 +98,7 @@ impl Command for AppendJob {
     }
 
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>) {
-        let out = match (commit, self.result) {
-            (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(StoreError::Backend("command was not run".to_owned())),
-            (Err(e), _) => Err(batch_error(e)),
-        };
-        let _ = self.reply.send(out);
+        reply(self.reply, self.result, commit);
     }
 
     fn plain_events(&self) -> Option<&[NewEvent]> {
@@ -212,13 +207,7 @@ where
     }
 
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>) {
-        let out = match (commit, self.result) {
-            (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(StoreError::Backend("command was not run".to_owned())),
-            (Err(e), _) => Err(batch_error(e)),
-        };
-        // The caller may have gone away (cancelled); its work is committed regardless.
-        let _ = self.reply.send(out);
+        reply(self.reply, self.result, commit);
     }
 }
 
@@ -252,6 +241,21 @@ fn run_one<T>(
         Err(_) => Ran::Failed,
     };
     (result.map_err(Failure::into_store), ran)
+}
+
+/// Send a command's kept result if its batch committed, else the batch's error. The caller
+/// may have gone away (cancelled); its work is committed regardless.
+fn reply<T>(
+    to: oneshot::Sender<StoreResult<T>>,
+    result: Option<StoreResult<T>>,
+    commit: Result<(), &StoreError>,
+) {
+    let out = match (commit, result) {
+        (Ok(()), Some(result)) => result,
+        (Ok(()), None) => Err(StoreError::Backend("command was not run".to_owned())),
+        (Err(e), _) => Err(batch_error(e)),
+    };
+    let _ = to.send(out);
 }
 
 fn batch_error(e: &StoreError) -> StoreError {

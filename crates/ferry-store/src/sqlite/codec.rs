@@ -11,33 +11,18 @@ use crate::{
 
 /// `deliveries.state` codes. Waiting states (claimable, indexed by `deliveries_due`) are
 /// pending, in_flight and retrying: `state IN (0, 1, 3)`.
-pub(crate) const PENDING: i64 = 0;
-pub(crate) const IN_FLIGHT: i64 = 1;
-pub(crate) const DELIVERED: i64 = 2;
-pub(crate) const RETRYING: i64 = 3;
-pub(crate) const DEAD: i64 = 4;
+pub(crate) const PENDING: i64 = DeliveryState::Pending.code() as i64;
+pub(crate) const IN_FLIGHT: i64 = DeliveryState::InFlight.code() as i64;
+pub(crate) const DELIVERED: i64 = DeliveryState::Delivered.code() as i64;
+pub(crate) const RETRYING: i64 = DeliveryState::Retrying.code() as i64;
+pub(crate) const DEAD: i64 = DeliveryState::Dead.code() as i64;
 
 pub(crate) fn state_code(state: DeliveryState) -> i64 {
-    match state {
-        DeliveryState::Pending => PENDING,
-        DeliveryState::InFlight => IN_FLIGHT,
-        DeliveryState::Delivered => DELIVERED,
-        DeliveryState::Retrying => RETRYING,
-        DeliveryState::Dead => DEAD,
-    }
+    i64::from(state.code())
 }
 
 pub(crate) fn state_from_code(code: i64) -> rusqlite::Result<DeliveryState> {
-    Ok(match code {
-        PENDING => DeliveryState::Pending,
-        IN_FLIGHT => DeliveryState::InFlight,
-        DELIVERED => DeliveryState::Delivered,
-        RETRYING => DeliveryState::Retrying,
-        DEAD => DeliveryState::Dead,
-        other => {
-            return Err(rusqlite::Error::IntegralValueOutOfRange(0, other));
-        }
-    })
+    DeliveryState::from_code(code).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, code))
 }
 
 /// Maps a SQLite error: constraint violations are the caller's mistake; a full disk, an I/O

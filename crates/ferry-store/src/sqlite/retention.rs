@@ -16,31 +16,11 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use super::codec::{SqlResultExt, limit, uuid_at};
 use crate::effects::Effects;
 use crate::{
-    AuditEntry, EventId, Millis, NewEvent, PurgeReport, RetentionRules, StoreError, StoreResult,
-    SystemHoldings,
+    AuditEntry, EventId, Millis, NewEvent, PurgeReport, RetentionRules, StoreResult, SystemHoldings,
 };
 
-const SYSTEM: &str = "s:";
-const CATEGORY: &str = "c:";
-
-/// The `events.categories` value of an event: a JSON array, or NULL for none.
-pub(crate) fn encode_categories(categories: &[String]) -> Option<String> {
-    (!categories.is_empty()).then(|| serde_json::to_string(categories).unwrap_or_default())
-}
-
-fn decode_categories(text: Option<String>) -> StoreResult<Vec<String>> {
-    match text {
-        None => Ok(Vec::new()),
-        Some(t) => serde_json::from_str(&t)
-            .map_err(|e| StoreError::Backend(format!("unreadable event categories: {e}"))),
-    }
-}
-
-/// The tags of an event of `source` carrying `categories`.
-fn tags<'a>(source: &str, categories: &'a [String]) -> impl Iterator<Item = String> + 'a {
-    std::iter::once(format!("{SYSTEM}{source}"))
-        .chain(categories.iter().map(|c| format!("{CATEGORY}{c}")))
-}
+pub(crate) use crate::retention::tagging::encode_categories;
+use crate::retention::tagging::{CATEGORY, SYSTEM, decode_categories, tags};
 
 /// Tag a newly stored event.
 pub(crate) fn tag(conn: &Connection, ev: &NewEvent) -> StoreResult<()> {
