@@ -16,6 +16,7 @@ use crate::connector::Connector;
 use crate::fresh::FreshLane;
 use crate::gate::{Gate, GateSpec, GateStatus, LaneEvent, SharedGate};
 use crate::lane::{self, LaneConfig};
+use crate::permits::SendPermits;
 use crate::render::Render;
 use crate::retry::RetryPolicy;
 use crate::tally::AttemptTally;
@@ -92,16 +93,18 @@ pub enum ControlError {
     Store(#[from] StoreError),
 }
 
-/// Sets this node's share of the lanes' rate limits.
+/// Sets this node's share of the lanes' rate limits and concurrency.
 #[derive(Clone)]
-pub struct RateShares(Vec<SharedGate>);
+pub struct RateShares(Vec<(SharedGate, Arc<SendPermits>)>);
 
 impl RateShares {
-    /// Enforce `1 / nodes` of each lane's rate limit here: `nodes` delivering nodes share
-    /// the store, and together they keep each destination's limit.
+    /// Enforce `1 / nodes` of each lane's rate limit and `concurrency` here (at least one
+    /// call in flight): `nodes` delivering nodes share the store, and together they keep
+    /// each destination's limits.
     pub fn set(&self, nodes: u32) {
-        for gate in &self.0 {
+        for (gate, sends) in &self.0 {
             gate.set_share(nodes);
+            sends.set_share(nodes);
         }
     }
 }
@@ -111,6 +114,8 @@ impl RateShares {
 /// Dropping the engine without [`DeliveryEngine::shutdown`] stops it hard: sends are
 /// aborted and their claims released in the background.
 pub struct DeliveryEngine {
+    /// Each lane's gate and send permits, for this node's share of the limits.
+    shares: RateShares,
     store: Arc<dyn Store>,
     wakers: HashMap<LaneKey, Arc<Notify>>,
     gates: HashMap<LaneKey, SharedGate>,
@@ -173,6 +178,7 @@ impl DeliveryEngine {
         let mut fresh_lanes = HashMap::with_capacity(lanes.len());
         let mut configs = Vec::with_capacity(lanes.len());
         let mut tallies = HashMap::with_capacity(lanes.len());
+        let mut sends = Vec::with_capacity(lanes.len());
         for spec in lanes {
             let LaneSpec {
                 key,
@@ -212,6 +218,8 @@ impl DeliveryEngine {
                 fresh_lanes.insert(key.clone(), lane);
                 rx
             });
+            let permits = SendPermits::new(concurrency);
+            sends.push((gate.clone(), permits.clone()));
             let tally = Arc::new(AttemptTally::default());
             tallies.insert(key.clone(), tally.clone());
             configs.push(LaneConfig {
@@ -220,6 +228,7 @@ impl DeliveryEngine {
                 connector,
                 retry,
                 concurrency,
+                sends: permits.semaphore(),
                 wake,
                 stop: stop.clone(),
                 abort: abort.clone(),
@@ -244,6 +253,7 @@ impl DeliveryEngine {
             })
             .collect();
         Ok(DeliveryEngine {
+            shares: RateShares(sends),
             store,
             wakers,
             gates,
@@ -299,7 +309,7 @@ impl DeliveryEngine {
     /// A handle that sets this node's share of every lane's rate limit (see
     /// [`RateShares::set`]); it holds the lanes' gates, not the engine.
     pub fn rate_shares(&self) -> RateShares {
-        RateShares(self.gates.values().cloned().collect())
+        self.shares.clone()
     }
 
     /// Keep the lanes' pauses as the store has them, read every `every` until `stop`: for a

@@ -65,6 +65,7 @@ pub mod http;
 mod lane;
 pub mod oauth2;
 pub mod outcome;
+mod permits;
 pub mod render;
 pub mod retry;
 pub mod synthetic;

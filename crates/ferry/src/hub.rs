@@ -152,6 +152,10 @@ impl RunningHub {
         } else {
             DeliveryEngine::start_standby(dyn_store.clone(), assembly.lanes).await?
         });
+        if let Some((_, live)) = &membership {
+            // The cluster's limits from the first sends on.
+            engine.rate_shares().set(*live);
+        }
 
         let waker: ingress::LaneWaker = {
             let engine = engine.clone();

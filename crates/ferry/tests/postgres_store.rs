@@ -550,6 +550,55 @@ async fn audit_verify_and_export_read_the_database() {
     assert!(stdout.contains("BROKEN at record 1"), "{stdout}");
 }
 
+/// A destination's `concurrency` holds for the cluster: three nodes with a backlog never
+/// have more calls in flight together than it (the receiver holds each call 300 ms).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_holds_across_three_nodes() {
+    let Some(schema) = Schema::new() else { return };
+    let rx = TestReceiver::start().await;
+    rx.set_default(Answer {
+        status: 200,
+        retry_after: None,
+        delay: std::time::Duration::from_millis(300),
+    });
+    let cfg = tempfile::tempdir().unwrap();
+    let destination = http_destination("crm", &rx.url("/hook"), 5) + "        concurrency: 3\n";
+    schema.configure_with(cfg.path(), &destination);
+    let log = cfg.path().join("nodes.log");
+    let data: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for d in &data {
+        let (child, addr) = spawn_ferry(cfg.path(), d.path(), &log);
+        nodes.push((KillOnDrop(child), addr));
+    }
+    // Every node knows of the others (they beat every second).
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    for (k, (_, hub)) in nodes.iter().enumerate() {
+        send_ok(*hub, &format!("cc{k}"), 12).await;
+    }
+    wait_until(60, "all 36 delivered", || {
+        let rx = rx.clone();
+        async move { received_sids(&rx).0.len() == 36 }
+    })
+    .await;
+    // Each call occupies [arrival, arrival + 300 ms): the most at once.
+    let mut edges: Vec<(std::time::Instant, i32)> = Vec::new();
+    for r in rx.received() {
+        edges.push((r.at, 1));
+        edges.push((r.at + std::time::Duration::from_millis(300), -1));
+    }
+    edges.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    assert!(
+        most <= 3,
+        "{most} calls in flight at once at a cluster concurrency of 3"
+    );
+}
+
 #[test]
 fn an_unreachable_database_stops_the_start_naming_host_and_setting() {
     let cfg = tempfile::tempdir().unwrap();

@@ -66,6 +66,8 @@ pub(crate) struct LaneConfig {
     pub connector: Arc<dyn Connector>,
     pub retry: RetryPolicy,
     pub concurrency: usize,
+    /// The permits its sends acquire (`concurrency` of them, or this node's share).
+    pub sends: Arc<Semaphore>,
     /// Notified by `DeliveryEngine::wake` and by the lane's own flusher.
     pub wake: Arc<Notify>,
     /// Cancelled: stop claiming, release queued deliveries, let in-flight ones finish.
@@ -230,6 +232,7 @@ mod tests {
             connector: Arc::new(HttpConnector::new(target, 1).unwrap()),
             retry,
             concurrency: 1,
+            sends: Arc::new(Semaphore::new(1)),
             wake: wake.clone(),
             stop: stop.clone(),
             abort,
