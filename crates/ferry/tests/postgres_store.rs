@@ -99,6 +99,27 @@ async fn send_ok(hub: std::net::SocketAddr, prefix: &str, n: usize) -> Vec<Strin
     sent
 }
 
+/// Start `n` real `ferry serve` nodes on the config in `cfg`, each with a data dir of its
+/// own (kept alive by the returned dirs), their stderr appended to `log`.
+fn start_nodes(
+    cfg: &Path,
+    n: usize,
+    log: &Path,
+) -> (
+    Vec<tempfile::TempDir>,
+    Vec<(KillOnDrop, std::net::SocketAddr)>,
+) {
+    let data: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes = data
+        .iter()
+        .map(|d| {
+            let (child, addr) = spawn_ferry(cfg, d.path(), log);
+            (KillOnDrop(child), addr)
+        })
+        .collect();
+    (data, nodes)
+}
+
 /// The sender ids (`body.sid`) the receiver got, and how many requests in all.
 fn received_sids(rx: &TestReceiver) -> (HashSet<String>, usize) {
     let all = rx.received();
@@ -277,12 +298,7 @@ async fn three_nodes_share_the_work_and_survive_kill_9() {
     let cfg = tempfile::tempdir().unwrap();
     schema.configure(cfg.path(), &rx);
     let log = cfg.path().join("nodes.log");
-    let data: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for d in &data {
-        let (child, addr) = spawn_ferry(cfg.path(), d.path(), &log);
-        nodes.push((KillOnDrop(child), addr));
-    }
+    let (data, mut nodes) = start_nodes(cfg.path(), 3, &log);
 
     let mut acked: Vec<String> = Vec::new();
     for round in 0..3 {
@@ -466,12 +482,7 @@ async fn a_rate_limit_holds_across_three_nodes() {
         + "        rate_limit: { requests: 20, per: 1s }\n";
     schema.configure_with(cfg.path(), &destination);
     let log = cfg.path().join("nodes.log");
-    let data: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for d in &data {
-        let (child, addr) = spawn_ferry(cfg.path(), d.path(), &log);
-        nodes.push((KillOnDrop(child), addr));
-    }
+    let (_data, nodes) = start_nodes(cfg.path(), 3, &log);
     // Every node knows of the others (they beat every second).
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     // A backlog at once, on every node: 300 events from 30 senders.
@@ -565,12 +576,7 @@ async fn concurrency_holds_across_three_nodes() {
     let destination = http_destination("crm", &rx.url("/hook"), 5) + "        concurrency: 3\n";
     schema.configure_with(cfg.path(), &destination);
     let log = cfg.path().join("nodes.log");
-    let data: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes = Vec::new();
-    for d in &data {
-        let (child, addr) = spawn_ferry(cfg.path(), d.path(), &log);
-        nodes.push((KillOnDrop(child), addr));
-    }
+    let (_data, nodes) = start_nodes(cfg.path(), 3, &log);
     // Every node knows of the others (they beat every second).
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     for (k, (_, hub)) in nodes.iter().enumerate() {
