@@ -345,6 +345,10 @@ pub struct DeliveryFilter {
     pub delivery_id: Option<DeliveryId>,
     pub event_id: Option<EventId>,
     pub flow: Option<String>,
+    /// Only these flows (any of them), when set; an empty list matches nothing. Used to
+    /// scope a tenant's admin calls to its flows.
+    #[serde(default)]
+    pub flows: Option<Vec<String>>,
     pub destination: Option<String>,
     pub state: Option<DeliveryState>,
     /// Event received at or after this time.
@@ -419,6 +423,10 @@ pub struct EventFilter {
     /// The sender's id of the event (matching as [`sender_id_matches`]).
     pub sender_id: Option<String>,
     pub flow: Option<String>,
+    /// Only these flows (any of them), when set; an empty list matches nothing. Used to
+    /// scope a tenant's admin calls to its flows.
+    #[serde(default)]
+    pub flows: Option<Vec<String>>,
     /// Received at or after this time.
     pub since: Option<Millis>,
     /// Received before this time.

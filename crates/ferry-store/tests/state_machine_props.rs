@@ -202,6 +202,7 @@ impl Model {
         f.delivery_id.is_none_or(|id| id == d.id)
             && f.event_id.is_none_or(|id| id == d.event_id)
             && f.flow.as_ref().is_none_or(|fl| *fl == d.lane.flow)
+            && f.flows.as_ref().is_none_or(|fl| fl.contains(&d.lane.flow))
             && f.destination
                 .as_ref()
                 .is_none_or(|de| *de == d.lane.destination)

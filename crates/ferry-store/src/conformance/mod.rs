@@ -103,6 +103,7 @@ macro_rules! conformance_suite {
             replay_resets_round_keeps_history,
             list_deliveries_filters,
             list_deliveries_cursor_paging,
+            list_and_replay_by_any_of_flows,
             lane_counts_by_state,
             lane_counts_follow_release_replay_and_stale_outcomes,
             release_all_claims_returns_in_flight,

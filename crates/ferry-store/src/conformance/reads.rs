@@ -1,4 +1,5 @@
-//! Cases: listing, paging, lane counts, release, `next_due`, payload bytes, ping.
+//! Cases: listing, paging, lane counts, release, `next_due`, payload bytes, ping, and
+//! filtering by any of several flows.
 
 use super::*;
 
@@ -493,4 +494,178 @@ pub async fn lane_counts_follow_release_replay_and_stale_outcomes(store: Arc<dyn
         2
     );
     assert_eq!(counts(lane_of(store, &la).await), (4, 0, 0, 0, 0));
+}
+
+/// `flows` keeps the deliveries and events of any of the listed flows (an empty list: none),
+/// together with every other field (`flow` too); listings page across the flows, and a
+/// replay takes only the listed flows' deliveries.
+pub async fn list_and_replay_by_any_of_flows(store: Arc<dyn Store>) {
+    let store = &*store;
+    let (a, b, c) = (flow("any-of-a"), flow("any-of-b"), flow("any-of-c"));
+    // Interleaved in receive time, so a listing of a and c alternates between them; each
+    // flow also has one event on a lane of its own, whose delivery dies.
+    let mut evs: Vec<NewEvent> = Vec::new();
+    for i in 0..4 {
+        evs.push(event(&a, T0 + 10 * i, &["x", "y"]));
+        evs.push(event(&b, T0 + 10 * i + 1, &["x"]));
+        evs.push(event(&c, T0 + 10 * i + 2, &["x"]));
+    }
+    let dead: Vec<NewEvent> = [&a, &b, &c]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| event(f, T0 + 100 + i as Millis, &["dead"]))
+        .collect();
+    evs.extend(dead.iter().cloned());
+    append_ok(store, evs.clone()).await;
+    for e in &dead {
+        kill(store, &lane(&e.flow, "dead"), T0 + 200, e.deliveries[0].id).await;
+    }
+    let any_of = |flows: &[&String]| DeliveryFilter {
+        flows: Some(flows.iter().map(|f| (*f).clone()).collect()),
+        ..Default::default()
+    };
+
+    // Deliveries of a and c: every one of them, oldest event first.
+    let (of_a, of_c) = (
+        list_all(store, &by_flow(&a)).await,
+        list_all(store, &by_flow(&c)).await,
+    );
+    assert_eq!((of_a.len(), of_c.len()), (9, 5));
+    let mut want = of_a.clone();
+    want.extend(of_c.iter().cloned());
+    // Stable: an event's deliveries keep their order; receive times are distinct per event.
+    want.sort_by_key(|s| s.received_at);
+    let a_or_c = any_of(&[&a, &c]);
+    let got = list_all(store, &a_or_c).await;
+    assert_eq!(ids(&got), ids(&want), "a's and c's, oldest event first");
+    assert!(got.iter().all(|s| s.lane.flow == a || s.lane.flow == c));
+    // The same list names a flow twice, or one that has nothing: no change.
+    assert_eq!(
+        ids(&list_all(store, &any_of(&[&c, &a, &c, &flow("any-of-none")])).await),
+        ids(&want)
+    );
+
+    // Paging walks it once, in order.
+    let mut paged = Vec::new();
+    let mut after = None;
+    for round in 0.. {
+        assert!(round <= want.len() / 3 + 1, "paging does not end");
+        let page = store
+            .list_deliveries(&a_or_c, after, 3)
+            .await
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|s| s.id);
+        paged.extend(page);
+    }
+    assert_eq!(ids(&paged), ids(&want), "pages concatenate to the listing");
+
+    // With `flow`: both hold.
+    let only_a = DeliveryFilter {
+        flow: Some(a.clone()),
+        ..a_or_c.clone()
+    };
+    assert_eq!(ids(&list_all(store, &only_a).await), ids(&of_a));
+    let b_not_listed = DeliveryFilter {
+        flow: Some(b.clone()),
+        ..a_or_c.clone()
+    };
+    assert!(list_all(store, &b_not_listed).await.is_empty());
+    // With the other fields.
+    let dead_a_or_c = DeliveryFilter {
+        state: Some(DeliveryState::Dead),
+        ..a_or_c.clone()
+    };
+    assert_eq!(
+        id_set(ids(&list_all(store, &dead_a_or_c).await)),
+        id_set([dead[0].deliveries[0].id, dead[2].deliveries[0].id])
+    );
+
+    // An empty list matches nothing, alone or with `flow`.
+    let none = any_of(&[]);
+    assert!(list_all(store, &none).await.is_empty());
+    let none_of_a = DeliveryFilter {
+        flow: Some(a.clone()),
+        ..none.clone()
+    };
+    assert!(list_all(store, &none_of_a).await.is_empty());
+
+    // Events likewise, in id order.
+    let events = |flows: Option<Vec<String>>, flow: Option<String>| crate::EventFilter {
+        flows,
+        flow,
+        ..Default::default()
+    };
+    let mut want_events: Vec<EventId> = evs
+        .iter()
+        .filter(|e| e.flow == a || e.flow == c)
+        .map(|e| e.id)
+        .collect();
+    want_events.sort();
+    let ev_a_or_c = events(Some(vec![a.clone(), c.clone()]), None);
+    let listed = store
+        .list_events(&ev_a_or_c, None, 1000)
+        .await
+        .expect("list events");
+    assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), want_events);
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_events(&ev_a_or_c, after, 4).await.expect("page");
+        paged.extend(page.iter().map(|e| e.id));
+        match page.last() {
+            Some(last) if page.len() == 4 => after = Some(last.id),
+            _ => break,
+        }
+    }
+    assert_eq!(paged, want_events, "event pages concatenate to the listing");
+    let mut want_a: Vec<EventId> = evs.iter().filter(|e| e.flow == a).map(|e| e.id).collect();
+    want_a.sort();
+    let ev_only_a = events(Some(vec![a.clone(), c.clone()]), Some(a.clone()));
+    let listed_a: Vec<EventId> = store
+        .list_events(&ev_only_a, None, 1000)
+        .await
+        .expect("list events")
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(listed_a, want_a);
+    for filter in [
+        events(Some(vec![a.clone(), c.clone()]), Some(b.clone())),
+        events(Some(Vec::new()), None),
+        events(Some(Vec::new()), Some(a.clone())),
+    ] {
+        assert!(
+            store
+                .list_events(&filter, None, 1000)
+                .await
+                .expect("list events")
+                .is_empty(),
+            "{filter:?}"
+        );
+    }
+
+    // A replay of nothing replays nothing; a replay of b's replays b's dead delivery only.
+    assert_eq!(
+        store.replay(&none, T0 + 300, "test").await.expect("replay"),
+        0
+    );
+    assert_eq!(
+        store
+            .replay(&any_of(&[&b]), T0 + 300, "test")
+            .await
+            .expect("replay"),
+        1
+    );
+    assert_eq!(
+        state(store, dead[1].deliveries[0].id).await,
+        DeliveryState::Pending
+    );
+    assert_eq!(summary(store, dead[1].deliveries[0].id).await.replays, 1);
+    for e in [&dead[0], &dead[2]] {
+        let s = summary(store, e.deliveries[0].id).await;
+        assert_eq!((s.state, s.replays), (DeliveryState::Dead, 0), "{}", e.flow);
+    }
 }

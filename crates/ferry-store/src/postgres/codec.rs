@@ -206,6 +206,10 @@ impl FilterSql {
         if let Some(flow) = &filter.flow {
             f.push("d.flow = $?", Box::new(flow.clone()));
         }
+        if let Some(flows) = &filter.flows {
+            // An empty array matches nothing.
+            f.push("d.flow = ANY($?::text[])", Box::new(flows.clone()));
+        }
         if let Some(dest) = &filter.destination {
             f.push("d.destination = $?", Box::new(dest.clone()));
         }

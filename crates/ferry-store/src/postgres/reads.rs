@@ -137,6 +137,11 @@ pub(crate) fn list_events(
         conditions.push(format!("e.flow = ${}", params.len() + 1));
         params.push(Box::new(flow.clone()));
     }
+    if let Some(flows) = &filter.flows {
+        // An empty array matches nothing.
+        conditions.push(format!("e.flow = ANY(${}::text[])", params.len() + 1));
+        params.push(Box::new(flows.clone()));
+    }
     if let Some(since) = filter.since {
         conditions.push(format!("e.received_at >= ${}", params.len() + 1));
         params.push(Box::new(since));

@@ -122,6 +122,18 @@ pub(crate) fn sender_params(id: &str) -> [Value; 5] {
     ]
 }
 
+/// Deliveries (alias `d`) of any of a list of flows; one parameter, [`flows_param`].
+pub(crate) const FLOW_IN_DELIVERIES: &str = "d.flow IN (SELECT value FROM json_each(?))";
+
+/// Events (alias `e`) of any of a list of flows; one parameter, [`flows_param`].
+pub(crate) const FLOW_IN_EVENTS: &str = "e.flow IN (SELECT value FROM json_each(?))";
+
+/// The parameter of [`FLOW_IN_DELIVERIES`] and [`FLOW_IN_EVENTS`]: the flows as a JSON
+/// array of strings. An empty list matches nothing.
+pub(crate) fn flows_param(flows: &[String]) -> Value {
+    Value::Text(serde_json::Value::from(flows.to_vec()).to_string())
+}
+
 /// A `WHERE` clause (conditions joined by `AND`, on table alias `d`) and its parameters.
 pub(crate) struct FilterSql {
     pub conditions: Vec<&'static str>,
@@ -142,6 +154,9 @@ impl FilterSql {
         }
         if let Some(flow) = &filter.flow {
             f.push("d.flow = ?", Value::Text(flow.clone()));
+        }
+        if let Some(flows) = &filter.flows {
+            f.push(FLOW_IN_DELIVERIES, flows_param(flows));
         }
         if let Some(dest) = &filter.destination {
             f.push("d.destination = ?", Value::Text(dest.clone()));

@@ -11,9 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use tokio::sync::Semaphore;
 
 use super::codec::{
-    DEAD, DELIVERED, FilterSql, IN_FLIGHT, PENDING, RETRYING, SENDER_MATCH, SUMMARY_COLUMNS,
-    SqlResultExt, count_at, decode_headers, limit, sender_params, state_from_code,
-    summary_from_row, uuid_at,
+    DEAD, DELIVERED, FLOW_IN_EVENTS, FilterSql, IN_FLIGHT, PENDING, RETRYING, SENDER_MATCH,
+    SUMMARY_COLUMNS, SqlResultExt, count_at, decode_headers, flows_param, limit, sender_params,
+    state_from_code, summary_from_row, uuid_at,
 };
 use super::schema;
 use crate::{
@@ -199,6 +199,10 @@ pub(crate) fn list_events(
     if let Some(flow) = &filter.flow {
         conditions.push("e.flow = ?");
         params.push(Value::Text(flow.clone()));
+    }
+    if let Some(flows) = &filter.flows {
+        conditions.push(FLOW_IN_EVENTS);
+        params.push(flows_param(flows));
     }
     if let Some(since) = filter.since {
         conditions.push("e.received_at >= ?");

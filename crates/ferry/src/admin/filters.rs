@@ -83,6 +83,7 @@ pub fn list_filter(q: &ListQuery) -> Result<DeliveryFilter, Problem> {
         delivery_id: None,
         event_id: q.event_id.as_deref().map(parse_event_id).transpose()?,
         flow: text(q.flow.as_ref()),
+        flows: None,
         destination: text(q.destination.as_ref()),
         state: q
             .state
@@ -104,6 +105,7 @@ pub fn event_filter(q: &EventQuery) -> Result<EventFilter, Problem> {
     Ok(EventFilter {
         sender_id: text(q.sender_id.as_ref()),
         flow: text(q.flow.as_ref()),
+        flows: None,
         since: time("since", q.since.as_deref(), now)?,
         until: time("until", q.until.as_deref(), now)?,
     })
