@@ -39,6 +39,7 @@ mod secret;
 mod source_map;
 mod sources;
 mod steps;
+pub mod tenants;
 mod validate;
 mod yaml_file;
 
@@ -64,4 +65,5 @@ pub use secret::{
 };
 pub use source_map::SourceMap;
 pub use steps::*;
+pub use tenants::{Tenant, TenantLimits};
 pub use yaml_file::{YamlIndex, read_yaml_file, read_yaml_file_indexed};

@@ -109,6 +109,9 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<Loaded, ConfigErrors> 
     }
 
     validate::check(&config, &origins, &sources, opts, &mut diags);
+    if !diags.iter().any(|d| d.severity == Severity::Error) {
+        crate::tenants::expand(&mut config);
+    }
     let map = SourceMap::new(dir.to_path_buf(), sources, origins, texts);
     finish(config, map, diags)
 }

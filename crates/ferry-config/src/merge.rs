@@ -15,6 +15,7 @@ pub(crate) struct Origins {
     pub systems: HashMap<String, FileId>,
     pub flows: HashMap<String, FileId>,
     pub schemas: HashMap<String, FileId>,
+    pub tenants: HashMap<String, FileId>,
     /// Every system name written under `systems:` in any file, including entries that did not
     /// deserialize (so references to them are not reported as undeclared on top of that).
     pub system_names: BTreeSet<String>,
@@ -92,6 +93,19 @@ pub(crate) fn merge(
             diags,
         ) {
             config.schemas.insert(name, schema);
+        }
+    }
+    for (name, tenant) in parsed.tenants {
+        if claim(
+            &mut origins.tenants,
+            "tenant",
+            "tenants",
+            &name,
+            file,
+            sources,
+            diags,
+        ) {
+            config.tenants.insert(name, tenant);
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::resilience::{
 };
 use crate::secret::SecretRef;
 use crate::steps::{BodyFormat, ContractConfig, EnrichConfig, PullSource, SchemaDef, Step, Vrl};
+use crate::tenants::Tenant;
 
 /// The whole hub configuration, merged from every YAML file of the config directory.
 #[derive(Debug, Clone, Default)]
@@ -27,9 +28,11 @@ pub struct Config {
     pub flows: BTreeMap<String, Flow>,
     /// JSON Schemas by event type (or any name a step or contract refers to).
     pub schemas: BTreeMap<String, SchemaDef>,
+    /// The tenants flows can run for (`flows.<name>.tenants`).
+    pub tenants: BTreeMap<String, Tenant>,
 }
 
-/// One YAML file: any of the three top-level sections.
+/// One YAML file: any of the top-level sections.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
@@ -41,6 +44,8 @@ pub struct ConfigFile {
     pub flows: BTreeMap<String, Flow>,
     #[serde(default)]
     pub schemas: BTreeMap<String, SchemaDef>,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, Tenant>,
 }
 
 /// Hub-wide settings (at most one file may hold `settings:`).
@@ -469,6 +474,14 @@ pub struct Flow {
     /// `ferry probe`), which must be delivered everywhere within `expect_within`.
     #[serde(default)]
     pub synthetic: Option<Synthetic>,
+    /// Run the flow once per tenant (names under `tenants:`): each copy, `<flow>@<tenant>`,
+    /// with the tenant's secrets, limits and region. Webhook and pull sources only.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// The tenant this copy of a flow runs for (set when the config is loaded, never
+    /// written).
+    #[serde(skip)]
+    pub tenant: Option<String>,
 }
 
 /// A flow's synthetic transaction.

@@ -22,6 +22,7 @@ use serde_saphyr::{Error, Spanned};
 
 use crate::locate::Pos;
 use crate::model::{Flow, Settings, System};
+use crate::tenants::Tenant;
 
 /// At most this many deserialization errors are reported per file.
 pub(crate) const MAX_ERRORS_PER_FILE: usize = 50;
@@ -29,7 +30,7 @@ pub(crate) const MAX_ERRORS_PER_FILE: usize = 50;
 /// Largest number of YAML nodes (scalars, sequences, mappings) in one file.
 pub(crate) const MAX_NODES: usize = 200_000;
 
-const TOP_LEVEL_KEYS: &[&str] = &["settings", "systems", "flows", "schemas"];
+const TOP_LEVEL_KEYS: &[&str] = &["settings", "systems", "flows", "schemas", "tenants"];
 
 /// The deserializer options: resource budgets that refuse YAML bombs and absurd nesting,
 /// duplicate keys passed through (the locator reports them, located), no snippets (the
@@ -74,6 +75,7 @@ pub(crate) struct ParsedFile {
     pub systems: Vec<(String, System)>,
     pub flows: Vec<(String, Flow)>,
     pub schemas: Vec<(String, SchemaDef)>,
+    pub tenants: Vec<(String, Tenant)>,
     pub errors: Vec<ParseError>,
     /// Whether error reporting stopped early at [`MAX_ERRORS_PER_FILE`].
     pub truncated: bool,
@@ -194,7 +196,7 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping with `settings`, `systems`, `flows` and/or `schemas`")
+        f.write_str("a mapping with `settings`, `systems`, `flows`, `schemas` and/or `tenants`")
     }
 
     /// An empty file, one with only comments, or an empty document (`---`).
@@ -218,7 +220,10 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                 break;
             };
             state.note_key(&key);
-            let section = matches!(key.value.as_str(), "systems" | "flows" | "schemas");
+            let section = matches!(
+                key.value.as_str(),
+                "systems" | "flows" | "schemas" | "tenants"
+            );
             if key.value == "settings" {
                 state.out.borrow_mut().has_settings = true;
             }
@@ -242,6 +247,10 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
                 "schemas" => map.next_value_seed(SectionSeed::new(
                     state,
                     |out: &mut ParsedFile, name, v: SchemaDef| out.schemas.push((name, v)),
+                ))?,
+                "tenants" => map.next_value_seed(SectionSeed::new(
+                    state,
+                    |out: &mut ParsedFile, name, v: Tenant| out.tenants.push((name, v)),
                 ))?,
                 other => return Err(de::Error::unknown_field(other, TOP_LEVEL_KEYS)),
             }

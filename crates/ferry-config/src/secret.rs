@@ -11,7 +11,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 pub const INLINE_SECRET_MESSAGE: &str = "secrets must be given by reference, not inline: \
      write `{ env: VAR_NAME }` or `{ file: path/to/secret }`";
 
-/// A reference to a secret: `{ env: NAME }` or `{ file: PATH }` (relative to the config dir).
+/// A reference to a secret: `{ env: NAME }` or `{ file: PATH }` (relative to the config dir),
+/// or, in a flow that runs per tenant, `{ tenant: KEY }`: the tenant's secret `KEY` (under
+/// `tenants.<name>.secrets`), replaced by that reference when the flow is expanded.
 ///
 /// Deserializing anything else fails; a plain scalar (an inline secret) fails with
 /// [`INLINE_SECRET_MESSAGE`].
@@ -19,6 +21,8 @@ pub const INLINE_SECRET_MESSAGE: &str = "secrets must be given by reference, not
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
+    /// One of the running tenant's secrets, by key.
+    Tenant(String),
 }
 
 /// Why a secret could not be read.
@@ -35,6 +39,9 @@ pub enum SecretError {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// A `{ tenant: KEY }` outside a flow that runs per tenant: there is no tenant to read.
+    #[error("`{{ tenant: {0} }}` names a tenant's secret, but this is not read for a tenant")]
+    NoTenant(String),
 }
 
 impl SecretRef {
@@ -61,6 +68,7 @@ impl SecretRef {
                     trimmed => Ok(SecretString::from(trimmed.to_string())),
                 }
             }
+            SecretRef::Tenant(key) => Err(SecretError::NoTenant(key.clone())),
         }
     }
 }
@@ -179,7 +187,7 @@ pub fn decode_encryption_key(value: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-const KEYS: &[&str] = &["env", "file"];
+const KEYS: &[&str] = &["env", "file", "tenant"];
 
 impl<'de> serde::Deserialize<'de> for SecretRef {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -256,11 +264,20 @@ impl<'de> Visitor<'de> for SecretRefVisitor {
                     }
                     SecretRef::File(path)
                 }
+                "tenant" => {
+                    let key: String = map.next_value()?;
+                    if key.trim().is_empty() {
+                        return Err(de::Error::custom(
+                            "`tenant` needs the name of a tenant's secret",
+                        ));
+                    }
+                    SecretRef::Tenant(key)
+                }
                 other => return Err(de::Error::unknown_field(other, KEYS)),
             };
             if found.is_some() {
                 return Err(de::Error::custom(
-                    "a secret reference has exactly one of `env` or `file`",
+                    "a secret reference has exactly one of `env`, `file` or `tenant`",
                 ));
             }
             found = Some(value);

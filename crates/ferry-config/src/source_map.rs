@@ -66,6 +66,7 @@ impl SourceMap {
         message: impl Into<String>,
         help: Option<String>,
     ) -> Diagnostic {
+        let path = &template_path(path);
         match self.file_of(path) {
             Some(file) => self
                 .inner
@@ -88,6 +89,7 @@ impl SourceMap {
         message: impl Into<String>,
         help: Option<String>,
     ) -> Diagnostic {
+        let path = &template_path(path);
         let mut d = self.diagnostic(severity, path, message, help);
         let Some(file) = self.file_of(path) else {
             return d;
@@ -113,6 +115,7 @@ impl SourceMap {
             ["flows", name, ..] => origins.flows.get(*name).copied(),
             ["systems", name, ..] => origins.systems.get(*name).copied(),
             ["schemas", name, ..] => origins.schemas.get(*name).copied(),
+            ["tenants", name, ..] => origins.tenants.get(*name).copied(),
             ["settings", ..] => origins.settings,
             _ => None,
         }?;
@@ -138,6 +141,18 @@ impl SourceMap {
         d.column = 0;
         d
     }
+}
+
+/// The path as written in the files: a flow run per tenant (`orders@acme`) is written once,
+/// as its template (`orders`).
+fn template_path<'a>(path: &[&'a str]) -> Vec<&'a str> {
+    let mut out = path.to_vec();
+    if let ["flows", name, ..] = path
+        && let Some((template, _)) = crate::tenants::split_tenant_flow(name)
+    {
+        out[1] = template;
+    }
+    out
 }
 
 /// Where `line`:`column` of the string whose value starts at `start` is in `text`, when that

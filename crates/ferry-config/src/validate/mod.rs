@@ -19,6 +19,7 @@ mod settings;
 mod steps;
 mod synthetic;
 mod table_source;
+mod tenants;
 mod transforms;
 
 use crate::diagnostic::{Diagnostic, Severity};
@@ -59,6 +60,7 @@ pub(crate) fn check(
     transforms::check(&mut checker);
     synthetic::check(&mut checker);
     protection::check(&mut checker);
+    tenants::check(&mut checker);
     if opts.resolve_secrets {
         secrets::check(&mut checker);
     }

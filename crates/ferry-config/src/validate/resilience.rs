@@ -154,25 +154,8 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
     }
 
     if let Some(rl) = &dest.rate_limit {
-        if rl.requests == 0 {
-            errors.push((
-                at(&["rate_limit", "requests"]),
-                "requests must be at least 1".to_string(),
-                Some("to stop a destination, use `ferry pause`".to_string()),
-            ));
-        }
-        if let Err((message, help)) = rules::positive("per", rl.per) {
-            errors.push((at(&["rate_limit", "per"]), message, help));
-        }
-        if rl.burst == Some(0) {
-            errors.push((
-                at(&["rate_limit", "burst"]),
-                "burst must be at least 1".to_string(),
-                None,
-            ));
-        }
-        if let Some(Err((message, help))) = rl.key.as_deref().map(rules::json_pointer) {
-            errors.push((at(&["rate_limit", "key"]), message, help));
+        for (field, message, help) in rate_limit_problems(rl) {
+            errors.push((at(&["rate_limit", field]), message, help));
         }
     }
 
@@ -237,6 +220,30 @@ fn destination(c: &mut Checker, file: FileId, flow: &str, name: &str, dest: &Des
     for (path, message, help) in errors {
         c.error(file, &path, Part::Value, message, help);
     }
+}
+
+/// What is wrong with a rate limit, by field (`requests`, `per`, `burst`, `key`).
+pub(super) fn rate_limit_problems(
+    rl: &crate::resilience::RateLimitConfig,
+) -> Vec<(&'static str, String, Option<String>)> {
+    let mut out = Vec::new();
+    if rl.requests == 0 {
+        out.push((
+            "requests",
+            "requests must be at least 1".to_string(),
+            Some("to stop a destination, use `ferry pause`".to_string()),
+        ));
+    }
+    if let Err((message, help)) = rules::positive("per", rl.per) {
+        out.push(("per", message, help));
+    }
+    if rl.burst == Some(0) {
+        out.push(("burst", "burst must be at least 1".to_string(), None));
+    }
+    if let Some(Err((message, help))) = rl.key.as_deref().map(rules::json_pointer) {
+        out.push(("key", message, help));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -12,26 +12,63 @@ use crate::model::{HeaderValue, HttpAuth, OutboundSigning, SignatureConfig, Sour
 use crate::secret::{SecretError, SecretRef, SecretUse as Use, check_strength};
 use crate::sources::FileId;
 
-struct Found<'a> {
-    file: FileId,
-    path: Vec<String>,
-    secret: &'a SecretRef,
-    usage: Use,
+/// One secret reference of the config: where it is written and what it is for.
+pub(super) struct Found<'a> {
+    pub file: FileId,
+    pub path: Vec<String>,
+    pub secret: &'a SecretRef,
+    pub usage: Use,
 }
 
 pub(super) fn check(c: &mut Checker) {
     for found in collect(c) {
-        let path: Vec<&str> = found.path.iter().map(String::as_str).collect();
-        let value = match found.secret.resolve(&c.config.root) {
+        let SecretRef::Tenant(key) = found.secret else {
+            let path: Vec<&str> = found.path.iter().map(String::as_str).collect();
+            check_one(c, found.file, &path, found.secret, found.usage);
+            continue;
+        };
+        // A tenant's secret, checked for what this flow uses it for, at the tenant's entry.
+        // (`{ tenant: KEY }` where no tenant has it is reported by the tenant checks.)
+        let tenants = match found.path.first().map(String::as_str) {
+            Some("flows") => found
+                .path
+                .get(1)
+                .and_then(|flow| c.config.flows.get(flow))
+                .map(|f| f.tenants.clone())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        for tenant in tenants {
+            let Some(secret) = c
+                .config
+                .tenants
+                .get(&tenant)
+                .and_then(|t| t.secrets.get(key.as_str()))
+            else {
+                continue;
+            };
+            let Some(file) = c.origins.tenants.get(&tenant).copied() else {
+                continue;
+            };
+            let path = ["tenants", tenant.as_str(), "secrets", key.as_str()];
+            check_one(c, file, &path, secret, found.usage);
+        }
+    }
+}
+
+/// Resolve one reference and check its value is fit for `usage`, reporting at `path`.
+fn check_one(c: &mut Checker, file: FileId, path: &[&str], secret: &SecretRef, usage: Use) {
+    {
+        let value = match secret.resolve(&c.config.root) {
             Ok(value) => value,
             Err(error) => {
                 let help = help_for(&error);
-                c.error(found.file, &path, Part::Value, error.to_string(), help);
-                continue;
+                c.error(file, path, Part::Value, error.to_string(), help);
+                return;
             }
         };
         let value = value.expose_secret();
-        let problem = match found.usage {
+        let problem = match usage {
             Use::StandardWebhooksKey => standard_webhooks_problem(value),
             Use::ConnectionUrl => (!(value.starts_with("postgres://")
                 || value.starts_with("postgresql://")))
@@ -43,14 +80,14 @@ pub(super) fn check(c: &mut Checker) {
             usage => check_strength(usage, value.as_bytes()).err(),
         };
         if let Some(message) = problem {
-            let help = Some(format!("check the value of {}", describe(found.secret)));
-            c.error(found.file, &path, Part::Value, message, help);
+            let help = Some(format!("check the value of {}", describe(secret)));
+            c.error(file, path, Part::Value, message, help);
         }
     }
 }
 
 /// Every secret reference of the config, with where it is and what it is for.
-fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
+pub(super) fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
     let mut out = Vec::new();
     let config = c.config;
     let own = |parts: &[&str]| parts.iter().map(|p| (*p).to_string()).collect::<Vec<_>>();
@@ -117,6 +154,16 @@ fn collect<'a>(c: &Checker<'a>) -> Vec<Found<'a>> {
         }
     }
     protection_keys(c, &mut out);
+    for (tenant, def) in &config.tenants {
+        if let (Some(file), Some(token)) = (c.origins.tenants.get(tenant), &def.admin_token) {
+            out.push(Found {
+                file: *file,
+                path: own(&["tenants", tenant, "admin_token"]),
+                secret: token,
+                usage: Use::AdminToken,
+            });
+        }
+    }
     for (flow, def) in &config.flows {
         let Some(file) = c.flow_file(flow) else {
             continue;
@@ -364,6 +411,9 @@ fn help_for(error: &SecretError) -> Option<String> {
         SecretError::FileEmpty(_) => {
             "an empty secret would let anyone in; write the secret into the file".to_string()
         }
+        SecretError::NoTenant(_) => {
+            "`{ tenant: KEY }` is only for flows that list `tenants:`".to_string()
+        }
     })
 }
 
@@ -371,6 +421,7 @@ fn describe(secret: &SecretRef) -> String {
     match secret {
         SecretRef::Env(name) => format!("environment variable `{name}`"),
         SecretRef::File(path) => format!("secret file `{}`", path.display()),
+        SecretRef::Tenant(key) => format!("each tenant's secret `{key}`"),
     }
 }
 
