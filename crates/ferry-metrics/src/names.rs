@@ -40,7 +40,7 @@ families! {
     INGRESS_DROPPED_TOTAL = "ferry_ingress_dropped_total", Counter, COUNT, ["flow"],
         "Webhook requests whose every event a filter step dropped (nothing stored).";
     INGRESS_REJECTED_TOTAL = "ferry_ingress_rejected_total", Counter, COUNT, ["flow", "reason"],
-        "Webhook requests refused, by problem code (e.g. signature_mismatch, schema_violation, backlog_full; unknown_flow with an empty flow).";
+        "Webhook requests refused, by problem code (e.g. signature_mismatch, schema_violation, backlog_full; unknown_flow and other_region with an empty flow).";
     INGRESS_COMMIT_SECONDS = "ferry_ingress_commit_seconds", Histogram, SECONDS, [],
         "Time to commit an accepted webhook's event and deliveries to the store.";
     INGRESS_BODY_BUDGET_EXHAUSTED_TOTAL = "ferry_ingress_body_budget_exhausted_total", Counter, COUNT, [],
@@ -54,7 +54,7 @@ families! {
 
     // Admin API and /metrics access.
     ADMIN_REJECTED_TOTAL = "ferry_admin_rejected_total", Counter, COUNT, ["reason"],
-        "Admin API calls refused for their bearer token, by reason: unauthorized, locked_out, no_token_configured.";
+        "Admin API calls refused for their bearer token, by reason: unauthorized, locked_out, no_token_configured, tenant_forbidden.";
     METRICS_REJECTED_TOTAL = "ferry_metrics_rejected_total", Counter, COUNT, ["reason"],
         "/metrics scrapes refused for their bearer token (settings.metrics.token), by reason: unauthorized, locked_out.";
     REPLAYED_TOTAL = "ferry_replayed_total", Counter, COUNT, [],

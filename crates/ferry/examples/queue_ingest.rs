@@ -162,6 +162,7 @@ async fn main() -> Result<()> {
         store_url: None,
         listen: None,
         role: Default::default(),
+        region: None,
     })
     .await?;
     let store = hub.store();

@@ -43,6 +43,9 @@ pub struct HubOptions {
     /// What this node does: everything, or only ingress and the admin API, or only
     /// delivery and the background sources (`ferry serve --role`).
     pub role: Role,
+    /// Serve only the tenants of this data region (`ferry serve --region`); `None`: every
+    /// tenant.
+    pub region: Option<String>,
 }
 
 /// What a node does. Several nodes on one shared store can split the work, so ingress and
@@ -105,7 +108,9 @@ pub struct RunningHub {
 
 impl RunningHub {
     /// Open the store, recover, start the delivery lanes and serve HTTP.
-    pub async fn start(opts: HubOptions) -> Result<Self> {
+    pub async fn start(mut opts: HubOptions) -> Result<Self> {
+        // A regional node keeps only its region's flows, before anything is built from them.
+        let tenancy = crate::tenancy::Tenancy::apply(&mut opts.config, opts.region.as_deref())?;
         // The recorder must exist before the lanes start: they set gauges (breaker state,
         // paused) once, at start, and a gauge set before the recorder is installed is lost.
         let _ = telemetry::metrics_handle();
@@ -267,6 +272,7 @@ impl RunningHub {
                 backlog,
                 fresh: Arc::new(engine.fresh_lanes()),
                 body: Arc::new(BodyLimits::from_settings(&settings.server)),
+                foreign: Arc::new(tenancy.foreign.clone()),
             }));
         }
         // The operator's side: the admin API and `/metrics`, on the public listener or on
@@ -288,7 +294,7 @@ impl RunningHub {
                     purges,
                 }),
             },
-            TokenGate::admin(assembly.admin_token),
+            TokenGate::admin_with_tenants(assembly.admin_token, tenancy.tokens.clone()),
         );
         let metrics = metrics_router(
             store.stats_source(),

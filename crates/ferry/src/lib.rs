@@ -34,4 +34,5 @@ pub mod server;
 pub mod strict_json;
 pub mod synthetic;
 pub mod telemetry;
+pub mod tenancy;
 pub mod transforms;

@@ -33,6 +33,7 @@ async fn start_hub_without_allow_list(cfg: &Path, data: &Path) -> RunningHub {
         store_url: None,
         listen: None,
         role: Default::default(),
+        region: None,
     })
     .await
     .unwrap()

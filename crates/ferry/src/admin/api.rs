@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use ferry_delivery::{ControlError, DeliveryEngine};
 use ferry_store::{LaneCounts, LaneKey, Store, StoredEvent};
 
-use super::auth::{AdminCaller, TokenGate, require_token};
+use super::auth::{AdminCaller, AdminScope, TokenGate, require_token};
 use super::dto::*;
 use super::filters::{
     bad_request, event_filter, list_filter, page_size, parse_delivery_id, parse_event_id,
@@ -94,10 +94,14 @@ pub(super) fn store_error(e: ferry_store::StoreError) -> Problem {
     .retry_after(1)
 }
 
-async fn lanes(State(st): State<AdminState>) -> ApiResult<LanesResponse> {
-    Ok(Json(LanesResponse {
-        lanes: lane_views(&st).await?,
-    }))
+/// `GET /admin/v1/lanes`: every lane (a tenant's token: its tenant's).
+async fn lanes(
+    State(st): State<AdminState>,
+    Extension(scope): Extension<AdminScope>,
+) -> ApiResult<LanesResponse> {
+    let mut lanes = lane_views(&st).await?;
+    lanes.retain(|v| scope.allows(&v.counts.lane.flow));
+    Ok(Json(LanesResponse { lanes }))
 }
 
 /// `GET /admin/v1/systems`: the lanes rolled up per system, worst first.
@@ -197,10 +201,11 @@ fn empty_counts(lane: LaneKey) -> LaneCounts {
 async fn pause(
     State(st): State<AdminState>,
     Extension(caller): Extension<AdminCaller>,
+    Extension(scope): Extension<AdminScope>,
     Path((flow, destination)): Path<(String, String)>,
     body: Option<Json<PauseRequest>>,
 ) -> ApiResult<LaneControlResponse> {
-    let lane = LaneKey { flow, destination };
+    let lane = scoped_lane(&scope, flow, destination)?;
     let reason = body
         .and_then(|Json(b)| b.reason)
         .filter(|r| !r.trim().is_empty())
@@ -225,13 +230,25 @@ async fn pause(
 async fn resume(
     State(st): State<AdminState>,
     Extension(caller): Extension<AdminCaller>,
+    Extension(scope): Extension<AdminScope>,
     Path((flow, destination)): Path<(String, String)>,
 ) -> ApiResult<LaneControlResponse> {
-    let lane = LaneKey { flow, destination };
+    let lane = scoped_lane(&scope, flow, destination)?;
     audit_lane_action(&st, &caller, "resume", &lane, None).await?;
     let changed = st.engine.resume(&lane).await.map_err(control_error)?;
     tracing::info!(flow = %lane.flow, destination = %lane.destination, changed, "resume requested through the admin API");
     lane_control(&st, lane, changed).await
+}
+
+/// The lane named, when the caller may see it; another tenant's lane is unknown to it.
+fn scoped_lane(scope: &AdminScope, flow: String, destination: String) -> Result<LaneKey, Problem> {
+    if !scope.allows(&flow) {
+        return Err(control_error(ControlError::UnknownLane {
+            flow,
+            destination,
+        }));
+    }
+    Ok(LaneKey { flow, destination })
 }
 
 /// Record a pause or resume of `lane` before it is done; an unknown lane is refused first
@@ -281,11 +298,13 @@ fn control_error(e: ControlError) -> Problem {
 
 async fn list_deliveries(
     State(st): State<AdminState>,
+    Extension(scope): Extension<AdminScope>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<DeliveryPage> {
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
     let limit = page_size(q.limit)?;
-    let f = list_filter(&q)?;
+    let mut f = list_filter(&q)?;
+    f.flows = scope.flows();
     let after = q.after.as_deref().map(parse_delivery_id).transpose()?;
     let deliveries = st
         .store
@@ -304,11 +323,13 @@ async fn list_deliveries(
 /// `GET /admin/v1/events`: events by the sender's id, flow and time, in acceptance order.
 async fn list_events(
     State(st): State<AdminState>,
+    Extension(scope): Extension<AdminScope>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<EventPage> {
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
     let limit = page_size(q.limit)?;
-    let f = event_filter(&q)?;
+    let mut f = event_filter(&q)?;
+    f.flows = scope.flows();
     let after = q.after.as_deref().map(parse_event_id).transpose()?;
     let events = st
         .store
@@ -323,14 +344,17 @@ async fn list_events(
 
 async fn show_delivery(
     State(st): State<AdminState>,
+    Extension(scope): Extension<AdminScope>,
     Path(id): Path<String>,
 ) -> ApiResult<DeliveryView> {
     let id = parse_delivery_id(&id)?;
+    // Another tenant's delivery is, to a tenant's token, no delivery at all.
     let mut detail = st
         .store
         .delivery(id)
         .await
         .map_err(store_error)?
+        .filter(|d| scope.allows(&d.summary.lane.flow))
         .ok_or_else(|| not_found(format!("no delivery {id}")))?;
     open_excerpts(&st, &mut detail).await;
     let event = match st
@@ -350,13 +374,18 @@ async fn show_delivery(
     }))
 }
 
-async fn show_event(State(st): State<AdminState>, Path(id): Path<String>) -> ApiResult<EventView> {
+async fn show_event(
+    State(st): State<AdminState>,
+    Extension(scope): Extension<AdminScope>,
+    Path(id): Path<String>,
+) -> ApiResult<EventView> {
     let id = parse_event_id(&id)?;
     let ev = st
         .store
         .event(id)
         .await
         .map_err(store_error)?
+        .filter(|ev| scope.allows(&ev.flow))
         .ok_or_else(|| not_found(format!("no event {id}")))?;
     Ok(Json(event_view(&st, ev).await))
 }
@@ -404,10 +433,12 @@ async fn event_view(st: &AdminState, ev: StoredEvent) -> EventView {
 async fn replay(
     State(st): State<AdminState>,
     Extension(caller): Extension<AdminCaller>,
+    Extension(scope): Extension<AdminScope>,
     body: Result<Json<ReplayRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<ReplayResponse> {
     let Json(r) = body.map_err(|e| bad_request(e.body_text()))?;
-    let f = replay_filter(&r)?;
+    let mut f = replay_filter(&r)?;
+    f.flows = scope.flows();
     // The store records the replay in the audit trail, with who asked.
     let by = format!("{} [{}]", replay_origin(&r), caller.0);
     let replayed = st

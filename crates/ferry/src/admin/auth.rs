@@ -1,13 +1,15 @@
 //! Bearer-token gates for the admin API and `/metrics`: the token compared in constant time,
 //! the `Bearer` scheme matched case-insensitively (RFC 9110), an empty token refused before
 //! any comparison, and a client that keeps presenting wrong tokens locked out with `429`.
+//! The admin API also takes the tenants' tokens: each sees only its tenant's lanes,
+//! deliveries and events ([`AdminScope`]), and is refused every other route.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -40,8 +42,58 @@ struct GateInner {
     required: bool,
     /// Who a request that passes is, as the audit trail names it ([`token_id`]).
     caller: AdminCaller,
+    /// The tenants' admin tokens (admin gate only).
+    tenants: Vec<TenantGate>,
     failures: Mutex<HashMap<IpAddr, Failures>>,
 }
+
+/// One tenant's token, and who its calls are.
+struct TenantGate {
+    token: SecretString,
+    scope: AdminScope,
+    caller: AdminCaller,
+}
+
+/// What an admin call may see: everything (the hub's token), or one tenant's flows.
+#[derive(Debug, Clone)]
+pub enum AdminScope {
+    Hub,
+    Tenant {
+        tenant: String,
+        flows: Arc<BTreeSet<String>>,
+    },
+}
+
+impl AdminScope {
+    /// Whether the caller may see `flow`'s lanes, deliveries and events.
+    pub fn allows(&self, flow: &str) -> bool {
+        match self {
+            AdminScope::Hub => true,
+            AdminScope::Tenant { flows, .. } => flows.contains(flow),
+        }
+    }
+
+    /// The flows a listing is limited to: `None` for every flow.
+    pub fn flows(&self) -> Option<Vec<String>> {
+        match self {
+            AdminScope::Hub => None,
+            AdminScope::Tenant { flows, .. } => Some(flows.iter().cloned().collect()),
+        }
+    }
+}
+
+/// The admin routes a tenant's token may call: its lanes (and their pause), deliveries,
+/// events and replays. Every other route is the operator's.
+const TENANT_ROUTES: &[&str] = &[
+    "/admin/v1/lanes",
+    "/admin/v1/lanes/{flow}/{destination}/pause",
+    "/admin/v1/lanes/{flow}/{destination}/resume",
+    "/admin/v1/deliveries",
+    "/admin/v1/deliveries/{id}",
+    "/admin/v1/events",
+    "/admin/v1/events/{id}",
+    "/admin/v1/replay",
+];
 
 /// Wrong tokens from one client address in the current window.
 #[derive(Clone, Copy)]
@@ -53,15 +105,45 @@ struct Failures {
 impl TokenGate {
     /// The admin API's gate: without a configured token every call is refused.
     pub fn admin(token: Option<SecretString>) -> Self {
-        Self::new("admin", token, true)
+        Self::new("admin", token, true, Vec::new())
+    }
+
+    /// The admin API's gate taking the hub's token and the tenants' (each seeing only its
+    /// tenant). Without any token every call is refused.
+    pub fn admin_with_tenants(
+        token: Option<SecretString>,
+        tenants: Vec<crate::tenancy::TenantToken>,
+    ) -> Self {
+        let tenants = tenants
+            .into_iter()
+            .filter(|t| !t.token.expose_secret().trim().is_empty())
+            .map(|t| TenantGate {
+                caller: AdminCaller(format!(
+                    "tenant {} ({})",
+                    t.tenant,
+                    token_id("admin", t.token.expose_secret())
+                )),
+                token: t.token,
+                scope: AdminScope::Tenant {
+                    tenant: t.tenant,
+                    flows: t.flows,
+                },
+            })
+            .collect();
+        Self::new("admin", token, true, tenants)
     }
 
     /// `/metrics`' gate: without a configured token, `/metrics` is open.
     pub fn metrics(token: Option<SecretString>) -> Self {
-        Self::new("metrics", token, false)
+        Self::new("metrics", token, false, Vec::new())
     }
 
-    fn new(what: &'static str, token: Option<SecretString>, required: bool) -> Self {
+    fn new(
+        what: &'static str,
+        token: Option<SecretString>,
+        required: bool,
+        tenants: Vec<TenantGate>,
+    ) -> Self {
         // An empty configured token is no token (fail closed); validation refuses it anyway.
         let token = token.filter(|t| !t.expose_secret().trim().is_empty());
         let caller = AdminCaller(match &token {
@@ -74,17 +156,24 @@ impl TokenGate {
                 token,
                 required,
                 caller,
+                tenants,
                 failures: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Check one request: `Ok` to let it through, else the refusal to answer with.
-    fn check(&self, headers: &HeaderMap, client: IpAddr, now: Instant) -> Result<(), Problem> {
+    /// Check one request: who it is and what it may see, else the refusal to answer with.
+    fn check(
+        &self,
+        headers: &HeaderMap,
+        client: IpAddr,
+        now: Instant,
+    ) -> Result<(AdminCaller, AdminScope), Problem> {
         let inner = &self.inner;
-        let Some(token) = &inner.token else {
+        let hub = (inner.caller.clone(), AdminScope::Hub);
+        if inner.token.is_none() && inner.tenants.is_empty() {
             if !inner.required {
-                return Ok(());
+                return Ok(hub);
             }
             self.count_rejection("no_token_configured");
             return Err(Problem::new(
@@ -93,7 +182,7 @@ impl TokenGate {
                 "Admin API disabled",
                 "no admin token is configured (settings.admin.token); every admin call is refused",
             ));
-        };
+        }
         if let Some(retry_after) = self.locked_out(client, now) {
             self.count_rejection("locked_out");
             return Err(Problem::new(
@@ -108,12 +197,17 @@ impl TokenGate {
             .retry_after(retry_after.as_secs().max(1)));
         }
         let presented = bearer_token(headers);
-        let matches = presented.is_some_and(|p| {
-            // Refused before any comparison: an empty token never matches.
-            !p.is_empty() && bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes()))
-        });
-        if matches {
-            return Ok(());
+        // Refused before any comparison: an empty token never matches.
+        let same = |token: &SecretString| {
+            presented.is_some_and(|p| {
+                !p.is_empty() && bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes()))
+            })
+        };
+        if inner.token.as_ref().is_some_and(same) {
+            return Ok(hub);
+        }
+        if let Some(t) = inner.tenants.iter().find(|t| same(&t.token)) {
+            return Ok((t.caller.clone(), t.scope.clone()));
         }
         self.record_failure(client, now);
         self.count_rejection("unauthorized");
@@ -213,8 +307,28 @@ pub async fn require_token(
     next: Next,
 ) -> Response {
     match gate.check(req.headers(), client_ip(&req), Instant::now()) {
-        Ok(()) => {
-            req.extensions_mut().insert(gate.inner.caller.clone());
+        Ok((caller, scope)) => {
+            if let AdminScope::Tenant { tenant, .. } = &scope {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(MatchedPath::as_str);
+                if !route.is_some_and(|r| TENANT_ROUTES.contains(&r)) {
+                    gate.count_rejection("tenant_forbidden");
+                    return Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "tenant_forbidden",
+                        "Not for a tenant's token",
+                        format!(
+                            "tenant `{tenant}`'s token reads and replays its own lanes, \
+                             deliveries and events only; this call needs the hub's admin token"
+                        ),
+                    )
+                    .into_response();
+                }
+            }
+            req.extensions_mut().insert(caller);
+            req.extensions_mut().insert(scope);
             next.run(req).await
         }
         Err(problem) => problem.into_response(),
@@ -296,6 +410,60 @@ mod tests {
         // Another address is not affected, and the lockout ends with its window.
         assert!(gate.check(&right, ip(2), now).is_ok());
         assert!(gate.check(&right, ip(1), now + LOCKOUT_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_token_sees_its_tenant_and_the_hub_token_everything() {
+        const ACME: &str = "acme-admin-token-0123456789abcdefghij";
+        let flows: BTreeSet<String> = ["orders@acme".to_string()].into();
+        let gate = TokenGate::admin_with_tenants(
+            Some(TOKEN.into()),
+            vec![crate::tenancy::TenantToken {
+                tenant: "acme".into(),
+                token: ACME.into(),
+                flows: Arc::new(flows),
+            }],
+        );
+        let now = Instant::now();
+        let (caller, scope) = gate
+            .check(&with_auth(&format!("Bearer {ACME}")), ip(1), now)
+            .expect("acme's token");
+        assert!(
+            caller.0.starts_with("tenant acme (admin-token:"),
+            "{caller:?}"
+        );
+        assert!(scope.allows("orders@acme") && !scope.allows("orders@globex"));
+        assert_eq!(scope.flows(), Some(vec!["orders@acme".to_string()]));
+        let (_, scope) = gate
+            .check(&with_auth(&format!("Bearer {TOKEN}")), ip(1), now)
+            .expect("the hub's token");
+        assert!(scope.allows("orders@globex") && scope.flows().is_none());
+        // A prefix of a tenant's token, or another string, is no token.
+        for wrong in [&ACME[..20], "orders@acme", ""] {
+            let err = gate
+                .check(&with_auth(&format!("Bearer {wrong}")), ip(2), now)
+                .unwrap_err();
+            assert_eq!(err.status, 401, "{wrong:?}");
+        }
+        // Tenants' tokens alone open the admin API to their tenants only.
+        let gate = TokenGate::admin_with_tenants(
+            None,
+            vec![crate::tenancy::TenantToken {
+                tenant: "acme".into(),
+                token: ACME.into(),
+                flows: Arc::new(BTreeSet::new()),
+            }],
+        );
+        assert!(
+            gate.check(&with_auth(&format!("Bearer {ACME}")), ip(1), now)
+                .is_ok()
+        );
+        assert_eq!(
+            gate.check(&with_auth("Bearer "), ip(1), now)
+                .unwrap_err()
+                .status,
+            401
+        );
     }
 
     #[test]

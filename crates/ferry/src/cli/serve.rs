@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// need a shared store (settings.store.postgres or --store).
     #[arg(long, env = "FERRY_ROLE", value_enum, default_value_t = crate::hub::Role::All)]
     pub role: crate::hub::Role,
+    /// Serve only the tenants of this data region (`tenants.<name>.region`): accept and
+    /// deliver their events, and answer the other regions' webhooks `421`. Tenants without
+    /// a region and flows of no tenant are served by every node.
+    #[arg(long, env = "FERRY_REGION")]
+    pub region: Option<String>,
     /// Listen address (default: settings.listen).
     #[arg(long, env = "FERRY_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -97,6 +102,7 @@ pub async fn run(args: ServeArgs, log_json: bool) -> Result<ExitCode> {
         store_url: args.store,
         listen: args.listen,
         role: args.role,
+        region: args.region,
     })
     .await?;
     println!("ferry listening on http://{}", hub.addr());

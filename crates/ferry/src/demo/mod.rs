@@ -107,6 +107,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         store_url: None,
         listen: Some(any_port),
         role: Default::default(),
+        region: None,
     })
     .await
     .context("starting the hub")?;

@@ -45,6 +45,34 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    ingest_at(state, path, headers, body).await
+}
+
+/// `POST /ingest/{tenant}/{path}`: a flow run per tenant.
+pub async fn ingest_for_tenant(
+    State(state): State<IngressState>,
+    Path((tenant, path)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    ingest_at(state, format!("{tenant}/{path}"), headers, body).await
+}
+
+async fn ingest_at(state: IngressState, path: String, headers: HeaderMap, body: Body) -> Response {
+    if let Some(foreign) = state.foreign.get(&path) {
+        metrics::counter!(ferry_metrics::INGRESS_REJECTED_TOTAL, "flow" => "", "reason" => "other_region")
+            .increment(1);
+        return Problem::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "other_region",
+            "Served in another region",
+            format!(
+                "tenant `{}` is served by the nodes of region `{}`; send its webhooks there",
+                foreign.tenant, foreign.region
+            ),
+        )
+        .into_response();
+    }
     let Some(route) = state.routes.get(&path).cloned() else {
         metrics::counter!(ferry_metrics::INGRESS_REJECTED_TOTAL, "flow" => "", "reason" => "unknown_flow")
             .increment(1);

@@ -1,4 +1,4 @@
-//! Ingress: `POST /ingest/{path}` — authenticate, check, dedupe, and commit the event with its
+//! Ingress: `POST /ingest/{path}` (a tenant's: `/ingest/{tenant}/{path}`) — authenticate, check, dedupe, and commit the event with its
 //! deliveries before answering. A 2xx is sent only after the commit (fsync) returned.
 
 pub mod accept_audit;
@@ -40,12 +40,15 @@ pub struct IngressState {
     pub fresh: Arc<HashMap<LaneKey, ferry_delivery::FreshLane>>,
     /// How bodies are read: deadline, minimum rate, memory budget (`settings.server`).
     pub body: Arc<crate::server::BodyLimits>,
+    /// The webhook paths of tenants another region's nodes serve: answered `421`.
+    pub foreign: Arc<BTreeMap<String, crate::tenancy::ForeignRoute>>,
 }
 
 /// The ingress routes.
 pub fn router(state: IngressState) -> Router {
     Router::new()
         .route("/ingest/{path}", post(handler::ingest))
+        .route("/ingest/{tenant}/{path}", post(handler::ingest_for_tenant))
         .with_state(state)
 }
 

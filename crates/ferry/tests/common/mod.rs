@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pages;
+pub mod pg;
 pub mod queues;
 
 use std::collections::VecDeque;
@@ -204,6 +205,7 @@ pub async fn start_hub(config_dir: &Path, data_dir: &Path) -> RunningHub {
         store_url: None,
         listen: None,
         role: Default::default(),
+        region: None,
     })
     .await
     .unwrap()
