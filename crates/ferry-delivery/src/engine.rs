@@ -95,16 +95,23 @@ pub enum ControlError {
 
 /// Sets this node's share of the lanes' rate limits and concurrency.
 #[derive(Clone)]
-pub struct RateShares(Vec<(SharedGate, Arc<SendPermits>)>);
+pub struct RateShares(Vec<(LaneKey, SharedGate, Arc<SendPermits>)>);
 
 impl RateShares {
     /// Enforce `1 / nodes` of each lane's rate limit and `concurrency` here (at least one
     /// call in flight): `nodes` delivering nodes share the store, and together they keep
     /// each destination's limits.
     pub fn set(&self, nodes: u32) {
-        for (gate, sends) in &self.0 {
-            gate.set_share(nodes);
-            sends.set_share(nodes);
+        self.set_each(|_| nodes);
+    }
+
+    /// [`RateShares::set`] lane by lane: `nodes(lane)` nodes deliver that lane (with
+    /// regions, a region's lanes are shared only by the nodes serving it).
+    pub fn set_each(&self, nodes: impl Fn(&LaneKey) -> u32) {
+        for (lane, gate, sends) in &self.0 {
+            let n = nodes(lane);
+            gate.set_share(n);
+            sends.set_share(n);
         }
     }
 }
@@ -219,7 +226,7 @@ impl DeliveryEngine {
                 rx
             });
             let permits = SendPermits::new(concurrency);
-            sends.push((gate.clone(), permits.clone()));
+            sends.push((key.clone(), gate.clone(), permits.clone()));
             let tally = Arc::new(AttemptTally::default());
             tallies.insert(key.clone(), tally.clone());
             configs.push(LaneConfig {

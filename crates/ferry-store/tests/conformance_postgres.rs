@@ -268,3 +268,55 @@ fn merged_appends_keep_each_call_apart() {
             .expect("close");
     });
 }
+
+/// The nodes' heartbeats: delivering nodes alive are counted by the region they serve, a
+/// node that stops beating stops counting, and one that leaves is gone at once.
+#[test]
+fn heartbeats_count_the_delivering_nodes_by_region() {
+    ferry_store::conformance::run_case(async {
+        let Some(schema) = Schema::new() else { return };
+        let store = open(&schema).await;
+        let live_within = 3_000;
+        let now = 1_700_000_000_000;
+        store
+            .heartbeat("eu-1", true, Some("eu"), now, live_within)
+            .await
+            .unwrap();
+        store
+            .heartbeat("eu-2", true, Some("eu"), now, live_within)
+            .await
+            .unwrap();
+        store
+            .heartbeat("api", false, None, now, live_within)
+            .await
+            .unwrap();
+        let live = store
+            .heartbeat("any", true, None, now, live_within)
+            .await
+            .unwrap();
+        assert_eq!((live.all, live.any_region), (3, 1));
+        assert_eq!(live.by_region.get("eu"), Some(&2));
+        // An eu flow is shared by the eu nodes and the node of every region; a us flow by
+        // that one only; a flow of no region by every delivering node.
+        assert_eq!(live.serving(Some("eu")), 3);
+        assert_eq!(live.serving(Some("us")), 1);
+        assert_eq!(live.serving(None), 3);
+
+        // eu-2 stops beating: after `live_within` it no longer counts; `any` leaves.
+        let later = now + live_within + 1;
+        store
+            .heartbeat("eu-1", true, Some("eu"), later, live_within)
+            .await
+            .unwrap();
+        store.leave("any").await.unwrap();
+        let live = store
+            .heartbeat("us-1", true, Some("us"), later, live_within)
+            .await
+            .unwrap();
+        assert_eq!((live.all, live.any_region), (2, 0));
+        assert_eq!(live.serving(Some("eu")), 1);
+        assert_eq!(live.serving(Some("us")), 1);
+        // Never zero, even with no node of the region alive.
+        assert_eq!(live.serving(Some("apac")), 1);
+    });
+}

@@ -132,7 +132,15 @@ impl RunningHub {
         // On a shared store, the nodes divide rate limits among them: known before any lane
         // starts.
         let membership = match store.postgres() {
-            Some(pg) => Some(crate::membership::Membership::join(pg, delivers).await?),
+            Some(pg) => Some(
+                crate::membership::Membership::join(
+                    pg,
+                    delivers,
+                    tenancy.region.clone(),
+                    tenancy.flow_regions.clone(),
+                )
+                .await?,
+            ),
             None => None,
         };
         let dyn_store: Arc<dyn Store> = store.handle();
@@ -157,9 +165,9 @@ impl RunningHub {
         } else {
             DeliveryEngine::start_standby(dyn_store.clone(), assembly.lanes).await?
         });
-        if let Some((_, live)) = &membership {
+        if let Some((membership, live)) = &membership {
             // The cluster's limits from the first sends on.
-            engine.rate_shares().set(*live);
+            membership.share(&engine.rate_shares(), live);
         }
 
         let waker: ingress::LaneWaker = {

@@ -6,7 +6,7 @@
 //! (and the flows of no tenant or of a tenant without a region): it runs no lane, pull or
 //! probe for the others, and answers their webhooks `421 Misdirected Request`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -37,6 +37,8 @@ pub struct Tenancy {
     pub foreign: BTreeMap<String, ForeignRoute>,
     /// The tenants' admin tokens.
     pub tokens: Vec<TenantToken>,
+    /// The region of each flow this node serves that belongs to a tenant with a region.
+    pub flow_regions: HashMap<String, String>,
 }
 
 impl Tenancy {
@@ -111,6 +113,14 @@ impl Tenancy {
                 );
             }
         }
+        let flow_regions = config
+            .flows
+            .iter()
+            .filter_map(|(name, flow)| {
+                let tenant = config.tenants.get(flow.tenant.as_deref()?)?;
+                Some((name.clone(), tenant.region.clone()?))
+            })
+            .collect();
         if let Some(region) = region {
             tracing::info!(
                 region,
@@ -123,6 +133,7 @@ impl Tenancy {
             region: region.map(str::to_string),
             foreign,
             tokens,
+            flow_regions,
         })
     }
 }

@@ -335,39 +335,60 @@ impl PgStore {
         schema::migrate(&mut client)
     }
 
-    /// Record that node `node` (which delivers or not) is alive at `now`, and answer how
-    /// many delivering nodes are: those whose heartbeat is newer than `now - live_within`
-    /// (this one included when it delivers; at least 1). Rows of nodes silent for ten times
-    /// that are removed.
+    /// Record that node `node` (which delivers or not, serving `region` or every region)
+    /// is alive at `now`, and answer which delivering nodes are: those whose heartbeat is
+    /// newer than `now - live_within` (this one included when it delivers). Rows of nodes
+    /// silent for ten times that are removed.
     pub async fn heartbeat(
         &self,
         node: &str,
         delivers: bool,
+        region: Option<&str>,
         now: Millis,
         live_within: Millis,
-    ) -> StoreResult<u32> {
+    ) -> StoreResult<LiveNodes> {
         let node = node.to_owned();
-        let live = self
+        let region = region.map(str::to_owned);
+        let rows = self
             .write(64, move |tx, _| {
                 tx.execute(
-                    "INSERT INTO ferry_nodes (node_id, delivers, started_at, heartbeat_at)
-                     VALUES ($1, $2, $3, $3)
+                    "INSERT INTO ferry_nodes (node_id, delivers, started_at, heartbeat_at, region)
+                     VALUES ($1, $2, $3, $3, $4)
                      ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,
-                         delivers = excluded.delivers",
-                    &[&node, &delivers, &now],
+                         delivers = excluded.delivers, region = excluded.region",
+                    &[&node, &delivers, &now, &region],
                 )?;
                 tx.execute(
                     "DELETE FROM ferry_nodes WHERE heartbeat_at < $1",
                     &[&(now - 10 * live_within)],
                 )?;
-                let row = tx.query_one(
-                    "SELECT count(*) FROM ferry_nodes WHERE delivers AND heartbeat_at > $1",
+                let rows = tx.query(
+                    "SELECT region, count(*) FROM ferry_nodes
+                     WHERE delivers AND heartbeat_at > $1 GROUP BY region",
                     &[&(now - live_within)],
                 )?;
-                Ok(codec::col::<i64>(&row, 0)?)
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.push((
+                        codec::col::<Option<String>>(row, 0)?,
+                        codec::col::<i64>(row, 1)?,
+                    ));
+                }
+                Ok(out)
             })
             .await?;
-        Ok(u32::try_from(live.max(1)).unwrap_or(u32::MAX))
+        let mut live = LiveNodes::default();
+        for (region, count) in rows {
+            let count = u32::try_from(count).unwrap_or(u32::MAX);
+            live.all = live.all.saturating_add(count);
+            match region {
+                Some(region) => {
+                    live.by_region.insert(region, count);
+                }
+                None => live.any_region = count,
+            }
+        }
+        Ok(live)
     }
 
     /// Node `node` stops: the others stop counting it at their next heartbeat.
@@ -830,5 +851,30 @@ impl Store for PgStore {
 
     async fn data_key_stats(&self) -> StoreResult<DataKeyStats> {
         self.reads.run(datakeys::stats).await
+    }
+}
+
+/// The delivering nodes alive on a shared store, by the data region they serve.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveNodes {
+    /// Every delivering node.
+    pub all: u32,
+    /// Those started without a region: they serve every region.
+    pub any_region: u32,
+    /// Those started with `--region`, by region.
+    pub by_region: std::collections::BTreeMap<String, u32>,
+}
+
+impl LiveNodes {
+    /// How many nodes deliver a flow of `region` (`None`: a flow every node serves), at
+    /// least 1: each of them takes `1 /` that of the flow's limits.
+    pub fn serving(&self, region: Option<&str>) -> u32 {
+        let n = match region {
+            None => self.all,
+            Some(r) => self
+                .any_region
+                .saturating_add(self.by_region.get(r).copied().unwrap_or(0)),
+        };
+        n.max(1)
     }
 }

@@ -216,8 +216,14 @@ CREATE TABLE ferry_nodes (
 );
 "#;
 
+/// Version 3: the data region a node serves (`ferry serve --region`; NULL: every region),
+/// so a region's rate limits are divided among the nodes that deliver its flows.
+const V3: &str = r#"
+ALTER TABLE ferry_nodes ADD COLUMN region text COLLATE "C";
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
