@@ -325,8 +325,16 @@ async fn a_pause_holds_on_every_node() {
     )
     .await;
     assert_eq!(paused["changed"], true, "{paused}");
-    // Node B learns of it within a second.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Node B learns of it from the database: its own lane's gate shows it paused.
+    wait_until(10, "node B's lane paused", || async move {
+        let lanes = admin_get(hub_b, "/admin/v1/lanes").await;
+        lanes["lanes"].as_array().is_some_and(|lanes| {
+            lanes
+                .iter()
+                .any(|l| l["lane"]["flow"] == "orders" && l["gate"]["paused"].is_object())
+        })
+    })
+    .await;
     send_ok(hub_b, "p", 5).await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
