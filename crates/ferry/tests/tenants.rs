@@ -252,6 +252,16 @@ async fn each_tenant_uses_its_own_credentials_and_token() {
     })
     .await;
     assert_eq!(received(&rx)["g-1"].len(), 1);
+    // The replay names who asked: acme's token, never the token itself.
+    let (_, mine) = get_as(hub, ACME_ADMIN, "/admin/v1/deliveries").await;
+    let id = mine["deliveries"][0]["id"].as_str().unwrap();
+    let (_, detail) = get_as(hub, ACME_ADMIN, &format!("/admin/v1/deliveries/{id}")).await;
+    let by = detail["detail"]["replay_history"][0]["by"]
+        .as_str()
+        .or_else(|| detail["replay_history"][0]["by"].as_str())
+        .unwrap_or_else(|| panic!("{detail}"));
+    assert!(by.contains("tenant acme (admin-token:"), "{by}");
+    assert!(!by.contains(ACME_ADMIN), "{by}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
