@@ -437,3 +437,72 @@ async fn kafka_passes_the_connector_suite() {
     let topic = kafka_common::fresh_topic(&brokers, 3).await;
     conformance::run(&Kafka { brokers, topic }).await;
 }
+
+/// Per-event upserts sent at once share transactions (rows committed together carry the
+/// same `xmin`), each send answered only after its row is there; a row the table refuses
+/// fails alone, dead, while the rows sent with it are written.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_per_event_sends_share_transactions_and_fail_alone() {
+    let Some(url) = env("FERRY_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let schema = format!("groupcommit_{}", uuid::Uuid::now_v7().simple());
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema};
+             CREATE TABLE {schema}.rows (id text PRIMARY KEY, n bigint CHECK (n <> 13));"
+        ))
+        .await
+        .unwrap();
+    let secret = secrecy::SecretString::from(url.clone());
+    let connector = Arc::new(PostgresConnector::new(
+        pg_config(&format!("{schema}.rows")),
+        &secret,
+    ));
+    let sends = (0..200).map(|n| {
+        let connector = connector.clone();
+        async move {
+            let d = conformance::delivery(n);
+            let id = d.id.to_string();
+            (id, n, connector.send(&d, None).await)
+        }
+    });
+    let results = futures_util::future::join_all(sends).await;
+    for (_, n, result) in &results {
+        if *n == 13 {
+            assert_eq!(
+                result.verdict,
+                ferry_delivery::Verdict::Permanent,
+                "{result:?}"
+            );
+            assert_eq!(result.error_class, "constraint_violation");
+        } else {
+            assert_eq!(
+                result.verdict,
+                ferry_delivery::Verdict::Delivered,
+                "{n}: {result:?}"
+            );
+        }
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT count(*), count(DISTINCT xmin::text) FROM {schema}.rows"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rows, transactions): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(rows, 199, "every row but the refused one");
+    assert!(
+        transactions < rows / 2,
+        "{rows} rows in {transactions} transactions: sends sent at once share them"
+    );
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

@@ -1,11 +1,12 @@
 //! The PostgreSQL upsert destination connector.
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::{Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_postgres::{PoolConfig, Runtime, Timeouts};
 use ferry_config::PostgresDestination;
 use ferry_delivery::{AttemptResult, BatchCall, Connector, Rendered};
 use ferry_store::ClaimedDelivery;
@@ -13,14 +14,19 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use super::group::{GroupCommit, Target, upsert_in_one_transaction};
 use super::upsert;
 use crate::outcome::{Failure, record_body, timed};
 
-/// Upserts records into one table through a bounded connection pool.
+/// Upserts records into one table through a bounded connection pool. Per-event sends share
+/// transactions ([`GroupCommit`]); a batch call is one transaction of its own.
 pub struct PostgresConnector {
     config: PostgresDestination,
-    /// The pool, or why the URL cannot make one (each upsert then fails with it).
-    pool: Result<Pool, String>,
+    /// Where and how rows are written, or why the URL cannot make a pool (each upsert then
+    /// fails with it).
+    target: Result<Arc<Target>, String>,
+    /// The per-event sends' shared transactions, started with the first send.
+    group: OnceLock<GroupCommit>,
 }
 
 impl fmt::Debug for PostgresConnector {
@@ -48,60 +54,65 @@ impl PostgresConnector {
         };
         pg.pool = Some(pool);
         // The URL is not echoed: it holds the password.
-        let pool = pg
+        let target = pg
             .create_pool(Some(Runtime::Tokio1), NoTls)
+            .map(|pool| {
+                Arc::new(Target {
+                    pool,
+                    table: config.table.clone(),
+                    key: config.key.clone(),
+                    timeout: config.timeout,
+                })
+            })
             .map_err(|_| "the postgres URL is not a valid connection string".to_string());
-        Self { config, pool }
+        Self {
+            config,
+            target,
+            group: OnceLock::new(),
+        }
+    }
+
+    fn target(&self) -> Result<&Arc<Target>, Failure> {
+        self.target
+            .as_ref()
+            .map_err(|e| Failure::permanent("config", e.clone()))
+    }
+
+    /// Upsert one event's record, in a transaction shared with the other sends of the moment.
+    async fn upsert_one(&self, body: &Bytes) -> Result<(), Failure> {
+        let row = row_of(body)?;
+        upsert::columns(&row, &self.config.key)
+            .map_err(|message| Failure::permanent("record_invalid", message))?;
+        let target = self.target()?;
+        let group = self
+            .group
+            .get_or_init(|| GroupCommit::start(target.clone(), self.config.pool));
+        group.upsert(row).await
     }
 
     /// Upsert `records` in one transaction: all of them, or none.
     async fn upsert(&self, records: &[&Bytes]) -> Result<(), Failure> {
-        let mut rows = Vec::with_capacity(records.len());
-        for body in records {
-            let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
-                Failure::permanent("record_invalid", format!("the record is not JSON: {e}"))
-            })?;
-            let serde_json::Value::Object(record) = value else {
-                return Err(Failure::permanent(
-                    "record_invalid",
-                    "the record is not a JSON object (a row needs named fields)".to_string(),
-                ));
-            };
-            rows.push(record);
-        }
-        let pool = self
-            .pool
-            .as_ref()
-            .map_err(|e| Failure::permanent("config", e.clone()))?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| Failure::retry("connect", format!("no PostgreSQL connection: {e}")))?;
-        let work = async {
-            let tx = client.transaction().await?;
-            for record in &rows {
-                let columns = match upsert::columns(record, &self.config.key) {
-                    Ok(columns) => columns,
-                    Err(message) => return Ok(Err(message)),
-                };
-                let sql = upsert::statement(&self.config.table, &self.config.key, &columns);
-                let statement = tx.prepare_cached(&sql).await?;
-                let value = serde_json::Value::Object(record.clone());
-                tx.execute(&statement, &[&value]).await?;
-            }
-            tx.commit().await?;
-            Ok::<_, tokio_postgres::Error>(Ok(()))
-        };
-        match tokio::time::timeout(self.config.timeout, work).await {
-            Err(_) => Err(Failure::retry(
-                "timeout",
-                "the upsert did not finish in time".to_string(),
-            )),
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(message))) => Err(Failure::permanent("record_invalid", message)),
-            Ok(Err(e)) => Err(classify(&e)),
-        }
+        let rows = records
+            .iter()
+            .map(|body| row_of(body))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rows: Vec<&serde_json::Map<String, serde_json::Value>> = rows.iter().collect();
+        upsert_in_one_transaction(self.target()?, &rows).await
     }
+}
+
+/// A record's row: a JSON object.
+fn row_of(body: &Bytes) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        Failure::permanent("record_invalid", format!("the record is not JSON: {e}"))
+    })?;
+    let serde_json::Value::Object(record) = value else {
+        return Err(Failure::permanent(
+            "record_invalid",
+            "the record is not a JSON object (a row needs named fields)".to_string(),
+        ));
+    };
+    Ok(record)
 }
 
 /// A database error by its SQLSTATE class: the data or the schema refused the row
@@ -109,7 +120,7 @@ impl PostgresConnector {
 /// deadlocks and the like: retried. The error names the SQLSTATE and the table, column and
 /// constraint involved; the database's own message and detail, which may quote the row's
 /// values (`Failing row contains (…)`), are kept as the attempt's excerpt, never logged.
-fn classify(e: &tokio_postgres::Error) -> Failure {
+pub(super) fn classify(e: &tokio_postgres::Error) -> Failure {
     let Some(db) = e.as_db_error() else {
         return Failure::retry("connect", format!("PostgreSQL connection failed: {e}"));
     };
@@ -159,7 +170,7 @@ impl Connector for PostgresConnector {
 
     async fn send(&self, delivery: &ClaimedDelivery, rendered: Option<&Rendered>) -> AttemptResult {
         let body = record_body(delivery, rendered);
-        timed(self.upsert(&[&body])).await
+        timed(self.upsert_one(&body)).await
     }
 
     /// The whole batch in one transaction: every row is written, or none is.

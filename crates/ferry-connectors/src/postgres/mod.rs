@@ -6,6 +6,7 @@
 //! hub's pullers schedule it and commit each page with its cursor).
 
 mod destination;
+mod group;
 pub mod source;
 mod upsert;
 
