@@ -12,6 +12,7 @@ use crate::now_millis;
 
 /// What went wrong with one call: its error class, the text (never a secret or payload),
 /// and whether sending again may help.
+#[derive(Clone)]
 pub(crate) struct Failure {
     pub class: &'static str,
     pub error: String,

@@ -501,6 +501,30 @@ async fn postgres_per_event_sends_share_transactions_and_fail_alone() {
         transactions < rows / 2,
         "{rows} rows in {transactions} transactions: sends sent at once share them"
     );
+
+    // Sends of one key at once: one row, every send delivered (a key is never twice in one
+    // statement, which PostgreSQL would refuse).
+    let same = conformance::delivery(0);
+    let sends = (0..50).map(|n| {
+        let (connector, mut d) = (connector.clone(), same.clone());
+        d.payload = format!(r#"{{"id":"{}","n":{}}}"#, same.id, n + 1000).into();
+        async move { connector.send(&d, None).await }
+    });
+    for result in futures_util::future::join_all(sends).await {
+        assert_eq!(
+            result.verdict,
+            ferry_delivery::Verdict::Delivered,
+            "{result:?}"
+        );
+    }
+    let row = client
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.rows WHERE id = $1"),
+            &[&same.id.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
     client
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .await

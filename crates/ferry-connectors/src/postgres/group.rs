@@ -4,9 +4,8 @@
 //! its WAL flush). Here each send hands its row to a queue; as many committers as the pool
 //! has connections each take what is queued (up to [`MAX_ROWS`]), write it in one
 //! transaction with the statements pipelined, and answer every send only after the commit:
-//! a delivered outcome still means committed. Should the shared transaction fail (one row
-//! refused by a constraint, a lost connection), each of its rows is written again in a
-//! transaction of its own, so only the rows at fault fail, each with its own error.
+//! a delivered outcome still means committed. Should the table refuse a row, the batch is
+//! split until that row stands alone, so only the rows at fault fail, each with its own error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use tokio_postgres::types::ToSql;
 
 use super::upsert;
 use crate::outcome::Failure;
+use ferry_delivery::Verdict;
 
 /// Most rows in one shared transaction.
 pub(crate) const MAX_ROWS: usize = 256;
@@ -86,25 +86,37 @@ async fn commit_loop(rx: Arc<Mutex<mpsc::Receiver<Request>>>, target: Arc<Target
     }
 }
 
-/// Write `batch` in one transaction, or, should that fail, each row in its own.
-async fn commit(target: &Target, batch: Vec<Request>) {
-    if batch.len() > 1 {
+/// Write `batch` in one transaction. Should the table refuse a row, the batch is split in
+/// halves, each written on its own, until the refused rows stand alone: the others still
+/// share transactions, and each refused row gets its own error. Any other failure (a lost
+/// connection, a time-out, a deadlock) is every row's: each is retried.
+fn commit(target: &Target, batch: Vec<Request>) -> futures_util::future::BoxFuture<'_, ()> {
+    Box::pin(async move {
         let rows: Vec<&Map<String, Value>> = batch.iter().map(|r| &r.row).collect();
-        if upsert_in_one_transaction(target, &rows).await.is_ok() {
-            for request in batch {
-                let _ = request.reply.send(Ok(()));
+        let result = upsert_in_one_transaction(target, &rows).await;
+        match result {
+            Ok(()) => {
+                for request in batch {
+                    let _ = request.reply.send(Ok(()));
+                }
             }
-            return;
+            Err(failure) if batch.len() > 1 && failure.verdict == Verdict::Permanent => {
+                let mut first = batch;
+                let second = first.split_off(first.len() / 2);
+                commit(target, first).await;
+                commit(target, second).await;
+            }
+            Err(failure) => {
+                for request in batch {
+                    let _ = request.reply.send(Err(failure.clone()));
+                }
+            }
         }
-    }
-    for request in batch {
-        let result = upsert_in_one_transaction(target, &[&request.row]).await;
-        let _ = request.reply.send(result);
-    }
+    })
 }
 
-/// Upsert `rows` in one transaction (statements pipelined, in order): all of them, or none.
-/// Every row is a JSON object whose fields are checked column names holding the key.
+/// Upsert `rows` in one transaction, all of them or none: consecutive rows of one shape
+/// with distinct keys in one statement, the statements pipelined in order.
 pub(crate) async fn upsert_in_one_transaction(
     target: &Target,
     rows: &[&Map<String, Value>],
@@ -114,20 +126,39 @@ pub(crate) async fn upsert_in_one_transaction(
         .get()
         .await
         .map_err(|e| Failure::retry("connect", format!("no PostgreSQL connection: {e}")))?;
+    // Consecutive rows of one shape with distinct keys share a statement.
+    let mut chunks: Vec<(Vec<&str>, Vec<Value>)> = Vec::new();
+    let mut keys = std::collections::HashSet::new();
+    for row in rows {
+        let columns = match upsert::columns(row, &target.key) {
+            Ok(columns) => columns,
+            Err(message) => return Err(Failure::permanent("record_invalid", message)),
+        };
+        let key = upsert::key_text(row, &target.key);
+        match chunks.last_mut() {
+            Some((shape, members)) if *shape == columns && !keys.contains(&key) => {
+                members.push(Value::Object((*row).clone()));
+            }
+            _ => {
+                keys.clear();
+                chunks.push((columns, vec![Value::Object((*row).clone())]));
+            }
+        }
+        keys.insert(key);
+    }
+    let arrays: Vec<Value> = chunks
+        .iter_mut()
+        .map(|(_, members)| Value::Array(std::mem::take(members)))
+        .collect();
     let work = async {
         let tx = client.transaction().await?;
-        let mut statements = Vec::with_capacity(rows.len());
-        for row in rows {
-            let columns = match upsert::columns(row, &target.key) {
-                Ok(columns) => columns,
-                Err(message) => return Ok(Err(message)),
-            };
-            let sql = upsert::statement(&target.table, &target.key, &columns);
+        let mut statements = Vec::with_capacity(chunks.len());
+        for (columns, _) in &chunks {
+            let sql = upsert::statement(&target.table, &target.key, columns);
             statements.push(tx.prepare_cached(&sql).await?);
         }
-        let values: Vec<Value> = rows.iter().map(|r| Value::Object((*r).clone())).collect();
         let params: Vec<[&(dyn ToSql + Sync); 1]> =
-            values.iter().map(|v| [v as &(dyn ToSql + Sync)]).collect();
+            arrays.iter().map(|v| [v as &(dyn ToSql + Sync)]).collect();
         // Sent one after another without waiting for each answer: one round trip for all.
         futures_util::future::try_join_all(
             statements
@@ -137,15 +168,14 @@ pub(crate) async fn upsert_in_one_transaction(
         )
         .await?;
         tx.commit().await?;
-        Ok::<_, tokio_postgres::Error>(Ok(()))
+        Ok::<_, tokio_postgres::Error>(())
     };
     match tokio::time::timeout(target.timeout, work).await {
         Err(_) => Err(Failure::retry(
             "timeout",
             "the upsert did not finish in time".to_string(),
         )),
-        Ok(Ok(Ok(()))) => Ok(()),
-        Ok(Ok(Err(message))) => Err(Failure::permanent("record_invalid", message)),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(super::destination::classify(&e)),
     }
 }

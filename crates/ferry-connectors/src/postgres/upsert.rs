@@ -4,8 +4,9 @@
 
 use ferry_config::connectors::identifier_problem;
 
-/// `INSERT … SELECT … FROM jsonb_populate_record(…) ON CONFLICT (key) DO UPDATE …` for a
-/// record with these `columns` (sorted, unique).
+/// `INSERT … SELECT … FROM jsonb_populate_recordset(…) ON CONFLICT (key) DO UPDATE …` for
+/// records with these `columns` (sorted, unique), given as one JSON array: one statement for
+/// all of them, which must have distinct keys ([`key_text`]).
 pub(crate) fn statement(table: &str, key: &[String], columns: &[&str]) -> String {
     let list = columns.join(", ");
     let conflict = key.join(", ");
@@ -20,9 +21,29 @@ pub(crate) fn statement(table: &str, key: &[String], columns: &[&str]) -> String
         format!("DO UPDATE SET {}", updates.join(", "))
     };
     format!(
-        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_populate_record(NULL::{table}, $1::jsonb) \
+        "INSERT INTO {table} ({list}) SELECT {list} FROM jsonb_populate_recordset(NULL::{table}, $1::jsonb) \
          ON CONFLICT ({conflict}) {action}"
     )
+}
+
+/// A record's key as the database may see it: each key field's text (a string's content, a
+/// number's digits), so `"1"` and `1`, which a text or integer column makes one value, are
+/// one key here too. Two records with one key cannot be in one statement (PostgreSQL refuses
+/// to update a row twice in one `INSERT … ON CONFLICT`).
+pub(crate) fn key_text(
+    record: &serde_json::Map<String, serde_json::Value>,
+    key: &[String],
+) -> String {
+    let mut out = String::new();
+    for k in key {
+        match record.get(k) {
+            Some(serde_json::Value::String(s)) => out.push_str(s),
+            Some(other) => out.push_str(&other.to_string()),
+            None => {}
+        }
+        out.push('\u{0}');
+    }
+    out
 }
 
 /// The columns a record writes (its top-level fields, sorted), or why it cannot be written.
@@ -55,10 +76,29 @@ mod tests {
         assert_eq!(
             statement("crm.customers", &key, &["email", "id", "total"]),
             "INSERT INTO crm.customers (email, id, total) SELECT email, id, total FROM \
-             jsonb_populate_record(NULL::crm.customers, $1::jsonb) ON CONFLICT (id) DO UPDATE \
+             jsonb_populate_recordset(NULL::crm.customers, $1::jsonb) ON CONFLICT (id) DO UPDATE \
              SET email = EXCLUDED.email, total = EXCLUDED.total"
         );
         assert!(statement("t", &key, &["id"]).ends_with("ON CONFLICT (id) DO NOTHING"));
+    }
+
+    #[test]
+    fn keys_compare_as_the_database_would() {
+        let key = vec!["id".to_string(), "region".to_string()];
+        let record = |text: &str| -> serde_json::Map<String, serde_json::Value> {
+            serde_json::from_str(text).unwrap()
+        };
+        let a = key_text(&record(r#"{"id":"1","region":"eu","x":1}"#), &key);
+        assert_eq!(
+            a,
+            key_text(&record(r#"{"id":1,"region":"eu","x":2}"#), &key)
+        );
+        assert_ne!(a, key_text(&record(r#"{"id":1,"region":"us"}"#), &key));
+        // Field boundaries count: ("1", "2eu") is not ("12", "eu").
+        assert_ne!(
+            key_text(&record(r#"{"id":"1","region":"2eu"}"#), &key),
+            key_text(&record(r#"{"id":"12","region":"eu"}"#), &key)
+        );
     }
 
     #[test]
