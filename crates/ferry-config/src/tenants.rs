@@ -67,6 +67,11 @@ pub fn split_tenant_flow(name: &str) -> Option<(&str, &str)> {
     name.split_once(TENANT_SEPARATOR)
 }
 
+/// The tenant an expanded flow runs for; `None` for a flow of no tenant.
+pub fn tenant_of(flow: &str) -> Option<&str> {
+    split_tenant_flow(flow).map(|(_, tenant)| tenant)
+}
+
 /// Whether a node of `region` (`None`: every region) serves `flow`.
 pub fn serves(config: &Config, region: Option<&str>, flow: &Flow) -> bool {
     let (Some(region), Some(tenant)) = (region, flow.tenant.as_deref()) else {

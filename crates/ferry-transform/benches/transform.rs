@@ -166,6 +166,7 @@ fn transforms(c: &mut Criterion) {
                     event_id: "evt_1",
                     event_type: Some("order.created"),
                     flow: "orders",
+                    tenant: ferry_config::tenants::tenant_of("orders"),
                     destination: "crm",
                     delivery_id: "dlv_1",
                 })

@@ -23,6 +23,7 @@ const VARIABLES: &[&str] = &[
     "event_id",
     "event_type",
     "flow",
+    "tenant",
     "destination",
     "delivery_id",
 ];
@@ -60,6 +61,8 @@ pub struct TemplateContext<'a, E: Serialize + ?Sized = serde_json::Value> {
     pub event_type: Option<&'a str>,
     /// The flow's name.
     pub flow: &'a str,
+    /// The tenant a flow run per tenant runs for (`acme` in `orders@acme`); none otherwise.
+    pub tenant: Option<&'a str>,
     /// The destination's name.
     pub destination: &'a str,
     /// The delivery's id (`dlv_…`), also its idempotency key.
@@ -220,9 +223,29 @@ mod tests {
             event_id: "evt_1",
             event_type: Some("order.created"),
             flow: "orders",
+            tenant: ferry_config::tenants::tenant_of("orders"),
             destination: "crm",
             delivery_id: "dlv_1",
         }
+    }
+
+    #[test]
+    fn a_tenant_flow_names_its_tenant() {
+        let t = Template::compile("{% if tenant %}tenants/{{ tenant }}{% else %}shared{% endif %}")
+            .unwrap();
+        let event = json!({});
+        assert_eq!(t.render(&ctx(&event)).unwrap(), "shared");
+        let tenant_ctx = TemplateContext {
+            flow: "orders@acme",
+            tenant: ferry_config::tenants::tenant_of("orders@acme"),
+            ..ctx(&event)
+        };
+        assert_eq!(t.render(&tenant_ctx).unwrap(), "tenants/acme");
+        let url = Template::compile_url("https://crm.example.com/t/{{ tenant }}/orders").unwrap();
+        assert_eq!(
+            url.render(&tenant_ctx).unwrap(),
+            "https://crm.example.com/t/acme/orders"
+        );
     }
 
     #[test]

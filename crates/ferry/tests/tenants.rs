@@ -79,6 +79,7 @@ flows:
         http:
           url: \"{url}\"
           auth: {{ bearer: {{ token: {{ tenant: crm }} }} }}
+          headers: {{ x-tenant: \"{{{{ tenant }}}}\" }}
 "
         ),
     )
@@ -123,21 +124,24 @@ async fn post_as(hub: SocketAddr, token: &str, path: &str, body: Value) -> (u16,
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-/// What the receiver got: per sender id, the bearer tokens it was sent with.
+/// What the receiver got: per sender id, the bearer tokens it was sent with. Each request
+/// names its tenant in `x-tenant` (a header template), checked here against the body's.
 fn received(rx: &TestReceiver) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for r in rx.received() {
         let Ok(body) = serde_json::from_slice::<Value>(&r.body) else {
             continue;
         };
+        let header = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(header("x-tenant"), body["tenant"].as_str().unwrap());
         let sid = body["sid"].as_str().unwrap_or_default().to_string();
-        let auth = r
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        out.entry(sid).or_default().push(auth);
+        out.entry(sid).or_default().push(header("authorization"));
     }
     out
 }

@@ -74,6 +74,7 @@ impl EnrichPlan {
             event_id: &ids.0,
             event_type: delivery.event_type.as_deref(),
             flow: &delivery.lane.flow,
+            tenant: ferry_config::tenants::tenant_of(&delivery.lane.flow),
             destination: &delivery.lane.destination,
             delivery_id: &ids.1,
         };
