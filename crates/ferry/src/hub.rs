@@ -301,6 +301,7 @@ impl RunningHub {
                     config: opts.config.clone(),
                     purges,
                 }),
+                foreign_flows: tenancy.foreign_flows.clone(),
             },
             TokenGate::admin_with_tenants(assembly.admin_token, tenancy.tokens.clone()),
         );

@@ -35,6 +35,9 @@ pub struct Tenancy {
     pub region: Option<String>,
     /// Webhook paths (`acme/orders`) of the flows this node does not serve.
     pub foreign: BTreeMap<String, ForeignRoute>,
+    /// Every flow this node does not serve (another region's): its admin API leaves their
+    /// lanes out rather than show them as no longer configured.
+    pub foreign_flows: Arc<BTreeSet<String>>,
     /// The tenants' admin tokens.
     pub tokens: Vec<TenantToken>,
     /// The region of each flow this node serves that belongs to a tenant with a region.
@@ -84,6 +87,7 @@ impl Tenancy {
         }
 
         let mut foreign = BTreeMap::new();
+        let mut foreign_flows = BTreeSet::new();
         let served: Vec<bool> = config
             .flows
             .values()
@@ -97,6 +101,7 @@ impl Tenancy {
             let Some(flow) = config.flows.remove(&name) else {
                 continue;
             };
+            foreign_flows.insert(name.clone());
             let tenant = flow.tenant.clone().unwrap_or_default();
             let tenant_region = config
                 .tenants
@@ -132,6 +137,7 @@ impl Tenancy {
         Ok(Tenancy {
             region: region.map(str::to_string),
             foreign,
+            foreign_flows: Arc::new(foreign_flows),
             tokens,
             flow_regions,
         })

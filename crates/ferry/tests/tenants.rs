@@ -325,7 +325,8 @@ async fn an_eu_node_never_delivers_a_us_tenants_event() {
     let (api, api_addr) =
         spawn_ferry_env(cfg.path(), dirs[0].path(), &log, &[("FERRY_ROLE", "api")]);
     let _api = KillOnDrop(api);
-    let (eu, _) = spawn_ferry_env(cfg.path(), dirs[1].path(), &log, &[("FERRY_REGION", "eu")]);
+    let (eu, eu_addr) =
+        spawn_ferry_env(cfg.path(), dirs[1].path(), &log, &[("FERRY_REGION", "eu")]);
     let _eu = KillOnDrop(eu);
     for i in 0..4 {
         let a = post(api_addr, "acme", ACME_IN, &format!("a-{i}")).await;
@@ -349,6 +350,9 @@ async fn an_eu_node_never_delivers_a_us_tenants_event() {
         !received(&rx).keys().any(|k| k.starts_with("a-")),
         "the eu node delivered a us tenant's event"
     );
+    // Its admin API shows its region's lanes only, not the us lane as unconfigured.
+    let (_, lanes) = get_as(eu_addr, ADMIN_TOKEN, "/admin/v1/lanes").await;
+    assert_eq!(flows_of(&lanes, "lanes"), ["orders@globex"], "{lanes}");
 
     // A us worker delivers them, once each, with acme's credentials.
     let (us, _) = spawn_ferry_env(

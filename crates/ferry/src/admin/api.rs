@@ -45,6 +45,9 @@ pub struct AdminState {
     pub prober: Arc<crate::synthetic::Prober>,
     /// The retention rules of the running config and the last purge.
     pub retention: Arc<crate::retention::RetentionView>,
+    /// The flows of other regions' tenants (`ferry serve --region`): their lanes are left
+    /// out of this node's views.
+    pub foreign_flows: Arc<std::collections::BTreeSet<String>>,
 }
 
 /// The admin routes, all behind the bearer token.
@@ -166,6 +169,7 @@ async fn lane_views(st: &AdminState) -> Result<Vec<LaneView>, Problem> {
         .await
         .map_err(store_error)?
         .into_iter()
+        .filter(|c| !st.foreign_flows.contains(&c.lane.flow))
         .map(|c| (c.lane.clone(), c))
         .collect();
     let mut views: Vec<LaneView> = st
