@@ -355,22 +355,29 @@ impl Harness for Postgres {
     }
 }
 
+/// A connection, and a fresh schema (`<prefix>_<uuid>`) holding the table `rows` keyed by
+/// `id`, with the column `n` as `n_column` declares it.
+async fn pg_schema(url: &str, prefix: &str, n_column: &str) -> (tokio_postgres::Client, String) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let schema = format!("{prefix}_{}", uuid::Uuid::now_v7().simple());
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA {schema}; CREATE TABLE {schema}.rows (id text PRIMARY KEY, {n_column});"
+        ))
+        .await
+        .unwrap();
+    (client, schema)
+}
+
 #[tokio::test]
 async fn postgres_passes_the_connector_suite() {
     let Some(url) = env("FERRY_TEST_POSTGRES_URL") else {
         return;
     };
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let schema = format!("conformance_{}", uuid::Uuid::now_v7().simple());
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA {schema}; CREATE TABLE {schema}.rows (id text PRIMARY KEY, n bigint);"
-        ))
-        .await
-        .unwrap();
+    let (client, schema) = pg_schema(&url, "conformance", "n bigint").await;
     let harness = Postgres {
         url,
         schema: schema.clone(),
@@ -446,18 +453,7 @@ async fn postgres_per_event_sends_share_transactions_and_fail_alone() {
     let Some(url) = env("FERRY_TEST_POSTGRES_URL") else {
         return;
     };
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let schema = format!("groupcommit_{}", uuid::Uuid::now_v7().simple());
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA {schema};
-             CREATE TABLE {schema}.rows (id text PRIMARY KEY, n bigint CHECK (n <> 13));"
-        ))
-        .await
-        .unwrap();
+    let (client, schema) = pg_schema(&url, "groupcommit", "n bigint CHECK (n <> 13)").await;
     let secret = secrecy::SecretString::from(url.clone());
     let connector = Arc::new(PostgresConnector::new(
         pg_config(&format!("{schema}.rows")),
