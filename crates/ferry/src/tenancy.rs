@@ -88,16 +88,13 @@ impl Tenancy {
 
         let mut foreign = BTreeMap::new();
         let mut foreign_flows = BTreeSet::new();
-        let served: Vec<bool> = config
+        let others: Vec<String> = config
             .flows
-            .values()
-            .map(|f| tenants::serves(config, region, f))
+            .iter()
+            .filter(|(_, f)| !tenants::serves(config, region, f))
+            .map(|(name, _)| name.clone())
             .collect();
-        let names: Vec<String> = config.flows.keys().cloned().collect();
-        for (name, serve) in names.into_iter().zip(served) {
-            if serve {
-                continue;
-            }
+        for name in others {
             let Some(flow) = config.flows.remove(&name) else {
                 continue;
             };

@@ -58,8 +58,10 @@ pub async fn ingest_for_tenant(
     ingest_at(state, format!("{tenant}/{path}"), headers, body).await
 }
 
-async fn ingest_at(state: IngressState, path: String, headers: HeaderMap, body: Body) -> Response {
-    if let Some(foreign) = state.foreign.get(&path) {
+/// The answer for a path no flow of this node takes: another region's tenant's (`421`), or
+/// nobody's (`404`).
+fn no_route(state: &IngressState, path: &str) -> Response {
+    if let Some(foreign) = state.foreign.get(path) {
         metrics::counter!(ferry_metrics::INGRESS_REJECTED_TOTAL, "flow" => "", "reason" => "other_region")
             .increment(1);
         return Problem::new(
@@ -73,16 +75,20 @@ async fn ingest_at(state: IngressState, path: String, headers: HeaderMap, body: 
         )
         .into_response();
     }
+    metrics::counter!(ferry_metrics::INGRESS_REJECTED_TOTAL, "flow" => "", "reason" => "unknown_flow")
+        .increment(1);
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "unknown_flow",
+        "Unknown flow",
+        format!("no flow receives webhooks at /ingest/{path}"),
+    )
+    .into_response()
+}
+
+async fn ingest_at(state: IngressState, path: String, headers: HeaderMap, body: Body) -> Response {
     let Some(route) = state.routes.get(&path).cloned() else {
-        metrics::counter!(ferry_metrics::INGRESS_REJECTED_TOTAL, "flow" => "", "reason" => "unknown_flow")
-            .increment(1);
-        return Problem::new(
-            StatusCode::NOT_FOUND,
-            "unknown_flow",
-            "Unknown flow",
-            format!("no flow receives webhooks at /ingest/{path}"),
-        )
-        .into_response();
+        return no_route(&state, &path);
     };
     let counters = &route.counters;
     counters.received.increment(1);
