@@ -167,6 +167,26 @@ async fn each_tenant_uses_its_own_credentials_and_token() {
     let cfg = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     configure(cfg.path(), &rx, "");
+    // And a pull flow per tenant (scheduled once a year: listed, never run here).
+    let pull = format!(
+        "  invoices:
+    tenants: [acme, globex]
+    source:
+      pull:
+        system: shop
+        url: \"{}\"
+        headers: {{ authorization: {{ tenant: crm }} }}
+        schedule: \"0 0 1 1 *\"
+        records: /data
+        cursor: {{ page_token: {{ next: /next, param: page }} }}
+    destinations:
+      crm: {{ system: crm, http: {{ url: \"{}\" }} }}
+",
+        rx.url("/invoices"),
+        rx.url("/crm")
+    );
+    let config = std::fs::read_to_string(cfg.path().join("ferry.yaml")).unwrap() + &pull;
+    std::fs::write(cfg.path().join("ferry.yaml"), config).unwrap();
     let (child, hub) = spawn_ferry(cfg.path(), data.path(), &cfg.path().join("ferry.log"));
     let _child = KillOnDrop(child);
 
@@ -207,7 +227,16 @@ async fn each_tenant_uses_its_own_credentials_and_token() {
     let (_, list) = get_as(hub, ACME_ADMIN, "/admin/v1/deliveries?flow=orders@globex").await;
     assert_eq!(list["deliveries"], json!([]));
     let (_, lanes) = get_as(hub, ACME_ADMIN, "/admin/v1/lanes").await;
-    assert_eq!(flows_of(&lanes, "lanes"), ["orders@acme"]);
+    let mut flows = flows_of(&lanes, "lanes");
+    flows.sort();
+    assert_eq!(flows, ["invoices@acme", "orders@acme"]);
+    let (status, pulls) = get_as(hub, ACME_ADMIN, "/admin/v1/pulls").await;
+    assert_eq!(status, 200, "{pulls}");
+    assert_eq!(flows_of(&pulls, "pulls"), ["invoices@acme"]);
+    let (_, pulls) = get_as(hub, ADMIN_TOKEN, "/admin/v1/pulls").await;
+    let mut flows = flows_of(&pulls, "pulls");
+    flows.sort();
+    assert_eq!(flows, ["invoices@acme", "invoices@globex"]);
     // globex's delivery and event are, to acme, not there.
     let (_, theirs) = get_as(hub, GLOBEX_ADMIN, "/admin/v1/deliveries").await;
     assert_eq!(flows_of(&theirs, "deliveries"), ["orders@globex"]);

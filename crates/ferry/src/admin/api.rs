@@ -456,12 +456,17 @@ async fn replay(
     Ok(Json(ReplayResponse { replayed }))
 }
 
-/// `GET /admin/v1/pulls`: every pull flow with its cursor, runs and freshness.
-async fn pulls(State(st): State<AdminState>) -> ApiResult<PullsResponse> {
-    let pulls = st
+/// `GET /admin/v1/pulls`: every pull flow with its cursor, runs and freshness (a tenant's
+/// token: its tenant's).
+async fn pulls(
+    State(st): State<AdminState>,
+    Extension(scope): Extension<AdminScope>,
+) -> ApiResult<PullsResponse> {
+    let mut pulls = st
         .pulls
         .views(st.store.as_ref())
         .await
         .map_err(store_error)?;
+    pulls.retain(|pull| scope.allows(&pull.flow));
     Ok(Json(PullsResponse { pulls }))
 }

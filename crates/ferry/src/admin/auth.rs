@@ -1,7 +1,7 @@
 //! Bearer-token gates for the admin API and `/metrics`: the token compared in constant time,
 //! the `Bearer` scheme matched case-insensitively (RFC 9110), an empty token refused before
 //! any comparison, and a client that keeps presenting wrong tokens locked out with `429`.
-//! The admin API also takes the tenants' tokens: each sees only its tenant's lanes,
+//! The admin API also takes the tenants' tokens: each sees only its tenant's lanes, pulls,
 //! deliveries and events ([`AdminScope`]), and is refused every other route.
 
 use std::collections::{BTreeSet, HashMap};
@@ -82,10 +82,11 @@ impl AdminScope {
     }
 }
 
-/// The admin routes a tenant's token may call: its lanes (and their pause), deliveries,
-/// events and replays. Every other route is the operator's.
+/// The admin routes a tenant's token may call: its lanes (and their pause), pulls,
+/// deliveries, events and replays. Every other route is the operator's.
 const TENANT_ROUTES: &[&str] = &[
     "/admin/v1/lanes",
+    "/admin/v1/pulls",
     "/admin/v1/lanes/{flow}/{destination}/pause",
     "/admin/v1/lanes/{flow}/{destination}/resume",
     "/admin/v1/deliveries",
@@ -321,7 +322,8 @@ pub async fn require_token(
                         "Not for a tenant's token",
                         format!(
                             "tenant `{tenant}`'s token reads and replays its own lanes, \
-                             deliveries and events only; this call needs the hub's admin token"
+                             pulls, deliveries and events only; this call needs the hub's \
+                             admin token"
                         ),
                     )
                     .into_response();
