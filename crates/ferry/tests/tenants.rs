@@ -25,8 +25,9 @@ const GLOBEX_ADMIN: &str = "globex-admin-3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b";
 
 /// A config dir: tenants `acme` (region `us`) and `globex` (region `eu`), each with its
 /// inbound token, CRM token and admin token, and flow `orders` run for both, delivering to
-/// `rx` with the tenant's CRM token. `store` adds lines under `settings:`.
-fn configure(dir: &Path, rx: &TestReceiver, store: &str) {
+/// `rx` with the tenant's CRM token. `store` adds lines under `settings:`, `more_flows`
+/// flows after `orders`.
+fn configure(dir: &Path, rx: &TestReceiver, store: &str, more_flows: &str) {
     for (file, value) in [
         ("admin-token", ADMIN_TOKEN),
         ("acme-in", ACME_IN),
@@ -80,7 +81,7 @@ flows:
           url: \"{url}\"
           auth: {{ bearer: {{ token: {{ tenant: crm }} }} }}
           headers: {{ x-tenant: \"{{{{ tenant }}}}\" }}
-"
+{more_flows}"
         ),
     )
     .unwrap();
@@ -146,8 +147,9 @@ fn received(rx: &TestReceiver) -> HashMap<String, Vec<String>> {
     out
 }
 
+/// The flows of a listing's items (`flow`, or a lane's `lane.flow`), sorted.
 fn flows_of(list: &Value, key: &str) -> Vec<String> {
-    list[key]
+    let mut flows: Vec<String> = list[key]
         .as_array()
         .unwrap()
         .iter()
@@ -158,7 +160,9 @@ fn flows_of(list: &Value, key: &str) -> Vec<String> {
                 .unwrap()
                 .to_string()
         })
-        .collect()
+        .collect();
+    flows.sort();
+    flows
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,8 +170,8 @@ async fn each_tenant_uses_its_own_credentials_and_token() {
     let rx = TestReceiver::start().await;
     let cfg = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    configure(cfg.path(), &rx, "");
-    // And a pull flow per tenant (scheduled once a year: listed, never run here).
+    // And a pull flow per tenant, for each token's list of pulls (their start-up runs read
+    // the receiver, whose answers carry no event; `received` skips them).
     let pull = format!(
         "  invoices:
     tenants: [acme, globex]
@@ -185,8 +189,7 @@ async fn each_tenant_uses_its_own_credentials_and_token() {
         rx.url("/invoices"),
         rx.url("/crm")
     );
-    let config = std::fs::read_to_string(cfg.path().join("ferry.yaml")).unwrap() + &pull;
-    std::fs::write(cfg.path().join("ferry.yaml"), config).unwrap();
+    configure(cfg.path(), &rx, "", &pull);
     let (child, hub) = spawn_ferry(cfg.path(), data.path(), &cfg.path().join("ferry.log"));
     let _child = KillOnDrop(child);
 
@@ -227,16 +230,15 @@ async fn each_tenant_uses_its_own_credentials_and_token() {
     let (_, list) = get_as(hub, ACME_ADMIN, "/admin/v1/deliveries?flow=orders@globex").await;
     assert_eq!(list["deliveries"], json!([]));
     let (_, lanes) = get_as(hub, ACME_ADMIN, "/admin/v1/lanes").await;
-    let mut flows = flows_of(&lanes, "lanes");
-    flows.sort();
-    assert_eq!(flows, ["invoices@acme", "orders@acme"]);
+    assert_eq!(flows_of(&lanes, "lanes"), ["invoices@acme", "orders@acme"]);
     let (status, pulls) = get_as(hub, ACME_ADMIN, "/admin/v1/pulls").await;
     assert_eq!(status, 200, "{pulls}");
     assert_eq!(flows_of(&pulls, "pulls"), ["invoices@acme"]);
     let (_, pulls) = get_as(hub, ADMIN_TOKEN, "/admin/v1/pulls").await;
-    let mut flows = flows_of(&pulls, "pulls");
-    flows.sort();
-    assert_eq!(flows, ["invoices@acme", "invoices@globex"]);
+    assert_eq!(
+        flows_of(&pulls, "pulls"),
+        ["invoices@acme", "invoices@globex"]
+    );
     // globex's delivery and event are, to acme, not there.
     let (_, theirs) = get_as(hub, GLOBEX_ADMIN, "/admin/v1/deliveries").await;
     assert_eq!(flows_of(&theirs, "deliveries"), ["orders@globex"]);
@@ -265,9 +267,10 @@ async fn each_tenant_uses_its_own_credentials_and_token() {
     }
     // The hub's token sees both tenants.
     let (_, all) = get_as(hub, ADMIN_TOKEN, "/admin/v1/deliveries").await;
-    let mut flows = flows_of(&all, "deliveries");
-    flows.sort();
-    assert_eq!(flows, ["orders@acme", "orders@globex"]);
+    assert_eq!(
+        flows_of(&all, "deliveries"),
+        ["orders@acme", "orders@globex"]
+    );
 
     // A replay by acme's token replays acme's deliveries only.
     let (status, body) = post_as(
@@ -302,7 +305,7 @@ async fn a_regional_node_refuses_another_regions_webhooks() {
     let rx = TestReceiver::start().await;
     let cfg = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    configure(cfg.path(), &rx, "");
+    configure(cfg.path(), &rx, "", "");
     let (child, hub) = spawn_ferry_env(
         cfg.path(),
         data.path(),
@@ -346,7 +349,7 @@ async fn an_eu_node_never_delivers_a_us_tenants_event() {
         "  store:\n    postgres: {{ url: {{ file: store-url }}, schema: {} }}",
         schema.name
     );
-    configure(cfg.path(), &rx, &store);
+    configure(cfg.path(), &rx, &store, "");
     let log = cfg.path().join("ferry.log");
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
 

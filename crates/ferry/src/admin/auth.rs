@@ -65,7 +65,7 @@ pub enum AdminScope {
 }
 
 impl AdminScope {
-    /// Whether the caller may see `flow`'s lanes, deliveries and events.
+    /// Whether the caller may see `flow`'s lanes, pulls, deliveries and events.
     pub fn allows(&self, flow: &str) -> bool {
         match self {
             AdminScope::Hub => true,
