@@ -128,13 +128,25 @@ async fn fetch(
     String::from_utf8(body.to_vec()).ok()
 }
 
-/// `ferry_store_commits_total` and `ferry_store_commands_total`, when both are there.
-pub fn store_commits(text: &str) -> Option<(f64, f64)> {
+/// The store's group-commit counters at one scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StoreCommits {
+    /// `ferry_store_commits_total`.
+    pub commits: f64,
+    /// `ferry_store_commands_total`: store calls carried by those commits.
+    pub commands: f64,
+    /// `ferry_store_deferred_commits_total` (0 where the hub does not export it).
+    pub deferred: f64,
+}
+
+/// The store's group-commit counters, when commits and commands are both there.
+pub fn store_commits(text: &str) -> Option<StoreCommits> {
     let value = |name: &str| samples(text).find_map(|(series, v)| (series == name).then_some(v));
-    Some((
-        value(ferry_metrics::STORE_COMMITS_TOTAL)?,
-        value(ferry_metrics::STORE_COMMANDS_TOTAL)?,
-    ))
+    Some(StoreCommits {
+        commits: value(ferry_metrics::STORE_COMMITS_TOTAL)?,
+        commands: value(ferry_metrics::STORE_COMMANDS_TOTAL)?,
+        deferred: value(ferry_metrics::STORE_DEFERRED_COMMITS_TOTAL).unwrap_or(0.0),
+    })
 }
 
 /// Means of the `NAME_sum` / `NAME_count` pairs whose NAME ends in `_seconds`.

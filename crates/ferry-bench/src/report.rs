@@ -260,9 +260,8 @@ pub struct HubUsage {
     pub threads: BTreeMap<String, ThreadGroup>,
     /// Mean of every `*_seconds` histogram of its `/metrics` at the end (if reachable).
     pub metrics: BTreeMap<String, Timing>,
-    /// The store's group commit at the end: `ferry_store_commits_total` and
-    /// `ferry_store_commands_total` (store calls carried by those commits).
-    pub store_commits: Option<(f64, f64)>,
+    /// The store's group commit at the end.
+    pub store_commits: Option<crate::metrics::StoreCommits>,
     /// How it stopped (run mode).
     pub exit: Option<String>,
     pub stop_secs: Option<f64>,
@@ -457,15 +456,16 @@ impl Report {
                     .collect();
                 let _ = writeln!(o, "            /metrics means: {}", list.join(", "));
             }
-            if let Some((commits, commands)) = h.store_commits {
-                let per = if commits > 0.0 {
-                    commands / commits
+            if let Some(c) = h.store_commits {
+                let per = if c.commits > 0.0 {
+                    c.commands / c.commits
                 } else {
                     0.0
                 };
                 let _ = writeln!(
                     o,
-                    "            store: {commits:.0} commits carrying {commands:.0} calls ({per:.1} per commit, since the hub started)"
+                    "            store: {:.0} commits carrying {:.0} calls ({per:.1} per commit, {:.0} without an fsync, since the hub started)",
+                    c.commits, c.commands, c.deferred
                 );
             }
             if let Some(exit) = &h.exit {

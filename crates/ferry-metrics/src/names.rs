@@ -143,6 +143,8 @@ families! {
     // Store and retention.
     STORE_COMMITS_TOTAL = "ferry_store_commits_total", Counter, COUNT, [],
         "Write transactions the store committed (group commit).";
+    STORE_DEFERRED_COMMITS_TOTAL = "ferry_store_deferred_commits_total", Counter, COUNT, [],
+        "Commits of claims and delivery outcomes alone, made without an fsync (the next fsync covers them).";
     STORE_COMMANDS_TOTAL = "ferry_store_commands_total", Counter, COUNT, [],
         "Store write commands committed; commands per commit is group commit's batching.";
     RETENTION_PURGED_EVENTS_TOTAL = "ferry_retention_purged_events_total", Counter, COUNT, [],

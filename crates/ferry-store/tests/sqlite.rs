@@ -236,6 +236,59 @@ async fn group_commit_batches_concurrent_appends() {
     );
 }
 
+/// Appends are fsynced before they answer; a commit of claims or outcomes alone is not
+/// (the next fsync of the WAL covers it), and what it wrote is there after a reopen.
+#[tokio::test(flavor = "multi_thread")]
+async fn claims_and_outcomes_alone_commit_without_an_fsync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = event("defer", T0, None);
+    {
+        let store = open(dir.path());
+        let start = store.commit_stats();
+        store.append(vec![ev.clone()]).await.expect("append");
+        let after_append = store.commit_stats();
+        assert_eq!(
+            after_append.deferred, start.deferred,
+            "an append must be fsynced before it answers"
+        );
+        let claimed = store
+            .claim(&lane("defer"), T0 + 5, 10, T0 + 1000)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1);
+        let outcome = DeliveryOutcome {
+            audit: Default::default(),
+            id: ev.deliveries[0].id,
+            attempt: None,
+            next: Next::Delivered,
+        };
+        store
+            .complete(vec![outcome], T0 + 6)
+            .await
+            .expect("complete");
+        let after_outcome = store.commit_stats();
+        assert_eq!(after_outcome.commits - after_append.commits, 2);
+        assert_eq!(
+            after_outcome.deferred - after_append.deferred,
+            2,
+            "the claim and the outcome should each commit without an fsync"
+        );
+        store
+            .append(vec![event("defer", T0 + 7, None)])
+            .await
+            .expect("append");
+        assert_eq!(store.commit_stats().deferred, after_outcome.deferred);
+        store.close().await.expect("close");
+    }
+    let store = open(dir.path());
+    let d = store
+        .delivery(ev.deliveries[0].id)
+        .await
+        .expect("delivery")
+        .expect("survived");
+    assert_eq!(d.summary.state, DeliveryState::Delivered);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_command_does_not_spoil_its_batch() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -545,6 +545,7 @@ fn metrics_router(stats: crate::backend::StatsSource, gate: TokenGate) -> Router
     let handle = telemetry::metrics_handle();
     let commits = metrics::counter!(ferry_metrics::STORE_COMMITS_TOTAL);
     let commands = metrics::counter!(ferry_metrics::STORE_COMMANDS_TOTAL);
+    let deferred = metrics::counter!(ferry_metrics::STORE_DEFERRED_COMMITS_TOTAL);
     Router::new()
         .route(
             "/metrics",
@@ -554,6 +555,7 @@ fn metrics_router(stats: crate::backend::StatsSource, gate: TokenGate) -> Router
                 let stats = stats();
                 commits.absolute(stats.commits);
                 commands.absolute(stats.commands);
+                deferred.absolute(stats.deferred);
                 async move {
                     (
                         [(

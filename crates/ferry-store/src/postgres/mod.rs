@@ -411,6 +411,8 @@ impl PgStore {
         CommitStats {
             commits: self.stats.commits.load(Ordering::Relaxed),
             commands: self.stats.commands.load(Ordering::Relaxed),
+            // Every PostgreSQL commit waits for the server's WAL flush.
+            deferred: 0,
         }
     }
 

@@ -1,6 +1,9 @@
 //! The embedded backend: one SQLite file in the data dir.
 //!
 //! - WAL with `synchronous=FULL`: a mutating call returns only after its commit is fsynced.
+//!   Claims and delivery outcomes are the exception: a commit of those alone skips its
+//!   fsync, and the next one covers it (see `writer`); a power failure can only make Ferry
+//!   send those deliveries again, with the same `webhook-id`.
 //! - One writer thread does group commit: concurrent calls share one transaction and one
 //!   fsync, each still atomic on its own. Claims are writes and run there too.
 //! - Reads use a small pool of read-only connections and never wait for the writer.
@@ -117,6 +120,8 @@ pub struct CommitStats {
     pub commits: u64,
     /// Commands (store calls) carried by those commits.
     pub commands: u64,
+    /// Commits made without an fsync: claims and delivery outcomes alone.
+    pub deferred: u64,
 }
 
 /// The embedded SQLite store. See the [module docs](self).
@@ -220,6 +225,7 @@ impl SqliteStore {
     pub fn commit_stats(&self) -> CommitStats {
         CommitStats {
             commits: self.stats.commits.load(Ordering::Relaxed),
+            deferred: self.stats.deferred.load(Ordering::Relaxed),
             commands: self.stats.commands.load(Ordering::Relaxed),
         }
     }
@@ -254,8 +260,26 @@ impl SqliteStore {
         T: Send + 'static,
         F: Fn(&rusqlite::Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
     {
+        self.send(cost, true, work).await
+    }
+
+    /// Like [`write`](Self::write), for work whose loss in a power failure only repeats
+    /// work: the commit may skip its fsync when nothing else in its batch needs one.
+    async fn write_deferrable<T, F>(&self, cost: usize, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&rusqlite::Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
+    {
+        self.send(cost, false, work).await
+    }
+
+    async fn send<T, F>(&self, cost: usize, durable: bool, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&rusqlite::Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
+    {
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
-        let (cmd, rx) = Job::boxed(cost, work);
+        let (cmd, rx) = Job::boxed(cost, durable, work);
         tx.send(cmd).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -431,7 +455,7 @@ impl Store for SqliteStore {
         lease_until: Millis,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let lane = lane.clone();
-        self.write(64, move |c, n| {
+        self.write_deferrable(64, move |c, n| {
             ops::claim(c, n, &lane, now, limit, lease_until)
         })
         .await
@@ -442,7 +466,7 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let cost = outcomes.len() * 256;
-        self.write(cost, move |c, n| ops::complete(c, n, &outcomes, now))
+        self.write_deferrable(cost, move |c, n| ops::complete(c, n, &outcomes, now))
             .await
     }
 

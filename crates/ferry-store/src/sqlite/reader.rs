@@ -1,12 +1,12 @@
 //! Reading a data dir's store without opening it (no writer, no lock).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::Connection;
 
 use super::codec::SqlResultExt;
-use super::{DB_FILE, audit, retention, schema};
+use super::{DB_FILE, audit, files, retention, schema};
 use crate::audit::{Anchor, AuditRecord, ChainFault, ChainVerifier};
 use crate::{StoreError, StoreResult, SystemHoldings};
 
@@ -18,6 +18,8 @@ const PAGE: usize = 1000;
 /// verify|export` and `ferry retention report` without a hub.
 pub struct StoreReader {
     conn: Connection,
+    /// The store file; its WAL is fsynced before a verify reports a head (`verify_audit`).
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for StoreReader {
@@ -65,7 +67,7 @@ impl StoreReader {
                 data_dir.display()
             )));
         }
-        Ok(StoreReader { conn })
+        Ok(StoreReader { conn, path })
     }
 
     /// Audit records after position `after`, in order, at most `limit`.
@@ -88,7 +90,20 @@ impl StoreReader {
         self.conn.execute_batch("BEGIN").store()?;
         let result = self.verify_pages(anchor);
         let _ = self.conn.execute_batch("COMMIT");
+        if matches!(result, Ok(Ok(_))) {
+            self.sync_wal()?;
+        }
         result
+    }
+
+    /// Makes what was read durable before its head is reported (and perhaps anchored): a
+    /// running hub commits delivery outcomes, and their audit records, without an fsync of
+    /// their own (see the writer), so a power failure could otherwise undo records a
+    /// verify had already printed. Nothing to do when there is no WAL (no hub running).
+    fn sync_wal(&self) -> StoreResult<()> {
+        files::sync_wal(&self.path).map_err(|e| {
+            StoreError::Unavailable(format!("fsync of {}'s WAL: {e}", self.path.display()))
+        })
     }
 
     fn verify_pages(&self, anchor: Option<Anchor>) -> StoreResult<Result<Verified, ChainFault>> {

@@ -4,10 +4,21 @@
 //! the write connection. The thread blocks for the first command, drains whatever else is
 //! queued (at most `max_batch_commands` commands and about `max_batch_bytes` of payload),
 //! runs them all inside one `BEGIN IMMEDIATE … COMMIT` (one fsync), and only then answers
-//! each caller. Each command runs in its own `SAVEPOINT`, so a command that fails (say, an
+//! each caller.
+//!
+//! Each command runs in its own `SAVEPOINT`, so a command that fails (say, an
 //! invalid request) is rolled back alone while the rest of the batch commits. If the
 //! transaction itself is lost or `COMMIT` fails, every command of the batch gets the error
 //! and nothing of the batch is applied.
+//!
+//! A batch made only of claims and delivery outcomes ([`Command::durable`] false) commits
+//! with `synchronous=NORMAL`: its WAL frames are written but not fsynced. A crash of the
+//! process cannot lose them (they are in the kernel's page cache); a power failure can undo
+//! the last ones, until the next durable commit or the checkpointer's next checkpoint
+//! fsyncs the WAL (an fsync covers every frame before it, and the WAL keeps commit order).
+//! What is undone is only repeated: a claim is released at start anyway, and a delivery
+//! whose outcome is undone is sent again with the same `webhook-id`. Every other batch, and
+//! any batch that holds one durable command, is fsynced before its callers are answered.
 //!
 //! Each batch's [`Verdict`] feeds the store's readiness ([`Health`]) and the disk-full
 //! handling ([`Space`]), which runs between batches.
@@ -41,11 +52,14 @@ pub(crate) trait Command: Send {
     fn fault(&self) -> Option<String>;
     /// Sends the kept result if the batch committed, else the batch error.
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
+    /// Whether the caller's answer must wait for an fsync that covers the command.
+    fn durable(&self) -> bool;
 }
 
 /// A command built from a closure; its result goes back over a oneshot channel.
 pub(crate) struct Job<T, F> {
     cost: usize,
+    durable: bool,
     work: F,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
@@ -59,11 +73,13 @@ where
     /// A command and the receiver of its answer.
     pub(crate) fn boxed(
         cost: usize,
+        durable: bool,
         work: F,
     ) -> (Box<dyn Command>, oneshot::Receiver<StoreResult<T>>) {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             cost,
+            durable,
             work,
             result: None,
             reply,
@@ -103,6 +119,10 @@ where
             Some(Err(StoreError::Unavailable(reason))) => Some(reason.clone()),
             _ => None,
         }
+    }
+
+    fn durable(&self) -> bool {
+        self.durable
     }
 
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>) {
@@ -159,6 +179,8 @@ fn exec(conn: &Connection, sql: &str) -> StoreResult<()> {
 pub(crate) struct Stats {
     pub commits: AtomicU64,
     pub commands: AtomicU64,
+    /// Commits made without an fsync (every command in them was deferrable).
+    pub deferred: AtomicU64,
 }
 
 /// Batch bounds.
@@ -189,6 +211,8 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
     } = parts;
     let max_commands = bounds.max_commands.max(1);
     let mut batch: Vec<Box<dyn Command>> = Vec::with_capacity(max_commands.min(4096));
+    // What the connection is set to now (`open_writer` sets FULL).
+    let mut sync = SyncMode::Full;
     while let Some(first) = rx.blocking_recv() {
         let mut bytes = first.cost();
         batch.push(first);
@@ -202,8 +226,35 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
             }
         }
         space.before_batch(&conn, &health);
-        let verdict = run_batch(&conn, &mut batch, &stats, &health, &mut head);
+        let wanted = if batch.iter().any(|c| c.durable()) {
+            SyncMode::Full
+        } else {
+            SyncMode::Deferred
+        };
+        if wanted != sync {
+            match set_sync(&conn, wanted) {
+                Ok(()) => sync = wanted,
+                Err(e) => tracing::warn!(error = %e, "store: cannot change PRAGMA synchronous"),
+            }
+        }
+        let (verdict, outcome) = run_batch(&conn, &mut batch, &stats, &health, &mut head);
+        if matches!(outcome, Ok(true)) && sync == SyncMode::Deferred {
+            stats.deferred.fetch_add(1, Ordering::Relaxed);
+        }
         space.after_batch(&conn, &health, &verdict);
+        // A lone command that failed was rolled back; it answers with its own error.
+        let outcome = outcome.map(|_| ());
+        for cmd in batch.drain(..) {
+            cmd.answer(outcome.as_ref().map(|_| ()));
+        }
+    }
+    if sync == SyncMode::Deferred
+        && let Some(db) = conn.path()
+        && let Err(e) = super::files::sync_wal(std::path::Path::new(db))
+    {
+        // The process is stopping cleanly: its last outcomes are in the page cache, and
+        // only a power failure before the kernel writes them back would undo them.
+        tracing::warn!(error = %e, "store: fsync of the WAL at close failed");
     }
     if let Err(e) = conn.execute_batch("PRAGMA optimize") {
         tracing::debug!(error = %e, "PRAGMA optimize at close failed");
@@ -227,7 +278,7 @@ fn run_batch(
     stats: &Stats,
     health: &Health,
     head: &mut ChainHead,
-) -> Verdict {
+) -> (Verdict, StoreResult<bool>) {
     let n = batch.len() as u64;
     // Rows changed by the attempt whose outcome stands (not by a rolled-back first try).
     let mut changes = conn.total_changes();
@@ -254,11 +305,7 @@ fn run_batch(
             }
         }
     }
-    let outcome = outcome.map(|_| ());
-    for cmd in batch.drain(..) {
-        cmd.answer(outcome.as_ref().map(|_| ()));
-    }
-    verdict
+    (verdict, outcome)
 }
 
 /// What a batch proved: `outcome` is [`run_transaction`]'s, `changed` whether any row
@@ -327,6 +374,24 @@ fn run_transaction(
     }
     *head = new_head;
     Ok(true)
+}
+
+/// How a batch's `COMMIT` reaches the disk.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum SyncMode {
+    /// `synchronous=FULL`: the WAL is fsynced before `COMMIT` returns.
+    Full,
+    /// `synchronous=NORMAL`: the frames are written, not fsynced; the next `Full` commit
+    /// (or checkpoint) makes them durable, since an fsync covers the whole WAL file.
+    Deferred,
+}
+
+fn set_sync(conn: &Connection, mode: SyncMode) -> rusqlite::Result<()> {
+    let value = match mode {
+        SyncMode::Full => "FULL",
+        SyncMode::Deferred => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", value)
 }
 
 fn rollback(conn: &Connection) {
