@@ -1,4 +1,4 @@
-//! The data directory and the modes of the files in it.
+//! The data directory: the modes of the files in it, and fsyncing its WAL file.
 //!
 //! The store holds event payloads, which carry personal data, so the data directory is
 //! `0700` and every file the store writes there `0600`, whatever the umask, and also when
@@ -113,6 +113,18 @@ fn restrict(path: &Path, mode: u32) {
     let _ = (path, mode);
 }
 
+/// `fdatasync` of the WAL file of the database at `db`: makes every frame written so far
+/// durable, whichever connection wrote it. No WAL file (no connection open) is nothing to do.
+pub(crate) fn sync_wal(db: &Path) -> io::Result<()> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    match File::open(&wal) {
+        Ok(file) => file.sync_data(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
@@ -154,17 +166,5 @@ mod tests {
         let fresh = dir.join(LOCK_FILE);
         drop(open_private(&fresh).expect("open"));
         assert_eq!(mode(&fresh) & !FILE_MODE, 0);
-    }
-}
-
-/// `fdatasync` of the WAL file of the database at `db`: makes every frame written so far
-/// durable, whichever connection wrote it. No WAL file (no connection open) is nothing to do.
-pub(crate) fn sync_wal(db: &Path) -> io::Result<()> {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    match File::open(&wal) {
-        Ok(file) => file.sync_data(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
     }
 }
