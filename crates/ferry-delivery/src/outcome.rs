@@ -148,6 +148,7 @@ pub fn decide(
     };
     Decision {
         outcome: DeliveryOutcome {
+            claim: None,
             audit: Default::default(),
             id: delivery.id,
             attempt: Some(attempt),
@@ -166,6 +167,7 @@ fn put_back(delivery: &ClaimedDelivery, now: Millis, rng: &mut impl rand::Rng) -
     let at = now.saturating_add(base + rng.random_range(0..=base / 2));
     Decision {
         outcome: DeliveryOutcome {
+            claim: None,
             audit: Default::default(),
             id: delivery.id,
             attempt: None,

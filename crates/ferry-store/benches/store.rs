@@ -125,6 +125,7 @@ fn complete_batch(c: &mut Criterion) {
                     let outcomes = claimed
                         .iter()
                         .map(|d| DeliveryOutcome {
+                            claim: None,
                             audit: Default::default(),
                             id: d.id,
                             attempt: Some(Attempt {
@@ -193,6 +194,7 @@ fn claim_batch(c: &mut Criterion) {
     let retry = head
         .iter()
         .map(|d| DeliveryOutcome {
+            claim: None,
             audit: Default::default(),
             id: d.id,
             attempt: None,
@@ -229,6 +231,7 @@ fn claim_batch(c: &mut Criterion) {
                         let outcomes = claimed
                             .iter()
                             .map(|d| DeliveryOutcome {
+                                claim: None,
                                 audit: Default::default(),
                                 id: d.id,
                                 attempt: None,

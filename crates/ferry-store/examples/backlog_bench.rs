@@ -110,6 +110,7 @@ async fn main() {
         .take(2500)
         .enumerate()
         .map(|(i, d)| DeliveryOutcome {
+            claim: None,
             audit: Default::default(),
             id: d.id,
             attempt: None,

@@ -138,7 +138,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record outcomes of claimed deliveries (attempt rows and state changes), atomically per
     /// outcome. An outcome for a delivery that is not in flight (e.g. replayed meanwhile, or
-    /// already delivered) keeps its attempt row but does not change the state.
+    /// already delivered), or that is in flight under a newer claim than the one the outcome
+    /// settles ([`DeliveryOutcome::claim`]), keeps its attempt row but does not change the
+    /// state.
     async fn complete(&self, outcomes: Vec<DeliveryOutcome>, now: Millis) -> StoreResult<()>;
 
     /// Put every in-flight delivery back to pending, due at `now`. Used at start-up by a

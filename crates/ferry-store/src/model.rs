@@ -337,6 +337,20 @@ pub struct DeliveryOutcome {
     /// What the audit trail records when it is [delivered](Next::Delivered): the
     /// destination's system, the categories sent and how each was protected.
     pub audit: DeliveryAudit,
+    /// The lease end of the claim this outcome settles, when known. A claim whose lease
+    /// ended may have been taken over by a newer claim; its retry, dead-lettering or
+    /// release must not undo that claim (see [`DeliveryOutcome::settles`]). `None`: it
+    /// settles whatever claim holds the delivery.
+    pub claim: Option<Millis>,
+}
+
+impl DeliveryOutcome {
+    /// Whether this outcome may move a delivery in flight whose lease ends at `lease`: a
+    /// delivered one always may (the call was made and succeeded); the others only while
+    /// the delivery is still under the claim they settle.
+    pub fn settles(&self, lease: Option<Millis>) -> bool {
+        self.next == Next::Delivered || self.claim.is_none() || self.claim == lease
+    }
 }
 
 /// Select deliveries for listing and replay. All set fields must match.

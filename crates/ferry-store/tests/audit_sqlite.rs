@@ -83,6 +83,7 @@ async fn one_record_per_kind_per_commit() {
     let outcomes = claimed
         .iter()
         .map(|c| DeliveryOutcome {
+            claim: None,
             id: c.id,
             attempt: None,
             next: Next::Delivered,

@@ -69,6 +69,7 @@ async fn data_survives_close_and_reopen() {
         store
             .complete(
                 vec![DeliveryOutcome {
+                    claim: None,
                     audit: Default::default(),
                     id: done.deliveries[0].id,
                     attempt: None,
@@ -257,6 +258,7 @@ async fn claims_and_outcomes_alone_commit_without_an_fsync() {
             .expect("claim");
         assert_eq!(claimed.len(), 1);
         let outcome = DeliveryOutcome {
+            claim: None,
             audit: Default::default(),
             id: ev.deliveries[0].id,
             attempt: None,

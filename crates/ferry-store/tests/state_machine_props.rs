@@ -510,6 +510,7 @@ async fn run(backend: Backend, ops: Vec<Op>) -> Result<(), TestCaseError> {
                         }
                     }
                     outcomes.push(DeliveryOutcome {
+                        claim: None,
                         audit: Default::default(),
                         id,
                         attempt: with_attempt.then(|| attempt(now)),

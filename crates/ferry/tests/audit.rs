@@ -371,6 +371,7 @@ async fn the_observed_data_map_is_served_to_admins() {
     store
         .complete(
             vec![DeliveryOutcome {
+                claim: None,
                 id: delivery,
                 attempt: None,
                 next: Next::Delivered,

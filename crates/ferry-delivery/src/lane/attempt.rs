@@ -32,9 +32,12 @@ pub(super) async fn deliver(
     if let Some(id) = ferry_trace::trace_id(&delivery.headers) {
         log_span.record("trace_id", id.as_str());
     }
-    let outcome = attempt(&ctx, &delivery, lease_until)
+    let mut outcome = attempt(&ctx, &delivery, lease_until)
         .instrument(log_span)
         .await;
+    // Settles this claim only: should its lease have ended and the delivery been claimed
+    // again, a release or retry from here must not undo the newer claim.
+    outcome.claim = Some(lease_until);
     if let Some((ids, started)) = span {
         trace_attempt(&ctx, &delivery, &outcome, &ids, started);
     }

@@ -180,7 +180,9 @@ pub(super) async fn send_next(
         Admit::Paused | Admit::Stopped => members.iter().map(|m| release(&m.delivery)).collect(),
     };
     drop(permit);
-    for (member, outcome) in members.into_iter().zip(outcomes) {
+    for (member, mut outcome) in members.into_iter().zip(outcomes) {
+        // Settles this member's claim only (see `attempt::deliver`).
+        outcome.claim = Some(member.lease_until);
         // The flusher outlives every task; if it somehow did not, the claims expire.
         let _ = tx
             .send(Finished {

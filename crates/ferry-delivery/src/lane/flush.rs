@@ -43,6 +43,7 @@ pub(super) async fn release_all(
 /// The outcome that gives `delivery` back to the store, due now, without an attempt.
 pub(super) fn release(delivery: &ClaimedDelivery) -> DeliveryOutcome {
     DeliveryOutcome {
+        claim: None,
         audit: Default::default(),
         id: delivery.id,
         attempt: None,

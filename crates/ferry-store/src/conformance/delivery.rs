@@ -120,6 +120,77 @@ pub async fn claim_respects_lease(store: Arc<dyn Store>) {
     );
 }
 
+/// An outcome of a claim whose lease ended and was taken over does not undo the newer
+/// claim: the old claim's release, retry or dead-lettering leaves the delivery in flight
+/// under the new lease (its attempt is still recorded); the new claim's outcome settles it.
+pub async fn stale_claim_outcome_does_not_undo_a_newer_claim(store: Arc<dyn Store>) {
+    let store = &*store;
+    let f = flow("stale-claim");
+    let ev = event(&f, T0, &["a"]);
+    append_ok(store, vec![ev.clone()]).await;
+    let la = lane(&f, "a");
+    let id = ev.deliveries[0].id;
+    let first = T0 + 1000;
+    assert_eq!(
+        store.claim(&la, T0, 10, first).await.expect("claim").len(),
+        1
+    );
+    let second = T0 + 9000;
+    assert_eq!(
+        store
+            .claim(&la, first, 10, second)
+            .await
+            .expect("claim")
+            .len(),
+        1,
+        "claimed again once the first lease ended"
+    );
+    let stale = |next: Next, attempt: Option<Attempt>| DeliveryOutcome {
+        claim: Some(first),
+        ..outcome(id, attempt, next)
+    };
+    let failed = Attempt {
+        started_at: first - 10,
+        latency_ms: 5,
+        status: Some(500),
+        error_class: Some("http_5xx".into()),
+        error: None,
+        response_excerpt: None,
+    };
+    store
+        .complete(
+            vec![
+                stale(Next::Release { at: first + 1 }, None),
+                stale(Next::Retry { at: first + 2 }, Some(failed)),
+                stale(
+                    Next::Dead {
+                        reason: "old".into(),
+                    },
+                    None,
+                ),
+            ],
+            first + 3,
+        )
+        .await
+        .expect("complete");
+    let s = summary(store, id).await;
+    assert_eq!(
+        (s.state, s.next_attempt_at),
+        (DeliveryState::InFlight, Some(second)),
+        "the newer claim still holds the delivery"
+    );
+    assert_eq!(s.attempts, 1, "the old claim's attempt is recorded");
+    let current = DeliveryOutcome {
+        claim: Some(second),
+        ..outcome(id, None, Next::Release { at: first + 10 })
+    };
+    store
+        .complete(vec![current], first + 10)
+        .await
+        .expect("complete");
+    assert_eq!(summary(store, id).await.state, DeliveryState::Pending);
+}
+
 /// A delivery claimed in its append is stored in flight with its lease, counted in flight,
 /// not claimable until the lease ends, and its outcome completes it like a claimed one. An
 /// ordered delivery cannot be claimed in its append, and the refusal stores nothing.

@@ -91,6 +91,7 @@ macro_rules! conformance_suite {
             concurrent_appends_all_stored,
             claim_returns_due_oldest_first_within_limit,
             claim_respects_lease,
+            stale_claim_outcome_does_not_undo_a_newer_claim,
             append_can_claim_for_the_lane,
             complete_records_outcomes,
             retry_claimable_only_at_its_time,
@@ -330,6 +331,7 @@ fn attempt(started_at: Millis, status: Option<u16>, class: &str, error: Option<&
 
 fn outcome(id: DeliveryId, attempt: Option<Attempt>, next: Next) -> DeliveryOutcome {
     DeliveryOutcome {
+        claim: None,
         id,
         attempt,
         next,

@@ -487,8 +487,9 @@ pub(crate) fn complete(
             row.attempts += 1;
             attempts.push(o.id.0, row.attempts, a);
         }
-        if row.state != IN_FLIGHT {
-            // Replayed or settled meanwhile: keep the attempt, leave the state alone.
+        if row.state != IN_FLIGHT || !o.settles(row.next_at) {
+            // Replayed, settled or claimed again meanwhile: keep the attempt, leave the
+            // state alone.
             continue;
         }
         let (next_state, next_at, last_error) = match &o.next {

@@ -226,7 +226,8 @@ macro_rules! transition {
 }
 
 /// Records outcomes. The attempt row (if any) is always kept and counts in `attempts`; the
-/// state moves (and `round_attempts` grows) only if the delivery is in flight. Outcomes for
+/// state moves (and `round_attempts` grows) only if the delivery is in flight, under the
+/// claim the outcome settles ([`DeliveryOutcome::settles`]). Outcomes for
 /// unknown deliveries (e.g. purged meanwhile) are ignored. A delivered outcome is a data
 /// movement whatever the state: it gets its `delivered` audit entry and counts in the
 /// observed data map.
@@ -238,8 +239,8 @@ pub(crate) fn complete(
 ) -> StoreResult<()> {
     let mut current = conn
         .prepare_cached(
-            "SELECT seq, state, attempts, flow, destination, order_key, event_id FROM deliveries
-             WHERE id = ?1",
+            "SELECT seq, state, attempts, flow, destination, order_key, event_id, next_attempt_at
+             FROM deliveries WHERE id = ?1",
         )
         .store()?;
     let mut insert_attempt = conn
@@ -270,11 +271,12 @@ pub(crate) fn complete(
                     r.get::<_, String>(4)?,
                     r.get::<_, Option<String>>(5)?,
                     EventId(uuid_at(r, 6)?),
+                    r.get::<_, Option<i64>>(7)?,
                 ))
             })
             .optional()
             .store()?;
-        let Some((seq, state, attempts, flow, destination, order_key, event)) = row else {
+        let Some((seq, state, attempts, flow, destination, order_key, event, lease)) = row else {
             tracing::warn!(delivery = %o.id, "outcome for an unknown delivery ignored");
             continue;
         };
@@ -305,8 +307,9 @@ pub(crate) fn complete(
                 .store()?;
         }
         let counted = i64::from(o.attempt.is_some());
-        if state != IN_FLIGHT {
-            // Replayed or settled meanwhile: keep the attempt, leave the state alone.
+        if state != IN_FLIGHT || !o.settles(lease) {
+            // Replayed, settled or claimed again meanwhile: keep the attempt, leave the
+            // state alone.
             if counted == 1 {
                 count_only.execute([seq]).store()?;
             }
