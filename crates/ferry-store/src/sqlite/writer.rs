@@ -237,16 +237,8 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
                 Err(e) => tracing::warn!(error = %e, "store: cannot change PRAGMA synchronous"),
             }
         }
-        let (verdict, outcome) = run_batch(&conn, &mut batch, &stats, &health, &mut head);
-        if matches!(outcome, Ok(true)) && sync == SyncMode::Deferred {
-            stats.deferred.fetch_add(1, Ordering::Relaxed);
-        }
+        let verdict = run_batch(&conn, &mut batch, &stats, &health, &mut head, sync);
         space.after_batch(&conn, &health, &verdict);
-        // A lone command that failed was rolled back; it answers with its own error.
-        let outcome = outcome.map(|_| ());
-        for cmd in batch.drain(..) {
-            cmd.answer(outcome.as_ref().map(|_| ()));
-        }
     }
     if sync == SyncMode::Deferred
         && let Some(db) = conn.path()
@@ -278,7 +270,8 @@ fn run_batch(
     stats: &Stats,
     health: &Health,
     head: &mut ChainHead,
-) -> (Verdict, StoreResult<bool>) {
+    sync: SyncMode,
+) -> Verdict {
     let n = batch.len() as u64;
     // Rows changed by the attempt whose outcome stands (not by a rolled-back first try).
     let mut changes = conn.total_changes();
@@ -293,6 +286,9 @@ fn run_batch(
         Ok(true) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.commands.fetch_add(n, Ordering::Relaxed);
+            if sync == SyncMode::Deferred {
+                stats.deferred.fetch_add(1, Ordering::Relaxed);
+            }
         }
         // A lone command failed and was rolled back; it answers with its own error.
         Ok(false) => {}
@@ -305,7 +301,11 @@ fn run_batch(
             }
         }
     }
-    (verdict, outcome)
+    let outcome = outcome.map(|_| ());
+    for cmd in batch.drain(..) {
+        cmd.answer(outcome.as_ref().map(|_| ()));
+    }
+    verdict
 }
 
 /// What a batch proved: `outcome` is [`run_transaction`]'s, `changed` whether any row
