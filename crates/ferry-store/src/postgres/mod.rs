@@ -12,6 +12,9 @@
 //! - Reads use a small pool of connections on blocking threads.
 //! - A lost connection fails the calls of that moment with [`StoreError::Unavailable`]
 //!   (ingress answers 503); the next call connects again.
+//! - Every connection plans each statement for its parameters (`plan_cache_mode =
+//!   force_custom_plan`, see `SESSION_SETTINGS`): a prepared statement's generic plan,
+//!   chosen while a table is small, would otherwise stay cached while it grows.
 //!
 //! The blocking `postgres` client (over tokio-postgres) runs on the store's own threads,
 //! as rusqlite does for the SQLite backend: each backend's SQL stays plain, synchronous code.
@@ -95,6 +98,19 @@ impl PgOptions {
     }
 }
 
+/// What every connection sets before its first statement.
+///
+/// `plan_cache_mode = force_custom_plan`: the store's statements are prepared once per
+/// connection and run thousands of times. After five runs PostgreSQL may switch a prepared
+/// statement to a *generic* plan, costed with the table's size at that moment, and keeps it
+/// until the table is analyzed again. On a new or fast-growing table (every table Ferry
+/// writes, on a fresh database and whenever traffic outpaces autovacuum) that plan is a
+/// sequential scan, so an outcome call's lookup of 30 deliveries by id read the whole
+/// `deliveries` table, more slowly as it grew (docs/benchmarks.md, session 15: 2,261 against
+/// 4,113 events/s over 40,000 events). A custom plan costs a planning of each run (tens of
+/// microseconds) and always sees the table's current size.
+const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
+
 /// Makes connections: the parsed URL, the schema to put first on the search path.
 pub(crate) struct Connector {
     config: postgres::Config,
@@ -151,14 +167,15 @@ impl Connector {
                     .trim_start_matches("store cannot commit: PostgreSQL: ")
             ))
         })?;
-        if let Some(schema) = &self.schema {
+        let setup = match &self.schema {
             // Checked by `valid_schema_name`: a plain identifier, safe to quote.
-            client
-                .batch_execute(&format!(
-                    "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET search_path TO \"{schema}\""
-                ))
-                .store()?;
-        }
+            Some(schema) => format!(
+                "{SESSION_SETTINGS}; CREATE SCHEMA IF NOT EXISTS \"{schema}\"; \
+                 SET search_path TO \"{schema}\""
+            ),
+            None => SESSION_SETTINGS.to_owned(),
+        };
+        client.batch_execute(&setup).store()?;
         Ok(client)
     }
 }
@@ -878,5 +895,67 @@ impl LiveNodes {
                 .saturating_add(self.by_region.get(r).copied().unwrap_or(0)),
         };
         n.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The outcome update's shape (`UPDATE … FROM unnest($1) … WHERE seq = u.seq`), prepared
+    /// and run while its table is empty, then run once the table holds 20,000 rows: on the
+    /// store's connections it looks the rows up by key instead of scanning the table with
+    /// the generic plan made when it was empty.
+    #[test]
+    fn a_statement_prepared_on_an_empty_table_follows_its_growth() {
+        let Ok(url) = std::env::var("FERRY_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: FERRY_TEST_POSTGRES_URL is not set (a PostgreSQL URL)");
+            return;
+        };
+        let connector = Connector::new(&PgOptions::new(url)).expect("connector");
+        let mut client = connector.connect().expect("connect");
+        let mode: String = client
+            .query_one("SHOW plan_cache_mode", &[])
+            .expect("show")
+            .get(0);
+        assert_eq!(mode, "force_custom_plan");
+
+        let keys = |from: usize| {
+            let k: Vec<String> = (from..from + 30)
+                .map(|i| (i * 613 % 20_000).to_string())
+                .collect();
+            format!("'{{{}}}'", k.join(","))
+        };
+        let values = format!("'{{{}}}'", vec!["1"; 30].join(","));
+        client
+            .batch_execute(
+                "CREATE TEMP TABLE grows (seq bigint PRIMARY KEY, id uuid NOT NULL UNIQUE,
+                     n integer NOT NULL DEFAULT 0);
+                 PREPARE settle(bigint[], integer[]) AS
+                     UPDATE grows SET n = u.n FROM unnest($1::bigint[], $2::integer[]) AS u (seq, n)
+                     WHERE grows.seq = u.seq",
+            )
+            .expect("prepare");
+        // More than the five runs after which PostgreSQL may settle on a generic plan.
+        for i in 0..8 {
+            client
+                .batch_execute(&format!("EXECUTE settle({}, {values})", keys(i * 30)))
+                .expect("execute");
+        }
+        client
+            .batch_execute("INSERT INTO grows (seq, id) SELECT g, gen_random_uuid() FROM generate_series(1, 20000) g")
+            .expect("grow");
+        let plan: Vec<String> = client
+            .query(
+                &format!("EXPLAIN EXECUTE settle({}, {values})", keys(7)),
+                &[],
+            )
+            .expect("explain")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("Index Scan"), "{plan}");
+        assert!(!plan.contains("Seq Scan on grows"), "{plan}");
     }
 }
