@@ -10,7 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::{Instrument, debug};
 
 use super::conclude::{conclude, conclude_render};
-use super::flush::{Finished, release};
+use super::flush::{Finished, hand_over, release};
 use super::pause::auto_pause;
 use super::{Ctx, LEASE_SAFETY, duration_millis};
 use crate::gate::Admit;
@@ -41,9 +41,8 @@ pub(super) async fn deliver(
     if let Some((ids, started)) = span {
         trace_attempt(&ctx, &delivery, &outcome, &ids, started);
     }
-    // The flusher only goes away after every task has ended, so this cannot fail; if it
-    // somehow did, the claim would expire with its lease and the delivery be sent again.
-    let _ = tx.send(Finished { outcome, slot }).await;
+    drop(delivery);
+    hand_over(&tx, outcome, slot).await;
 }
 
 /// Record the attempt's span: its status, error class, attempt number and outcome. A

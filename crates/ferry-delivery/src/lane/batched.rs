@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 
 use super::attempt::with_audit;
 use super::conclude::{conclude, conclude_render};
-use super::flush::{Finished, release};
+use super::flush::{Finished, hand_over, release};
 use super::pause::auto_pause;
 use super::{Ctx, LEASE_SAFETY, duration_millis};
 use crate::batch::{BatchFailure, BatchSpec, Batcher, batch_id, failed_items, per_record, splits};
@@ -183,13 +183,7 @@ pub(super) async fn send_next(
     for (member, mut outcome) in members.into_iter().zip(outcomes) {
         // Settles this member's claim only (see `attempt::deliver`).
         outcome.claim = Some(member.lease_until);
-        // The flusher outlives every task; if it somehow did not, the claims expire.
-        let _ = tx
-            .send(Finished {
-                outcome,
-                slot: member.slot,
-            })
-            .await;
+        hand_over(&tx, outcome, member.slot).await;
     }
 }
 

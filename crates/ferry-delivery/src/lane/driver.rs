@@ -12,7 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::error;
 
 use super::batched::{self, BatchQueue};
-use super::flush::{Finished, StoreBackoff, flush, release_all};
+use super::flush::{Finished, MAX_BATCH, StoreBackoff, flush, release_all};
 use super::instruments::LaneMetrics;
 use super::{Ctx, LaneConfig, PREFETCH_FACTOR, attempt_timeout, duration_millis, lease};
 use crate::batch::BatchSpec;
@@ -42,7 +42,8 @@ pub(super) struct Lane {
     pub fresh: Option<mpsc::Receiver<Fresh>>,
     /// A delivery claimed at ingress that arrived while the lane was idle.
     pub waiting_fresh: Option<Fresh>,
-    /// The prefetch slots: one per claimed delivery until its outcome is committed.
+    /// The prefetch slots: one per claimed delivery until its outcome is queued for the
+    /// flusher.
     pub slots: Arc<Semaphore>,
     /// To the flusher.
     pub tx: mpsc::Sender<Finished>,
@@ -109,7 +110,8 @@ impl Lane {
             render,
             system,
         });
-        let (tx, rx) = mpsc::channel::<Finished>(prefetch);
+        // Outcomes waiting for the flusher: at least a full batch of them.
+        let (tx, rx) = mpsc::channel::<Finished>(prefetch.max(MAX_BATCH));
         let flusher = tokio::spawn(flush(store, key, rx, wake.clone(), ordered));
         Lane {
             ctx,

@@ -11,7 +11,7 @@ use tracing::{error, warn};
 use ferry_store::now_millis;
 
 /// Outcomes committed per `Store::complete` call, at most.
-const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 /// How long the flusher waits for more outcomes before committing a partial batch.
 const LINGER: Duration = Duration::from_millis(2);
 /// Tries of one `Store::complete` batch before its outcomes are given up on (their claims
@@ -21,10 +21,27 @@ const COMMIT_TRIES: u32 = 8;
 pub(super) const STORE_BACKOFF_MIN: Duration = Duration::from_millis(100);
 pub(super) const STORE_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// A finished delivery on its way to the flusher, still holding its prefetch slot.
+/// A finished delivery's outcome on its way to the flusher. Its prefetch slot is given back
+/// once the outcome is queued (see [`hand_over`]): what the delivery held in memory, its
+/// payload, is gone by then, and the flusher's queue bounds the outcomes waiting.
 pub(super) struct Finished {
     pub outcome: DeliveryOutcome,
-    pub slot: Option<OwnedSemaphorePermit>,
+}
+
+/// Queue `outcome` for the flusher, then give `slot` back. A full queue (the store is
+/// behind) keeps the slot, so the lane stops claiming until the flusher catches up. Held
+/// until the commit instead, the slots made every delivery wait a whole commit (or two)
+/// before its lane could take the next: a lane could deliver at most `prefetch ÷ commit
+/// time`, which a slower store (PostgreSQL) reached first.
+pub(super) async fn hand_over(
+    tx: &mpsc::Sender<Finished>,
+    outcome: DeliveryOutcome,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    // The flusher outlives every task and the lane loop; should it be gone, the claims
+    // expire with their lease and the deliveries are sent again.
+    let _ = tx.send(Finished { outcome }).await;
+    drop(slot);
 }
 
 /// Hand the flusher a release of each delivery a stopping lane still holds, with its prefetch
@@ -34,9 +51,7 @@ pub(super) async fn release_all(
     left: impl IntoIterator<Item = (ClaimedDelivery, Option<OwnedSemaphorePermit>)>,
 ) {
     for (delivery, slot) in left {
-        let outcome = release(&delivery);
-        // The flusher outlives the lane loop; should it be gone, the claims expire instead.
-        let _ = tx.send(Finished { outcome, slot }).await;
+        hand_over(tx, release(&delivery), slot).await;
     }
 }
 
@@ -85,11 +100,8 @@ pub(super) async fn flush(
             || batch
                 .iter()
                 .any(|f| matches!(f.outcome.next, Next::Retry { .. } | Next::Release { .. }));
-        let (outcomes, slots): (Vec<DeliveryOutcome>, Vec<_>) =
-            batch.drain(..).map(|f| (f.outcome, f.slot)).unzip();
+        let outcomes: Vec<DeliveryOutcome> = batch.drain(..).map(|f| f.outcome).collect();
         commit(store.as_ref(), &key, outcomes).await;
-        // Frees the prefetch slots: the lane may claim again.
-        drop(slots);
         if reschedule {
             // The lane's next due time may have moved closer.
             wake.notify_one();

@@ -3,10 +3,12 @@
 //! the store in batches.
 //!
 //! Memory is bounded by the *prefetch*: a lane holds at most `2 × concurrency` claimed
-//! deliveries at a time (queued for a send permit, in flight, or with their outcome waiting
-//! to be committed); a batching lane `max_items × (concurrency + 1)`, one full batch per send
-//! plus the one being filled. A claimed delivery gives its prefetch slot back only once its
-//! outcome is durable, so the backlog stays on disk however large it grows.
+//! deliveries at a time (queued for a send permit, in flight, or with their outcome queued
+//! for the flusher); a batching lane `max_items × (concurrency + 1)`, one full batch per send
+//! plus the one being filled. A claimed delivery gives its prefetch slot back once its
+//! outcome is queued for the flusher (a queue of at most `max(prefetch, 256)` outcomes,
+//! without payloads, and a full queue keeps the slot), so the backlog stays on disk however
+//! large it grows, and a slow commit does not keep the lane from sending.
 //!
 //! By concern:
 //! - `driver`: the loop (gate, prefetch slots, idle sleeps) and the drain when stopped;
