@@ -320,3 +320,47 @@ fn heartbeats_count_the_delivering_nodes_by_region() {
         assert_eq!(live.serving(Some("apac")), 1);
     });
 }
+
+/// The hot references (an event's deliveries, a delivery's attempts) have no foreign keys
+/// since schema version 4: the store keeps them whole. After the purge case (deliveries,
+/// attempts and a purge of finished events), no attempt is left without its delivery and no
+/// delivery without its event, and the purged events' rows are gone from every table.
+#[test]
+fn purge_leaves_no_orphan_rows() {
+    ferry_store::conformance::run_case(async {
+        let Some(schema) = Schema::new() else { return };
+        let store = open(&schema).await;
+        ferry_store::conformance::purge_removes_expired_finished_events(store.clone()).await;
+        let (url, name) = (schema.url.clone(), schema.name.clone());
+        let counts = tokio::task::spawn_blocking(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            c.batch_execute(&format!("SET search_path TO \"{name}\""))
+                .expect("schema");
+            let count = |c: &mut postgres::Client, sql: &str| -> i64 {
+                c.query_one(sql, &[]).expect(sql).get(0)
+            };
+            (
+                count(
+                    &mut c,
+                    "SELECT count(*) FROM attempts a
+                     WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = a.delivery_id)",
+                ),
+                count(
+                    &mut c,
+                    "SELECT count(*) FROM deliveries d
+                     WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.id = d.event_id)",
+                ),
+                count(&mut c, "SELECT count(*) FROM events"),
+                count(&mut c, "SELECT count(*) FROM attempts"),
+            )
+        })
+        .await
+        .expect("count");
+        // Only the young event is left (the case purges the other three), with the attempt
+        // that delivered it.
+        assert_eq!(counts, (0, 0, 1, 1));
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .expect("close");
+    });
+}

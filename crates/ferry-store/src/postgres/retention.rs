@@ -178,6 +178,7 @@ struct Deletes {
     deliveries: Statement,
     attempts: Statement,
     untag: Statement,
+    delete_deliveries: Statement,
     delete: Statement,
 }
 
@@ -191,14 +192,21 @@ impl Deletes {
                 "SELECT flow, destination, state FROM deliveries WHERE event_id = $1
                  ORDER BY seq FOR UPDATE",
             )?,
+            // No foreign key cascades from deliveries to attempts (schema version 4): the
+            // attempts go first, counted as they go.
             attempts: tx.prepare(
-                "SELECT count(*) FROM attempts a JOIN deliveries d ON a.delivery_id = d.id
-                 WHERE d.event_id = $1",
+                "WITH gone AS (
+                     DELETE FROM attempts
+                     WHERE delivery_id IN (SELECT id FROM deliveries WHERE event_id = $1)
+                     RETURNING 1)
+                 SELECT count(*) FROM gone",
             )?,
             untag: tx.prepare(
                 "DELETE FROM event_retention
                  WHERE tag = ANY($1) AND received_at = $2 AND event_id = $3",
             )?,
+            // Their replay records go with them (ON DELETE CASCADE).
+            delete_deliveries: tx.prepare("DELETE FROM deliveries WHERE event_id = $1")?,
             delete: tx.prepare("DELETE FROM events WHERE id = $1")?,
         })
     }
@@ -236,7 +244,8 @@ fn delete_event(
     let attempts: i64 = col(&tx.query_one(&st.attempts, &[&id.0])?, 0)?;
     let all: Vec<String> = tags(&source, &categories).collect();
     tx.execute(&st.untag, &[&all, &received_at, &id.0])?;
-    // Deliveries, their attempts and replay records go with it (ON DELETE CASCADE).
+    // Its deliveries are locked above, so no outcome call can add an attempt meanwhile.
+    tx.execute(&st.delete_deliveries, &[&id.0])?;
     tx.execute(&st.delete, &[&id.0])?;
     Ok(Some((lanes.len() as u64, count64(attempts))))
 }

@@ -222,8 +222,22 @@ const V3: &str = r#"
 ALTER TABLE ferry_nodes ADD COLUMN region text COLLATE "C";
 "#;
 
+/// Version 4: no foreign keys on the two hot references, `deliveries.event_id` and
+/// `attempts.delivery_id`. Each checked row cost a lookup of its parent and a `KEY SHARE`
+/// lock written into the parent's tuple (a dirtied page and a WAL record), for every
+/// delivery appended and every attempt recorded: about a quarter of the database's CPU per
+/// event (docs/benchmarks.md, session 15). The store is their only writer and keeps them
+/// whole itself: an event's deliveries are inserted by the statement that inserts it, an
+/// attempt only for a delivery its outcome call found and locked, and the purge deletes an
+/// event's attempts and deliveries, under the locks it takes, before the event
+/// (`retention`). `delivery_replays` keeps its key (a cold table), and with it its cascade.
+const V4: &str = r#"
+ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_event_id_fkey;
+ALTER TABLE attempts DROP CONSTRAINT IF EXISTS attempts_delivery_id_fkey;
+"#;
+
 /// Every migration, in order. Never edit a released entry; append a new one.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this code writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
