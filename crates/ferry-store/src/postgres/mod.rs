@@ -106,9 +106,9 @@ impl PgOptions {
 /// until the table is analyzed again. On a new or fast-growing table (every table Ferry
 /// writes, on a fresh database and whenever traffic outpaces autovacuum) that plan is a
 /// sequential scan, so an outcome call's lookup of 30 deliveries by id read the whole
-/// `deliveries` table, more slowly as it grew (docs/benchmarks.md, session 15: 2,261 against
-/// 4,113 events/s over 40,000 events). A custom plan costs a planning of each run (tens of
-/// microseconds) and always sees the table's current size.
+/// `deliveries` table, more slowly as it grew (docs/benchmarks.md, session 15: 2,018–2,134
+/// against 3,987–5,053 events/s over 60,000 events). A custom plan costs a planning of each
+/// run (tens of microseconds) and always sees the table's current size.
 const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
 
 /// Makes connections: the parsed URL, the schema to put first on the search path.
