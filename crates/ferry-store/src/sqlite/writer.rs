@@ -234,7 +234,20 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
         if wanted != sync {
             match set_sync(&conn, wanted) {
                 Ok(()) => sync = wanted,
-                Err(e) => tracing::warn!(error = %e, "store: cannot change PRAGMA synchronous"),
+                // Fail closed: a durable call is never answered after a commit made
+                // without its fsync; the callers get the error and may try again.
+                Err(e) if wanted == SyncMode::Full => {
+                    tracing::error!(error = %e, "store: cannot set PRAGMA synchronous=FULL");
+                    let err = StoreError::Unavailable(format!(
+                        "cannot set PRAGMA synchronous=FULL before a commit: {e}"
+                    ));
+                    for command in batch.drain(..) {
+                        command.answer(Err(&err));
+                    }
+                    continue;
+                }
+                // Staying at FULL only costs an fsync the batch could have skipped.
+                Err(e) => tracing::warn!(error = %e, "store: cannot set PRAGMA synchronous=NORMAL"),
             }
         }
         let verdict = run_batch(&conn, &mut batch, &stats, &health, &mut head, sync);
