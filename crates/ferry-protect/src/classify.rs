@@ -16,7 +16,7 @@ use serde_json::Value;
 
 /// One segment of a classified field's pointer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
+pub(crate) enum Segment {
     /// An object property (or an array index written as digits).
     Key(String),
     /// `*`: every array item, or every property.
@@ -99,6 +99,24 @@ impl FieldClasses {
             }
         }
         out
+    }
+
+    /// [`FieldClasses::categories_present`] read from the event's JSON text, without building
+    /// the event (see [`crate::presence`]); a property given twice counts if any of its
+    /// values is there. Not JSON: an error.
+    pub fn categories_present_in_text(
+        &self,
+        json: &[u8],
+    ) -> Result<BTreeSet<String>, serde_json::Error> {
+        let paths: Vec<&[Segment]> = self.fields.iter().map(|f| f.path.as_slice()).collect();
+        let found = crate::presence::present_in_text(json, &paths)?;
+        Ok(self
+            .fields
+            .iter()
+            .zip(found)
+            .filter(|(_, here)| *here)
+            .map(|(f, _)| f.category.clone())
+            .collect())
     }
 
     /// The data subject's identifier: the first subject field present as a string or a
@@ -185,7 +203,7 @@ fn parse(pointer: &str) -> Vec<Segment> {
         .collect()
 }
 
-fn segment_matches(segment: &Segment, key: &str) -> bool {
+pub(crate) fn segment_matches(segment: &Segment, key: &str) -> bool {
     match segment {
         Segment::Any => true,
         Segment::Key(k) => k == key,
@@ -477,6 +495,51 @@ mod tests {
         assert_eq!(c.subject(&json!({"id": 42})).as_deref(), Some("42"));
         assert_eq!(c.subject(&json!({"customer": {"email": null}})), None);
         assert!(c.categories_present(&json!({"customer": null})).is_empty());
+    }
+
+    #[test]
+    fn reading_the_text_finds_what_reading_the_value_finds() {
+        let c = classes();
+        let wildcard = FieldClasses::new(
+            &[
+                ("/*/phone".into(), "user.contact.phone_number".into()),
+                ("".into(), "user.content".into()),
+            ],
+            &[],
+        );
+        let events = [
+            r#"{"customer": {"email": "a@x.io"}, "lines": [{"iban": "DE1"}, {}], "n": 1}"#,
+            r#"{"customer": null, "lines": [{"iban": null}], "sl/ash": "Bob"}"#,
+            r#"{"customer": {"email": null, "x": [1, {"y": "z"}]}, "lines": {"0": {"iban": 1}}}"#,
+            r#"{"customer": {"em\"ail": 1, "email": true}, "sl/ash": 0}"#,
+            r#" [ {"phone": "1"}, {"phone": null} ] "#,
+            r#"{"a": {"phone": 3}, "b": "phone"}"#,
+            r#"{"lines": [[{"iban": "x"}], {"iban": "y"}]}"#,
+            "null",
+            "\"text\"",
+            "{}",
+        ];
+        for text in events {
+            let value: Value = serde_json::from_str(text).unwrap();
+            for classes in [&c, &wildcard] {
+                assert_eq!(
+                    classes.categories_present_in_text(text.as_bytes()).unwrap(),
+                    classes.categories_present(&value),
+                    "{text}"
+                );
+            }
+        }
+        for broken in [
+            r#"{"customer": {"email": "a"}"#,
+            r#"{"n": 1} x"#,
+            "",
+            r#"{"a": tru}"#,
+        ] {
+            assert!(
+                c.categories_present_in_text(broken.as_bytes()).is_err(),
+                "{broken}"
+            );
+        }
     }
 
     #[test]

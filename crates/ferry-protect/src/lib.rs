@@ -17,6 +17,7 @@ pub mod envelope;
 pub mod hasher;
 pub mod keyring;
 pub mod policy;
+mod presence;
 pub mod taxonomy;
 
 pub use classify::{Classifier, FieldClasses, schemas_of_flow};

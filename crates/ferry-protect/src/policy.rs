@@ -218,6 +218,41 @@ impl Protector {
         out
     }
 
+    /// Whether protecting an event classified by `classes` changes nothing of it: every
+    /// category passes and fields without one are not removed. Such an event can go as it
+    /// is ([`Protector::protect_text`]).
+    pub fn passes_all(&self, classes: Option<&FieldClasses>) -> bool {
+        self.unclassified != Unclassified::Deny
+            && classes.is_none_or(|c| {
+                c.fields()
+                    .all(|(_, category)| self.rules.resolve(category).action == Action::Pass)
+            })
+    }
+
+    /// [`Protector::protect`] of an event that [`Protector::passes_all`], from its JSON text
+    /// (not built as a value): what was done, the text itself being what goes. Not JSON: an
+    /// error.
+    pub fn protect_text(
+        &self,
+        classes: Option<&FieldClasses>,
+        json: &[u8],
+    ) -> Result<Protected, serde_json::Error> {
+        let present = match classes {
+            Some(c) => c.categories_present_in_text(json)?,
+            None => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(json)?;
+                BTreeSet::new()
+            }
+        };
+        Ok(Protected {
+            categories_sent: present
+                .into_iter()
+                .map(|category| (category, Action::Pass.as_str().to_string()))
+                .collect(),
+            ..Protected::default()
+        })
+    }
+
     /// Apply the action of `category` to `v`; the action done (a `hash` or `encrypt` that
     /// cannot be done refuses).
     fn apply(&self, category: &str, v: &mut Value) -> Action {
@@ -428,5 +463,53 @@ mod tests {
         let mut plain = json!({"total": 3});
         assert_eq!(allow.protect(None, &mut plain), Protected::default());
         assert_eq!(plain, json!({"total": 3}));
+    }
+
+    #[test]
+    fn an_event_passed_whole_reports_what_protecting_it_reports() {
+        let passing = [
+            policy(&["user"], &[]),
+            policy(
+                &["user.contact"],
+                &[
+                    ("user.name", ProtectAction::Pass),
+                    ("user.financial", ProtectAction::Pass),
+                ],
+            ),
+        ];
+        let text = r#"{"email": "a@x.io", "name": null, "lines": [{"card": "4242"}], "total": 3}"#;
+        for p in &passing {
+            let protector = Protector::new("crm", Some(p), Unclassified::Warn, None, None);
+            assert!(protector.passes_all(Some(&classes())));
+            let mut event: Value = serde_json::from_str(text).unwrap();
+            let expected = protector.protect(Some(&classes()), &mut event);
+            let got = protector
+                .protect_text(Some(&classes()), text.as_bytes())
+                .unwrap();
+            assert_eq!(got, expected);
+            assert_eq!(
+                event,
+                serde_json::from_str::<Value>(text).unwrap(),
+                "unchanged"
+            );
+            assert!(
+                protector
+                    .protect_text(Some(&classes()), b"{\"email\":")
+                    .is_err()
+            );
+        }
+        // One category not passed, or unclassified fields denied: the event is protected.
+        let hashing = policy(&["user"], &[("user.contact.email", ProtectAction::Hash)]);
+        let narrow = policy(&["user.contact", "user.name"], &[]);
+        for p in [&hashing, &narrow] {
+            let protector = Protector::new("crm", Some(p), Unclassified::Allow, None, None);
+            assert!(!protector.passes_all(Some(&classes())));
+        }
+        let mut denying = policy(&["user"], &[]);
+        denying.unclassified = Some(Unclassified::Deny);
+        let protector = Protector::new("crm", Some(&denying), Unclassified::Allow, None, None);
+        assert!(!protector.passes_all(Some(&classes())));
+        assert!(!protector.passes_all(None));
+        assert!(Protector::new("crm", None, Unclassified::Allow, None, None).passes_all(None));
     }
 }

@@ -155,7 +155,8 @@ impl DestinationProtection {
 
     /// `payload` (the stored event of `delivery`) as its destination may receive it, and
     /// the categories it carries with how each was protected. Unchanged (and not parsed)
-    /// when the event's schema classifies nothing and unclassified fields are allowed.
+    /// when the event's schema classifies nothing and unclassified fields are allowed;
+    /// unchanged (only its categories read) when the policy passes every category.
     pub fn apply(
         &self,
         delivery: &ClaimedDelivery,
@@ -164,13 +165,22 @@ impl DestinationProtection {
         let Some(classes) = self.classes_to_protect(delivery) else {
             return Ok((payload.clone(), Vec::new()));
         };
-        let event: Value = serde_json::from_slice(payload).map_err(|_| {
-            // Fail closed: what cannot be read cannot be protected.
+        // Fail closed: what cannot be read cannot be protected.
+        let not_json = |_| {
             RenderError::permanent(
                 "payload_invalid",
                 "the stored event is not JSON, so its classified fields cannot be protected",
             )
-        })?;
+        };
+        if self.protector.passes_all(classes) {
+            // Nothing to change: the stored text goes, only its categories are read.
+            let done = self
+                .protector
+                .protect_text(classes, payload)
+                .map_err(not_json)?;
+            return Ok((payload.clone(), done.categories_sent));
+        }
+        let event: Value = serde_json::from_slice(payload).map_err(not_json)?;
         self.protect_parsed(classes, event)
     }
 

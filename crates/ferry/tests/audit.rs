@@ -176,6 +176,12 @@ async fn the_trail_records_real_traffic_verifies_and_names_tampering() {
             (d["event"].as_str(), d["destination_system"].as_str()),
             (Some(event), Some("dst"))
         );
+        // `dst` receives `user.contact`: the event went as stored, its category recorded.
+        assert_eq!(
+            d["categories_sent"],
+            serde_json::json!([{"category": "user.contact.email", "how": "pass"}]),
+            "{export}"
+        );
     }
     let token_id = ferry::admin::token_id("admin", ADMIN_TOKEN);
     let replayed = of("replayed");
