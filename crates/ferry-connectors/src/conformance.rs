@@ -54,6 +54,7 @@ pub fn delivery(n: usize) -> ClaimedDelivery {
         attempts: 0,
         round_attempts: 0,
         round_started_at: 0,
+        clear_payload: None,
     }
 }
 

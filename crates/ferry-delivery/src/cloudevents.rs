@@ -162,6 +162,7 @@ mod tests {
             attempts: 0,
             round_attempts: 0,
             round_started_at: 0,
+            clear_payload: None,
         }
     }
 

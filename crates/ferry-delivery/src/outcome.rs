@@ -234,6 +234,7 @@ mod tests {
             },
             event_type: None,
             received_at: round_started_at,
+            clear_payload: None,
             headers: vec![],
             payload: Bytes::from_static(b"{}"),
             attempts: round_attempts,

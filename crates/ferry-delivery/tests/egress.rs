@@ -25,6 +25,7 @@ fn claimed() -> ClaimedDelivery {
         attempts: 0,
         round_attempts: 0,
         round_started_at: now_millis(),
+        clear_payload: None,
     }
 }
 

@@ -27,6 +27,7 @@ fn claimed(headers: &[(&str, &str)]) -> ClaimedDelivery {
         attempts: 0,
         round_attempts: 0,
         round_started_at: now_millis(),
+        clear_payload: None,
     }
 }
 

@@ -83,6 +83,7 @@ fn claimed(round_attempts: u32, round_started_at: Millis) -> ClaimedDelivery {
         },
         event_type: None,
         received_at: round_started_at,
+        clear_payload: None,
         headers: Vec::new(),
         payload: Bytes::from_static(b"{}"),
         attempts: round_attempts,

@@ -290,6 +290,11 @@ pub struct ClaimedDelivery {
     pub round_attempts: u32,
     /// When the current round began (creation or last replay): what the age limit counts from.
     pub round_started_at: Millis,
+    /// The payload as it was before encryption at rest, when ingress hands the delivery
+    /// to its lane in memory right after the append: rendering starts from it instead of
+    /// decrypting what ingress just encrypted. Never stored; `None` from a claim, and
+    /// whenever `payload` holds no encrypted field.
+    pub clear_payload: Option<Bytes>,
 }
 
 /// One recorded try of a delivery.

@@ -389,6 +389,7 @@ fn claimed(payload: Value) -> ClaimedDelivery {
         attempts: 0,
         round_attempts: 0,
         round_started_at: 0,
+        clear_payload: None,
     }
 }
 

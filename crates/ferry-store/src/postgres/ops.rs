@@ -382,6 +382,7 @@ pub(crate) fn claim(
             attempts: count(col(r, 7)?),
             round_attempts: count(col(r, 8)?),
             round_started_at: col(r, 9)?,
+            clear_payload: None,
         });
         let state: i32 = col(r, 10)?;
         fx.lanes.moved(

@@ -195,6 +195,7 @@ pub(crate) fn claim(
                 attempts: count_at(r, 7)?,
                 round_attempts: count_at(r, 8)?,
                 round_started_at: r.get(9)?,
+                clear_payload: None,
             })
         })
         .store()?

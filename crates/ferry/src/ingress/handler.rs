@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use bytes::Bytes;
 use ferry_delivery::FreshSlot;
 use ferry_store::{AppendOutcome, ClaimedDelivery, NewEvent, StoreError};
 use serde::{Deserialize, Serialize};
@@ -180,6 +181,9 @@ async fn accept(
         }
     };
     // Classified fields encrypted (with encryption at rest on): the one await of the steps.
+    // The payloads in clear go to the deliveries handed over below, so their lanes do not
+    // decrypt what was just encrypted.
+    let clear = events.clear_payloads();
     let mut events = events
         .seal()
         .await
@@ -187,7 +191,7 @@ async fn accept(
     // Where a lane can take a delivery right away, claim it in the append and hand it over
     // after the commit (see `ferry_delivery::FreshLane`); the others wait in the store and
     // their lanes are woken.
-    let handed = claim_for_lanes(state, route, &mut events, now);
+    let handed = claim_for_lanes(state, route, &mut events, &clear, now);
     let deliveries: Vec<usize> = events.iter().map(|e| e.deliveries.len()).collect();
     let woken: Vec<&ferry_store::LaneKey> = route
         .lanes
@@ -297,11 +301,13 @@ async fn append(
 
 /// Reserve a place in the lane for every delivery whose lane takes it right away, mark the
 /// delivery claimed with that lane's lease, and return what to hand over after the commit:
-/// the event's index, the place, and the delivery as a claim would have returned it.
+/// the event's index, the place, and the delivery as a claim would have returned it, with
+/// its payload in clear (`clear`, each event's) where the stored one is encrypted.
 fn claim_for_lanes(
     state: &IngressState,
     route: &IngressRoute,
     events: &mut [NewEvent],
+    clear: &[Bytes],
     now: ferry_store::Millis,
 ) -> Vec<(usize, FreshSlot, ClaimedDelivery)> {
     let mut handed = Vec::new();
@@ -318,6 +324,7 @@ fn claim_for_lanes(
             deliveries,
             ..
         } = event;
+        let clear_payload = clear.get(index).filter(|c| c[..] != payload[..]).cloned();
         for d in deliveries.iter_mut().filter(|d| d.order_key.is_none()) {
             let Some(lane) = route
                 .lanes
@@ -341,6 +348,7 @@ fn claim_for_lanes(
                 attempts: 0,
                 round_attempts: 0,
                 round_started_at: *received_at,
+                clear_payload: clear_payload.clone(),
             };
             handed.push((index, slot, claimed));
         }

@@ -354,6 +354,11 @@ impl Pending {
         self.events.is_empty()
     }
 
+    /// Each event's payload as made, before [`Pending::seal`] encrypts any field of it.
+    pub fn clear_payloads(&self) -> Vec<Bytes> {
+        self.events.iter().map(|e| e.payload.clone()).collect()
+    }
+
     /// The events, ready to store: classified fields encrypted (when on).
     pub async fn seal(self) -> Result<Vec<NewEvent>, ferry_protect::KeyError> {
         let mut all = Self::seal_all(vec![self]).await?;
