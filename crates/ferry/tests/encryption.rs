@@ -675,3 +675,72 @@ async fn wait_for_dead(hub: SocketAddr) -> Value {
     }
     found.expect("a dead delivery within 30 s")
 }
+
+/// A delivery handed over at ingress carries its payload in clear and renders from it: the
+/// stored (encrypted) payload is not opened. Claimed from the store (no payload in clear),
+/// the same delivery opens the stored one, here an envelope whose key the store never had.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handed_over_delivery_renders_from_its_payload_in_clear() {
+    use ferry::at_rest::AtRest;
+    use ferry::render::DestinationRender;
+    use ferry_delivery::Render;
+    use ferry_store::{ClaimedDelivery, DeliveryId, EventId, LaneKey};
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, data) = (dir.path().join("cfg"), dir.path().join("data"));
+    write_encrypted_config(&cfg, "http://127.0.0.1:9/in", &["k1"]);
+    let config = ferry_config::load_dir(
+        &cfg,
+        &ferry_config::LoadOptions {
+            resolve_secrets: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("config: {e}"))
+    .config;
+    std::fs::create_dir_all(&data).unwrap();
+    let store =
+        Arc::new(ferry_store::sqlite::SqliteStore::open(&data, Default::default()).unwrap());
+    let at_rest = AtRest::open(&config, store)
+        .await
+        .unwrap()
+        .expect("encryption at rest on");
+    let schemas = Arc::new(ferry_schema::SchemaRegistry::load(&config).unwrap());
+    let render = DestinationRender::decrypt_only(schemas).with_at_rest(at_rest);
+
+    let clear = order(0, "ada@example.com");
+    let mut stored = clear.clone();
+    stored["customer"]["email"] = json!("ferry:enc:v1:424242:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    let mut delivery = ClaimedDelivery {
+        id: DeliveryId::new(),
+        event_id: EventId::new(),
+        lane: LaneKey {
+            flow: "orders".into(),
+            destination: "sink".into(),
+        },
+        event_type: Some("order.created".into()),
+        received_at: 0,
+        headers: Vec::new(),
+        payload: Bytes::from(stored.to_string()),
+        attempts: 0,
+        round_attempts: 0,
+        round_started_at: 0,
+        clear_payload: None,
+    };
+    let failed = render
+        .render(&delivery)
+        .await
+        .expect_err("the stored one does not open");
+    assert!(
+        failed.message.contains("424242"),
+        "the unknown key is named: {failed:?}"
+    );
+    delivery.clear_payload = Some(Bytes::from(clear.to_string()));
+    let rendered = render
+        .render(&delivery)
+        .await
+        .expect("rendered from the clear payload");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&rendered.body).unwrap(),
+        clear
+    );
+}
