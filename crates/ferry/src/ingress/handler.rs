@@ -302,12 +302,13 @@ async fn append(
 /// Reserve a place in the lane for every delivery whose lane takes it right away, mark the
 /// delivery claimed with that lane's lease, and return what to hand over after the commit:
 /// the event's index, the place, and the delivery as a claim would have returned it, with
-/// its payload in clear (`clear`, each event's) where the stored one is encrypted.
+/// its payload in clear (`clear`, by event; see `Pending::clear_payloads`) where the stored
+/// one is encrypted.
 fn claim_for_lanes(
     state: &IngressState,
     route: &IngressRoute,
     events: &mut [NewEvent],
-    clear: &[Bytes],
+    clear: &[Option<Bytes>],
     now: ferry_store::Millis,
 ) -> Vec<(usize, FreshSlot, ClaimedDelivery)> {
     let mut handed = Vec::new();
@@ -324,7 +325,12 @@ fn claim_for_lanes(
             deliveries,
             ..
         } = event;
-        let clear_payload = clear.get(index).filter(|c| c[..] != payload[..]).cloned();
+        // Sealing may have found nothing to encrypt: then the stored payload is the one.
+        let clear_payload = clear
+            .get(index)
+            .and_then(Option::as_ref)
+            .filter(|c| c[..] != payload[..])
+            .cloned();
         for d in deliveries.iter_mut().filter(|d| d.order_key.is_none()) {
             let Some(lane) = route
                 .lanes

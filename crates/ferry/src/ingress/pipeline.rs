@@ -354,9 +354,17 @@ impl Pending {
         self.events.is_empty()
     }
 
-    /// Each event's payload as made, before [`Pending::seal`] encrypts any field of it.
-    pub fn clear_payloads(&self) -> Vec<Bytes> {
-        self.events.iter().map(|e| e.payload.clone()).collect()
+    /// The payload as made of each event whose fields [`Pending::seal`] may encrypt (by
+    /// index; `None` for the others). Empty without encryption at rest.
+    pub fn clear_payloads(&self) -> Vec<Option<Bytes>> {
+        if self.unsealed.is_empty() {
+            return Vec::new();
+        }
+        let mut out = vec![None; self.events.len()];
+        for u in &self.unsealed {
+            out[u.index] = Some(self.events[u.index].payload.clone());
+        }
+        out
     }
 
     /// The events, ready to store: classified fields encrypted (when on).
