@@ -735,6 +735,42 @@ mod tests {
         }
     }
 
+    /// The statements a lane runs again and again are prepared once: binding other values
+    /// (every claim binds its own time and number of free slots) does not make SQLite parse
+    /// and plan them again, on the writer or on a reader.
+    #[test]
+    fn binding_new_values_does_not_re_prepare_a_statement() {
+        use rusqlite::StatementStatus;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DB_FILE);
+        let writer = schema::open_writer(&path, &SqliteOptions::default()).expect("open");
+        let reader = schema::open_reader(&path, Duration::from_secs(1), 1024).expect("reader");
+        for conn in [&writer, &reader] {
+            for sql in [
+                ops::CLAIM_SELECT,
+                reads::NEXT_DUE,
+                retention::PURGEABLE,
+                windows::EXPIRED,
+            ] {
+                for value in [1_i64, 64, 7, 500] {
+                    let mut stmt = conn.prepare_cached(sql).expect("prepare");
+                    for i in 1..=stmt.parameter_count() {
+                        stmt.raw_bind_parameter(i, value + i64::try_from(i).expect("index"))
+                            .expect("bind");
+                    }
+                    let mut rows = stmt.raw_query();
+                    while rows.next().expect("step").is_some() {}
+                }
+                let stmt = conn.prepare_cached(sql).expect("prepare");
+                assert_eq!(
+                    stmt.get_status(StatementStatus::RePrepare),
+                    0,
+                    "re-prepared when new values were bound: {sql}"
+                );
+            }
+        }
+    }
+
     /// The purge's queries seek by tag and time (and find a tag's deliveries through
     /// `deliveries_event`), whatever the number of events.
     #[test]

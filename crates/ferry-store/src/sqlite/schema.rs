@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::SqliteOptions;
@@ -320,6 +321,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 pub(crate) fn open_writer(path: &Path, opts: &SqliteOptions) -> StoreResult<Connection> {
     let mut conn = Connection::open(path).store()?;
     conn.busy_timeout(opts.busy_timeout).store()?;
+    stable_plans(&conn)?;
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .store()?;
@@ -354,9 +356,25 @@ pub(crate) fn open_reader(
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).store()?;
     conn.busy_timeout(busy_timeout).store()?;
+    stable_plans(&conn)?;
     set_cache(&conn, cache_kib)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Turns on SQLite's query planner stability guarantee: a statement keeps the plan it was
+/// prepared with whatever values are bound to it.
+///
+/// Without it, SQLite (3.54) marks a statement to be parsed and planned again whenever a
+/// new value is bound to a parameter the planner looked at: a bound `LIMIT`, and any
+/// parameter of a join. Every claim of a lane binds its own time and number of free slots
+/// to a join, so each one re-prepared the statement (about 9 % of the writer thread while a
+/// lane drained a backlog). The store's plans come from its indexes, not from the values
+/// (`hot_queries_use_their_indexes` checks them), so nothing is lost.
+fn stable_plans(conn: &Connection) -> StoreResult<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .store()
+        .map(drop)
 }
 
 fn set_cache(conn: &Connection, kib: u32) -> StoreResult<()> {
