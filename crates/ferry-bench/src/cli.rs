@@ -114,9 +114,13 @@ The hub gets the bench flow with one destination of that kind, its lane paused; 
 events are posted, the lane resumed, and the drain timed until the hub counts every
 accepted event delivered. The stream, queue or table is created for the run, its
 contents counted afterwards, and removed. HTTP's figure: `run --deliver-after-load`.
+`--direct` publishes from the tool itself with no hub, as the destination would: what
+the broker alone confirms per second, the ceiling for the hub's figure.
 
 Examples:
   ferry-bench sink --kind nats --events 50000
+  ferry-bench sink --kind rabbitmq --events 50000 --rabbitmq-queue quorum
+  ferry-bench sink --kind rabbitmq --events 50000 --direct
   ferry-bench sink --kind rabbitmq --events 50000 --batch 100
   ferry-bench sink --kind postgres --events 50000 --batch 500 --hub-concurrency 4")]
     Sink(SinkArgs),
@@ -487,9 +491,29 @@ pub struct SinkArgs {
     /// RabbitMQ broker (a password in the URL is handed to the hub as a secret file).
     #[arg(long, default_value = "amqp://127.0.0.1:5672/%2f")]
     pub amqp_url: String,
+    /// No hub: publish the events from this tool, as the hub's destination does (the same
+    /// number in flight, each waiting for the broker's confirm), to measure the broker alone.
+    #[arg(long, conflicts_with = "batch")]
+    pub direct: bool,
+    /// The type of the durable queue the RabbitMQ run publishes to.
+    #[arg(long, value_enum, default_value_t = RabbitmqQueue::Classic)]
+    pub rabbitmq_queue: RabbitmqQueue,
     /// PostgreSQL database.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     pub postgres_url: String,
+}
+
+/// The type of the durable queue `ferry-bench sink --kind rabbitmq` declares: where the
+/// broker writes a persistent message before it confirms it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RabbitmqQueue {
+    /// A classic queue, the broker's default (`x-queue-version` left to the broker).
+    Classic,
+    /// A classic queue with `x-queue-version: 2` (RabbitMQ 3.10 and later).
+    ClassicV2,
+    /// A quorum queue (`x-queue-type: quorum`): replicated, confirmed after its log is
+    /// written.
+    Quorum,
 }
 
 /// A destination kind `ferry-bench sink` measures.

@@ -20,20 +20,26 @@ use ferry_signature::SigningKey;
 use serde::Deserialize;
 use tokio::task::JoinSet;
 
-use crate::cli::{SinkArgs, SinkKind};
+use crate::cli::{RabbitmqQueue, SinkArgs, SinkKind};
 use crate::clock::Clock;
 use crate::hub::{self, Hub, SinkSpec};
 use crate::metrics;
 use crate::payload::{self, Template};
 use crate::sender::{self, Plan, Shared, Target};
+use lapin::types::AMQPValue;
 
 /// How long the drain may make no progress before the run is given up.
 const STALL: Duration = Duration::from_secs(30);
+
+mod direct;
 
 /// Run `ferry-bench sink`.
 pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
     let run_id = payload::new_run_id();
     let target_sink = Sink::prepare(&args, &run_id).await?;
+    if args.direct {
+        return run_direct(&args, &run_id, target_sink).await;
+    }
     let result = measure(&args, &run_id, &target_sink).await;
     let arrived = target_sink.count().await;
     target_sink.remove().await;
@@ -63,6 +69,33 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
         eprintln!(
             "ferry-bench: {} accepted, {} delivered, {arrived} arrived: the drain is incomplete",
             m.accepted, m.delivered
+        );
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--direct`: publish from this tool with no hub, then check what arrived.
+async fn run_direct(args: &SinkArgs, run_id: &str, sink: Sink) -> anyhow::Result<ExitCode> {
+    let result = direct::publish_all(args, run_id, &sink).await;
+    let arrived = sink.count().await;
+    sink.remove().await;
+    let took = result?;
+    let arrived = arrived?;
+    let secs = took.as_secs_f64();
+    println!(
+        "sink {} direct, no hub (per event, {} in flight): {} published and confirmed in \
+         {secs:.2}s = {:.0}/s; {arrived} at the {}",
+        args.kind.name(),
+        args.hub_concurrency,
+        args.events,
+        args.events as f64 / secs.max(f64::EPSILON),
+        sink.holder(),
+    );
+    if arrived < args.events {
+        eprintln!(
+            "ferry-bench: {} published, {arrived} arrived: some are missing",
+            args.events
         );
         return Ok(ExitCode::from(3));
     }
@@ -261,6 +294,19 @@ impl Sink {
                 .with_context(|| format!("cannot connect to RabbitMQ at {}", args.amqp_url))?;
                 let channel = conn.create_channel().await?;
                 let queue = format!("ferry-bench-{run}");
+                let mut arguments = lapin::types::FieldTable::default();
+                match args.rabbitmq_queue {
+                    RabbitmqQueue::Classic => {}
+                    RabbitmqQueue::ClassicV2 => {
+                        arguments.insert("x-queue-version".into(), AMQPValue::LongInt(2));
+                    }
+                    RabbitmqQueue::Quorum => {
+                        arguments.insert(
+                            "x-queue-type".into(),
+                            AMQPValue::LongString("quorum".into()),
+                        );
+                    }
+                }
                 channel
                     .queue_declare(
                         queue.as_str().into(),
@@ -268,7 +314,7 @@ impl Sink {
                             durable: true,
                             ..Default::default()
                         },
-                        lapin::types::FieldTable::default(),
+                        arguments,
                     )
                     .await
                     .with_context(|| format!("cannot declare the queue {queue}"))?;
