@@ -70,12 +70,7 @@ impl Publisher {
     async fn open(args: &SinkArgs, sink: &Sink) -> anyhow::Result<Self> {
         match sink {
             Sink::Rabbitmq { queue, .. } => {
-                let connection = lapin::Connection::connect(
-                    &args.amqp_url,
-                    lapin::ConnectionProperties::default(),
-                )
-                .await
-                .with_context(|| format!("cannot connect to RabbitMQ at {}", args.amqp_url))?;
+                let connection = super::amqp_connection(&args.amqp_url).await?;
                 let channel = connection.create_channel().await?;
                 channel
                     .confirm_select(ConfirmSelectOptions::default())

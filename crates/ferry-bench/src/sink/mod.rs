@@ -102,6 +102,13 @@ async fn run_direct(args: &SinkArgs, run_id: &str, sink: Sink) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// A connection to the RabbitMQ broker at `url`.
+async fn amqp_connection(url: &str) -> anyhow::Result<lapin::Connection> {
+    lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .with_context(|| format!("cannot connect to RabbitMQ at {url}"))
+}
+
 /// What one run measured.
 struct Measured {
     accepted: u64,
@@ -286,12 +293,7 @@ impl Sink {
                 })
             }
             SinkKind::Rabbitmq => {
-                let conn = lapin::Connection::connect(
-                    &args.amqp_url,
-                    lapin::ConnectionProperties::default(),
-                )
-                .await
-                .with_context(|| format!("cannot connect to RabbitMQ at {}", args.amqp_url))?;
+                let conn = amqp_connection(&args.amqp_url).await?;
                 let channel = conn.create_channel().await?;
                 let queue = format!("ferry-bench-{run}");
                 let mut arguments = lapin::types::FieldTable::default();
