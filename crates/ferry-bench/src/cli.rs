@@ -495,9 +495,9 @@ pub struct SinkArgs {
     /// number in flight, each waiting for the broker's confirm), to measure the broker alone.
     #[arg(long, conflicts_with = "batch")]
     pub direct: bool,
-    /// The type of the durable queue the RabbitMQ run publishes to.
-    #[arg(long, value_enum, default_value_t = RabbitmqQueue::Classic)]
-    pub rabbitmq_queue: RabbitmqQueue,
+    /// The type of the durable queue the RabbitMQ run publishes to [default: classic].
+    #[arg(long, value_enum)]
+    pub rabbitmq_queue: Option<RabbitmqQueue>,
     /// PostgreSQL database.
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
     pub postgres_url: String,

@@ -86,9 +86,7 @@ impl Publisher {
                 js: js.clone(),
                 subject: subject.as_str().into(),
             }),
-            Sink::Postgres { .. } => {
-                bail!("--direct measures a broker alone: it is for --kind nats or rabbitmq")
-            }
+            Sink::Postgres { .. } => bail!("--direct is for a broker, not PostgreSQL"),
         }
     }
 

@@ -35,6 +35,12 @@ mod direct;
 
 /// Run `ferry-bench sink`.
 pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
+    if args.rabbitmq_queue.is_some() && args.kind != SinkKind::Rabbitmq {
+        bail!("--rabbitmq-queue is for --kind rabbitmq");
+    }
+    if args.direct && args.kind == SinkKind::Postgres {
+        bail!("--direct measures a broker alone: it is for --kind nats or rabbitmq");
+    }
     let run_id = payload::new_run_id();
     let target_sink = Sink::prepare(&args, &run_id).await?;
     if args.direct {
@@ -297,7 +303,7 @@ impl Sink {
                 let channel = conn.create_channel().await?;
                 let queue = format!("ferry-bench-{run}");
                 let mut arguments = lapin::types::FieldTable::default();
-                match args.rabbitmq_queue {
+                match args.rabbitmq_queue.unwrap_or(RabbitmqQueue::Classic) {
                     RabbitmqQueue::Classic => {}
                     RabbitmqQueue::ClassicV2 => {
                         arguments.insert("x-queue-version".into(), AMQPValue::LongInt(2));
