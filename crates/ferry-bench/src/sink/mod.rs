@@ -60,9 +60,19 @@ pub async fn run(args: SinkArgs) -> anyhow::Result<ExitCode> {
     let batch = args
         .batch
         .map_or_else(|| "per event".to_string(), |n| format!("batches of {n}"));
+    // Little's law: attempts in flight on average = attempts per second × their mean time.
+    let in_flight = match (m.attempt_mean, args.batch) {
+        (Some(mean), None) => format!(
+            "; mean attempt {:.2} ms, {:.1} in flight on average",
+            mean.as_secs_f64() * 1e3,
+            rate * mean.as_secs_f64()
+        ),
+        (Some(mean), Some(_)) => format!("; mean call {:.2} ms", mean.as_secs_f64() * 1e3),
+        (None, _) => String::new(),
+    };
     println!(
         "sink {} ({batch}, concurrency {}): {} accepted in {:.2}s ({:.0}/s); {} delivered in \
-         {secs:.2}s after the resume = {rate:.0} deliveries/s; {arrived} at the {}",
+         {secs:.2}s after the resume = {rate:.0} deliveries/s{in_flight}; {arrived} at the {}",
         args.kind.name(),
         args.hub_concurrency,
         m.accepted,
@@ -121,6 +131,8 @@ struct Measured {
     delivered: u64,
     load: Duration,
     drain: Duration,
+    /// The mean time of a delivery attempt, from the hub's metrics after the drain.
+    attempt_mean: Option<Duration>,
 }
 
 /// Start the hub, load it with the lane paused, resume and time the drain.
@@ -209,6 +221,7 @@ async fn load_and_drain(
                     delivered: c.delivered,
                     load,
                     drain: resumed.elapsed(),
+                    attempt_mean: attempt_mean(target).await,
                 });
             }
             if c.delivered != last.0 {
@@ -224,6 +237,15 @@ async fn load_and_drain(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The mean of the hub's `ferry_delivery_attempt_duration_seconds`.
+async fn attempt_mean(target: &Target) -> Option<Duration> {
+    let text = metrics::text(target).await?;
+    let timing = metrics::timings(&text)
+        .get("ferry_delivery_attempt_duration_seconds")
+        .copied()?;
+    (timing.count > 0.0).then(|| Duration::from_secs_f64(timing.mean_us / 1e6))
 }
 
 /// The sink lane's counts from `GET /admin/v1/lanes`.
