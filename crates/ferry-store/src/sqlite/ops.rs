@@ -201,13 +201,27 @@ pub(crate) fn claim(
         .store()?
         .collect::<rusqlite::Result<Vec<_>>>()
         .store()?;
-    let mut mark = conn
-        .prepare_cached(
-            "UPDATE deliveries SET state = 1, next_attempt_at = ?1, updated_at = ?2 WHERE seq = ?3",
-        )
-        .store()?;
-    for (seq, state) in seqs {
-        mark.execute(params![lease_until, now, seq]).store()?;
+    if seqs.is_empty() {
+        return Ok(claimed);
+    }
+    // One statement marks them all (the rows' positions as a JSON array).
+    let mut list = String::with_capacity(seqs.len() * 8 + 2);
+    list.push('[');
+    for (i, (seq, _)) in seqs.iter().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&seq.to_string());
+    }
+    list.push(']');
+    conn.prepare_cached(
+        "UPDATE deliveries SET state = 1, next_attempt_at = ?1, updated_at = ?2
+         WHERE seq IN (SELECT value FROM json_each(?3))",
+    )
+    .store()?
+    .execute(params![lease_until, now, list])
+    .store()?;
+    for (_, state) in seqs {
         fx.lanes
             .moved(&lane.flow, &lane.destination, state, IN_FLIGHT);
     }
