@@ -204,16 +204,9 @@ pub(crate) fn claim(
     if seqs.is_empty() {
         return Ok(claimed);
     }
-    // One statement marks them all (the rows' positions as a JSON array).
-    let mut list = String::with_capacity(seqs.len() * 8 + 2);
-    list.push('[');
-    for (i, (seq, _)) in seqs.iter().enumerate() {
-        if i > 0 {
-            list.push(',');
-        }
-        list.push_str(&seq.to_string());
-    }
-    list.push(']');
+    // One statement marks them all (the rows' positions as a JSON array, as `flows_param`).
+    let positions: Vec<i64> = seqs.iter().map(|&(seq, _)| seq).collect();
+    let list = serde_json::Value::from(positions).to_string();
     conn.prepare_cached(
         "UPDATE deliveries SET state = 1, next_attempt_at = ?1, updated_at = ?2
          WHERE seq IN (SELECT value FROM json_each(?3))",
