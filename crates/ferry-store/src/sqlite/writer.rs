@@ -4,7 +4,8 @@
 //! the write connection. The thread blocks for the first command, drains whatever else is
 //! queued (at most `max_batch_commands` commands and about `max_batch_bytes` of payload),
 //! runs them all inside one `BEGIN IMMEDIATE … COMMIT` (one fsync), and only then answers
-//! each caller.
+//! each caller. Commands that arrive while the batch's SQL runs join it before its `COMMIT`
+//! (see `Late`), so they share its fsync rather than wait for the next one.
 //!
 //! Each command runs in its own `SAVEPOINT`, so a command that fails (say, an
 //! invalid request) is rolled back alone while the rest of the batch commits. If the
@@ -213,7 +214,9 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
     let mut batch: Vec<Box<dyn Command>> = Vec::with_capacity(max_commands.min(4096));
     // What the connection is set to now (`open_writer` sets FULL).
     let mut sync = SyncMode::Full;
-    while let Some(first) = rx.blocking_recv() {
+    // A durable command that arrived too late for a deferred batch: it starts the next one.
+    let mut carried: Option<Box<dyn Command>> = None;
+    while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
         let mut bytes = first.cost();
         batch.push(first);
         while batch.len() < max_commands && bytes < bounds.max_bytes {
@@ -250,7 +253,14 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
                 Err(e) => tracing::warn!(error = %e, "store: cannot set PRAGMA synchronous=NORMAL"),
             }
         }
-        let verdict = run_batch(&conn, &mut batch, &stats, &health, &mut head, sync);
+        let mut late = Late {
+            rx: &mut rx,
+            bounds,
+            bytes,
+            sync,
+            carried: &mut carried,
+        };
+        let verdict = run_batch(&conn, &mut batch, &stats, &health, &mut head, &mut late);
         space.after_batch(&conn, &health, &verdict);
     }
     if sync == SyncMode::Deferred
@@ -283,16 +293,17 @@ fn run_batch(
     stats: &Stats,
     health: &Health,
     head: &mut ChainHead,
-    sync: SyncMode,
+    late: &mut Late<'_>,
 ) -> Verdict {
-    let n = batch.len() as u64;
+    let sync = late.sync;
     // Rows changed by the attempt whose outcome stands (not by a rolled-back first try).
     let mut changes = conn.total_changes();
-    let mut outcome = run_transaction(conn, batch, false, health, head);
+    let mut outcome = run_transaction(conn, batch, false, health, head, Some(late));
     if matches!(outcome, Ok(false)) && batch.len() > 1 {
         changes = conn.total_changes();
-        outcome = run_transaction(conn, batch, true, health, head);
+        outcome = run_transaction(conn, batch, true, health, head, None);
     }
+    let n = batch.len() as u64;
     let verdict = verdict(&outcome, conn.total_changes() > changes, batch);
     health.record(&verdict);
     match &outcome {
@@ -337,20 +348,64 @@ fn verdict(outcome: &StoreResult<bool>, changed: bool, batch: &[Box<dyn Command>
     }
 }
 
+/// Commands that arrive while a batch's SQL runs, before its `COMMIT`: they join the batch,
+/// so they share its fsync instead of waiting a whole commit for the next one. Nothing
+/// waits for them; the writer only looks once its batch's commands have run.
+struct Late<'a> {
+    rx: &'a mut mpsc::Receiver<Box<dyn Command>>,
+    bounds: Bounds,
+    /// The batch's payload so far.
+    bytes: usize,
+    /// How the batch commits: a durable command cannot join a batch committed without its
+    /// fsync, so it is carried over to start the next batch.
+    sync: SyncMode,
+    carried: &'a mut Option<Box<dyn Command>>,
+}
+
+impl Late<'_> {
+    /// The next command that may join a batch of `len` commands, if one is queued.
+    fn next(&mut self, len: usize) -> Option<Box<dyn Command>> {
+        if self.carried.is_some()
+            || len >= self.bounds.max_commands.max(1)
+            || self.bytes >= self.bounds.max_bytes
+        {
+            return None;
+        }
+        let cmd = self.rx.try_recv().ok()?;
+        if cmd.durable() && self.sync == SyncMode::Deferred {
+            *self.carried = Some(cmd);
+            return None;
+        }
+        self.bytes += cmd.cost();
+        Some(cmd)
+    }
+}
+
 /// One attempt at the batch. `Ok(true)`: committed, and `head` moved past the batch's audit
 /// records. `Ok(false)`: a command failed outside a savepoint, so everything was rolled
 /// back (its error is kept in the command). `Err`: the transaction could not begin or
-/// commit, or SQLite abandoned it; nothing was applied.
+/// commit, or SQLite abandoned it; nothing was applied. With `late`, commands that arrived
+/// meanwhile join the batch (appended to it) before the `COMMIT`.
 fn run_transaction(
     conn: &Connection,
-    batch: &mut [Box<dyn Command>],
+    batch: &mut Vec<Box<dyn Command>>,
     isolated: bool,
     health: &Health,
     head: &mut ChainHead,
+    mut late: Option<&mut Late<'_>>,
 ) -> StoreResult<bool> {
     exec(conn, "BEGIN IMMEDIATE")?;
     let mut effects = Effects::default();
-    for cmd in batch.iter_mut() {
+    let mut next = 0;
+    loop {
+        if next == batch.len() {
+            match late.as_deref_mut().and_then(|l| l.next(batch.len())) {
+                Some(cmd) => batch.push(cmd),
+                None => break,
+            }
+        }
+        let cmd = &mut batch[next];
+        next += 1;
         let ok = cmd.run(conn, isolated, &mut effects);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (I/O error, disk full, ...).
@@ -412,5 +467,119 @@ fn rollback(conn: &Connection) {
         && let Err(e) = exec(conn, "ROLLBACK")
     {
         tracing::error!(error = %e, "store: rollback failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::sqlite::{DB_FILE, SqliteOptions, schema};
+
+    type Slot = Arc<Mutex<Option<Box<dyn Command>>>>;
+
+    /// A writer on a fresh store in `dir`, fed by the returned sender.
+    fn writer(
+        dir: &std::path::Path,
+    ) -> (
+        mpsc::Sender<Box<dyn Command>>,
+        Arc<Stats>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let conn =
+            schema::open_writer(&dir.join(DB_FILE), &SqliteOptions::default()).expect("open");
+        conn.execute_batch("CREATE TABLE t (x TEXT NOT NULL)")
+            .expect("table");
+        let head = audit::load_head(&conn).expect("head");
+        let stats = Arc::new(Stats::default());
+        let parts = WriterParts {
+            stats: Arc::clone(&stats),
+            health: Arc::new(Health::default()),
+            space: Space::open(dir, 0),
+            bounds: Bounds {
+                max_commands: 64,
+                max_bytes: 1 << 20,
+            },
+            head,
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let thread = std::thread::spawn(move || run(conn, rx, parts));
+        (tx, stats, thread)
+    }
+
+    /// A command that inserts `x`; if `joiner` holds one, it first queues it, as if it
+    /// arrived while this command's SQL ran.
+    fn insert(
+        x: &'static str,
+        durable: bool,
+        tx: mpsc::Sender<Box<dyn Command>>,
+        joiner: Slot,
+    ) -> (Box<dyn Command>, oneshot::Receiver<StoreResult<()>>) {
+        Job::boxed(1, durable, move |conn, _| {
+            if let Some(next) = joiner.lock().expect("lock").take() {
+                tx.try_send(next).map_err(|_| StoreError::Closed)?;
+            }
+            conn.execute("INSERT INTO t (x) VALUES (?1)", [x])
+                .map(|_| ())
+                .map_err(map_err)
+        })
+    }
+
+    fn rows(dir: &std::path::Path) -> Vec<String> {
+        let conn = Connection::open(dir.join(DB_FILE)).expect("open");
+        let mut stmt = conn.prepare("SELECT x FROM t ORDER BY x").expect("prepare");
+        stmt.query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    /// Runs `first`, whose SQL queues `late` meanwhile; returns the writer's counters.
+    fn run_pair(dir: &std::path::Path, first_durable: bool, late_durable: bool) -> Arc<Stats> {
+        let (tx, stats, thread) = writer(dir);
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let (late, late_rx) = insert("b", late_durable, tx.clone(), Arc::new(Mutex::new(None)));
+        *slot.lock().expect("lock") = Some(late);
+        let (first, first_rx) = insert("a", first_durable, tx.clone(), slot);
+        tx.blocking_send(first).expect("send");
+        first_rx.blocking_recv().expect("answer").expect("first");
+        late_rx.blocking_recv().expect("answer").expect("late");
+        drop(tx);
+        thread.join().expect("writer");
+        assert_eq!(rows(dir), ["a", "b"]);
+        stats
+    }
+
+    #[test]
+    fn a_command_that_arrives_during_a_batch_joins_its_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = run_pair(dir.path(), true, true);
+        assert_eq!(stats.commands.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            stats.commits.load(Ordering::Relaxed),
+            1,
+            "the late command should have shared the batch's commit"
+        );
+    }
+
+    #[test]
+    fn a_durable_command_does_not_join_a_batch_committed_without_fsync() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = run_pair(dir.path(), false, true);
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            stats.deferred.load(Ordering::Relaxed),
+            1,
+            "only the first batch may skip its fsync"
+        );
+    }
+
+    #[test]
+    fn a_deferrable_command_joins_a_durable_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stats = run_pair(dir.path(), true, false);
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.deferred.load(Ordering::Relaxed), 0);
     }
 }
