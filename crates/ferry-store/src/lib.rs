@@ -27,6 +27,8 @@ pub use pull::*;
 pub use rejected::*;
 pub use retention::*;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 /// Errors a store can return.
@@ -53,6 +55,9 @@ pub enum StoreError {
 /// Result alias for store calls.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Work to run once an append has committed, given its outcomes (see [`Store::append_then`]).
+pub type OnCommit = Box<dyn FnOnce(&[AppendOutcome]) + Send>;
+
 /// The durable store behind the hub.
 ///
 /// Every mutating call returns only after its changes are durable (committed and synced).
@@ -66,6 +71,23 @@ pub trait Store: Send + Sync + 'static {
     /// event of the same flow with the same window key (then nothing is written for it).
     /// Outcomes are in input order.
     async fn append(&self, events: Vec<NewEvent>) -> StoreResult<Vec<AppendOutcome>>;
+
+    /// [`Store::append`], then `on_commit` with the outcomes once the append is committed,
+    /// before this call answers, and even if the caller stops waiting for the answer. Not
+    /// run if the append fails. This default runs both in a task of its own.
+    async fn append_then(
+        self: Arc<Self>,
+        events: Vec<NewEvent>,
+        on_commit: OnCommit,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        let task = tokio::spawn(async move {
+            let outcome = self.append(events).await?;
+            on_commit(&outcome);
+            Ok(outcome)
+        });
+        task.await
+            .map_err(|e| StoreError::Backend(format!("the append task failed: {e}")))?
+    }
 
     /// Append one page of a pull: its events (as [`Store::append`] does, every event of
     /// `flow`) and the cursor after it, in one transaction: both are stored, or neither.

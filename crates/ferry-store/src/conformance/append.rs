@@ -239,3 +239,60 @@ pub async fn concurrent_appends_all_stored(store: Arc<dyn Store>) {
     let counts = lane_of(&*store, &lane(&f, "crm")).await;
     assert_eq!(counts.pending, 400);
 }
+
+/// `append_then` runs its work once the append is committed, with the outcomes, even when
+/// the caller stopped waiting right after asking; a failed append never runs it.
+pub async fn append_then_runs_at_commit_even_if_abandoned(store: Arc<dyn Store>) {
+    let f = flow("then");
+    let ev = keyed(event(&f, T0, &["crm"]), "then-1");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let on_commit: crate::OnCommit = Box::new(move |outcome| {
+        let _ = tx.send(outcome.to_vec());
+    });
+    // Polled once (the append is asked for), then dropped: the caller is gone.
+    let mut asked = Arc::clone(&store).append_then(vec![ev.clone()], on_commit);
+    std::future::poll_fn(|cx| {
+        let _ = asked.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    drop(asked);
+    let ran =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(30)))
+            .await
+            .expect("join");
+    assert_eq!(ran, Ok(vec![AppendOutcome::Stored(ev.id)]));
+    assert!(store.event(ev.id).await.expect("event").is_some());
+
+    // Run with the outcomes, and before the answer: a re-send is a duplicate.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = Arc::clone(&store)
+        .append_then(
+            vec![ev.clone()],
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome.to_vec());
+            }),
+        )
+        .await
+        .expect("append");
+    assert_eq!(out, vec![AppendOutcome::Duplicate(ev.id)]);
+    assert_eq!(rx.try_recv(), Ok(out));
+
+    // A failed append: nothing runs, and the work is dropped by the time it answers.
+    let mut reuse = event(&f, T0 + 1, &["erp"]);
+    reuse.deliveries[0].id = ev.deliveries[0].id;
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<AppendOutcome>>();
+    let err = Arc::clone(&store)
+        .append_then(
+            vec![reuse],
+            Box::new(move |outcome| {
+                let _ = tx.send(outcome.to_vec());
+            }),
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::Invalid(_))), "{err:?}");
+    assert_eq!(
+        rx.try_recv(),
+        Err(std::sync::mpsc::TryRecvError::Disconnected)
+    );
+}

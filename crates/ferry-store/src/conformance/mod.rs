@@ -89,6 +89,7 @@ macro_rules! conformance_suite {
             dedupe_inside_one_append_call,
             append_rejects_reused_ids_atomically,
             concurrent_appends_all_stored,
+            append_then_runs_at_commit_even_if_abandoned,
             claim_returns_due_oldest_first_within_limit,
             claim_respects_lease,
             stale_claim_outcome_does_not_undo_a_newer_claim,

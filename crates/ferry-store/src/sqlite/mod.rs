@@ -62,9 +62,9 @@ use crate::{
     AppendOutcome, AuditEntry, AuditRecord, ClaimedDelivery, DataKeyId, DataKeyRecord,
     DataKeyStats, DeliveryDetail, DeliveryFilter, DeliveryId, DeliveryOutcome, DeliverySummary,
     EventFilter, EventId, EventSummary, LaneBacklog, LaneCounts, LaneKey, LanePause, Millis,
-    NewDataKey, NewEvent, NewRejected, ObservedFilter, ObservedFlow, PullCheckpoint, PullRunUpdate,
-    PullState, PurgeReport, RejectedId, RejectedRecord, RetentionRules, RewrappedKey, Store,
-    StoreError, StoreResult, StoredEvent, SystemHoldings,
+    NewDataKey, NewEvent, NewRejected, ObservedFilter, ObservedFlow, OnCommit, PullCheckpoint,
+    PullRunUpdate, PullState, PurgeReport, RejectedId, RejectedRecord, RetentionRules,
+    RewrappedKey, Store, StoreError, StoreResult, StoredEvent, SystemHoldings,
 };
 
 /// The database file inside the data dir.
@@ -278,8 +278,24 @@ impl SqliteStore {
         T: Send + 'static,
         F: Fn(&rusqlite::Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
     {
+        self.send_then(cost, durable, work, None).await
+    }
+
+    /// [`send`](Self::send), with work the writer runs on the committed result (see
+    /// [`Job::boxed`]).
+    async fn send_then<T, F>(
+        &self,
+        cost: usize,
+        durable: bool,
+        work: F,
+        after: Option<writer::After<T>>,
+    ) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: Fn(&rusqlite::Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
+    {
         let tx = self.tx.as_ref().ok_or(StoreError::Closed)?;
-        let (cmd, rx) = Job::boxed(cost, durable, work);
+        let (cmd, rx) = Job::boxed(cost, durable, work, after);
         tx.send(cmd).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
@@ -342,6 +358,28 @@ impl Store for SqliteStore {
         let cost = append_cost(&events);
         self.write(cost, move |c, n| ops::append(c, n, &events))
             .await
+    }
+
+    /// The writer thread runs `on_commit` right after the commit, so no task is needed to
+    /// see it run should the caller stop waiting.
+    async fn append_then(
+        self: Arc<Self>,
+        events: Vec<NewEvent>,
+        on_commit: OnCommit,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        if events.is_empty() {
+            on_commit(&[]);
+            return Ok(Vec::new());
+        }
+        let cost = append_cost(&events);
+        let after: writer::After<Vec<AppendOutcome>> = Box::new(move |outcome| on_commit(outcome));
+        self.send_then(
+            cost,
+            true,
+            move |c, n| ops::append(c, n, &events),
+            Some(after),
+        )
+        .await
     }
 
     async fn append_page(

@@ -57,6 +57,9 @@ pub(crate) trait Command: Send {
     fn durable(&self) -> bool;
 }
 
+/// Work a [`Job`] runs on its committed result before answering.
+pub(crate) type After<T> = Box<dyn FnOnce(&T) + Send>;
+
 /// A command built from a closure; its result goes back over a oneshot channel.
 pub(crate) struct Job<T, F> {
     cost: usize,
@@ -64,6 +67,7 @@ pub(crate) struct Job<T, F> {
     work: F,
     result: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
+    after: Option<After<T>>,
 }
 
 impl<T, F> Job<T, F>
@@ -71,11 +75,14 @@ where
     T: Send + 'static,
     F: Fn(&Connection, &mut Effects) -> StoreResult<T> + Send + 'static,
 {
-    /// A command and the receiver of its answer.
+    /// A command and the receiver of its answer. `after`, if any, runs on the writer thread
+    /// with the result once it is committed, before the caller is answered, whether or not
+    /// the caller still waits.
     pub(crate) fn boxed(
         cost: usize,
         durable: bool,
         work: F,
+        after: Option<After<T>>,
     ) -> (Box<dyn Command>, oneshot::Receiver<StoreResult<T>>) {
         let (reply, rx) = oneshot::channel();
         let job = Job {
@@ -84,6 +91,7 @@ where
             work,
             result: None,
             reply,
+            after,
         };
         (Box::new(job), rx)
     }
@@ -132,6 +140,9 @@ where
             (Ok(()), None) => Err(StoreError::Backend("command was not run".to_owned())),
             (Err(e), _) => Err(batch_error(e)),
         };
+        if let (Ok(value), Some(after)) = (&out, self.after) {
+            after(value);
+        }
         // The caller may have gone away (cancelled); its work is committed regardless.
         let _ = self.reply.send(out);
     }
@@ -516,14 +527,19 @@ mod tests {
         tx: mpsc::Sender<Box<dyn Command>>,
         joiner: Slot,
     ) -> (Box<dyn Command>, oneshot::Receiver<StoreResult<()>>) {
-        Job::boxed(1, durable, move |conn, _| {
-            if let Some(next) = joiner.lock().expect("lock").take() {
-                tx.try_send(next).map_err(|_| StoreError::Closed)?;
-            }
-            conn.execute("INSERT INTO t (x) VALUES (?1)", [x])
-                .map(|_| ())
-                .map_err(map_err)
-        })
+        Job::boxed(
+            1,
+            durable,
+            move |conn, _| {
+                if let Some(next) = joiner.lock().expect("lock").take() {
+                    tx.try_send(next).map_err(|_| StoreError::Closed)?;
+                }
+                conn.execute("INSERT INTO t (x) VALUES (?1)", [x])
+                    .map(|_| ())
+                    .map_err(map_err)
+            },
+            None,
+        )
     }
 
     fn rows(dir: &std::path::Path) -> Vec<String> {

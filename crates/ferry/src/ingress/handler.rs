@@ -1,5 +1,7 @@
 //! The ingest handler: one request, one event, committed before the answer.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -274,9 +276,9 @@ async fn accept(
 
 /// Append `events` and, once committed, hand the stored events' claimed deliveries to their
 /// lanes (those of events that were not stored, duplicates, were not stored either; their
-/// places are freed). With deliveries to hand over this runs in a task of its own, so that
-/// it completes even if the sender hangs up meanwhile: a claimed delivery of a committed
-/// append that never reached its lane would wait for its lease to end.
+/// places are freed). The hand-over happens at the commit even if the sender hangs up
+/// meanwhile (see `Store::append_then`): a claimed delivery of a committed append that
+/// never reached its lane would wait for its lease to end.
 async fn append(
     state: &IngressState,
     events: Vec<NewEvent>,
@@ -285,18 +287,16 @@ async fn append(
     if handed.is_empty() {
         return state.store.append(events).await;
     }
-    let store = state.store.clone();
-    let task = tokio::spawn(async move {
-        let outcome = store.append(events).await?;
+    let hand_over = move |outcome: &[AppendOutcome]| {
         for (event, slot, delivery) in handed {
             if matches!(outcome.get(event), Some(AppendOutcome::Stored(_))) {
                 slot.send(delivery);
             }
         }
-        Ok(outcome)
-    });
-    task.await
-        .map_err(|e| StoreError::Backend(format!("the append task failed: {e}")))?
+    };
+    Arc::clone(&state.store)
+        .append_then(events, Box::new(hand_over))
+        .await
 }
 
 /// Reserve a place in the lane for every delivery whose lane takes it right away, mark the
