@@ -287,6 +287,17 @@ async fn half_sent_bodies_are_bounded_in_memory_and_time() {
         s.write_all(&body.as_bytes()[..body.len() - 1]).unwrap();
         stalled.push(s);
     }
+    // A probe sent before the hub has taken every stalled request could take a stalled
+    // body's place in the budget. A request is counted as received just before its body's
+    // bytes are reserved, so wait for all four to be counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while received_total(&metrics_text(hub).await) < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub did not take the stalled requests within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Every byte of the budget is held: a whole new body is refused, not buffered.
     let busy = common::wait_for_status(hub, "busy-1", &body, 503).await;
     assert!(busy.contains("server_busy"), "{busy}");
@@ -305,6 +316,15 @@ async fn half_sent_bodies_are_bounded_in_memory_and_time() {
         text.contains("ferry_ingress_body_timeouts_total 4"),
         "timeouts are counted"
     );
+}
+
+/// `ferry_ingress_received_total`, summed over flows, from a `/metrics` text.
+fn received_total(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("ferry_ingress_received_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
 #[tokio::test]
