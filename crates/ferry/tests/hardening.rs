@@ -290,14 +290,10 @@ async fn half_sent_bodies_are_bounded_in_memory_and_time() {
     // A probe sent before the hub has taken every stalled request could take a stalled
     // body's place in the budget. A request is counted as received just before its body's
     // bytes are reserved, so wait for all four to be counted.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while received_total(&metrics_text(hub).await) < 4 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the hub did not take the stalled requests within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(30, "the hub to take the four stalled requests", || async {
+        received_total(&metrics_text(hub).await) >= 4
+    })
+    .await;
     // Every byte of the budget is held: a whole new body is refused, not buffered.
     let busy = common::wait_for_status(hub, "busy-1", &body, 503).await;
     assert!(busy.contains("server_busy"), "{busy}");

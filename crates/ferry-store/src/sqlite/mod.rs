@@ -281,6 +281,24 @@ impl SqliteStore {
         self.send_then(cost, durable, work, None).await
     }
 
+    /// Appends `events`; `after` runs on the writer thread with the committed outcomes.
+    async fn append_with(
+        &self,
+        events: Vec<NewEvent>,
+        after: Option<writer::After<Vec<AppendOutcome>>>,
+    ) -> StoreResult<Vec<AppendOutcome>> {
+        if events.is_empty() {
+            let none = Vec::new();
+            if let Some(after) = after {
+                after(&none);
+            }
+            return Ok(none);
+        }
+        let cost = append_cost(&events);
+        self.send_then(cost, true, move |c, n| ops::append(c, n, &events), after)
+            .await
+    }
+
     /// [`send`](Self::send), with work the writer runs on the committed result (see
     /// [`Job::boxed`]).
     async fn send_then<T, F>(
@@ -352,12 +370,7 @@ fn append_cost(events: &[NewEvent]) -> usize {
 #[async_trait]
 impl Store for SqliteStore {
     async fn append(&self, events: Vec<NewEvent>) -> StoreResult<Vec<AppendOutcome>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let cost = append_cost(&events);
-        self.write(cost, move |c, n| ops::append(c, n, &events))
-            .await
+        self.append_with(events, None).await
     }
 
     /// The writer thread runs `on_commit` right after the commit, so no task is needed to
@@ -367,19 +380,8 @@ impl Store for SqliteStore {
         events: Vec<NewEvent>,
         on_commit: OnCommit,
     ) -> StoreResult<Vec<AppendOutcome>> {
-        if events.is_empty() {
-            on_commit(&[]);
-            return Ok(Vec::new());
-        }
-        let cost = append_cost(&events);
-        let after: writer::After<Vec<AppendOutcome>> = Box::new(move |outcome| on_commit(outcome));
-        self.send_then(
-            cost,
-            true,
-            move |c, n| ops::append(c, n, &events),
-            Some(after),
-        )
-        .await
+        self.append_with(events, Some(Box::new(move |outcome| on_commit(outcome))))
+            .await
     }
 
     async fn append_page(

@@ -202,6 +202,13 @@ pub(crate) struct Bounds {
     pub max_bytes: usize,
 }
 
+impl Bounds {
+    /// Whether a batch of `len` commands and `bytes` of payload may take one more.
+    fn room(&self, len: usize, bytes: usize) -> bool {
+        len < self.max_commands.max(1) && bytes < self.max_bytes
+    }
+}
+
 /// What the writer thread owns besides its connection and queue.
 pub(crate) struct WriterParts {
     pub stats: Arc<Stats>,
@@ -221,8 +228,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
         bounds,
         mut head,
     } = parts;
-    let max_commands = bounds.max_commands.max(1);
-    let mut batch: Vec<Box<dyn Command>> = Vec::with_capacity(max_commands.min(4096));
+    let mut batch: Vec<Box<dyn Command>> = Vec::with_capacity(bounds.max_commands.clamp(1, 4096));
     // What the connection is set to now (`open_writer` sets FULL).
     let mut sync = SyncMode::Full;
     // A durable command that arrived too late for a deferred batch: it starts the next one.
@@ -230,7 +236,7 @@ pub(crate) fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Command>>, pa
     while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
         let mut bytes = first.cost();
         batch.push(first);
-        while batch.len() < max_commands && bytes < bounds.max_bytes {
+        while bounds.room(batch.len(), bytes) {
             match rx.try_recv() {
                 Ok(cmd) => {
                     bytes += cmd.cost();
@@ -376,10 +382,7 @@ struct Late<'a> {
 impl Late<'_> {
     /// The next command that may join a batch of `len` commands, if one is queued.
     fn next(&mut self, len: usize) -> Option<Box<dyn Command>> {
-        if self.carried.is_some()
-            || len >= self.bounds.max_commands.max(1)
-            || self.bytes >= self.bounds.max_bytes
-        {
+        if self.carried.is_some() || !self.bounds.room(len, self.bytes) {
             return None;
         }
         let cmd = self.rx.try_recv().ok()?;
