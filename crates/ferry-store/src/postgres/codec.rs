@@ -170,7 +170,7 @@ pub(crate) fn sender_params(id: &str) -> [String; 5] {
 }
 
 /// A sender-id match on `e.dedupe_key` with parameters `$n` to `$n+4`: each alternative is
-/// a seek in `events_sender_id`.
+/// a seek in `events_dedupe_key`.
 pub(crate) fn sender_match(n: usize) -> String {
     format!(
         "(e.dedupe_key = ${n} OR (e.dedupe_key > ${} AND e.dedupe_key < ${}) \

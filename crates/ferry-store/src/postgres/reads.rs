@@ -115,7 +115,7 @@ fn attempt_from_row(r: &Row) -> StoreResult<Attempt> {
 }
 
 /// Lists events in id order (time-ordered UUIDs: acceptance order), after the cursor event.
-/// A sender id search seeks in `events_sender_id`; the others walk the primary key.
+/// A sender id search seeks in `events_dedupe_key`; the others walk the primary key.
 pub(crate) fn list_events(
     c: &mut Client,
     filter: &EventFilter,

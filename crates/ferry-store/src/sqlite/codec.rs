@@ -99,7 +99,7 @@ pub(crate) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<DeliverySummar
 
 /// Events whose dedupe key matches a sender id (see [`crate::sender_id_matches`]): the id
 /// itself, or it followed by `#` or `@` and more. Each alternative is a seek (a range) in
-/// `events_sender_id`: `'$'` and `'A'` are the characters after `'#'` and `'@'`. Takes the
+/// `events_dedupe_key`: `'$'` and `'A'` are the characters after `'#'` and `'@'`. Takes the
 /// five parameters of [`sender_params`], on table alias `e`.
 pub(crate) const SENDER_MATCH: &str = "(e.dedupe_key = ? \
      OR (e.dedupe_key > ? AND e.dedupe_key < ?) \
@@ -178,7 +178,7 @@ impl FilterSql {
             f.push("d.received_at < ?", Value::Integer(until));
         }
         if let Some(id) = &filter.sender_id {
-            // The events of that sender id: seeks in `events_sender_id`, then
+            // The events of that sender id: seeks in `events_dedupe_key`, then
             // `deliveries_event` per event.
             f.conditions.push(SENDER_DELIVERIES);
             f.params.extend(sender_params(id));

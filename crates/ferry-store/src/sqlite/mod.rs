@@ -758,12 +758,12 @@ mod tests {
             (order::REORDER, "deliveries_order_key"),
             (
                 "SELECT id FROM events WHERE flow = ?1 AND dedupe_key = ?2",
-                "events_dedupe",
+                "events_dedupe_key",
             ),
             (windows::EXPIRED, "dedupe_windows_expiry"),
             (
                 "SELECT e.id FROM events e WHERE e.dedupe_key = ?1",
-                "events_sender_id",
+                "events_dedupe_key",
             ),
         ] {
             let p = plan(&conn, sql);
@@ -844,7 +844,7 @@ mod tests {
     }
 
     /// A sender id search (the id and its derived `#`/`@` forms) seeks in
-    /// `events_sender_id`, alone or under deliveries; never a scan of every event.
+    /// `events_dedupe_key`, alone or under deliveries; never a scan of every event.
     #[test]
     fn sender_id_searches_seek() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -858,7 +858,7 @@ mod tests {
             ),
         ] {
             let p = plan(&conn, &sql);
-            assert!(p.contains("INDEX events_sender_id "), "{sql}\n=> {p}");
+            assert!(p.contains("INDEX events_dedupe_key "), "{sql}\n=> {p}");
             assert!(
                 !p.contains("SCAN e") && !p.contains("SCAN d"),
                 "{sql}\n=> {p}"
@@ -1013,6 +1013,86 @@ mod tests {
         let report = store.purge_expired(&rules, T0 + 5000, 10).await;
         assert_eq!(report.expect("purge").events, 1);
         assert!(store.event(ev).await.expect("read").is_none());
+    }
+
+    /// Keyed events stored before V9 (under `events_dedupe` and `events_sender_id`) keep
+    /// deduplicating and are still found by sender id once both indexes are replaced by
+    /// `events_dedupe_key`; the same key in another flow is still a different event.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn keyed_events_from_before_v9_still_deduplicate_and_are_found() {
+        use crate::EventFilter;
+        use rusqlite::params;
+
+        const T0: Millis = 1_700_000_000_000;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = EventId::new();
+        let before = schema::MIGRATIONS.len() - 1;
+        {
+            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+            for m in &schema::MIGRATIONS[..before] {
+                conn.execute_batch(m).expect("migration");
+            }
+            conn.pragma_update(None, "user_version", before as i64)
+                .expect("version");
+            conn.execute(
+                "INSERT INTO events (id, flow, source, dedupe_key, received_at, headers, payload)
+                 VALUES (?1, 'f', 's', 'evt_1', ?2, '[]', x'7b7d')",
+                params![old.0.as_bytes(), T0],
+            )
+            .expect("event");
+        }
+
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
+        let event = |flow: &str, key: &str| NewEvent {
+            id: EventId::new(),
+            flow: flow.into(),
+            source: "s".into(),
+            dedupe_key: Some(key.into()),
+            event_type: None,
+            received_at: T0 + 1,
+            headers: Vec::new(),
+            payload: bytes::Bytes::from_static(b"{}"),
+            deliveries: Vec::new(),
+            dedupe_window: None,
+            audit: Default::default(),
+        };
+        let other_flow = event("g", "evt_1");
+        let split = event("f", "evt_1#2");
+        let outcomes = store
+            .append(vec![event("f", "evt_1"), other_flow.clone(), split.clone()])
+            .await
+            .expect("append");
+        assert_eq!(
+            outcomes,
+            vec![
+                AppendOutcome::Duplicate(old),
+                AppendOutcome::Stored(other_flow.id),
+                AppendOutcome::Stored(split.id),
+            ]
+        );
+        let filter = EventFilter {
+            sender_id: Some("evt_1".into()),
+            ..Default::default()
+        };
+        let mut found: Vec<EventId> = store
+            .list_events(&filter, None, 10)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        found.sort_by_key(|id| id.0);
+        let mut want = vec![old, other_flow.id, split.id];
+        want.sort_by_key(|id| id.0);
+        assert_eq!(found, want);
+        store.close().await.expect("close");
+
+        let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
+        let indexes: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("indexes");
+        assert_eq!(indexes, ["events_dedupe_key", "sqlite_autoindex_events_1"]);
     }
 
     /// A writer that dies (here: a panicking command) turns into `Closed`, not a crash.

@@ -180,7 +180,7 @@ pub(crate) fn delivery(conn: &Connection, id: DeliveryId) -> StoreResult<Option<
 }
 
 /// Lists events in id order (time-ordered UUIDs: acceptance order), after the cursor event.
-/// A sender id search seeks in `events_sender_id`; the others walk the primary key.
+/// A sender id search seeks in `events_dedupe_key`; the others walk the primary key.
 pub(crate) fn list_events(
     conn: &Connection,
     filter: &EventFilter,
