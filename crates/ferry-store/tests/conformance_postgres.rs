@@ -364,3 +364,126 @@ fn purge_leaves_no_orphan_rows() {
             .expect("close");
     });
 }
+
+/// Keyed events stored before version 5 (under `events_dedupe` and `events_sender_id`) keep
+/// deduplicating and are still found by sender id once both indexes are replaced by
+/// `events_dedupe_key`; the same key in another flow is still a different event.
+#[test]
+fn keyed_events_from_before_v5_still_deduplicate_and_are_found() {
+    use ferry_store::{AppendOutcome, EventAudit, EventFilter, EventId, NewEvent};
+
+    ferry_store::conformance::run_case(async {
+        let Some(schema) = Schema::new() else { return };
+        let event = |flow: &str, key: &str| NewEvent {
+            id: EventId::new(),
+            flow: flow.into(),
+            source: "shop".into(),
+            dedupe_key: Some(key.into()),
+            event_type: None,
+            received_at: 1_700_000_000_000,
+            headers: Vec::new(),
+            payload: bytes::Bytes::from_static(b"{}"),
+            deliveries: Vec::new(),
+            dedupe_window: None,
+            audit: EventAudit::default(),
+        };
+        let old = event("orders", "evt_1");
+        let store = open(&schema).await;
+        store.append(vec![old.clone()]).await.expect("append");
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .expect("close");
+
+        // The schema as version 4 left it: the two indexes, over the stored event.
+        let sql = format!(
+            "SET search_path TO \"{0}\";
+             DROP INDEX events_dedupe_key;
+             CREATE UNIQUE INDEX events_dedupe ON events (flow, dedupe_key)
+                 WHERE dedupe_key IS NOT NULL;
+             CREATE INDEX events_sender_id ON events (dedupe_key) WHERE dedupe_key IS NOT NULL;
+             UPDATE ferry_schema SET version = 4;",
+            schema.name
+        );
+        let index_sql = format!(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = '{}' \
+             AND tablename = 'events' ORDER BY 1",
+            schema.name
+        );
+        let url = schema.url.clone();
+        let check = index_sql.clone();
+        let before: Vec<String> = tokio::task::spawn_blocking(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            c.batch_execute(&sql).expect("back to version 4");
+            c.query(&check, &[])
+                .expect("indexes")
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        })
+        .await
+        .expect("downgrade");
+        assert!(
+            before.contains(&"events_sender_id".to_string()),
+            "{before:?}"
+        );
+
+        let store = open(&schema).await;
+        let other_flow = event("refunds", "evt_1");
+        let split = event("orders", "evt_1#2");
+        let outcomes = store
+            .append(vec![
+                event("orders", "evt_1"),
+                other_flow.clone(),
+                split.clone(),
+            ])
+            .await
+            .expect("append after the upgrade");
+        assert_eq!(
+            outcomes,
+            vec![
+                AppendOutcome::Duplicate(old.id),
+                AppendOutcome::Stored(other_flow.id),
+                AppendOutcome::Stored(split.id),
+            ]
+        );
+        let filter = EventFilter {
+            sender_id: Some("evt_1".into()),
+            ..Default::default()
+        };
+        let mut found: Vec<EventId> = store
+            .list_events(&filter, None, 10)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        found.sort_by_key(|id| id.0);
+        let mut want = vec![old.id, other_flow.id, split.id];
+        want.sort_by_key(|id| id.0);
+        assert_eq!(found, want);
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .expect("close");
+
+        let url = schema.url.clone();
+        let after: Vec<String> = tokio::task::spawn_blocking(move || {
+            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            c.query(&index_sql, &[])
+                .expect("indexes")
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        })
+        .await
+        .expect("indexes after");
+        assert!(
+            after.contains(&"events_dedupe_key".to_string()),
+            "{after:?}"
+        );
+        assert!(
+            !after.contains(&"events_dedupe".to_string())
+                && !after.contains(&"events_sender_id".to_string()),
+            "{after:?}"
+        );
+    });
+}
