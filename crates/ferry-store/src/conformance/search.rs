@@ -389,3 +389,42 @@ pub async fn replay_is_kept_in_the_history(store: Arc<dyn Store>) {
         ["attempt 1", "replay at 100", "attempt 2", "replay at 200"]
     );
 }
+
+/// For a backend's upgrade test: `old`, stored before the upgrade in `flow` with sender id
+/// `key`, is what a re-send of it names; the same key in another flow is another event; and
+/// a search by `key` finds `old`, that other event and a split's element stored after it.
+/// Nothing else in the store may have that key.
+pub async fn keys_stored_before_an_upgrade_still_work(
+    store: &dyn Store,
+    old: EventId,
+    flow: &str,
+    key: &str,
+) {
+    let other_flow = keyed(event(&format!("{flow}-other"), T0 + 1, &[]), key);
+    let split = keyed(event(flow, T0 + 2, &[]), &format!("{key}#2"));
+    let outcomes = store
+        .append(vec![
+            keyed(event(flow, T0 + 3, &[]), key),
+            other_flow.clone(),
+            split.clone(),
+        ])
+        .await
+        .expect("append after the upgrade");
+    assert_eq!(
+        outcomes,
+        vec![
+            AppendOutcome::Duplicate(old),
+            AppendOutcome::Stored(other_flow.id),
+            AppendOutcome::Stored(split.id),
+        ]
+    );
+    let filter = EventFilter {
+        sender_id: Some(key.to_owned()),
+        ..Default::default()
+    };
+    let mut found = events_of(store, &filter).await;
+    found.sort_by_key(|id| id.0);
+    let mut want = vec![old, other_flow.id, split.id];
+    want.sort_by_key(|id| id.0);
+    assert_eq!(found, want);
+}

@@ -1020,7 +1020,6 @@ mod tests {
     /// `events_dedupe_key`; the same key in another flow is still a different event.
     #[tokio::test(flavor = "multi_thread")]
     async fn keyed_events_from_before_v9_still_deduplicate_and_are_found() {
-        use crate::EventFilter;
         use rusqlite::params;
 
         const T0: Millis = 1_700_000_000_000;
@@ -1043,48 +1042,8 @@ mod tests {
         }
 
         let store = SqliteStore::open(dir.path(), SqliteOptions::default()).expect("open");
-        let event = |flow: &str, key: &str| NewEvent {
-            id: EventId::new(),
-            flow: flow.into(),
-            source: "s".into(),
-            dedupe_key: Some(key.into()),
-            event_type: None,
-            received_at: T0 + 1,
-            headers: Vec::new(),
-            payload: bytes::Bytes::from_static(b"{}"),
-            deliveries: Vec::new(),
-            dedupe_window: None,
-            audit: Default::default(),
-        };
-        let other_flow = event("g", "evt_1");
-        let split = event("f", "evt_1#2");
-        let outcomes = store
-            .append(vec![event("f", "evt_1"), other_flow.clone(), split.clone()])
-            .await
-            .expect("append");
-        assert_eq!(
-            outcomes,
-            vec![
-                AppendOutcome::Duplicate(old),
-                AppendOutcome::Stored(other_flow.id),
-                AppendOutcome::Stored(split.id),
-            ]
-        );
-        let filter = EventFilter {
-            sender_id: Some("evt_1".into()),
-            ..Default::default()
-        };
-        let mut found: Vec<EventId> = store
-            .list_events(&filter, None, 10)
-            .await
-            .expect("search")
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
-        found.sort_by_key(|id| id.0);
-        let mut want = vec![old, other_flow.id, split.id];
-        want.sort_by_key(|id| id.0);
-        assert_eq!(found, want);
+        crate::conformance::keys_stored_before_an_upgrade_still_work(&store, old, "f", "evt_1")
+            .await;
         store.close().await.expect("close");
 
         let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
