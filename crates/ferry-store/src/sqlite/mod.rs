@@ -743,6 +743,17 @@ mod tests {
         steps.join(" | ")
     }
 
+    /// A data file in `dir` as a Ferry whose schema had `version` migrations left it.
+    fn file_at_version(dir: &std::path::Path, version: usize) -> rusqlite::Connection {
+        let conn = rusqlite::Connection::open(dir.join(DB_FILE)).expect("open");
+        for m in &schema::MIGRATIONS[..version] {
+            conn.execute_batch(m).expect("migration");
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .expect("version");
+        conn
+    }
+
     /// The hot queries are index seeks that need no sort, whatever the backlog.
     #[test]
     fn hot_queries_use_their_indexes() {
@@ -878,10 +889,7 @@ mod tests {
         let ev = EventId::new();
         let ids = [DeliveryId::new(), DeliveryId::new(), DeliveryId::new()];
         {
-            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
-            conn.execute_batch(schema::MIGRATIONS[0]).expect("V1");
-            conn.pragma_update(None, "user_version", 1)
-                .expect("version");
+            let conn = file_at_version(dir.path(), 1);
             conn.execute(
                 "INSERT INTO events (id, flow, source, received_at, headers, payload)
                  VALUES (?1, 'f', 's', ?2, '[]', x'7b7d')",
@@ -986,12 +994,7 @@ mod tests {
             .position(|m| std::ptr::eq(*m, schema::V8))
             .expect("V8 is a migration");
         {
-            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
-            for m in &schema::MIGRATIONS[..before] {
-                conn.execute_batch(m).expect("migration");
-            }
-            conn.pragma_update(None, "user_version", before as i64)
-                .expect("version");
+            let conn = file_at_version(dir.path(), before);
             conn.execute(
                 "INSERT INTO events (id, flow, source, received_at, headers, payload)
                  VALUES (?1, 'f', 'legacy', ?2, '[]', x'7b7d')",
@@ -1027,12 +1030,7 @@ mod tests {
         let old = EventId::new();
         let before = schema::MIGRATIONS.len() - 1;
         {
-            let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open");
-            for m in &schema::MIGRATIONS[..before] {
-                conn.execute_batch(m).expect("migration");
-            }
-            conn.pragma_update(None, "user_version", before as i64)
-                .expect("version");
+            let conn = file_at_version(dir.path(), before);
             conn.execute(
                 "INSERT INTO events (id, flow, source, dedupe_key, received_at, headers, payload)
                  VALUES (?1, 'f', 's', 'evt_1', ?2, '[]', x'7b7d')",
