@@ -403,24 +403,7 @@ fn keyed_events_from_before_v5_still_deduplicate_and_are_found() {
              UPDATE ferry_schema SET version = 4;",
             schema.name
         );
-        let index_sql = format!(
-            "SELECT indexname::text FROM pg_indexes WHERE schemaname = '{}' \
-             AND tablename = 'events' ORDER BY 1",
-            schema.name
-        );
-        let url = schema.url.clone();
-        let check = index_sql.clone();
-        let before: Vec<String> = tokio::task::spawn_blocking(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-            c.batch_execute(&sql).expect("back to version 4");
-            c.query(&check, &[])
-                .expect("indexes")
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        })
-        .await
-        .expect("downgrade");
+        let before = run_then_list_event_indexes(&schema, sql).await;
         assert!(
             before.contains(&"events_sender_id".to_string()),
             "{before:?}"
@@ -435,17 +418,7 @@ fn keyed_events_from_before_v5_still_deduplicate_and_are_found() {
             .await
             .expect("close");
 
-        let url = schema.url.clone();
-        let after: Vec<String> = tokio::task::spawn_blocking(move || {
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
-            c.query(&index_sql, &[])
-                .expect("indexes")
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        })
-        .await
-        .expect("indexes after");
+        let after = run_then_list_event_indexes(&schema, String::new()).await;
         assert!(
             after.contains(&"events_dedupe_key".to_string()),
             "{after:?}"
@@ -456,4 +429,25 @@ fn keyed_events_from_before_v5_still_deduplicate_and_are_found() {
             "{after:?}"
         );
     });
+}
+
+/// Runs `sql` in the test database (a blocking client, off the runtime's threads), then
+/// names the indexes of the schema's `events` table.
+async fn run_then_list_event_indexes(schema: &Schema, sql: String) -> Vec<String> {
+    let (url, name) = (schema.url.clone(), schema.name.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.batch_execute(&sql).expect("sql");
+        c.query(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 \
+             AND tablename = 'events' ORDER BY 1",
+            &[&name],
+        )
+        .expect("indexes")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    })
+    .await
+    .expect("blocking client")
 }
