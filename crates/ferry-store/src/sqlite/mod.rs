@@ -34,6 +34,7 @@ mod rejected;
 mod retention;
 mod schema;
 mod space;
+mod wal_gather;
 mod windows;
 mod writer;
 

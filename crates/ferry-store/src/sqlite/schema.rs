@@ -337,7 +337,12 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Opens the writer connection: WAL, `synchronous=FULL`, foreign keys, migrations applied.
 pub(crate) fn open_writer(path: &Path, opts: &SqliteOptions) -> StoreResult<Connection> {
-    let mut conn = Connection::open(path).store()?;
+    // The writer alone writes WAL frames: through `wal_gather`, one `pwrite` per commit.
+    let mut conn = match super::wal_gather::name() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, OpenFlags::default(), vfs),
+        None => Connection::open(path),
+    }
+    .store()?;
     conn.busy_timeout(opts.busy_timeout).store()?;
     stable_plans(&conn)?;
     let mode: String = conn
