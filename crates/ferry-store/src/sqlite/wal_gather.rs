@@ -85,7 +85,6 @@ struct GatherFile {
 }
 
 /// Consecutive bytes written but not yet handed to `unix`.
-#[derive(Default)]
 struct Run {
     offset: i64,
     bytes: Vec<u8>,
@@ -94,6 +93,16 @@ struct Run {
 }
 
 impl Run {
+    /// An empty run with room for `MAX_RUN` bytes: it never grows, and stays below the
+    /// allocator's large-object size (128 KiB).
+    fn new() -> Self {
+        Run {
+            offset: 0,
+            bytes: Vec::with_capacity(MAX_RUN),
+            commit_header: false,
+        }
+    }
+
     fn end(&self) -> i64 {
         self.offset + self.bytes.len() as i64
     }
@@ -182,7 +191,7 @@ unsafe extern "C" fn x_open(
         return rc;
     }
     (*ours).real_methods = real_methods;
-    (*ours).run = Box::into_raw(Box::default());
+    (*ours).run = Box::into_raw(Box::new(Run::new()));
     (*ours).base.pMethods = &GATHER_METHODS;
     rc
 }
