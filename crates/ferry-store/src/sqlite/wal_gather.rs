@@ -273,53 +273,45 @@ unsafe extern "C" fn x_write(
     ffi::SQLITE_OK
 }
 
+/// Writes the run out, then calls `unix`'s method through `call` (`missing` if it has none).
+unsafe fn after_write_out(
+    file: *mut ffi::sqlite3_file,
+    missing: c_int,
+    call: impl FnOnce(&ffi::sqlite3_io_methods) -> Option<c_int>,
+) -> c_int {
+    match write_out(file) {
+        ffi::SQLITE_OK => call(methods(file)).unwrap_or(missing),
+        failed => failed,
+    }
+}
+
 unsafe extern "C" fn x_read(
     file: *mut ffi::sqlite3_file,
     buf: *mut c_void,
     amount: c_int,
     offset: i64,
 ) -> c_int {
-    let rc = write_out(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    match methods(file).xRead {
-        Some(read) => read(real(file), buf, amount, offset),
-        None => ffi::SQLITE_IOERR_READ,
-    }
+    after_write_out(file, ffi::SQLITE_IOERR_READ, |m| {
+        m.xRead.map(|read| read(real(file), buf, amount, offset))
+    })
 }
 
 unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
-    let rc = write_out(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    match methods(file).xTruncate {
-        Some(truncate) => truncate(real(file), size),
-        None => ffi::SQLITE_IOERR_TRUNCATE,
-    }
+    after_write_out(file, ffi::SQLITE_IOERR_TRUNCATE, |m| {
+        m.xTruncate.map(|truncate| truncate(real(file), size))
+    })
 }
 
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    let rc = write_out(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    match methods(file).xSync {
-        Some(sync) => sync(real(file), flags),
-        None => ffi::SQLITE_IOERR_FSYNC,
-    }
+    after_write_out(file, ffi::SQLITE_IOERR_FSYNC, |m| {
+        m.xSync.map(|sync| sync(real(file), flags))
+    })
 }
 
 unsafe extern "C" fn x_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -> c_int {
-    let rc = write_out(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    match methods(file).xFileSize {
-        Some(file_size) => file_size(real(file), size),
-        None => ffi::SQLITE_IOERR_FSTAT,
-    }
+    after_write_out(file, ffi::SQLITE_IOERR_FSTAT, |m| {
+        m.xFileSize.map(|file_size| file_size(real(file), size))
+    })
 }
 
 unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
@@ -351,14 +343,9 @@ unsafe extern "C" fn x_file_control(
     op: c_int,
     arg: *mut c_void,
 ) -> c_int {
-    let rc = write_out(file);
-    if rc != ffi::SQLITE_OK {
-        return rc;
-    }
-    match methods(file).xFileControl {
-        Some(control) => control(real(file), op, arg),
-        None => ffi::SQLITE_NOTFOUND,
-    }
+    after_write_out(file, ffi::SQLITE_NOTFOUND, |m| {
+        m.xFileControl.map(|control| control(real(file), op, arg))
+    })
 }
 
 unsafe extern "C" fn x_sector_size(file: *mut ffi::sqlite3_file) -> c_int {
@@ -390,10 +377,13 @@ mod tests {
         pub(super) static COUNTS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     }
 
-    /// Runs `f` on this thread; returns the WAL writes SQLite made and those `unix` made.
-    fn counted(f: impl FnOnce()) -> (u64, u64) {
+    /// Commits `rows` rows of `size` random bytes in one transaction; returns the WAL
+    /// writes SQLite made on this thread meanwhile and those handed to `unix`.
+    fn commit_rows(conn: &Connection, rows: usize, size: usize) -> (u64, u64) {
         COUNTS.with(|c| c.set((0, 0)));
-        f();
+        let tx = conn.unchecked_transaction().expect("begin");
+        insert(&tx, rows, size);
+        tx.commit().expect("commit");
         COUNTS.with(Cell::get)
     }
 
@@ -445,11 +435,7 @@ mod tests {
         for (synchronous, expected) in [("FULL", 50), ("NORMAL", 100)] {
             conn.pragma_update(None, "synchronous", synchronous)
                 .expect("synchronous");
-            let (gathered, written) = counted(|| {
-                let tx = conn.unchecked_transaction().expect("begin");
-                insert(&tx, 50, 1000);
-                tx.commit().expect("commit");
-            });
+            let (gathered, written) = commit_rows(&conn, 50, 1000);
             assert!(
                 gathered >= 20,
                 "50 KB is many frames, each two writes: {gathered}"
@@ -480,11 +466,7 @@ mod tests {
     fn large_and_rolled_back_transactions_leave_a_sound_log() {
         let dir = tempfile::tempdir().expect("tempdir");
         let conn = writer(dir.path());
-        let (_, written) = counted(|| {
-            let tx = conn.unchecked_transaction().expect("begin");
-            insert(&tx, 3000, 1000);
-            tx.commit().expect("commit");
-        });
+        let (_, written) = commit_rows(&conn, 3000, 1000);
         assert!(
             written >= 24,
             "3 MB is written in runs of less than 128 KiB: {written}"
@@ -496,9 +478,7 @@ mod tests {
         let tx = conn.unchecked_transaction().expect("begin");
         insert(&tx, 2000, 1000);
         tx.rollback().expect("rollback");
-        let tx = conn.unchecked_transaction().expect("begin");
-        insert(&tx, 10, 1000);
-        tx.commit().expect("commit");
+        commit_rows(&conn, 10, 1000);
 
         assert_eq!(rows(&conn), 3010);
         let copy = tempfile::tempdir().expect("tempdir");
