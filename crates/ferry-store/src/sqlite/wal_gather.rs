@@ -475,8 +475,14 @@ mod tests {
         // A cache of 64 KiB makes a 2 MB transaction spill frames before it ends.
         conn.pragma_update(None, "cache_size", -64_i64)
             .expect("cache");
+        COUNTS.with(|c| c.set((0, 0)));
         let tx = conn.unchecked_transaction().expect("begin");
         insert(&tx, 2000, 1000);
+        let (spilled, _) = COUNTS.with(Cell::get);
+        assert!(
+            spilled > 0,
+            "the transaction wrote frames to the WAL before it ended"
+        );
         tx.rollback().expect("rollback");
         commit_rows(&conn, 10, 1000);
 
