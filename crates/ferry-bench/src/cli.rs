@@ -124,6 +124,21 @@ Examples:
   ferry-bench sink --kind rabbitmq --events 50000 --batch 100
   ferry-bench sink --kind postgres --events 50000 --batch 500 --hub-concurrency 4")]
     Sink(SinkArgs),
+    /// Time the disk's write-then-fsync, as the store's writer meets it, with 1, 2 and 4
+    /// writers: the pace of durable commits at low concurrency, and what more writers
+    /// could gain.
+    #[command(after_help = "\
+Each writer thread writes one block (--write-kib, about one commit's WAL frames at 4
+connections) and fsyncs it, in a closed loop, overwriting a ring of 64 blocks written
+beforehand, as a reused WAL is. Each writer count runs for --duration in turn, with a file
+per writer or, with --shared, one file at disjoint offsets. Run it on the disk the hub's
+store lives on: the files go in a fresh directory under --dir, removed afterwards.
+
+Examples:
+  ferry-bench disk
+  ferry-bench disk --dir /var/lib/ferry --writers 1,2,4,8 --duration 5s
+  ferry-bench disk --write-kib 8 --shared --json")]
+    Disk(DiskArgs),
 }
 
 /// How much load, and how it is shaped.
@@ -406,6 +421,29 @@ pub struct LoadArgs {
     pub hub_pid: Option<u32>,
     #[command(flatten)]
     pub faults: FaultOpts,
+}
+
+/// `ferry-bench disk`.
+#[derive(Debug, Args)]
+pub struct DiskArgs {
+    /// Directory on the disk to measure (a scratch directory is made and removed in it).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Writer counts to measure in turn, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub writers: Vec<usize>,
+    /// KiB written before each fsync.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub write_kib: u64,
+    /// How long each writer count runs (e.g. `3s`).
+    #[arg(long, short = 'd', default_value = "3s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// All writers share one file, at disjoint offsets, instead of one file each.
+    #[arg(long)]
+    pub shared: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod cli;
 mod clock;
 mod crash;
 mod destinations;
+mod disk;
 mod faults;
 mod hub;
 mod metrics;
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
         Command::Load(a) => a.load.threads,
         Command::Ceiling(a) => a.threads,
         Command::Crash(a) => a.threads,
-        Command::Sink(_) => None,
+        Command::Sink(_) | Command::Disk(_) => None,
     }
     .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     .max(1);
@@ -64,8 +65,15 @@ fn main() -> ExitCode {
             Command::Ceiling(args) => ceiling::serve(args).await,
             Command::Crash(args) => crash::run(args).await,
             Command::Sink(args) => sink::run(args).await,
+            // Its writers are threads of its own; block_on runs this on the main thread.
+            Command::Disk(args) => disk::run(args),
         }
     });
+    report_exit(result)
+}
+
+/// The exit status for a command's result, with its error on stderr.
+fn report_exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
