@@ -129,7 +129,7 @@ Examples:
     /// could gain.
     #[command(after_help = "\
 Each writer thread writes one block (--write-kib, about one commit's WAL frames at 4
-connections) and fsyncs it, in a closed loop, overwriting a ring of 64 blocks written
+connections) and fsyncs it, in a closed loop, overwriting a ring of 4 MiB of blocks written
 beforehand, as a reused WAL is. Each writer count runs for --duration in turn, with a file
 per writer or, with --shared, one file at disjoint offsets. Run it on the disk the hub's
 store lives on: the files go in a fresh directory under --dir, removed afterwards.
@@ -429,11 +429,12 @@ pub struct DiskArgs {
     /// Directory on the disk to measure (a scratch directory is made and removed in it).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// Writer counts to measure in turn, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
-    pub writers: Vec<usize>,
-    /// KiB written before each fsync.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    /// Writer counts to measure in turn, comma-separated (each 1 to 64).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4",
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub writers: Vec<u64>,
+    /// KiB written before each fsync (1 to 4096).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub write_kib: u64,
     /// How long each writer count runs (e.g. `3s`).
     #[arg(long, short = 'd', default_value = "3s", value_parser = humantime::parse_duration)]

@@ -18,20 +18,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::cli::DiskArgs;
+use crate::receiver::new_histogram;
 
-/// Blocks in each writer's ring: the file is written once before timing, then overwritten.
-const RING_BLOCKS: u64 = 64;
+/// Bytes of each writer's ring: written once before timing, then overwritten block by block.
+const RING_BYTES: u64 = 4 * 1024 * 1024;
 
 /// One writer count's result.
 #[derive(Debug, Serialize)]
 pub struct DiskRow {
     /// Writer threads, each writing then fsyncing in a closed loop.
-    pub writers: usize,
+    pub writers: u64,
     /// Whether the writers shared one file (at disjoint offsets) rather than one file each.
     pub shared_file: bool,
     /// Write-then-fsync rounds completed by all writers together.
@@ -40,37 +41,42 @@ pub struct DiskRow {
     pub syncs_per_sec: f64,
     /// This rate over the first row's.
     pub speedup: f64,
-    /// One write-then-fsync, per writer.
+    /// Median time of one write-then-fsync.
     pub p50_us: u64,
+    /// Its 99th percentile.
     pub p99_us: u64,
+    /// Its slowest.
     pub max_us: u64,
 }
 
 /// The report `--json` prints.
 #[derive(Debug, Serialize)]
 pub struct DiskReport {
+    /// The directory measured (`--dir`).
     pub dir: String,
+    /// Bytes written before each fsync.
     pub write_bytes: u64,
+    /// How long each row ran.
     pub window_secs: f64,
+    /// One row per writer count, in the order given.
     pub rows: Vec<DiskRow>,
 }
 
 /// Runs each writer count in turn in a fresh directory under `--dir`, which is removed.
 pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
-    if args.writers.contains(&0) {
-        bail!("--writers: every count must be at least 1");
+    if args.duration.is_zero() {
+        anyhow::bail!("--duration must be longer than zero");
     }
-    let block = args
-        .write_kib
-        .checked_mul(1024)
-        .context("--write-kib is too large")?;
+    // Bounded by the CLI: `--write-kib` 1 to 4096 (and `--writers` 1 to 64 each).
+    let block = args.write_kib * 1024;
     let scratch = tempfile::Builder::new()
         .prefix("ferry-bench-disk-")
         .tempdir_in(&args.dir)
         .with_context(|| format!("cannot create a directory under {}", args.dir.display()))?;
     let mut rows: Vec<DiskRow> = Vec::with_capacity(args.writers.len());
     for &writers in &args.writers {
-        let (syncs, hist) = measure(scratch.path(), writers, block, args.shared, args.duration)?;
+        let (syncs, hist) = measure(scratch.path(), writers, block, args.shared, args.duration)
+            .with_context(|| format!("{writers} writers under {}", args.dir.display()))?;
         let syncs_per_sec = syncs as f64 / args.duration.as_secs_f64();
         let speedup = rows
             .first()
@@ -129,25 +135,23 @@ fn print_table(report: &DiskReport) {
 /// latencies (µs) merged.
 fn measure(
     dir: &Path,
-    writers: usize,
+    writers: u64,
     block: u64,
     shared: bool,
     window: Duration,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
+    let ring = ring_blocks(block);
     let files: Vec<(Arc<File>, u64)> = if shared {
-        let file = Arc::new(prepare(
-            &dir.join(format!("shared-{writers}")),
-            block,
-            writers,
-        )?);
+        let path = dir.join(format!("shared-{writers}"));
+        let file = Arc::new(prepare(&path, block, ring * writers)?);
         (0..writers)
-            .map(|i| (file.clone(), i as u64 * RING_BLOCKS * block))
+            .map(|i| (file.clone(), i * ring * block))
             .collect()
     } else {
         (0..writers)
             .map(|i| {
                 let path = dir.join(format!("own-{writers}-{i}"));
-                Ok((Arc::new(prepare(&path, block, 1)?), 0))
+                Ok((Arc::new(prepare(&path, block, ring)?), 0))
             })
             .collect::<anyhow::Result<_>>()?
     };
@@ -156,13 +160,13 @@ fn measure(
         .into_iter()
         .map(|(file, base)| {
             let stop = stop.clone();
-            std::thread::spawn(move || write_loop(&file, base, block, &stop))
+            std::thread::spawn(move || write_loop(&file, base, block, ring, &stop))
         })
         .collect();
     std::thread::sleep(window);
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
-    let mut merged = Histogram::<u64>::new(3).context("histogram")?;
+    let mut merged = new_histogram();
     for t in threads {
         let (n, hist) = t
             .join()
@@ -173,9 +177,14 @@ fn measure(
     Ok((total, merged))
 }
 
-/// A file holding `rings` rings of blocks, written and fsynced once, so that the timed
-/// writes overwrite in place.
-fn prepare(path: &PathBuf, block: u64, rings: usize) -> anyhow::Result<File> {
+/// Blocks in one writer's ring (at least one).
+fn ring_blocks(block: u64) -> u64 {
+    (RING_BYTES / block).max(1)
+}
+
+/// A file of `blocks` blocks, written and fsynced once, so that the timed writes overwrite
+/// in place.
+fn prepare(path: &PathBuf, block: u64, blocks: u64) -> anyhow::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -183,7 +192,7 @@ fn prepare(path: &PathBuf, block: u64, rings: usize) -> anyhow::Result<File> {
         .open(path)
         .with_context(|| format!("cannot create {}", path.display()))?;
     let zeros = vec![0u8; usize::try_from(block)?];
-    for i in 0..RING_BLOCKS * rings as u64 {
+    for i in 0..blocks {
         file.write_all_at(&zeros, i * block)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -192,20 +201,23 @@ fn prepare(path: &PathBuf, block: u64, rings: usize) -> anyhow::Result<File> {
     Ok(file)
 }
 
+/// Writes block after block of a ring starting at `base`, each followed by an fsync, until
+/// `stop`.
 fn write_loop(
     file: &File,
     base: u64,
     block: u64,
+    ring: u64,
     stop: &AtomicBool,
 ) -> anyhow::Result<(u64, Histogram<u64>)> {
-    let mut hist = Histogram::<u64>::new(3).context("histogram")?;
+    let mut hist = new_histogram();
     let mut data = vec![0u8; usize::try_from(block)?];
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         // Different bytes each round, so nothing below may skip an unchanged page.
         data[..8].copy_from_slice(&n.to_le_bytes());
         let start = Instant::now();
-        file.write_all_at(&data, base + (n % RING_BLOCKS) * block)
+        file.write_all_at(&data, base + (n % ring) * block)
             .context("write failed")?;
         file.sync_all().context("fsync failed")?;
         hist.saturating_record(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));

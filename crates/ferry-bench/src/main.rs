@@ -69,11 +69,6 @@ fn main() -> ExitCode {
             Command::Disk(args) => disk::run(args),
         }
     });
-    report_exit(result)
-}
-
-/// The exit status for a command's result, with its error on stderr.
-fn report_exit(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

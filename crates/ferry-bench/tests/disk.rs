@@ -63,13 +63,22 @@ fn one_row_per_writer_count_and_nothing_left_behind() {
 fn refuses_what_it_cannot_run() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let out = disk(&["--dir", d, "--writers", "1,0"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--writers"));
+    for (flag, value) in [
+        ("--writers", "1,0"),
+        ("--writers", "65"),
+        ("--write-kib", "0"),
+        ("--write-kib", "4097"),
+        ("--duration", "forever"),
+    ] {
+        let out = disk(&["--dir", d, flag, value]);
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
 
-    let out = disk(&["--dir", d, "--write-kib", "0"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--write-kib"));
+    let out = disk(&["--dir", d, "--duration", "0s"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--duration must be longer than zero"));
 
     let missing = dir.path().join("missing");
     let out = disk(&["--dir", missing.to_str().unwrap()]);
