@@ -37,7 +37,7 @@ pub struct DiskRow {
     pub shared_file: bool,
     /// Write-then-fsync rounds completed by all writers together.
     pub syncs: u64,
-    /// `syncs` per second of the timed window.
+    /// `syncs` per second, from the writers' start until the last one stopped.
     pub syncs_per_sec: f64,
     /// This rate over the first row's.
     pub speedup: f64,
@@ -75,9 +75,10 @@ pub fn run(args: DiskArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create a directory under {}", args.dir.display()))?;
     let mut rows: Vec<DiskRow> = Vec::with_capacity(args.writers.len());
     for &writers in &args.writers {
-        let (syncs, hist) = measure(scratch.path(), writers, block, args.shared, args.duration)
-            .with_context(|| format!("{writers} writers under {}", args.dir.display()))?;
-        let syncs_per_sec = syncs as f64 / args.duration.as_secs_f64();
+        let (syncs, hist, elapsed) =
+            measure(scratch.path(), writers, block, args.shared, args.duration)
+                .with_context(|| format!("{writers} writers under {}", args.dir.display()))?;
+        let syncs_per_sec = syncs as f64 / elapsed.as_secs_f64();
         let speedup = rows
             .first()
             .map_or(1.0, |first| syncs_per_sec / first.syncs_per_sec);
@@ -131,15 +132,15 @@ fn print_table(report: &DiskReport) {
     }
 }
 
-/// `writers` threads write and fsync for `window`; returns the rounds completed and their
-/// latencies (µs) merged.
+/// `writers` threads write and fsync for `window`; returns the rounds completed, their
+/// latencies (µs) merged, and the time from the writers' start until the last one stopped.
 fn measure(
     dir: &Path,
     writers: u64,
     block: u64,
     shared: bool,
     window: Duration,
-) -> anyhow::Result<(u64, Histogram<u64>)> {
+) -> anyhow::Result<(u64, Histogram<u64>, Duration)> {
     let ring = ring_blocks(block);
     let files: Vec<(Arc<File>, u64)> = if shared {
         let path = dir.join(format!("shared-{writers}"));
@@ -156,6 +157,7 @@ fn measure(
             .collect::<anyhow::Result<_>>()?
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
     let threads: Vec<_> = files
         .into_iter()
         .map(|(file, base)| {
@@ -174,7 +176,7 @@ fn measure(
         total += n;
         merged.add(&hist).context("histogram")?;
     }
-    Ok((total, merged))
+    Ok((total, merged, start.elapsed()))
 }
 
 /// Blocks in one writer's ring (at least one).
