@@ -12,7 +12,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,7 +186,7 @@ fn ring_blocks(block: u64) -> u64 {
 
 /// A file of `blocks` blocks, written and fsynced once, so that the timed writes overwrite
 /// in place.
-fn prepare(path: &PathBuf, block: u64, blocks: u64) -> anyhow::Result<File> {
+fn prepare(path: &Path, block: u64, blocks: u64) -> anyhow::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -204,7 +204,7 @@ fn prepare(path: &PathBuf, block: u64, blocks: u64) -> anyhow::Result<File> {
 }
 
 /// Writes block after block of a ring starting at `base`, each followed by an fsync, until
-/// `stop`.
+/// `stop` (at least once).
 fn write_loop(
     file: &File,
     base: u64,
@@ -215,7 +215,8 @@ fn write_loop(
     let mut hist = new_histogram();
     let mut data = vec![0u8; usize::try_from(block)?];
     let mut n = 0u64;
-    while !stop.load(Ordering::Relaxed) {
+    // At least one round, however late the thread starts, so every row has a sample.
+    loop {
         // Different bytes each round, so nothing below may skip an unchanged page.
         data[..8].copy_from_slice(&n.to_le_bytes());
         let start = Instant::now();
@@ -224,6 +225,9 @@ fn write_loop(
         file.sync_all().context("fsync failed")?;
         hist.saturating_record(u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX));
         n += 1;
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
     }
     Ok((n, hist))
 }

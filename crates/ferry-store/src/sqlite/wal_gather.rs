@@ -377,14 +377,22 @@ mod tests {
         pub(super) static COUNTS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
     }
 
-    /// Commits `rows` rows of `size` random bytes in one transaction; returns the WAL
-    /// writes SQLite made on this thread meanwhile and those handed to `unix`.
-    fn commit_rows(conn: &Connection, rows: usize, size: usize) -> (u64, u64) {
+    /// Runs `work` on this thread; returns the WAL writes SQLite made meanwhile and those
+    /// handed to `unix`.
+    fn counted(work: impl FnOnce()) -> (u64, u64) {
         COUNTS.with(|c| c.set((0, 0)));
-        let tx = conn.unchecked_transaction().expect("begin");
-        insert(&tx, rows, size);
-        tx.commit().expect("commit");
+        work();
         COUNTS.with(Cell::get)
+    }
+
+    /// Commits `rows` rows of `size` random bytes in one transaction; returns what
+    /// [`counted`] does.
+    fn commit_rows(conn: &Connection, rows: usize, size: usize) -> (u64, u64) {
+        counted(|| {
+            let tx = conn.unchecked_transaction().expect("begin");
+            insert(&tx, rows, size);
+            tx.commit().expect("commit");
+        })
     }
 
     fn writer(dir: &Path) -> Connection {
@@ -475,10 +483,8 @@ mod tests {
         // A cache of 64 KiB makes a 2 MB transaction spill frames before it ends.
         conn.pragma_update(None, "cache_size", -64_i64)
             .expect("cache");
-        COUNTS.with(|c| c.set((0, 0)));
         let tx = conn.unchecked_transaction().expect("begin");
-        insert(&tx, 2000, 1000);
-        let (spilled, _) = COUNTS.with(Cell::get);
+        let (spilled, _) = counted(|| insert(&tx, 2000, 1000));
         assert!(
             spilled > 0,
             "the transaction wrote frames to the WAL before it ended"
