@@ -6,6 +6,10 @@
 //! readers) every `interval` while commits happen. The writer keeps a much higher
 //! `wal_autocheckpoint` as a safety net should this thread fall behind.
 //!
+//! On Linux its connection writes the database file through `paced_writeback`, so a
+//! checkpoint's pages reach the disk in steps as they are written rather than all at once
+//! in its fsync, ahead of the writer's WAL fsyncs.
+//!
 //! A checkpoint that fails for lack of space (the database file cannot grow) is the first
 //! sign of a full disk; it is reported to the writer, which frees the disk reserve and
 //! checkpoints the whole WAL before the WAL outgrows the reserve (see `space`).
@@ -17,7 +21,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 
 use super::codec::{SqlResultExt, map_err};
 use super::health::Health;
@@ -39,13 +43,27 @@ pub(crate) fn spawn(
     stats: Arc<Stats>,
     health: Arc<Health>,
 ) -> StoreResult<Checkpointer> {
-    let conn = Connection::open(path).store()?;
+    let conn = open(path)?;
     let (stop, stopped) = channel();
     let thread = std::thread::Builder::new()
         .name("ferry-store-checkpoint".to_owned())
         .spawn(move || run(conn, stopped, interval, stats, health))
         .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
     Ok(Checkpointer { stop, thread })
+}
+
+/// Opens the checkpointer's connection: on Linux through `paced_writeback`, so that a
+/// checkpoint's pages reach the disk in steps rather than in one burst at its fsync.
+pub(crate) fn open(path: &Path) -> StoreResult<Connection> {
+    #[cfg(target_os = "linux")]
+    let vfs = super::paced_writeback::name();
+    #[cfg(not(target_os = "linux"))]
+    let vfs: Option<&std::ffi::CStr> = None;
+    match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, OpenFlags::default(), vfs),
+        None => Connection::open(path),
+    }
+    .store()
 }
 
 fn run(

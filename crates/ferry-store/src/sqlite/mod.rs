@@ -26,6 +26,8 @@ mod files;
 mod health;
 mod ops;
 mod order;
+#[cfg(target_os = "linux")]
+mod paced_writeback;
 mod pauses;
 mod pull;
 mod reader;
