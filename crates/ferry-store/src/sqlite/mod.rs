@@ -36,6 +36,7 @@ mod rejected;
 mod retention;
 mod schema;
 mod space;
+mod unix_vfs;
 mod wal_gather;
 mod windows;
 mod writer;

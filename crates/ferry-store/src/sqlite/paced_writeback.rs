@@ -37,6 +37,8 @@ use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
+use super::unix_vfs;
+
 /// The VFS's registered name.
 pub(crate) const NAME: &CStr = c"ferry-paced-writeback";
 
@@ -62,48 +64,22 @@ thread_local! {
 /// `Connection::open_with_flags_and_vfs`, or `None` if SQLite has no `unix` VFS to wrap.
 pub(crate) fn name() -> Option<&'static CStr> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    REGISTERED.get_or_init(register).then_some(NAME)
+    unix_vfs::registered(&REGISTERED, NAME, 0, x_open)
 }
 
-/// `unix` and the copy of its io methods with the paced `xWrite`.
-struct Unix {
-    vfs: *mut ffi::sqlite3_vfs,
-    /// The io methods `unix` gives a database file (the copy is made of these).
-    methods: *const ffi::sqlite3_io_methods,
-    /// `methods`' own `xWrite`.
+/// The io methods `unix` gives a database file, and the copy with the paced `xWrite`.
+struct Methods {
+    /// `unix`'s (the copy is made of these).
+    unix: *const ffi::sqlite3_io_methods,
+    /// `unix`'s `xWrite`.
     write: unsafe extern "C" fn(*mut ffi::sqlite3_file, *const c_void, c_int, i64) -> c_int,
     paced: ffi::sqlite3_io_methods,
 }
-// SAFETY: `unix` and its io methods are immutable statics of SQLite, callable from any
-// thread; `paced` is a plain copy of them.
-unsafe impl Send for Unix {}
-unsafe impl Sync for Unix {}
-static UNIX: OnceLock<Unix> = OnceLock::new();
-/// `unix` itself, set before the VFS is registered.
-struct Parent(*mut ffi::sqlite3_vfs);
-// SAFETY: as for `Unix`.
-unsafe impl Send for Parent {}
-unsafe impl Sync for Parent {}
-static PARENT: OnceLock<Parent> = OnceLock::new();
-
-fn register() -> bool {
-    // SAFETY: `sqlite3_vfs_find` returns SQLite's static `unix` VFS or null. The copy we
-    // register is leaked, so it outlives every connection; it is `unix` but for `xOpen`,
-    // and `unix`'s other methods read only `mxPathname` and `pAppData` of the VFS they are
-    // given, copied unchanged.
-    unsafe {
-        let parent = ffi::sqlite3_vfs_find(c"unix".as_ptr());
-        if parent.is_null() {
-            return false;
-        }
-        let mut vfs = ptr::read(parent);
-        vfs.pNext = ptr::null_mut();
-        vfs.zName = NAME.as_ptr();
-        vfs.xOpen = Some(x_open);
-        PARENT.get_or_init(|| Parent(parent));
-        ffi::sqlite3_vfs_register(Box::leak(Box::new(vfs)), 0) == ffi::SQLITE_OK
-    }
-}
+// SAFETY: `unix`'s io methods are immutable statics of SQLite, callable from any thread;
+// `paced` is a plain copy of them.
+unsafe impl Send for Methods {}
+unsafe impl Sync for Methods {}
+static METHODS: OnceLock<Methods> = OnceLock::new();
 
 unsafe extern "C" fn x_open(
     _vfs: *mut ffi::sqlite3_vfs,
@@ -112,44 +88,32 @@ unsafe extern "C" fn x_open(
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    // `register` sets PARENT before the VFS can be found, so this is always `Some`.
-    let Some(parent) = PARENT.get().map(|p| p.0) else {
-        return ffi::SQLITE_CANTOPEN;
-    };
-    let Some(open) = (*parent).xOpen else {
-        return ffi::SQLITE_CANTOPEN;
-    };
-    let rc = open(parent, name, file, flags, out_flags);
+    let rc = unix_vfs::open(name, file, flags, out_flags);
     if rc == ffi::SQLITE_OK && flags & ffi::SQLITE_OPEN_MAIN_DB != 0 {
-        pace(parent, name, file);
+        pace(name, file);
     }
     rc
 }
 
 /// Swaps in the paced io methods for the database file `file`, just opened by `unix` at
 /// `name`, if its descriptor can be told for sure; otherwise leaves it as it is.
-unsafe fn pace(
-    parent: *mut ffi::sqlite3_vfs,
-    name: *const std::ffi::c_char,
-    file: *mut ffi::sqlite3_file,
-) {
+unsafe fn pace(name: *const std::ffi::c_char, file: *mut ffi::sqlite3_file) {
     let methods = (*file).pMethods;
     if methods.is_null() || name.is_null() {
         return;
     }
-    let unix = UNIX.get_or_init(|| Unix {
-        vfs: parent,
-        methods,
+    let ours = METHODS.get_or_init(|| Methods {
+        unix: methods,
         write: (*methods).xWrite.unwrap_or(no_write),
         paced: ffi::sqlite3_io_methods {
             xWrite: Some(x_write),
             ..ptr::read(methods)
         },
     });
-    if unix.vfs != parent || unix.methods != methods || !fd_is(file, name) {
+    if ours.unix != methods || !fd_is(file, name) {
         return;
     }
-    (*file).pMethods = &unix.paced;
+    (*file).pMethods = &ours.paced;
     #[cfg(test)]
     COUNTS.with(|c| c.set((c.get().0 + 1, c.get().1)));
 }
@@ -186,11 +150,11 @@ unsafe extern "C" fn x_write(
     amount: c_int,
     offset: i64,
 ) -> c_int {
-    // Only files given `paced` get here, and `pace` set UNIX first.
-    let Some(unix) = UNIX.get() else {
+    // Only files given `paced` get here, and `pace` set METHODS first.
+    let Some(ours) = METHODS.get() else {
         return ffi::SQLITE_IOERR_WRITE;
     };
-    let rc = (unix.write)(file, buf, amount, offset);
+    let rc = (ours.write)(file, buf, amount, offset);
     if rc == ffi::SQLITE_OK {
         let written = UNSTEPPED.with(|n| {
             let total = n.get() + u64::try_from(amount).unwrap_or(0);

@@ -30,6 +30,8 @@ use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
+use super::unix_vfs;
+
 /// The VFS's registered name.
 pub(crate) const NAME: &CStr = c"ferry-wal-gather";
 
@@ -43,36 +45,8 @@ const MAX_RUN: usize = 0x1ffff;
 /// `Connection::open_with_flags_and_vfs`, or `None` if SQLite has no `unix` VFS to wrap.
 pub(crate) fn name() -> Option<&'static CStr> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    REGISTERED.get_or_init(register).then_some(NAME)
+    unix_vfs::registered(&REGISTERED, NAME, std::mem::size_of::<GatherFile>(), x_open)
 }
-
-fn register() -> bool {
-    // SAFETY: `sqlite3_vfs_find` returns SQLite's static `unix` VFS or null. The copy we
-    // register is leaked, so it outlives every connection. Its methods other than `xOpen`
-    // are `unix`'s, which do not read the VFS pointer they are given except for
-    // `mxPathname` and `pAppData`, copied unchanged.
-    unsafe {
-        let parent = ffi::sqlite3_vfs_find(c"unix".as_ptr());
-        if parent.is_null() {
-            return false;
-        }
-        let mut vfs = ptr::read(parent);
-        vfs.szOsFile = (std::mem::size_of::<GatherFile>() as c_int) + (*parent).szOsFile;
-        vfs.pNext = ptr::null_mut();
-        vfs.zName = NAME.as_ptr();
-        vfs.xOpen = Some(x_open);
-        let vfs = Box::leak(Box::new(vfs));
-        PARENT.get_or_init(|| Parent(parent));
-        ffi::sqlite3_vfs_register(vfs, 0) == ffi::SQLITE_OK
-    }
-}
-
-/// SQLite's `unix` VFS, which does the real work.
-struct Parent(*mut ffi::sqlite3_vfs);
-// SAFETY: a registered VFS is immutable and SQLite calls it from any thread.
-unsafe impl Send for Parent {}
-unsafe impl Sync for Parent {}
-static PARENT: OnceLock<Parent> = OnceLock::new();
 
 /// The file object SQLite allocates (`szOsFile` bytes): ours, then `unix`'s.
 #[repr(C)]
@@ -163,16 +137,9 @@ unsafe extern "C" fn x_open(
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    // `register` sets PARENT before the VFS can be found, so this is always `Some`.
-    let Some(parent) = PARENT.get().map(|p| p.0) else {
-        return ffi::SQLITE_CANTOPEN;
-    };
-    let Some(open) = (*parent).xOpen else {
-        return ffi::SQLITE_CANTOPEN;
-    };
     if flags & ffi::SQLITE_OPEN_WAL == 0 {
         // Not a WAL: the file is `unix`'s own, in the first bytes of our larger object.
-        return open(parent, name, file, flags, out_flags);
+        return unix_vfs::open(name, file, flags, out_flags);
     }
     let ours = file as *mut GatherFile;
     ptr::write(
@@ -185,7 +152,7 @@ unsafe extern "C" fn x_open(
             run: ptr::null_mut(),
         },
     );
-    let rc = open(parent, name, real(file), flags, out_flags);
+    let rc = unix_vfs::open(name, real(file), flags, out_flags);
     let real_methods = (*real(file)).pMethods;
     if rc != ffi::SQLITE_OK || real_methods.is_null() {
         return rc;
