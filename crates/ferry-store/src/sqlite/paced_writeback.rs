@@ -72,10 +72,8 @@ pub(crate) fn name() -> Option<&'static CStr> {
 
 /// The io methods `unix` gives a database file, and the copy with the paced `xWrite`.
 struct Methods {
-    /// `unix`'s (the copy is made of these).
+    /// `unix`'s (the copy is made of these; the paced `xWrite` calls theirs).
     unix: *const ffi::sqlite3_io_methods,
-    /// `unix`'s `xWrite`.
-    write: unsafe extern "C" fn(*mut ffi::sqlite3_file, *const c_void, c_int, i64) -> c_int,
     paced: ffi::sqlite3_io_methods,
 }
 // SAFETY: `unix`'s io methods are immutable statics of SQLite, callable from any thread;
@@ -107,7 +105,6 @@ unsafe fn pace(name: *const std::ffi::c_char, file: *mut ffi::sqlite3_file) {
     }
     let ours = METHODS.get_or_init(|| Methods {
         unix: methods,
-        write: (*methods).xWrite.unwrap_or(no_write),
         paced: ffi::sqlite3_io_methods {
             xWrite: Some(x_write),
             ..ptr::read(methods)
@@ -138,15 +135,6 @@ unsafe fn fd_is(file: *mut ffi::sqlite3_file, name: *const std::ffi::c_char) -> 
     libc::fstat(fd(file), &mut st) == 0 && st.st_dev == meta.dev() && st.st_ino == meta.ino()
 }
 
-unsafe extern "C" fn no_write(
-    _: *mut ffi::sqlite3_file,
-    _: *const c_void,
-    _: c_int,
-    _: i64,
-) -> c_int {
-    ffi::SQLITE_IOERR_WRITE
-}
-
 unsafe extern "C" fn x_write(
     file: *mut ffi::sqlite3_file,
     buf: *const c_void,
@@ -154,10 +142,10 @@ unsafe extern "C" fn x_write(
     offset: i64,
 ) -> c_int {
     // Only files given `paced` get here, and `pace` set METHODS first.
-    let Some(ours) = METHODS.get() else {
+    let Some(write) = METHODS.get().and_then(|m| (*m.unix).xWrite) else {
         return ffi::SQLITE_IOERR_WRITE;
     };
-    let rc = (ours.write)(file, buf, amount, offset);
+    let rc = write(file, buf, amount, offset);
     if rc == ffi::SQLITE_OK {
         let written = UNSTEPPED.with(|n| {
             let total = n.get() + u64::try_from(amount).unwrap_or(0);
